@@ -1,0 +1,709 @@
+//! `config.json`: parsing, `${VAR}` expansion and validation.
+//!
+//! Pure: takes the file's text and a variable lookup, returns the backends in file order or
+//! every problem found, each naming the backend key and field. No I/O, no threads, no
+//! process starting: that is `backend.rs`'s job.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// In file order: the order decides who keeps a contested name.
+    pub backends: Vec<BackendSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSpec {
+    pub name: String,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// A child process speaking JSON-RPC over its stdin/stdout.
+    Stdio(Launch),
+    /// A legacy HTTP+SSE server, optionally started locally first.
+    Sse { url: String, launch: Option<Launch> },
+    /// A Streamable HTTP server.
+    StreamableHttp {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+    /// A server compiled into this binary, run as `mcp-gateway builtin NAME`.
+    Builtin {
+        server: String,
+        timeout_secs: Option<u64>,
+    },
+}
+
+impl Transport {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Transport::Stdio(_) => "stdio",
+            Transport::Sse { .. } => "sse",
+            Transport::StreamableHttp { .. } => "streamable-http",
+            Transport::Builtin { .. } => "builtin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Added to the gateway's own environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+}
+
+/// Every problem found in a config file; `Display` prints one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+/// A parsed config and the warnings (unknown fields and the like) worth printing.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Built-in servers this binary can run (see `servers/`).
+pub const BUILTIN_SERVERS: &[&str] = &["bash"];
+
+/// Parses and validates a config file's text. `lookup` resolves `${VAR}`.
+pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let top: OrderedObject = serde_json::from_str(text)
+        .map_err(|e| ConfigError(vec![format!("config: not valid JSON: {e}")]))?;
+    let mut v = Validator {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        lookup,
+    };
+    let entries = match top.get("mcpServers") {
+        Some(_) => {
+            let mut entries = None;
+            for (key, value) in top.0 {
+                if key == "mcpServers" {
+                    match serde_json::from_value::<OrderedObject>(value) {
+                        Ok(servers) => entries = Some(servers.0),
+                        Err(_) => v.error(
+                            "config: 'mcpServers' must be an object mapping backend names to their settings".into(),
+                        ),
+                    }
+                } else {
+                    v.warn(format!("config: unknown top-level field '{key}' (ignored)"));
+                }
+            }
+            entries.unwrap_or_default()
+        }
+        None => top.0,
+    };
+    let mut backends = Vec::new();
+    for (i, (name, value)) in entries.iter().enumerate() {
+        if entries[..i].iter().any(|(earlier, _)| earlier == name) {
+            v.error(format!("config: backend '{name}' is defined twice"));
+            continue;
+        }
+        if let Some(spec) = v.backend(name, value) {
+            backends.push(spec);
+        }
+    }
+    if backends.is_empty() && v.errors.is_empty() {
+        v.warn("config: no backends are configured; the gateway will serve no tools".into());
+    }
+    if v.errors.is_empty() {
+        Ok(Loaded {
+            config: Config { backends },
+            warnings: v.warnings,
+        })
+    } else {
+        Err(ConfigError(v.errors))
+    }
+}
+
+/// Backend names become name prefixes (`<name>__<tool>`), so they are restricted.
+pub fn check_backend_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a backend name must not be empty".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(format!(
+            "backend name '{name}' has the character {c:?}: only letters, digits and '-' are allowed, because the name prefixes every tool as '{name}__<tool>'"
+        ));
+    }
+    Ok(())
+}
+
+struct Validator<'a> {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+const STDIO_FIELDS: &[&str] = &["type", "command", "args", "env", "cwd"];
+const SSE_FIELDS: &[&str] = &["type", "url", "command", "args", "env", "cwd"];
+const HTTP_FIELDS: &[&str] = &["type", "url", "headers"];
+const BUILTIN_FIELDS: &[&str] = &["type", "server", "timeout"];
+
+impl Validator<'_> {
+    fn error(&mut self, message: String) {
+        self.errors.push(message);
+    }
+
+    fn warn(&mut self, message: String) {
+        self.warnings.push(message);
+    }
+
+    fn backend(&mut self, name: &str, value: &Value) -> Option<BackendSpec> {
+        if let Err(e) = check_backend_name(name) {
+            self.error(format!("config: {e}"));
+            return None;
+        }
+        let ctx = format!("config: backend '{name}'");
+        let Some(obj) = value.as_object() else {
+            self.error(format!(
+                "{ctx}: expected an object with its settings, got {}",
+                kind(value)
+            ));
+            return None;
+        };
+        let ty = match obj.get("type") {
+            None => infer_type(obj),
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'type': expected a string, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+        };
+        let (fields, transport) = match ty {
+            Some("stdio") => (
+                STDIO_FIELDS,
+                self.launch(&ctx, obj, true).map(Transport::Stdio),
+            ),
+            Some("sse") => {
+                let url = self.url(&ctx, obj);
+                let launch = if obj.contains_key("command") {
+                    self.launch(&ctx, obj, true).map(Some)
+                } else {
+                    self.launch(&ctx, obj, false).map(|_| None)
+                };
+                (
+                    SSE_FIELDS,
+                    url.zip(launch)
+                        .map(|(url, launch)| Transport::Sse { url, launch }),
+                )
+            }
+            Some("streamable-http" | "http") => {
+                let url = self.url(&ctx, obj);
+                let headers = self.string_map(&ctx, obj, "headers");
+                (
+                    HTTP_FIELDS,
+                    url.zip(headers)
+                        .map(|(url, headers)| Transport::StreamableHttp { url, headers }),
+                )
+            }
+            Some("builtin") => (BUILTIN_FIELDS, self.builtin(&ctx, obj)),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'type': unknown type '{other}' (expected one of stdio, sse, streamable-http, builtin)"
+                ));
+                return None;
+            }
+            None => {
+                self.error(format!(
+                    "{ctx}: field 'type' is missing and cannot be inferred: give 'type' (stdio, sse, streamable-http, builtin), or 'command' for a stdio server, or 'url' for an HTTP one"
+                ));
+                return None;
+            }
+        };
+        for key in obj.keys() {
+            if !fields.contains(&key.as_str()) {
+                self.warn(format!(
+                    "{ctx}: unknown field '{key}' for type '{}' (ignored)",
+                    ty.unwrap_or_default()
+                ));
+            }
+        }
+        transport.map(|transport| BackendSpec {
+            name: name.to_string(),
+            transport,
+        })
+    }
+
+    /// Reads command/args/env/cwd. With `need_command` false only checks the optional ones.
+    fn launch(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        need_command: bool,
+    ) -> Option<Launch> {
+        let errors_before = self.errors.len();
+        let command = match obj.get("command") {
+            Some(Value::String(c)) if !c.trim().is_empty() => self.expand(ctx, "command", c),
+            Some(Value::String(_)) => {
+                self.error(format!("{ctx}: field 'command': must not be empty"));
+                None
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'command': expected a string, got {}",
+                    kind(other)
+                ));
+                None
+            }
+            None if need_command => {
+                self.error(format!(
+                    "{ctx}: field 'command' is required (the program to start)"
+                ));
+                None
+            }
+            None => None,
+        };
+        let mut args = Vec::new();
+        match obj.get("args") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => {
+                            if let Some(s) = self.expand(ctx, &format!("args[{i}]"), s) {
+                                args.push(s);
+                            }
+                        }
+                        other => self.error(format!(
+                            "{ctx}: field 'args': expected a list of strings, item {i} is {}",
+                            kind(other)
+                        )),
+                    }
+                }
+            }
+            Some(other) => self.error(format!(
+                "{ctx}: field 'args': expected a list of strings, got {}",
+                kind(other)
+            )),
+        }
+        let env = self.string_map(ctx, obj, "env");
+        let cwd = match obj.get("cwd") {
+            None => None,
+            Some(Value::String(s)) => self.expand(ctx, "cwd", s),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'cwd': expected a string, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        };
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Launch {
+            command: command.unwrap_or_default(),
+            args,
+            env: env.unwrap_or_default(),
+            cwd,
+        })
+    }
+
+    fn url(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<String> {
+        match obj.get("url") {
+            Some(Value::String(u)) => {
+                let u = self.expand(ctx, "url", u)?;
+                if u.starts_with("http://") || u.starts_with("https://") {
+                    Some(u)
+                } else {
+                    self.error(format!(
+                        "{ctx}: field 'url': expected an http:// or https:// URL, got '{u}'"
+                    ));
+                    None
+                }
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'url': expected a string, got {}",
+                    kind(other)
+                ));
+                None
+            }
+            None => {
+                self.error(format!("{ctx}: field 'url' is required"));
+                None
+            }
+        }
+    }
+
+    fn builtin(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<Transport> {
+        let server = match obj.get("server") {
+            Some(Value::String(s)) if BUILTIN_SERVERS.contains(&s.as_str()) => s.clone(),
+            Some(Value::String(s)) => {
+                self.error(format!(
+                    "{ctx}: field 'server': unknown built-in server '{s}' (this build has: {})",
+                    BUILTIN_SERVERS.join(", ")
+                ));
+                return None;
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'server': expected a string, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+            None => {
+                self.error(format!(
+                    "{ctx}: field 'server' is required (one of: {})",
+                    BUILTIN_SERVERS.join(", ")
+                ));
+                return None;
+            }
+        };
+        let timeout_secs = match obj.get("timeout") {
+            None => None,
+            Some(t) => match t.as_u64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(format!(
+                        "{ctx}: field 'timeout': expected a whole number of seconds above 0, got {t}"
+                    ));
+                    return None;
+                }
+            },
+        };
+        Some(Transport::Builtin {
+            server,
+            timeout_secs,
+        })
+    }
+
+    fn string_map(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        field: &str,
+    ) -> Option<Vec<(String, String)>> {
+        match obj.get(field) {
+            None => Some(Vec::new()),
+            Some(Value::Object(map)) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (k, v) in map {
+                    match v {
+                        Value::String(s) => match self.expand(ctx, &format!("{field}.{k}"), s) {
+                            Some(s) => out.push((k.clone(), s)),
+                            None => ok = false,
+                        },
+                        other => {
+                            self.error(format!(
+                                "{ctx}: field '{field}': expected string values, '{k}' is {}",
+                                kind(other)
+                            ));
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(out)
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field '{field}': expected an object of strings, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        }
+    }
+
+    fn expand(&mut self, ctx: &str, field: &str, text: &str) -> Option<String> {
+        match expand_vars(text, self.lookup) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(format!("{ctx}: field '{field}': {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn infer_type(obj: &Map<String, Value>) -> Option<&'static str> {
+    if obj.contains_key("server") {
+        Some("builtin")
+    } else if let Some(url) = obj.get("url").and_then(Value::as_str) {
+        // Claude Desktop / Cursor shape: a URL ending in /sse is the legacy transport.
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        if path.trim_end_matches('/').ends_with("/sse") {
+            Some("sse")
+        } else {
+            Some("streamable-http")
+        }
+    } else if obj.contains_key("command") {
+        Some("stdio")
+    } else {
+        None
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
+/// An unset variable without a default is an error, never a silent empty string.
+pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let Some(end) = tail.find('}') else {
+                return Err(format!("unterminated '${{' in '{text}'"));
+            };
+            let inner = &tail[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("'${{{inner}}}' is not a valid variable reference"));
+            }
+            match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable '{name}' is not set (write '${{{name}:-default}}' to give a default)"
+                    ));
+                }
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON object with its keys in file order, duplicates kept (so they can be reported).
+struct OrderedObject(Vec<(String, Value)>);
+
+impl OrderedObject {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderedObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object mapping backend names to their settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(OrderedObject(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/u".into()),
+            "TOKEN" => Some("s3cret".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn ok(text: &str) -> Loaded {
+        parse(text, &env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text, &env).expect_err("config should be rejected").0
+    }
+
+    #[test]
+    fn gateway_shape_keeps_file_order_and_all_types() {
+        let loaded = ok(r#"{
+            "zeta": {"type": "stdio", "command": "node", "args": ["${HOME}/s.js"], "env": {"K": "${TOKEN}"}},
+            "alpha": {"type": "sse", "url": "http://127.0.0.1:8080/sse", "command": "python3", "args": ["srv.py"]},
+            "shell": {"type": "builtin", "server": "bash", "timeout": 5},
+            "remote": {"type": "http", "url": "https://example.test/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}
+        }"#);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let b = &loaded.config.backends;
+        assert_eq!(
+            b.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+            ["zeta", "alpha", "shell", "remote"]
+        );
+        assert_eq!(
+            b[0].transport,
+            Transport::Stdio(Launch {
+                command: "node".into(),
+                args: vec!["/home/u/s.js".into()],
+                env: vec![("K".into(), "s3cret".into())],
+                cwd: None,
+            })
+        );
+        assert!(
+            matches!(&b[1].transport, Transport::Sse { url, launch: Some(l) } if url.ends_with("/sse") && l.command == "python3")
+        );
+        assert_eq!(
+            b[2].transport,
+            Transport::Builtin {
+                server: "bash".into(),
+                timeout_secs: Some(5)
+            }
+        );
+        assert!(
+            matches!(&b[3].transport, Transport::StreamableHttp { headers, .. } if headers[0].1 == "Bearer s3cret")
+        );
+    }
+
+    #[test]
+    fn claude_desktop_shape_infers_types() {
+        let loaded = ok(r#"{"mcpServers": {
+            "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+            "legacy": {"url": "http://127.0.0.1:3000/sse"},
+            "modern": {"url": "http://127.0.0.1:3000/mcp"}
+        }}"#);
+        let types: Vec<_> = loaded
+            .config
+            .backends
+            .iter()
+            .map(|b| b.transport.type_name())
+            .collect();
+        assert_eq!(types, ["stdio", "sse", "streamable-http"]);
+    }
+
+    #[test]
+    fn errors_name_backend_and_field() {
+        let errs = errors(
+            r#"{
+            "a": {"type": "stdio"},
+            "b": {"type": "stdio", "command": "x", "args": "not-a-list"},
+            "c": {"type": "stdio", "command": "x", "args": ["ok", 3]},
+            "d": {"type": "sse", "url": "ftp://x"},
+            "e": {"type": "builtin", "server": "nope"},
+            "f": {"type": "warp", "command": "x"},
+            "g": {"type": "stdio", "command": "x", "env": {"A": 1}},
+            "h": {"type": "stdio", "command": "${MISSING}"},
+            "i": "just a string"
+        }"#,
+        );
+        let expect = [
+            "backend 'a': field 'command' is required",
+            "backend 'b': field 'args': expected a list of strings, got a string",
+            "backend 'c': field 'args': expected a list of strings, item 1 is a number",
+            "backend 'd': field 'url': expected an http:// or https:// URL, got 'ftp://x'",
+            "backend 'e': field 'server': unknown built-in server 'nope'",
+            "backend 'f': field 'type': unknown type 'warp'",
+            "backend 'g': field 'env': expected string values, 'A' is a number",
+            "backend 'h': field 'command': environment variable 'MISSING' is not set",
+            "backend 'i': expected an object with its settings, got a string",
+        ];
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+        for (err, want) in errs.iter().zip(expect) {
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn backend_names_must_be_prefix_safe() {
+        for bad in ["a__b", "a_b", "a b", "a.b", ""] {
+            let text = format!(r#"{{"{bad}": {{"command": "x"}}}}"#);
+            let errs = errors(&text);
+            assert!(
+                errs[0].contains("backend name") || errs[0].contains("empty"),
+                "{errs:?}"
+            );
+        }
+        ok(r#"{"Fs-2": {"command": "x"}}"#);
+    }
+
+    #[test]
+    fn duplicates_and_unknown_fields() {
+        let errs = errors(r#"{"a": {"command": "x"}, "a": {"command": "y"}}"#);
+        assert_eq!(errs, ["config: backend 'a' is defined twice"]);
+        let loaded = ok(r#"{"a": {"command": "x", "colour": "red"}}"#);
+        assert_eq!(
+            loaded.warnings,
+            ["config: backend 'a': unknown field 'colour' for type 'stdio' (ignored)"]
+        );
+    }
+
+    #[test]
+    fn not_json_is_one_clear_error() {
+        let errs = errors("{ nope");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
+        let errs = errors("[1,2]");
+        assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
+    }
+
+    #[test]
+    fn variable_expansion() {
+        let cases = [
+            ("${HOME}/x", Ok("/home/u/x")),
+            ("${NOPE:-fallback}", Ok("fallback")),
+            ("${EMPTY:-fallback}", Ok("fallback")),
+            ("${EMPTY}", Ok("")),
+            ("a$b$${HOME}", Ok("a$b${HOME}")),
+            ("cost $5", Ok("cost $5")),
+            ("${NOPE}", Err("environment variable 'NOPE' is not set")),
+            ("${HOME", Err("unterminated")),
+            ("${1X}", Err("not a valid variable reference")),
+        ];
+        for (input, want) in cases {
+            let got = expand_vars(input, &env);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{input}"),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{input}: {g}"),
+                (g, w) => panic!("{input}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+}

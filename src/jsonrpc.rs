@@ -1,0 +1,419 @@
+//! JSON-RPC 2.0 wire types: the envelope every transport carries.
+//!
+//! Owns parsing and serializing one message. Knows nothing of routing, sessions or MCP
+//! methods. Payloads (`params`, `result`, ids) stay as `RawValue`, so a result travels from
+//! a backend to a client without being parsed or rebuilt.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// A request id exactly as its sender wrote it: a JSON string or integer, never null.
+/// It is echoed back byte for byte, so `1`, `"1"` and `1.0` never get confused.
+#[derive(Clone)]
+pub struct Id(Box<RawValue>);
+
+impl Id {
+    pub fn number(n: u64) -> Id {
+        Id(RawValue::from_string(n.to_string()).expect("an integer is valid JSON"))
+    }
+
+    /// The id as an unsigned integer, when it is one (the gateway's own ids always are).
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.get().parse().ok()
+    }
+
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    fn validate(raw: Box<RawValue>) -> Result<Id, String> {
+        let text = raw.get();
+        let is_string = text.starts_with('"');
+        let is_integer = text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok();
+        if is_string || is_integer {
+            Ok(Id(raw))
+        } else {
+            Err(format!("'id' must be a string or an integer, got {text}"))
+        }
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub code: i64,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Box<RawValue>>,
+}
+
+impl ErrorObject {
+    pub fn new(code: i64, message: impl Into<String>) -> ErrorObject {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: Id,
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// `None` only for an error about a message whose id could not be read.
+    pub id: Option<Id>,
+    pub outcome: Result<Box<RawValue>, ErrorObject>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Request(Request),
+    Notification(Notification),
+    Response(Response),
+}
+
+/// Why a text is not a JSON-RPC message: `code` is the JSON-RPC error to answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub code: i64,
+    pub message: String,
+    /// The id, when it could be read; the error reply must carry it.
+    pub id: Option<Id>,
+}
+
+impl ParseError {
+    pub fn into_response(self) -> Response {
+        Response {
+            id: self.id,
+            outcome: Err(ErrorObject::new(self.code, self.message)),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Box<RawValue>>>, D::Error> {
+    Option::<Box<RawValue>>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Option<Box<RawValue>>>,
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Option<Box<RawValue>>>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+impl Message {
+    /// Parses one JSON-RPC message. A JSON array (a batch) is an invalid request here;
+    /// transports that accept batches split them first.
+    pub fn parse(text: &str) -> Result<Message, ParseError> {
+        let invalid = |message: String, id: Option<Id>| ParseError {
+            code: INVALID_REQUEST,
+            message,
+            id,
+        };
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('[') {
+            return Err(invalid("batches are not supported".into(), None));
+        }
+        if !trimmed.starts_with('{') {
+            // Either not JSON at all or a JSON scalar: tell which.
+            return Err(match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(_) => invalid("a JSON-RPC message must be a JSON object".into(), None),
+                Err(e) => ParseError {
+                    code: PARSE_ERROR,
+                    message: format!("parse error: {e}"),
+                    id: None,
+                },
+            });
+        }
+        let env: Envelope = serde_json::from_str(text).map_err(|e| {
+            // Valid JSON with fields of the wrong type is an invalid request, not a parse error.
+            let code = if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+                INVALID_REQUEST
+            } else {
+                PARSE_ERROR
+            };
+            let what = if code == PARSE_ERROR {
+                "parse error"
+            } else {
+                "invalid request"
+            };
+            ParseError {
+                code,
+                message: format!("{what}: {e}"),
+                id: None,
+            }
+        })?;
+        let id = match env.id {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(Some(Id::validate(raw).map_err(|m| invalid(m, None))?)),
+        };
+        let readable_id = id.clone().flatten();
+        if env.jsonrpc.as_deref() != Some("2.0") {
+            return Err(invalid(
+                "'jsonrpc' must be \"2.0\"".into(),
+                readable_id.clone(),
+            ));
+        }
+        match (env.method, id) {
+            (Some(method), Some(Some(id))) => Ok(Message::Request(Request {
+                id,
+                method,
+                params: env.params,
+            })),
+            (Some(_), Some(None)) => Err(invalid("a request 'id' must not be null".into(), None)),
+            (Some(method), None) => Ok(Message::Notification(Notification {
+                method,
+                params: env.params,
+            })),
+            (None, id) => {
+                let id = id.flatten();
+                let outcome = match (env.result, env.error) {
+                    (Some(Some(result)), None) => Ok(result),
+                    (Some(None), None) => {
+                        Ok(RawValue::from_string("null".into()).expect("null is valid JSON"))
+                    }
+                    (None, Some(error)) => Err(error),
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "a response must not have both 'result' and 'error'".into(),
+                            id,
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(invalid(
+                            "a message needs 'method' (request or notification) or 'result'/'error' (response)".into(),
+                            id,
+                        ));
+                    }
+                };
+                if id.is_none() && outcome.is_ok() {
+                    return Err(invalid("a result must carry an 'id'".into(), None));
+                }
+                Ok(Message::Response(Response { id, outcome }))
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let out = match self {
+            Message::Request(r) => serde_json::to_string(&WireRequest {
+                jsonrpc: "2.0",
+                id: r.id.raw(),
+                method: &r.method,
+                params: r.params.as_deref(),
+            }),
+            Message::Notification(n) => serde_json::to_string(&WireNotification {
+                jsonrpc: "2.0",
+                method: &n.method,
+                params: n.params.as_deref(),
+            }),
+            Message::Response(r) => match &r.outcome {
+                Ok(result) => serde_json::to_string(&WireResult {
+                    jsonrpc: "2.0",
+                    id: r.id.as_ref().map(Id::raw),
+                    result,
+                }),
+                Err(error) => serde_json::to_string(&WireError {
+                    jsonrpc: "2.0",
+                    id: r.id.as_ref().map(Id::raw),
+                    error,
+                }),
+            },
+        };
+        out.expect("serializing strings and raw JSON cannot fail")
+    }
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    jsonrpc: &'static str,
+    id: &'a RawValue,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct WireNotification<'a> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct WireResult<'a> {
+    jsonrpc: &'static str,
+    id: Option<&'a RawValue>,
+    result: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct WireError<'a> {
+    jsonrpc: &'static str,
+    id: Option<&'a RawValue>,
+    error: &'a ErrorObject,
+}
+
+/// Serializes a value into a raw JSON payload.
+pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("gateway-built JSON always serializes")
+}
+
+impl Response {
+    pub fn ok(id: Id, result: Box<RawValue>) -> Response {
+        Response {
+            id: Some(id),
+            outcome: Ok(result),
+        }
+    }
+
+    pub fn error(id: Option<Id>, code: i64, message: impl Into<String>) -> Response {
+        Response {
+            id,
+            outcome: Err(ErrorObject::new(code, message)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Message {
+        Message::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn request_round_trips_with_its_id_verbatim() {
+        for id in ["1", "\"abc\"", "-7", "18446744073709551615"] {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"a":1}}}}"#
+            );
+            let Message::Request(r) = parse(&text) else {
+                panic!("not a request")
+            };
+            assert_eq!(r.id.to_string(), id);
+            assert_eq!(Message::Request(r).to_json(), text);
+        }
+    }
+
+    #[test]
+    fn notification_has_no_id() {
+        let m = parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert!(matches!(m, Message::Notification(n) if n.method == "notifications/initialized"));
+    }
+
+    #[test]
+    fn responses_keep_result_and_error() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":5,"result":{"content":[],"isError":true}}"#);
+        let Message::Response(r) = m else {
+            panic!("not a response")
+        };
+        assert_eq!(r.id.as_ref().and_then(Id::as_u64), Some(5));
+        assert_eq!(
+            r.outcome.as_ref().unwrap().get(),
+            r#"{"content":[],"isError":true}"#
+        );
+        let m = parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#);
+        let Message::Response(r) = m else {
+            panic!("not a response")
+        };
+        assert!(r.id.is_none());
+        assert_eq!(r.outcome.unwrap_err().code, -32700);
+    }
+
+    #[test]
+    fn error_without_id_serializes_null_id() {
+        let r = Response::error(None, PARSE_ERROR, "parse error");
+        assert_eq!(
+            Message::Response(r).to_json(),
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+        );
+    }
+
+    #[test]
+    fn bad_input_gets_the_right_code() {
+        let cases = [
+            ("not json", PARSE_ERROR),
+            ("{\"jsonrpc\":\"2.0\",", PARSE_ERROR),
+            ("42", INVALID_REQUEST),
+            ("[]", INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+                INVALID_REQUEST,
+            ),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#, INVALID_REQUEST),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, INVALID_REQUEST),
+            (r#"{"id":1,"method":"x"}"#, INVALID_REQUEST),
+            (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, INVALID_REQUEST),
+            (r#"{"jsonrpc":"2.0","id":1}"#, INVALID_REQUEST),
+            (r#"{"jsonrpc":"2.0","result":{}}"#, INVALID_REQUEST),
+        ];
+        for (text, code) in cases {
+            let err = Message::parse(text).expect_err(text);
+            assert_eq!(err.code, code, "{text}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn invalid_request_keeps_a_readable_id() {
+        let err = Message::parse(r#"{"jsonrpc":"1.0","id":9,"method":"x"}"#).unwrap_err();
+        assert_eq!(err.id.and_then(|i| i.as_u64()), Some(9));
+    }
+}

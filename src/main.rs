@@ -1,0 +1,288 @@
+//! mcp-gateway: one binary that serves the tools of many MCP servers through one endpoint.
+//!
+//! `main` owns the command line, the logger and the order of start-up and shutdown; the
+//! work itself happens in the hub (routing), the backends (child processes) and the HTTP
+//! front end, each on its own threads.
+
+/// A line for the person at the console (stdout), also kept in the log file.
+macro_rules! console {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        log::info!(target: "console", "{line}");
+        let mut out = std::io::stdout().lock();
+        let _ = std::io::Write::write_all(&mut out, line.as_bytes());
+        let _ = std::io::Write::write_all(&mut out, b"\n");
+        let _ = std::io::Write::flush(&mut out);
+    }};
+}
+
+mod backend;
+mod config;
+mod http;
+mod hub;
+mod jsonrpc;
+mod registry;
+#[path = "../servers/mod.rs"]
+mod servers;
+mod sse;
+
+use log::{LevelFilter, error, info};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+mcp-gateway: serve the tools of many MCP servers through one endpoint
+
+USAGE:
+    mcp-gateway [OPTIONS]
+    mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
+
+OPTIONS:
+    --host HOST            address to listen on [default: 127.0.0.1]
+    --port PORT            port to listen on; 0 picks a free one [default: 9000]
+    --config FILE          backends to serve [default: config.json]
+    --log-level LEVEL      error, warn, info, debug or trace [default: info]
+    --log-dir DIR          where log files go [default: logs]
+    --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
+    --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
+    -h, --help             print this help
+    -V, --version          print the version
+
+Clients connect to http://HOST:PORT/sse (MCP HTTP+SSE transport).
+";
+
+struct Args {
+    host: String,
+    port: u16,
+    config: PathBuf,
+    log_level: LevelFilter,
+    log_dir: PathBuf,
+    init_timeout: Duration,
+    keepalive: Duration,
+}
+
+enum Command {
+    Serve(Args),
+    Builtin(String, lexopt::Parser),
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        host: "127.0.0.1".into(),
+        port: 9000,
+        config: "config.json".into(),
+        log_level: LevelFilter::Info,
+        log_dir: "logs".into(),
+        init_timeout: Duration::from_secs(60),
+        keepalive: Duration::from_secs(15),
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("host") => args.host = parser.value()?.string()?,
+            Long("port") => args.port = parser.value()?.parse()?,
+            Long("config") => args.config = parser.value()?.into(),
+            Long("log-level") => args.log_level = parser.value()?.parse()?,
+            Long("log-dir") => args.log_dir = parser.value()?.into(),
+            Long("init-timeout") => args.init_timeout = secs(parser.value()?.parse()?)?,
+            Long("sse-keepalive") => args.keepalive = secs(parser.value()?.parse()?)?,
+            Value(v) if v == "builtin" => {
+                let name = parser.value()?.string()?;
+                return Ok(Command::Builtin(name, parser));
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Serve(args))
+}
+
+fn secs(n: u64) -> Result<Duration, lexopt::Error> {
+    if n == 0 {
+        return Err("a duration must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(n))
+}
+
+fn main() -> ExitCode {
+    match parse_args() {
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Builtin(name, parser)) => servers::run(&name, parser),
+        Ok(Command::Serve(args)) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure::Usage(msg)) => {
+                eprintln!("{msg}");
+                ExitCode::from(2)
+            }
+            Err(Failure::Runtime(msg)) => {
+                error!("{msg}");
+                eprintln!("error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}\n\nRun 'mcp-gateway --help' for the options.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum Failure {
+    /// Bad command line or config: exit status 2.
+    Usage(String),
+    Runtime(String),
+}
+
+fn serve(args: Args) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        Failure::Usage(format!(
+            "config: cannot read '{}': {e}",
+            args.config.display()
+        ))
+    })?;
+    let loaded = config::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| {
+        Failure::Usage(format!(
+            "{e}\n{} problem(s) in '{}'; nothing was started.",
+            e.0.len(),
+            args.config.display()
+        ))
+    })?;
+    // The log file's name needs the local time, which is only safe to read while this
+    // process has a single thread, so the logger starts before anything else.
+    let log_file = start_logging(&args.log_dir, args.log_level).map_err(Failure::Runtime)?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    raise_fd_limit();
+
+    let server =
+        http::Frontend::bind(&format!("{}:{}", args.host, args.port)).map_err(Failure::Runtime)?;
+    let addr = http::Frontend::local_addr(&server)
+        .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
+    let client_url = client_url(addr);
+    console!(
+        "mcp-gateway {} | config {} | log {}",
+        env!("CARGO_PKG_VERSION"),
+        args.config.display(),
+        log_file.display()
+    );
+    console!(
+        "listening on {addr}; starting {} backend(s):",
+        loaded.config.backends.len()
+    );
+
+    let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.try_send(());
+    })
+    .map_err(|e| Failure::Runtime(format!("cannot install the Ctrl-C handler: {e}")))?;
+
+    let self_exe = std::env::current_exe()
+        .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    let hub = hub::Hub::new(
+        loaded.config.backends,
+        hub::HubOptions {
+            init_timeout: args.init_timeout,
+            self_exe: self_exe.to_string_lossy().into_owned(),
+            client_url,
+        },
+        hub_tx.clone(),
+    );
+    let hub_thread = std::thread::Builder::new()
+        .name("hub".into())
+        .spawn(move || hub.run(hub_rx))
+        .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
+    let frontend = http::Frontend::start(
+        server,
+        hub_tx.clone(),
+        http::Options {
+            keepalive: args.keepalive,
+        },
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
+
+    let _ = signal_rx.recv();
+    console!("shutting down");
+    frontend.stop();
+    let _ = hub_tx.send(hub::HubEvent::Shutdown);
+    let supervisors = hub_thread.join().unwrap_or_default();
+    for s in supervisors {
+        let _ = s.join();
+    }
+    info!("stopped");
+    log::logger().flush();
+    Ok(())
+}
+
+/// The URL to show people: a wildcard address is not one a client can connect to.
+fn client_url(addr: std::net::SocketAddr) -> String {
+    let host = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}/sse", addr.port())
+}
+
+/// Logs to stderr and to `DIR/log_YYYYMMDD_HHMMSS_LEVEL.log`; returns the file's path.
+fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
+    use simplelog::{
+        ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger,
+    };
+    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]_[hour][minute][second]"
+        ))
+        .map_err(|e| format!("cannot format the time: {e}"))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the log directory '{}': {e}", dir.display()))?;
+    let path = dir.join(format!("log_{stamp}_{}.log", level.as_str()));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create the log file '{}': {e}", path.display()))?;
+    let mut file_config = ConfigBuilder::new();
+    let _ = file_config.set_time_offset_to_local();
+    // Console lines are printed on stdout already; the terminal logger skips them.
+    let term_config = ConfigBuilder::new()
+        .add_filter_ignore_str("console")
+        .set_time_level(LevelFilter::Off)
+        .build();
+    CombinedLogger::init(vec![
+        TermLogger::new(level, term_config, TerminalMode::Stderr, ColorChoice::Never),
+        WriteLogger::new(level, file_config.build(), file),
+    ])
+    .map_err(|e| format!("cannot start logging: {e}"))?;
+    Ok(path)
+}
+
+/// Each stream holds a socket: let the process use every descriptor the hard limit allows.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
