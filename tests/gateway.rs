@@ -1,0 +1,568 @@
+//! The gateway as a user meets it: the real binary on a loopback port, real child
+//! processes behind it, raw HTTP and SSE in front.
+
+mod util;
+
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+use util::{Gateway, fixture, http};
+
+fn one_fixture() -> Gateway {
+    Gateway::start(&json!({ "fx": fixture(&[]) }))
+}
+
+#[test]
+fn sse_client_gets_endpoint_event_then_initializes() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    assert!(
+        c.endpoint.starts_with("/messages?sessionId="),
+        "{}",
+        c.endpoint
+    );
+    assert_eq!(c.session().len(), 32);
+    let init = c.initialize();
+    assert_eq!(init["protocolVersion"], "2025-06-18");
+    assert_eq!(init["serverInfo"]["name"], "mcp-gateway");
+    assert_eq!(init["capabilities"]["tools"]["listChanged"], true);
+    let ping = c.request(json!(7), "ping", json!({}));
+    assert_eq!(ping["result"], json!({}));
+}
+
+#[test]
+fn initialize_answers_every_supported_version_and_offers_the_latest_otherwise() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    for (i, v) in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
+        .iter()
+        .enumerate()
+    {
+        let r = c.request(json!(i), "initialize", json!({"protocolVersion": v, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+        assert_eq!(r["result"]["protocolVersion"], *v);
+    }
+    let r = c.request(
+        json!(9),
+        "initialize",
+        json!({"protocolVersion": "1999-01-01", "capabilities": {}}),
+    );
+    assert_eq!(r["result"]["protocolVersion"], "2025-11-25");
+}
+
+#[test]
+fn tools_list_is_prefixed_sorted_and_follows_every_page() {
+    let gw = Gateway::start(&json!({
+        "paged": fixture(&["--pages", "3"]),
+        "alpha": fixture(&[]),
+    }));
+    let c = gw.connect();
+    c.initialize();
+    let names = c.tool_names();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "tools/list must be sorted");
+    for backend in ["paged", "alpha"] {
+        for tool in ["echo", "fail", "structured", "image", "sleep", "crash"] {
+            let name = format!("{backend}__{tool}");
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        // 'dotted.name' is rewritten to the characters Claude and OpenAI accept.
+        assert!(
+            names.contains(&format!("{backend}__dotted_name")),
+            "{names:?}"
+        );
+    }
+    assert_eq!(names.len(), 14);
+    assert!(
+        gw.stdout()
+            .contains("2 of 2 backend(s) ready, 14 tool(s) exposed"),
+        "{}",
+        gw.stdout()
+    );
+    let r = c.call(json!(1), "paged__dotted_name", json!({}));
+    assert_eq!(r["result"]["content"][0]["text"], "dotted");
+}
+
+#[test]
+fn tools_call_passes_results_through_verbatim() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "fx__echo", json!({"text": "héllo \"world\"\n"}));
+    assert_eq!(
+        r["result"],
+        json!({"content": [{"type": "text", "text": "héllo \"world\"\n"}]})
+    );
+    let r = c.call(json!(2), "fx__fail", json!({}));
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(r["result"]["content"][0]["text"], "it failed");
+    let r = c.call(json!(3), "fx__structured", json!({}));
+    assert_eq!(
+        r["result"]["structuredContent"],
+        json!({"n": 42, "nested": {"list": [1, 2, 3]}})
+    );
+    assert_eq!(r["result"]["_meta"], json!({"fixture/trace": "abc"}));
+    let r = c.call(json!("img"), "fx__image", json!({}));
+    assert_eq!(r["id"], "img");
+    assert_eq!(
+        r["result"]["content"][0],
+        json!({"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"})
+    );
+    assert_eq!(
+        r["result"]["content"][1]["resource"]["uri"],
+        "file:///x.txt"
+    );
+}
+
+#[test]
+fn unknown_tool_method_and_bad_params_get_json_rpc_errors() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "fx__nope", json!({}));
+    assert_eq!(r["error"]["code"], -32602);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tool 'fx__nope'"),
+        "{r}"
+    );
+    let r = c.call(json!(2), "echo", json!({}));
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "unprefixed names do not route: {r}"
+    );
+    let r = c.request(json!(3), "no/such/method", json!({}));
+    assert_eq!(r["error"]["code"], -32601);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no/such/method"),
+        "{r}"
+    );
+    let r = c.request(json!(4), "tools/call", json!({"arguments": {}}));
+    assert_eq!(r["error"]["code"], -32602);
+    let r = c.request(json!(5), "tools/list", json!({"cursor": "bogus"}));
+    assert_eq!(r["error"]["code"], -32602);
+}
+
+#[test]
+fn many_clients_with_the_same_ids_get_only_their_own_replies() {
+    const CLIENTS: usize = 24;
+    const CALLS: usize = 10;
+    let gw = Gateway::start(&json!({ "a": fixture(&[]), "b": fixture(&[]) }));
+    let port = gw.port;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let c = util::SseClient::connect(port);
+                c.initialize();
+                // Send every call first, so they are all in flight together, then collect.
+                for id in 1..=CALLS {
+                    let backend = if id % 2 == 0 { "a" } else { "b" };
+                    let args = json!({"text": format!("{id}"), "tag": format!("client{client}"), "ms": (id % 3) * 20});
+                    let tool = if id % 3 == 0 { "sleep" } else { "echo" };
+                    let args = if tool == "sleep" { json!({"ms": 30, "text": format!("client{client}:{id}")}) } else { args };
+                    c.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": format!("{backend}__{tool}"), "arguments": args}}));
+                }
+                let mut seen = HashSet::new();
+                for id in 1..=CALLS {
+                    let r = c.response(&json!(id));
+                    let text = r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+                    assert_eq!(text, format!("client{client}:{id}"), "client {client} got someone else's reply");
+                    seen.insert(id);
+                }
+                assert_eq!(seen.len(), CALLS);
+                // Nothing else may arrive: every reply was ours and came once.
+                assert!(c.next_message(Duration::from_millis(200)).is_none());
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+}
+
+#[test]
+fn a_slow_backend_does_not_hold_up_another() {
+    let gw = Gateway::start(&json!({ "slow": fixture(&[]), "fast": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    c.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "slow__sleep", "arguments": {"ms": 3000}}}));
+    c.send(&json!({"jsonrpc": "2.0", "id": "fast", "method": "tools/call", "params": {"name": "fast__echo", "arguments": {"text": "quick"}}}));
+    let first = c.next_message(util::WAIT).expect("a reply");
+    assert_eq!(
+        first["id"], "fast",
+        "the fast reply must not wait behind the slow one"
+    );
+    let second = c.next_message(util::WAIT).expect("the slow reply");
+    assert_eq!(second["id"], "slow");
+}
+
+#[test]
+fn unknown_or_missing_session_is_refused() {
+    let gw = one_fixture();
+    let (status, _, body) = http(
+        gw.port,
+        "POST",
+        "/messages?sessionId=00000000000000000000000000000000",
+        &[],
+        b"{}",
+    );
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown session"), "{body}");
+    let (status, _, _) = http(gw.port, "POST", "/messages", &[], b"{}");
+    assert_eq!(status, 400);
+    let (status, _, _) = http(gw.port, "GET", "/nowhere", &[], b"");
+    assert_eq!(status, 404);
+    let (status, headers, _) = http(gw.port, "POST", "/sse", &[], b"");
+    assert_eq!(status, 405);
+    assert!(
+        headers.contains(&("allow".into(), "GET".into())),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn older_clients_paths_and_parameter_names_work() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let path = format!("/messages/?session_id={}", c.session());
+    let (status, _, _) = http(gw.port, "POST", &path, &[], body.as_bytes());
+    assert_eq!(status, 202);
+    assert_eq!(c.response(&json!(1))["result"], json!({}));
+}
+
+#[test]
+fn malformed_bodies_get_400_with_a_json_rpc_error() {
+    let gw = one_fixture();
+    let c = gw.connect();
+    let (status, body) = c.post_raw("{not json");
+    assert_eq!(status, 400);
+    let err: Value = serde_json::from_str(&body).expect("JSON-RPC error body");
+    assert_eq!(err["error"]["code"], -32700);
+    assert_eq!(err["id"], Value::Null);
+    let (status, body) = c.post_raw(r#"{"jsonrpc":"2.0","id":5}"#);
+    assert_eq!(status, 400);
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], -32600);
+    assert_eq!(err["id"], 5);
+    // The session is unharmed.
+    assert_eq!(c.request(json!(6), "ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
+    let gw = Gateway::start_with(
+        &json!({
+            "broken": {"type": "stdio", "command": "/nonexistent/mcp-server"},
+            "hangs": fixture(&["--hang-init"]),
+            "legacy": {"type": "sse", "url": "http://127.0.0.1:1/sse"},
+            "ok": fixture(&[]),
+        }),
+        &["--init-timeout", "2"],
+    );
+    let out = gw.stdout();
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("broken").contains("FAILED")
+            && line("broken").contains("cannot start '/nonexistent/mcp-server'"),
+        "{out}"
+    );
+    assert!(
+        line("hangs").contains("did not finish initializing within 2 s"),
+        "{out}"
+    );
+    assert!(
+        line("legacy").contains("not supported by this version yet"),
+        "{out}"
+    );
+    assert!(
+        line("ok ").contains("ready") && line("ok ").contains("7 tools"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 4 backend(s) ready"), "{out}");
+    let c = gw.connect();
+    c.initialize();
+    assert!(c.tool_names().iter().all(|n| n.starts_with("ok__")));
+    let r = c.call(json!(1), "ok__echo", json!({"text": "fine"}));
+    assert_eq!(r["result"]["content"][0]["text"], "fine");
+}
+
+#[test]
+fn a_backend_that_dies_mid_call_answers_with_an_error_and_leaves_the_rest() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]), "other": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "fx__crash", json!({}));
+    let msg = r["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(r["error"]["code"], -32603);
+    assert!(
+        msg.contains("backend 'fx'") && msg.contains("exit status: 3"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("crashing on purpose"),
+        "the last stderr line explains it: {msg}"
+    );
+    // Its tools are withdrawn and clients are told.
+    let note = c.next_message(util::WAIT).expect("list_changed");
+    assert_eq!(note["method"], "notifications/tools/list_changed");
+    assert!(c.tool_names().iter().all(|n| n.starts_with("other__")));
+    let r = c.call(json!(2), "fx__echo", json!({}));
+    assert_eq!(r["error"]["code"], -32602);
+    let r = c.call(json!(3), "other__echo", json!({"text": "alive"}));
+    assert_eq!(r["result"]["content"][0]["text"], "alive");
+}
+
+#[test]
+fn backend_stderr_goes_to_the_log_tagged_with_its_name() {
+    let gw = one_fixture();
+    assert!(gw.wait_stderr("[fx] fixture: started"), "{}", gw.stderr());
+    assert!(
+        gw.wait_stderr("backend 'fx': skipped a stdout line that is not JSON-RPC"),
+        "{}",
+        gw.stderr()
+    );
+    let logs: Vec<_> = std::fs::read_dir(gw.dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = &logs[0];
+    assert!(
+        name.starts_with("log_")
+            && name.ends_with("_INFO.log")
+            && name.len() == "log_20260101_120000_INFO.log".len(),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(gw.dir.path().join("logs").join(name)).unwrap();
+    assert!(text.contains("[fx] fixture: started"), "{text}");
+}
+
+#[test]
+fn a_closed_client_is_cleaned_up() {
+    let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--sse-keepalive", "1"]);
+    let c = gw.connect();
+    let session = c.session().to_string();
+    c.initialize();
+    c.close();
+    assert!(
+        gw.wait_stderr(&format!("session {session}: closed")),
+        "{}",
+        gw.stderr()
+    );
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let (status, _, _) = http(
+        gw.port,
+        "POST",
+        &format!("/messages?sessionId={session}"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn ctrl_c_stops_every_backend_and_its_children() {
+    let dir = util::TempDir::new();
+    let pidfile = dir.path().join("pids");
+    let gw_config = json!({ "fx": fixture(&["--pidfile", pidfile.to_str().unwrap()]), "sh": {"type": "builtin", "server": "bash"} });
+    let mut gw = Gateway::start(&gw_config);
+    let pids: Vec<u32> = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|&p| util::alive(p)));
+    // A long command running in the built-in shell must go too.
+    let c = gw.connect();
+    c.initialize();
+    c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "sh__bash", "arguments": {"command": "echo $$ > '{}'/sleeper; exec sleep 300".replace("{}", dir.path().to_str().unwrap())}}}));
+    let sleeper_file = dir.path().join("sleeper");
+    let deadline = std::time::Instant::now() + util::WAIT;
+    while !sleeper_file.exists()
+        || std::fs::read_to_string(&sleeper_file)
+            .unwrap()
+            .trim()
+            .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bash command did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sleeper: u32 = std::fs::read_to_string(&sleeper_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(util::alive(sleeper));
+    let status = gw.signal_and_wait(libc::SIGINT);
+    assert!(status.success(), "exit status {status:?}\n{}", gw.stderr());
+    std::thread::sleep(Duration::from_millis(200));
+    for pid in pids.iter().chain([&sleeper]) {
+        assert!(!util::alive(*pid), "process {pid} outlived the gateway");
+    }
+    assert!(gw.stdout().contains("shutting down"));
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_too() {
+    let mut gw = one_fixture();
+    let status = gw.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn builtin_bash_reports_exit_codes_and_kills_on_timeout() {
+    let gw = Gateway::start(&json!({ "sh": {"type": "builtin", "server": "bash", "timeout": 1} }));
+    let c = gw.connect();
+    c.initialize();
+    assert_eq!(c.tool_names(), ["sh__bash"]);
+    let r = c.call(
+        json!(1),
+        "sh__bash",
+        json!({"command": "echo out; echo err >&2"}),
+    );
+    let res = &r["result"];
+    assert_eq!(res["isError"], false);
+    assert_eq!(
+        res["structuredContent"],
+        json!({"exitCode": 0, "stdout": "out\n", "stderr": "err\n", "timedOut": false})
+    );
+    let r = c.call(json!(2), "sh__bash", json!({"command": "exit 7"}));
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(r["result"]["structuredContent"]["exitCode"], 7);
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 7")
+    );
+    // The timeout kills the whole process group, background children included.
+    let dir = util::TempDir::new();
+    let cmd = format!(
+        "sleep 30 & echo $! > '{}/bg'; sleep 30",
+        dir.path().display()
+    );
+    let r = c.call(json!(3), "sh__bash", json!({"command": cmd}));
+    let res = &r["result"];
+    assert_eq!(res["isError"], true);
+    assert_eq!(res["structuredContent"]["timedOut"], true);
+    assert!(
+        res["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1 s"),
+        "{res}"
+    );
+    let bg: u32 = std::fs::read_to_string(dir.path().join("bg"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !util::alive(bg),
+        "background child {bg} survived the timeout"
+    );
+    let r = c.call(json!(4), "sh__bash", json!({}));
+    assert_eq!(
+        r["result"]["isError"], true,
+        "a missing argument is a tool error: {r}"
+    );
+}
+
+#[test]
+fn an_invalid_config_exits_2_naming_backend_and_field() {
+    let dir = util::TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"fs": {"type": "stdio", "args": "x"}, "a__b": {"command": "y"}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--port", "0", "--log-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config: backend 'fs': field 'command' is required"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config: backend 'fs': field 'args': expected a list of strings"),
+        "{err}"
+    );
+    assert!(err.contains("backend name 'a__b'"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--config", "/nonexistent/config.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read '/nonexistent/config.json'")
+    );
+}
+
+#[test]
+fn unknown_config_fields_are_warned_about() {
+    let mut spec = fixture(&[]);
+    spec["colour"] = json!("red");
+    let gw = Gateway::start(&json!({ "fx": spec }));
+    assert!(
+        gw.wait_stderr("backend 'fx': unknown field 'colour'"),
+        "{}",
+        gw.stderr()
+    );
+}
+
+#[test]
+fn claude_desktop_config_shape_works() {
+    let mut spec = fixture(&[]);
+    spec.as_object_mut().unwrap().remove("type");
+    let gw = Gateway::start(&json!({ "mcpServers": { "desk": spec } }));
+    let c = gw.connect();
+    c.initialize();
+    assert!(c.tool_names().contains(&"desk__echo".to_string()));
+}
+
+#[test]
+fn cli_help_version_and_bad_flags() {
+    let exe = env!("CARGO_BIN_EXE_mcp-gateway");
+    let out = std::process::Command::new(exe)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--config FILE"));
+    let out = std::process::Command::new(exe).arg("-V").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mcp-gateway {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = std::process::Command::new(exe)
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}

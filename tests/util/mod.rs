@@ -1,0 +1,466 @@
+//! Test support: start the real gateway binary on a free loopback port, and speak raw
+//! HTTP and SSE to it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config entry that runs the Python fixture server with extra arguments.
+pub fn fixture(args: &[&str]) -> Value {
+    let script = root().join("tests/fixtures/stdio_server.py");
+    let mut all = vec![script.to_string_lossy().into_owned()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    json!({"type": "stdio", "command": "python3", "args": all})
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-gateway-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    pub dir: TempDir,
+}
+
+impl Gateway {
+    pub fn start(config: &Value) -> Gateway {
+        Gateway::start_with(config, &[])
+    }
+
+    /// Starts the gateway and waits until it prints the URL clients should use.
+    pub fn start_with(config: &Value, extra: &[&str]) -> Gateway {
+        let dir = TempDir::new();
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, config.to_string()).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+            .args(["--port", "0", "--config"])
+            .arg(&config_path)
+            .arg("--log-dir")
+            .arg(dir.path().join("logs"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the gateway binary");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = crossbeam_channel::bounded(1);
+        let out = child.stdout.take().unwrap();
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Connect MCP clients to ") {
+                    let _ = url_tx.send(url.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let text = stderr.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(err);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                text.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let url = match url_rx.recv_timeout(WAIT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not print its URL\nstdout:\n{}\nstderr:\n{}",
+                    stdout.lock().unwrap().join("\n"),
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let port = url
+            .trim_end_matches("/sse")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        Gateway {
+            child,
+            port,
+            url,
+            stdout,
+            stderr,
+            dir,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the gateway's stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` and waits for the gateway to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not exit after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect(&self) -> SseClient {
+        SseClient::connect(self.port)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP request on its own connection; returns status, headers (lowercased names)
+/// and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// A raw legacy-SSE client: one streaming GET, and a POST per message.
+pub struct SseClient {
+    port: u16,
+    pub endpoint: String,
+    stream: TcpStream,
+    events: Receiver<SseEvent>,
+    backlog: RefCell<Vec<Value>>,
+}
+
+impl SseClient {
+    pub fn connect(port: u16) -> SseClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut w = stream.try_clone().unwrap();
+        write!(
+            w,
+            "GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "GET /sse: {status}");
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            headers.push(line.trim().to_ascii_lowercase());
+        }
+        assert!(
+            headers.contains(&"content-type: text/event-stream".to_string()),
+            "{headers:?}"
+        );
+        assert!(
+            headers.contains(&"cache-control: no-cache".to_string()),
+            "{headers:?}"
+        );
+        assert!(
+            headers.contains(&"transfer-encoding: chunked".to_string()),
+            "{headers:?}"
+        );
+        let (tx, events) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            let mut pending = String::new();
+            while let Some(chunk) = read_chunk(&mut r) {
+                pending.push_str(&chunk);
+                while let Some(end) = pending.find("\n\n") {
+                    let block: String = pending.drain(..end + 2).collect();
+                    let mut ev = SseEvent {
+                        event: "message".into(),
+                        data: String::new(),
+                    };
+                    let mut has_data = false;
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event: ") {
+                            ev.event = v.to_string();
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            if has_data {
+                                ev.data.push('\n');
+                            }
+                            ev.data.push_str(v);
+                            has_data = true;
+                        }
+                    }
+                    if has_data && tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let first = events.recv_timeout(WAIT).expect("endpoint event");
+        assert_eq!(first.event, "endpoint");
+        SseClient {
+            port,
+            endpoint: first.data,
+            stream,
+            events,
+            backlog: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn session(&self) -> &str {
+        self.endpoint
+            .split("sessionId=")
+            .nth(1)
+            .expect("sessionId in endpoint")
+    }
+
+    pub fn post_raw(&self, body: &str) -> (u16, String) {
+        let (status, _, body) = http(
+            self.port,
+            "POST",
+            &self.endpoint,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        (status, body)
+    }
+
+    pub fn send(&self, msg: &Value) {
+        let (status, body) = self.post_raw(&msg.to_string());
+        assert_eq!(status, 202, "POST {msg}: {body}");
+    }
+
+    /// The next message on the stream (or from the backlog), if one comes within `wait`.
+    pub fn next_message(&self, wait: Duration) -> Option<Value> {
+        let queued = !self.backlog.borrow().is_empty();
+        if queued {
+            return Some(self.backlog.borrow_mut().remove(0));
+        }
+        self.recv(wait)
+    }
+
+    fn recv(&self, wait: Duration) -> Option<Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(ev) if ev.event == "message" => {
+                    return Some(
+                        serde_json::from_str(&ev.data)
+                            .unwrap_or_else(|e| panic!("bad JSON on stream: {e}: {}", ev.data)),
+                    );
+                }
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Waits for the response with this id, keeping other messages for later.
+    pub fn response(&self, id: &Value) -> Value {
+        let found = self
+            .backlog
+            .borrow()
+            .iter()
+            .position(|m| &m["id"] == id && m.get("method").is_none());
+        if let Some(pos) = found {
+            return self.backlog.borrow_mut().remove(pos);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let msg = self
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|| panic!("no response with id {id}"));
+            if &msg["id"] == id && msg.get("method").is_none() {
+                return msg;
+            }
+            self.backlog.borrow_mut().push(msg);
+        }
+    }
+
+    pub fn request(&self, id: Value, method: &str, params: Value) -> Value {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&id)
+    }
+
+    /// initialize + notifications/initialized; returns the initialize result.
+    pub fn initialize(&self) -> Value {
+        let r = self.request(
+            json!(0),
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "gateway-tests", "version": "1"}}),
+        );
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        r["result"].clone()
+    }
+
+    pub fn call(&self, id: Value, tool: &str, args: Value) -> Value {
+        self.request(id, "tools/call", json!({"name": tool, "arguments": args}))
+    }
+
+    pub fn tool_names(&self) -> Vec<String> {
+        let r = self.request(json!("list"), "tools/list", json!({}));
+        r["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("tools/list: {r}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// One HTTP/1.1 chunk's payload; `None` at the last chunk or when the stream ends.
+fn read_chunk(r: &mut impl BufRead) -> Option<String> {
+    let mut size = String::new();
+    if r.read_line(&mut size).ok()? == 0 {
+        return None;
+    }
+    let size = usize::from_str_radix(size.trim(), 16).ok()?;
+    if size == 0 {
+        return None;
+    }
+    let mut buf = vec![0; size + 2];
+    r.read_exact(&mut buf).ok()?;
+    buf.truncate(size);
+    Some(String::from_utf8(buf).expect("SSE is UTF-8"))
+}
+
+/// Whether a process is still alive (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
