@@ -176,16 +176,21 @@ impl Capture {
         let state = Arc::new(Mutex::new(Captured::default()));
         let (tx, done) = crossbeam_channel::bounded(1);
         let s = state.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                let mut c = s.lock().expect("capture lock");
-                let room = MAX_OUTPUT.saturating_sub(c.bytes.len()).min(n);
-                c.bytes.extend_from_slice(&buf[..room]);
-                c.dropped += n - room;
-            }
-            let _ = tx.send(());
-        });
+        let spawned = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    let mut c = s.lock().expect("capture lock");
+                    let room = MAX_OUTPUT.saturating_sub(c.bytes.len()).min(n);
+                    c.bytes.extend_from_slice(&buf[..room]);
+                    c.dropped += n - room;
+                }
+                let _ = tx.send(());
+            });
+        if let Err(e) = spawned {
+            eprintln!("bash: cannot start an output reader thread: {e}");
+        }
         Capture { state, done }
     }
 

@@ -168,7 +168,7 @@ fn serve(args: Args) -> Result<(), Failure> {
     raise_fd_limit();
 
     let server =
-        http::Frontend::bind(&format!("{}:{}", args.host, args.port)).map_err(Failure::Runtime)?;
+        http::Frontend::bind(&listen_addr(&args.host, args.port)).map_err(Failure::Runtime)?;
     let addr = http::Frontend::local_addr(&server)
         .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
     let client_url = client_url(addr);
@@ -227,6 +227,15 @@ fn serve(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `host:port`, with an IPv6 address in brackets.
+fn listen_addr(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The URL to show people: a wildcard address is not one a client can connect to.
 fn client_url(addr: std::net::SocketAddr) -> String {
     let host = match addr.ip() {
@@ -252,7 +261,11 @@ fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the log directory '{}': {e}", dir.display()))?;
     let path = dir.join(format!("log_{stamp}_{}.log", level.as_str()));
-    let file = std::fs::File::create(&path)
+    // Appending: two runs started within one second share a file rather than clobber it.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
         .map_err(|e| format!("cannot create the log file '{}': {e}", path.display()))?;
     let mut file_config = ConfigBuilder::new();
     let _ = file_config.set_time_offset_to_local();
@@ -284,5 +297,28 @@ fn raise_fd_limit() {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_url_is_one_a_client_can_use() {
+        let url = |a: &str| client_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000/sse");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/sse");
+        assert_eq!(url("127.0.0.1:1234"), "http://127.0.0.1:1234/sse");
+        assert_eq!(url("[::1]:80"), "http://[::1]:80/sse");
+        assert_eq!(url("192.168.1.5:9000"), "http://192.168.1.5:9000/sse");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_for_binding() {
+        assert_eq!(listen_addr("::1", 9000), "[::1]:9000");
+        assert_eq!(listen_addr("[::1]", 9000), "[::1]:9000");
+        assert_eq!(listen_addr("127.0.0.1", 0), "127.0.0.1:0");
+        assert_eq!(listen_addr("localhost", 9000), "localhost:9000");
     }
 }
