@@ -7,7 +7,7 @@
 //! goes to the hub.
 
 use crate::config::{BackendSpec, Launch, Transport};
-use crate::hub::HubEvent;
+use crate::hub::{HubEvent, InstanceId};
 use crate::jsonrpc::Message;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
@@ -70,9 +70,9 @@ pub fn launch_for(spec: &BackendSpec, self_exe: &str) -> Option<Launch> {
     }
 }
 
-/// Starts the child and its threads. Messages it prints arrive at the hub tagged `index`.
+/// Starts the child and its threads. Messages it prints arrive at the hub tagged `instance`.
 pub fn start(
-    index: usize,
+    instance: InstanceId,
     name: &str,
     launch: &Launch,
     hub: Sender<HubEvent>,
@@ -113,7 +113,7 @@ pub fn start(
         let n = name.to_string();
         let reader_hub = hub.clone();
         spawn_named(format!("backend-{name}-reader"), move || {
-            read_stdout(index, &n, stdout, &reader_hub);
+            read_stdout(instance, &n, stdout, &reader_hub);
             drop(eof_tx);
         })?;
         let n = name.to_string();
@@ -132,10 +132,7 @@ pub fn start(
         .name(format!("backend-{name}"))
         .spawn(move || {
             if let Some(reason) = supervise(&n, child, stop_rx, eof_rx, &last_stderr) {
-                let _ = hub.send(HubEvent::BackendExited {
-                    backend: index,
-                    reason,
-                });
+                let _ = hub.send(HubEvent::BackendExited { instance, reason });
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
@@ -196,7 +193,7 @@ fn write_stdin(name: &str, mut stdin: ChildStdin, rx: Receiver<Message>) {
     }
 }
 
-fn read_stdout(index: usize, name: &str, stdout: impl Read, hub: &Sender<HubEvent>) {
+fn read_stdout(instance: InstanceId, name: &str, stdout: impl Read, hub: &Sender<HubEvent>) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::new();
     loop {
@@ -220,10 +217,7 @@ fn read_stdout(index: usize, name: &str, stdout: impl Read, hub: &Sender<HubEven
         match Message::parse(text) {
             Ok(msg) => {
                 debug!("< {name}: {text}");
-                let event = HubEvent::FromBackend {
-                    backend: index,
-                    msg,
-                };
+                let event = HubEvent::FromBackend { instance, msg };
                 if hub.send(event).is_err() {
                     break;
                 }

@@ -7,6 +7,7 @@
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -18,7 +19,21 @@ pub struct Config {
 pub struct BackendSpec {
     pub name: String,
     pub transport: Transport,
+    pub scope: Scope,
 }
+
+/// Who shares one running instance of a backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scope {
+    /// One instance serves every client (the default).
+    Shared,
+    /// Each client session gets its own instance, stopped when the session ends or after
+    /// `idle` without a request.
+    Session { idle: Duration },
+}
+
+/// How long a per-session instance may sit unused before it is stopped.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
@@ -151,10 +166,18 @@ struct Validator<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
-const STDIO_FIELDS: &[&str] = &["type", "command", "args", "env", "cwd"];
+const STDIO_FIELDS: &[&str] = &[
+    "type",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "scope",
+    "idleTimeout",
+];
 const SSE_FIELDS: &[&str] = &["type", "url", "command", "args", "env", "cwd"];
 const HTTP_FIELDS: &[&str] = &["type", "url", "headers"];
-const BUILTIN_FIELDS: &[&str] = &["type", "server", "timeout"];
+const BUILTIN_FIELDS: &[&str] = &["type", "server", "timeout", "scope", "idleTimeout"];
 
 impl Validator<'_> {
     fn error(&mut self, message: String) {
@@ -238,10 +261,42 @@ impl Validator<'_> {
                 ));
             }
         }
-        transport.map(|transport| BackendSpec {
+        let scope = self.scope(&ctx, obj, fields);
+        Some(BackendSpec {
             name: name.to_string(),
-            transport,
+            transport: transport?,
+            scope: scope?,
         })
+    }
+
+    fn scope(&mut self, ctx: &str, obj: &Map<String, Value>, fields: &[&str]) -> Option<Scope> {
+        let idle = match obj.get("idleTimeout") {
+            None => DEFAULT_IDLE,
+            Some(t) => match t.as_u64() {
+                Some(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    self.error(format!(
+                        "{ctx}: field 'idleTimeout': expected a whole number of seconds above 0, got {t}"
+                    ));
+                    return None;
+                }
+            },
+        };
+        match obj.get("scope") {
+            None => Some(Scope::Shared),
+            Some(Value::String(s)) if s == "shared" => Some(Scope::Shared),
+            Some(Value::String(s)) if s == "session" && fields.contains(&"scope") => {
+                Some(Scope::Session { idle })
+            }
+            // Not offered for this type: already warned about as an unknown field.
+            Some(Value::String(s)) if s == "session" => Some(Scope::Shared),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'scope': expected \"shared\" or \"session\", got {other}"
+                ));
+                None
+            }
+        }
     }
 
     /// Reads command/args/env/cwd. With `need_command` false only checks the optional ones.
@@ -673,6 +728,34 @@ mod tests {
             loaded.warnings,
             ["config: backend 'a': unknown field 'colour' for type 'stdio' (ignored)"]
         );
+    }
+
+    #[test]
+    fn scope_defaults_to_shared_and_session_takes_an_idle_timeout() {
+        let loaded = ok(r#"{
+            "a": {"command": "x"},
+            "b": {"command": "x", "scope": "session"},
+            "c": {"type": "builtin", "server": "bash", "scope": "session", "idleTimeout": 30}
+        }"#);
+        let scopes: Vec<_> = loaded.config.backends.iter().map(|b| b.scope).collect();
+        assert_eq!(
+            scopes,
+            [
+                Scope::Shared,
+                Scope::Session { idle: DEFAULT_IDLE },
+                Scope::Session {
+                    idle: Duration::from_secs(30)
+                }
+            ]
+        );
+        let errs = errors(
+            r#"{"a": {"command": "x", "scope": "everyone"}, "b": {"command": "x", "idleTimeout": -1}}"#,
+        );
+        assert!(
+            errs[0].contains("field 'scope': expected \"shared\" or \"session\""),
+            "{errs:?}"
+        );
+        assert!(errs[1].contains("field 'idleTimeout'"), "{errs:?}");
     }
 
     #[test]

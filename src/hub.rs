@@ -1,24 +1,26 @@
 //! The hub: the one thread that owns the routing state.
 //!
-//! It owns the session table, the pending-request table, the backends' handles and states,
-//! and the registry. Frontends and backends only send it `HubEvent`s; it answers what the
-//! gateway owns (`initialize`, `ping`, `tools/list`) and routes the rest, replacing each
-//! request id with a gateway-unique one and restoring it on the way back. It never reads a
-//! socket or a pipe and never parses anything bigger than an envelope's `params`.
+//! It owns the session table, the pending-request table, the backends and their running
+//! instances, the subscription table and the registry. Frontends and backends only send it
+//! `HubEvent`s. It answers what the gateway owns (`initialize`, `ping`, the aggregated
+//! lists, `logging/setLevel`) and routes the rest, replacing every request id and progress
+//! token with a gateway-unique one and restoring it on the way back. It never reads a
+//! socket or a pipe, and parses no more of a message than the fields it routes on.
 
 use crate::backend::{self, BackendHandle};
-use crate::config::BackendSpec;
+use crate::compat;
+use crate::config::{BackendSpec, Scope};
 use crate::jsonrpc::{
     self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
     Request, Response,
 };
-use crate::registry::{self, BackendTools, Registry};
+use crate::registry::{self, BackendLists, Kind, Lists, Registry};
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use log::{debug, info, warn};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,23 @@ use std::time::{Duration, Instant};
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// Most pages the gateway follows when listing one backend.
 const MAX_PAGES: usize = 1000;
+/// Log levels from least to most severe (`logging/setLevel`, `notifications/message`).
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+/// Resource-not-found, as the legacy versions define it.
+const RESOURCE_NOT_FOUND: i64 = -32002;
 
 pub type SessionId = String;
+/// A running copy of a backend; never reused, so late events of a stopped one are ignored.
+pub type InstanceId = u64;
 
 /// Everything that happens, as the hub hears of it.
 pub enum HubEvent {
@@ -45,12 +62,12 @@ pub enum HubEvent {
         session: SessionId,
     },
     FromBackend {
-        backend: usize,
+        instance: InstanceId,
         msg: Message,
     },
-    /// The backend's process ended by itself.
+    /// The instance's process ended by itself.
     BackendExited {
-        backend: usize,
+        instance: InstanceId,
         reason: String,
     },
     Shutdown,
@@ -62,6 +79,8 @@ pub struct HubOptions {
     pub self_exe: String,
     /// The address clients should use, printed once every backend has settled.
     pub client_url: String,
+    /// Most items in one page of an aggregated list.
+    pub page_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,82 +90,155 @@ enum State {
     Failed(String),
 }
 
-struct Slot {
+/// What a backend said it can do in its `initialize` result.
+#[derive(Debug, Clone, Default)]
+struct Caps {
+    lists: [bool; 4],
+    logging: bool,
+}
+
+/// One configured backend and its catalog.
+struct Backend {
     spec: BackendSpec,
     state: State,
-    conn: Option<BackendHandle>,
-    tools: Vec<Map<String, Value>>,
-    /// Pages gathered so far while listing tools.
-    listing: Vec<Map<String, Value>>,
-    pages: usize,
+    lists: Lists,
     started: Instant,
+    /// The instance whose lists are the catalog: the shared instance, or for per-session
+    /// backends a probe started once to learn the lists.
+    source: Option<InstanceId>,
+}
+
+struct Instance {
+    backend: usize,
+    /// The session a per-session instance belongs to.
+    owner: Option<SessionId>,
+    conn: Option<BackendHandle>,
+    ready: bool,
+    caps: Caps,
     init_deadline: Option<Instant>,
+    /// Pages gathered so far, per kind, while listing.
+    listing: [Option<Vec<Map<String, Value>>>; 4],
+    pages: [usize; 4],
+    /// Requests that arrived before the instance was ready.
+    queued: Vec<Request>,
+    last_used: Instant,
+    log_level: Option<usize>,
+}
+
+/// What to do with a routed request's answer besides passing it on.
+enum After {
+    Nothing,
+    /// A `resources/read` whose URI was rewritten: put the exposed URI back in the result.
+    MapUri {
+        original: String,
+        exposed: String,
+    },
+    /// A `resources/subscribe`: on error, forget the subscription.
+    Subscribed {
+        uri: String,
+    },
 }
 
 enum Pending {
+    /// A client's request, routed to a backend.
     Client {
         session: SessionId,
         id: Id,
-        backend: usize,
+        instance: InstanceId,
+        method: String,
+        /// The client's own progress token; the backend got the gateway id instead.
+        progress: Option<Value>,
+        after: After,
+    },
+    /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
+    ServerRequest {
+        session: SessionId,
+        instance: InstanceId,
+        backend_id: Id,
     },
     Initialize {
-        backend: usize,
+        instance: InstanceId,
     },
-    ListTools {
-        backend: usize,
+    List {
+        instance: InstanceId,
+        kind: Kind,
+    },
+    /// The gateway's own request whose answer only gets logged (setLevel, unsubscribe).
+    Ignore {
+        instance: InstanceId,
     },
 }
 
 impl Pending {
-    fn backend(&self) -> usize {
+    fn instance(&self) -> InstanceId {
         match self {
-            Pending::Client { backend, .. }
-            | Pending::Initialize { backend }
-            | Pending::ListTools { backend } => *backend,
+            Pending::Client { instance, .. }
+            | Pending::ServerRequest { instance, .. }
+            | Pending::Initialize { instance }
+            | Pending::List { instance, .. }
+            | Pending::Ignore { instance } => *instance,
         }
     }
+}
+
+/// What a client declared it can do, for requests from servers.
+#[derive(Debug, Clone, Default)]
+struct ClientCaps {
+    sampling: bool,
+    elicitation_form: bool,
+    elicitation_url: bool,
+    roots: bool,
 }
 
 struct Session {
     tx: Sender<Message>,
     initialized: bool,
     client: String,
+    version: &'static str,
+    caps: ClientCaps,
+    log_level: Option<usize>,
+    /// This session's own instances of per-session backends, by backend.
+    instances: HashMap<usize, InstanceId>,
 }
 
 pub struct Hub {
     opts: HubOptions,
-    slots: Vec<Slot>,
+    backends: Vec<Backend>,
+    instances: HashMap<InstanceId, Instance>,
     registry: Registry,
     sessions: HashMap<SessionId, Session>,
     pending: HashMap<u64, Pending>,
+    /// Which sessions subscribed to which URI of which instance (the backend's URI).
+    subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
     next_id: u64,
     events_tx: Sender<HubEvent>,
-    /// Supervisor threads of stopped backends, joined at shutdown.
+    /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
     summary_printed: bool,
 }
+
+type Params = BTreeMap<String, Box<RawValue>>;
 
 impl Hub {
     pub fn new(specs: Vec<BackendSpec>, opts: HubOptions, events_tx: Sender<HubEvent>) -> Hub {
         let now = Instant::now();
         Hub {
             opts,
-            slots: specs
+            backends: specs
                 .into_iter()
-                .map(|spec| Slot {
+                .map(|spec| Backend {
                     spec,
                     state: State::Starting,
-                    conn: None,
-                    tools: Vec::new(),
-                    listing: Vec::new(),
-                    pages: 0,
+                    lists: Lists::default(),
                     started: now,
-                    init_deadline: None,
+                    source: None,
                 })
                 .collect(),
+            instances: HashMap::new(),
             registry: Registry::empty(),
             sessions: HashMap::new(),
             pending: HashMap::new(),
+            subscriptions: HashMap::new(),
             next_id: 1,
             events_tx,
             stopped: Vec::new(),
@@ -157,7 +249,13 @@ impl Hub {
     /// Runs until `Shutdown`, then stops every backend and returns their supervisor threads
     /// for the caller to join.
     pub fn run(mut self, events: Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
-        self.start_backends();
+        for b in 0..self.backends.len() {
+            match self.start_instance(b, None) {
+                Ok(id) => self.backends[b].source = Some(id),
+                Err(e) => self.backend_failed(b, e),
+            }
+        }
+        self.maybe_print_summary();
         let ticker = crossbeam_channel::tick(Duration::from_millis(250));
         loop {
             select! {
@@ -181,134 +279,273 @@ impl Hub {
                         tx,
                         initialized: false,
                         client: String::new(),
+                        version: PROTOCOL_VERSIONS[0],
+                        caps: ClientCaps::default(),
+                        log_level: None,
+                        instances: HashMap::new(),
                     },
                 );
             }
-            HubEvent::FromClient { session, msg } => self.on_client_message(session, msg),
-            HubEvent::ClientGone { session } => {
-                if let Some(s) = self.sessions.remove(&session) {
-                    info!("session {session}: closed (client '{}')", s.client);
+            HubEvent::FromClient { session, msg } => {
+                if self.sessions.contains_key(&session) {
+                    self.on_client_message(session, msg);
                 }
             }
-            HubEvent::FromBackend { backend, msg } => self.on_backend_message(backend, msg),
-            HubEvent::BackendExited { backend, reason } => {
-                self.fail_backend(backend, format!("exited ({reason})"));
+            HubEvent::ClientGone { session } => self.session_gone(&session),
+            HubEvent::FromBackend { instance, msg } => {
+                if self.instances.contains_key(&instance) {
+                    self.on_backend_message(instance, msg);
+                }
+            }
+            HubEvent::BackendExited { instance, reason } => {
+                self.instance_failed(instance, format!("exited ({reason})"));
             }
             HubEvent::Shutdown => {}
         }
     }
 
-    fn start_backends(&mut self) {
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
-            let name = slot.spec.name.clone();
-            let Some(launch) = backend::launch_for(&slot.spec, &self.opts.self_exe) else {
-                let ty = slot.spec.transport.type_name();
-                self.fail_backend(
-                    index,
-                    format!("type '{ty}' is not supported by this version yet (configured but not started)"),
-                );
-                continue;
-            };
-            match backend::start(index, &name, &launch, self.events_tx.clone()) {
-                Ok(handle) => {
-                    let slot = &mut self.slots[index];
-                    slot.conn = Some(handle);
-                    slot.started = Instant::now();
-                    slot.init_deadline = Some(slot.started + self.opts.init_timeout);
-                    let params = json!({
-                        "protocolVersion": PROTOCOL_VERSIONS[0],
-                        "capabilities": {},
-                        "clientInfo": {"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
-                    });
-                    self.request_backend(
-                        index,
-                        "initialize",
-                        Some(&params),
-                        Pending::Initialize { backend: index },
-                    );
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    // ---- instances ----------------------------------------------------------------
+
+    /// Starts a process for backend `b` and sends it `initialize`.
+    fn start_instance(&mut self, b: usize, owner: Option<SessionId>) -> Result<InstanceId, String> {
+        let spec = &self.backends[b].spec;
+        let Some(launch) = backend::launch_for(spec, &self.opts.self_exe) else {
+            return Err(format!(
+                "type '{}' is not supported by this version yet (configured but not started)",
+                spec.transport.type_name()
+            ));
+        };
+        let name = spec.name.clone();
+        let id = self.alloc_id();
+        let conn = backend::start(id, &name, &launch, self.events_tx.clone())?;
+        let now = Instant::now();
+        self.instances.insert(
+            id,
+            Instance {
+                backend: b,
+                owner: owner.clone(),
+                conn: Some(conn),
+                ready: false,
+                caps: Caps::default(),
+                init_deadline: Some(now + self.opts.init_timeout),
+                listing: Default::default(),
+                pages: [0; 4],
+                queued: Vec::new(),
+                last_used: now,
+                log_level: None,
+            },
+        );
+        if let Some(s) = &owner {
+            info!("backend '{name}': started an instance for session {s}");
+        }
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSIONS[0],
+            // Everything the gateway can route back to a client.
+            "capabilities": {"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}, "url": {}}},
+            "clientInfo": {"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
+        });
+        self.request_instance(
+            id,
+            "initialize",
+            Some(params),
+            Pending::Initialize { instance: id },
+        );
+        Ok(id)
+    }
+
+    /// Sends a gateway-originated request to an instance.
+    fn request_instance(
+        &mut self,
+        instance: InstanceId,
+        method: &str,
+        params: Option<Value>,
+        why: Pending,
+    ) {
+        let gid = self.alloc_id();
+        let request = Request {
+            id: Id::number(gid),
+            method: method.to_string(),
+            params: params.map(|p| jsonrpc::to_raw(&p)),
+        };
+        self.pending.insert(gid, why);
+        if !self.send_instance(instance, Message::Request(request)) {
+            self.instance_failed(instance, "its stdin is closed".into());
+        }
+    }
+
+    fn send_instance(&self, instance: InstanceId, msg: Message) -> bool {
+        self.instances
+            .get(&instance)
+            .and_then(|i| i.conn.as_ref())
+            .is_some_and(|c| c.tx.send(msg).is_ok())
+    }
+
+    fn notify_instance(&self, instance: InstanceId, method: &str, params: Option<Value>) {
+        let n = Notification {
+            method: method.into(),
+            params: params.map(|p| jsonrpc::to_raw(&p)),
+        };
+        self.send_instance(instance, Message::Notification(n));
+    }
+
+    /// The instance that serves backend `b` for `session`, starting a per-session one if
+    /// needed. It may still be initializing: requests to it wait in its queue.
+    fn instance_for(&mut self, b: usize, session: &str) -> Result<InstanceId, String> {
+        let backend = &self.backends[b];
+        if let State::Failed(reason) = &backend.state {
+            return Err(format!(
+                "backend '{}' is not available: {reason}",
+                backend.spec.name
+            ));
+        }
+        match backend.spec.scope {
+            Scope::Shared => backend
+                .source
+                .ok_or_else(|| format!("backend '{}' is not running", backend.spec.name)),
+            Scope::Session { .. } => {
+                if let Some(&id) = self.sessions.get(session).and_then(|s| s.instances.get(&b)) {
+                    return Ok(id);
                 }
-                Err(e) => self.fail_backend(index, e),
+                let id = self.start_instance(b, Some(session.to_string()))?;
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.instances.insert(b, id);
+                }
+                Ok(id)
             }
+        }
+    }
+
+    /// Stops an instance and answers everything pending on it.
+    fn instance_failed(&mut self, instance: InstanceId, reason: String) {
+        let Some(mut inst) = self.instances.remove(&instance) else {
+            return;
+        };
+        if let Some(conn) = inst.conn.take() {
+            self.stopped.extend(conn.stop());
+        }
+        let b = inst.backend;
+        let name = self.backends[b].spec.name.clone();
+        let orphaned: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.instance() == instance)
+            .map(|(&id, _)| id)
+            .collect();
+        for gid in orphaned {
+            match self.pending.remove(&gid) {
+                Some(Pending::Client { session, id, .. }) => {
+                    let reply = Response::error(
+                        Some(id),
+                        INTERNAL_ERROR,
+                        format!("backend '{name}' {reason} before answering this request"),
+                    );
+                    self.deliver(&session, Message::Response(reply));
+                }
+                Some(Pending::ServerRequest { session, .. }) => {
+                    let params =
+                        json!({"requestId": gid, "reason": format!("backend '{name}' {reason}")});
+                    self.notify_session(&session, "notifications/cancelled", Some(params));
+                }
+                _ => {}
+            }
+        }
+        self.subscriptions.retain(|(i, _), _| *i != instance);
+        if let Some(owner) = &inst.owner {
+            if let Some(s) = self.sessions.get_mut(owner) {
+                s.instances.remove(&b);
+            }
+            if !reason.is_empty() {
+                warn!("backend '{name}': the instance of session {owner} {reason}");
+            }
+        }
+        if self.backends[b].source == Some(instance) {
+            self.backends[b].source = None;
+            if self.backends[b].spec.scope == Scope::Shared
+                || self.backends[b].state == State::Starting
+            {
+                self.backend_failed(b, reason);
+            }
+        }
+    }
+
+    /// Marks a backend failed: its catalog is withdrawn.
+    fn backend_failed(&mut self, b: usize, reason: String) {
+        let backend = &mut self.backends[b];
+        if matches!(backend.state, State::Failed(_)) {
+            return;
+        }
+        let was = std::mem::replace(&mut backend.state, State::Failed(reason.clone()));
+        let name = backend.spec.name.clone();
+        if was == State::Starting {
+            console!(
+                "  {:<16} {:<15} FAILED   {reason}",
+                name,
+                backend.spec.transport.type_name()
+            );
+        } else {
+            warn!("backend '{name}': {reason}; its tools, prompts and resources are withdrawn");
+        }
+        if backend.lists != Lists::default() {
+            backend.lists = Lists::default();
+            self.rebuild_registry();
         }
         self.maybe_print_summary();
     }
 
     fn tick(&mut self) {
         let now = Instant::now();
-        let late: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].init_deadline.is_some_and(|d| now >= d))
+        let late: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.init_deadline.is_some_and(|d| now >= d))
+            .map(|(&id, _)| id)
             .collect();
-        for index in late {
+        for id in late {
             let secs = self.opts.init_timeout.as_secs_f64();
-            self.fail_backend(
-                index,
+            self.instance_failed(
+                id,
                 format!("did not finish initializing within {secs:.0} s"),
             );
         }
-    }
-
-    /// Sends a gateway-originated request to a backend.
-    fn request_backend(
-        &mut self,
-        backend: usize,
-        method: &str,
-        params: Option<&Value>,
-        why: Pending,
-    ) {
-        let params = params.map(jsonrpc::to_raw);
-        let request = Request {
-            id: Id::number(0), // replaced below
-            method: method.to_string(),
-            params,
-        };
-        if let Err(e) = self.send_to_backend(backend, request, why) {
-            self.fail_backend(backend, e);
+        let idle: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(id, i)| {
+                let Scope::Session { idle } = self.backends[i.backend].spec.scope else {
+                    return false;
+                };
+                i.owner.is_some()
+                    && now.duration_since(i.last_used) >= idle
+                    && !self.pending.values().any(|p| p.instance() == **id)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            info!(
+                "backend '{}': stopping an idle per-session instance",
+                self.backends[self.instances[&id].backend].spec.name
+            );
+            self.instance_failed(id, String::new());
         }
     }
 
-    /// Gives `request` a gateway-unique id, remembers why it was sent, and queues it.
-    fn send_to_backend(
-        &mut self,
-        backend: usize,
-        mut request: Request,
-        why: Pending,
-    ) -> Result<(), String> {
-        let Some(conn) = &self.slots[backend].conn else {
-            return Err("is not running".into());
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        request.id = Id::number(id);
-        if conn.tx.send(Message::Request(request)).is_err() {
-            return Err("its stdin is closed".into());
-        }
-        self.pending.insert(id, why);
-        Ok(())
-    }
+    // ---- clients ------------------------------------------------------------------
 
     fn on_client_message(&mut self, session: SessionId, msg: Message) {
         match msg {
             Message::Request(req) => {
-                let reply = self.client_request(&session, req);
-                if let Some(reply) = reply {
+                if let Some(reply) = self.client_request(&session, req) {
                     self.deliver(&session, Message::Response(reply));
                 }
             }
-            Message::Notification(n) => match n.method.as_str() {
-                "notifications/initialized" => {
-                    if let Some(s) = self.sessions.get_mut(&session) {
-                        s.initialized = true;
-                    }
-                }
-                other => debug!("session {session}: notification '{other}' not handled"),
-            },
-            Message::Response(r) => {
-                debug!(
-                    "session {session}: response to id {:?} ignored: the gateway sent it no request",
-                    r.id
-                );
-            }
+            Message::Notification(n) => self.client_notification(&session, n),
+            Message::Response(r) => self.client_response(&session, r),
         }
     }
 
@@ -318,8 +555,27 @@ impl Hub {
         let result = match req.method.as_str() {
             "initialize" => Ok(self.initialize(session, req.params.as_deref())),
             "ping" => Ok(jsonrpc::to_raw(&json!({}))),
-            "tools/list" => self.tools_list(req.params.as_deref()),
-            "tools/call" => return self.tools_call(session, req),
+            "tools/list" => self.list_page(session, Kind::Tools, req.params.as_deref()),
+            "prompts/list" => self.list_page(session, Kind::Prompts, req.params.as_deref()),
+            "resources/list" => self.list_page(session, Kind::Resources, req.params.as_deref()),
+            "resources/templates/list" => {
+                self.list_page(session, Kind::Templates, req.params.as_deref())
+            }
+            "logging/setLevel" => self.set_level(session, req.params.as_deref()),
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => {
+                return match self.route(session, req) {
+                    Ok(()) => None,
+                    Err(e) => Some(Response {
+                        id: Some(id),
+                        outcome: Err(e),
+                    }),
+                };
+            }
             other => Err(ErrorObject::new(
                 METHOD_NOT_FOUND,
                 format!("method not found: '{other}'"),
@@ -342,14 +598,15 @@ impl Hub {
         struct Params {
             protocol_version: Option<String>,
             client_info: Option<ClientInfo>,
+            capabilities: Option<Map<String, Value>>,
         }
         let p: Params = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
-        let version = p
-            .protocol_version
-            .as_deref()
-            .filter(|v| PROTOCOL_VERSIONS.contains(v))
+        let version = PROTOCOL_VERSIONS
+            .iter()
+            .find(|v| p.protocol_version.as_deref() == Some(**v))
+            .copied()
             .unwrap_or(PROTOCOL_VERSIONS[0]);
         let info = p.client_info.unwrap_or_default();
         let client = format!(
@@ -359,156 +616,629 @@ impl Hub {
         )
         .trim()
         .to_string();
+        let caps = p.capabilities.unwrap_or_default();
+        let elicitation = caps.get("elicitation").and_then(Value::as_object);
+        let caps = ClientCaps {
+            sampling: caps.contains_key("sampling"),
+            // An empty elicitation object means form mode only.
+            elicitation_form: elicitation.is_some_and(|e| e.is_empty() || e.contains_key("form")),
+            elicitation_url: elicitation.is_some_and(|e| e.contains_key("url")),
+            roots: caps.contains_key("roots"),
+        };
         info!(
-            "session {session}: initialize from '{client}', protocol {} (asked {})",
-            version,
+            "session {session}: initialize from '{client}', protocol {version} (asked {}), capabilities {caps:?}",
             p.protocol_version.as_deref().unwrap_or("none")
         );
         if let Some(s) = self.sessions.get_mut(session) {
             s.client = client;
+            s.version = version;
+            s.caps = caps;
+        }
+        // Per-session backends start now, so the first call does not wait for them.
+        let per_session: Vec<usize> = (0..self.backends.len())
+            .filter(|&b| {
+                matches!(self.backends[b].spec.scope, Scope::Session { .. })
+                    && self.backends[b].state == State::Ready
+            })
+            .collect();
+        for b in per_session {
+            if let Err(e) = self.instance_for(b, session) {
+                warn!("session {session}: {e}");
+            }
         }
         jsonrpc::to_raw(&json!({
             "protocolVersion": version,
-            "capabilities": {"tools": {"listChanged": true}},
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"subscribe": true, "listChanged": true},
+                "logging": {},
+                "completions": {},
+            },
             "serverInfo": {"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
         }))
     }
 
-    fn tools_list(&self, params: Option<&RawValue>) -> Result<Box<RawValue>, ErrorObject> {
+    /// One page of an aggregated list, with the gateway's own cursor.
+    fn list_page(
+        &self,
+        session: &str,
+        kind: Kind,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
         #[derive(Deserialize, Default)]
-        struct Params {
+        struct P {
             cursor: Option<Value>,
         }
-        let p: Params = params
+        let p: P = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
-        if let Some(cursor) = p.cursor.filter(|c| !c.is_null()) {
-            // The gateway sends the whole list in one page, so it never hands out a cursor.
-            return Err(ErrorObject::new(
-                INVALID_PARAMS,
-                format!("invalid cursor {cursor}: tools/list has a single page"),
-            ));
+        let items = self.registry.catalog(kind).items();
+        let start = match p.cursor.filter(|c| !c.is_null()) {
+            None => 0,
+            Some(c) => c
+                .as_str()
+                .and_then(|c| decode_cursor(kind, c))
+                .filter(|&offset| offset <= items.len())
+                .ok_or_else(|| {
+                    ErrorObject::new(
+                        INVALID_PARAMS,
+                        format!("invalid cursor {c} for {}", kind.list_method()),
+                    )
+                })?,
+        };
+        let end = items.len().min(start + self.opts.page_size.max(1));
+        let version = self
+            .sessions
+            .get(session)
+            .map_or(PROTOCOL_VERSIONS[0], |s| s.version);
+        let mut out = String::with_capacity(
+            64 + items[start..end]
+                .iter()
+                .map(|i| i.get().len() + 1)
+                .sum::<usize>(),
+        );
+        out.push_str("{\"");
+        out.push_str(kind.field());
+        out.push_str("\":[");
+        for (i, item) in items[start..end].iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if compat::needs_downgrade(version) {
+                let mut m: Map<String, Value> =
+                    serde_json::from_str(item.get()).unwrap_or_default();
+                compat::downgrade_item(kind, &mut m, version);
+                out.push_str(&Value::Object(m).to_string());
+            } else {
+                out.push_str(item.get());
+            }
         }
-        Ok(self.registry.list_result().to_owned())
+        out.push(']');
+        if end < items.len() {
+            out.push_str(",\"nextCursor\":\"");
+            out.push_str(&encode_cursor(kind, end));
+            out.push('"');
+        }
+        out.push('}');
+        Ok(RawValue::from_string(out).expect("concatenated JSON items form valid JSON"))
     }
 
-    fn tools_call(&mut self, session: &str, req: Request) -> Option<Response> {
-        let id = req.id.clone();
-        let fail = |code, message: String| Some(Response::error(Some(id.clone()), code, message));
-        // Only the top level is parsed: the arguments stay raw.
-        let mut params: BTreeMap<String, Box<RawValue>> =
-            match req.params.as_deref().map(|p| serde_json::from_str(p.get())) {
-                Some(Ok(p)) => p,
-                _ => {
-                    return fail(
-                        INVALID_PARAMS,
-                        "tools/call: 'params' must be an object with 'name'".into(),
-                    );
-                }
-            };
-        let Some(name) = params
-            .get("name")
-            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-        else {
-            return fail(
+    fn set_level(
+        &mut self,
+        session: &str,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, ErrorObject> {
+        let level = params
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .and_then(|p| p.get("level")?.as_str().map(str::to_string));
+        let rank = level.as_deref().and_then(level_rank).ok_or_else(|| {
+            ErrorObject::new(
                 INVALID_PARAMS,
-                "tools/call: 'params.name' must be a string".into(),
+                format!(
+                    "logging/setLevel: 'level' must be one of {}",
+                    LEVELS.join(", ")
+                ),
+            )
+        })?;
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.log_level = Some(rank);
+        }
+        self.apply_log_levels();
+        Ok(jsonrpc::to_raw(&json!({})))
+    }
+
+    /// Sets each logging backend to the most verbose level any of its sessions asked for;
+    /// the gateway filters per session.
+    fn apply_log_levels(&mut self) {
+        let shared_min = self.sessions.values().filter_map(|s| s.log_level).min();
+        let mut changes = Vec::new();
+        for (&id, inst) in &self.instances {
+            if !inst.ready || !inst.caps.logging {
+                continue;
+            }
+            let want = match &inst.owner {
+                Some(owner) => self.sessions.get(owner).and_then(|s| s.log_level),
+                None => shared_min,
+            };
+            if let Some(want) = want.filter(|w| inst.log_level != Some(*w)) {
+                changes.push((id, want));
+            }
+        }
+        for (id, level) in changes {
+            if let Some(inst) = self.instances.get_mut(&id) {
+                inst.log_level = Some(level);
+            }
+            self.request_instance(
+                id,
+                "logging/setLevel",
+                Some(json!({"level": LEVELS[level]})),
+                Pending::Ignore { instance: id },
             );
+        }
+    }
+
+    /// Routes a request that names a tool, prompt or resource to its backend.
+    fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
+        let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
+        let mut params: Params = match req.params.as_deref().map(|p| serde_json::from_str(p.get()))
+        {
+            Some(Ok(p)) => p,
+            _ => {
+                return Err(invalid(format!(
+                    "{}: 'params' must be an object",
+                    req.method
+                )));
+            }
         };
-        let Some(entry) = self.registry.lookup(&name) else {
-            return fail(INVALID_PARAMS, format!("unknown tool '{name}'"));
+        let string = |params: &Params, key: &str| {
+            params
+                .get(key)
+                .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
         };
-        let backend = entry.backend;
-        params.insert("name".into(), jsonrpc::to_raw(&entry.original));
+        let mut after = After::Nothing;
+        let backend = match req.method.as_str() {
+            "tools/call" | "prompts/get" => {
+                let kind = if req.method == "tools/call" {
+                    Kind::Tools
+                } else {
+                    Kind::Prompts
+                };
+                let what = if kind == Kind::Tools {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let name = string(&params, "name").ok_or_else(|| {
+                    invalid(format!("{}: 'params.name' must be a string", req.method))
+                })?;
+                let entry = self
+                    .registry
+                    .catalog(kind)
+                    .lookup(&name)
+                    .ok_or_else(|| invalid(format!("unknown {what} '{name}'")))?;
+                let b = entry.backend;
+                params.insert("name".into(), jsonrpc::to_raw(&entry.original));
+                b
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = string(&params, "uri").ok_or_else(|| {
+                    invalid(format!("{}: 'params.uri' must be a string", req.method))
+                })?;
+                let (b, original) = self.registry.route_uri(&uri).ok_or_else(|| {
+                    let mut e = ErrorObject::new(
+                        RESOURCE_NOT_FOUND,
+                        format!("resource not found: no backend serves '{uri}'"),
+                    );
+                    e.data = Some(jsonrpc::to_raw(&json!({"uri": uri})));
+                    e
+                })?;
+                if original != uri {
+                    params.insert("uri".into(), jsonrpc::to_raw(&original));
+                }
+                match req.method.as_str() {
+                    "resources/read" if original != uri => {
+                        after = After::MapUri {
+                            original,
+                            exposed: uri,
+                        };
+                    }
+                    "resources/subscribe" => {
+                        let instance = self
+                            .instance_for(b, session)
+                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let subscribers = self
+                            .subscriptions
+                            .entry((instance, original.clone()))
+                            .or_default();
+                        let first = subscribers.is_empty();
+                        subscribers.insert(session.to_string());
+                        if !first {
+                            // The backend already sends this URI's updates; nothing to ask it.
+                            self.deliver(
+                                session,
+                                Message::Response(Response::ok(
+                                    req.id,
+                                    jsonrpc::to_raw(&json!({})),
+                                )),
+                            );
+                            return Ok(());
+                        }
+                        after = After::Subscribed { uri: original };
+                    }
+                    "resources/unsubscribe" => {
+                        let instance = self
+                            .instance_for(b, session)
+                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let key = (instance, original);
+                        let last = self
+                            .subscriptions
+                            .get_mut(&key)
+                            .is_some_and(|subs| subs.remove(session) && subs.is_empty());
+                        if !last {
+                            // Others still need it (or this session never subscribed).
+                            self.deliver(
+                                session,
+                                Message::Response(Response::ok(
+                                    req.id,
+                                    jsonrpc::to_raw(&json!({})),
+                                )),
+                            );
+                            return Ok(());
+                        }
+                        self.subscriptions.remove(&key);
+                    }
+                    _ => {}
+                }
+                b
+            }
+            "completion/complete" => self.route_completion(&mut params)?,
+            other => unreachable!("route() is only called for routed methods, not '{other}'"),
+        };
+        self.forward(session, backend, req.id, req.method, params, after)
+            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))
+    }
+
+    /// `completion/complete` goes where its `ref` points: a prompt or a resource template.
+    fn route_completion(&self, params: &mut Params) -> Result<usize, ErrorObject> {
+        let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
+        let mut reference: Map<String, Value> = params
+            .get("ref")
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .ok_or_else(|| invalid("completion/complete: 'params.ref' must be an object".into()))?;
+        let field =
+            |r: &Map<String, Value>, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+        let (b, key, original) = match field(&reference, "type").as_deref() {
+            Some("ref/prompt") => {
+                let name = field(&reference, "name").ok_or_else(|| {
+                    invalid("completion/complete: 'ref.name' must be a string".into())
+                })?;
+                let e = self
+                    .registry
+                    .catalog(Kind::Prompts)
+                    .lookup(&name)
+                    .ok_or_else(|| invalid(format!("unknown prompt '{name}'")))?;
+                (e.backend, "name", e.original.clone())
+            }
+            Some("ref/resource") => {
+                let uri = field(&reference, "uri").ok_or_else(|| {
+                    invalid("completion/complete: 'ref.uri' must be a string".into())
+                })?;
+                let (b, original) = self
+                    .registry
+                    .route_template(&uri)
+                    .or_else(|| self.registry.route_uri(&uri))
+                    .ok_or_else(|| invalid(format!("unknown resource template '{uri}'")))?;
+                (b, "uri", original)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "completion/complete: 'ref.type' must be \"ref/prompt\" or \"ref/resource\", got {other:?}"
+                )));
+            }
+        };
+        reference.insert(key.into(), Value::String(original));
+        params.insert("ref".into(), jsonrpc::to_raw(&reference));
+        Ok(b)
+    }
+
+    /// Sends a client's request on to backend `b` with a gateway id (and progress token).
+    fn forward(
+        &mut self,
+        session: &str,
+        b: usize,
+        id: Id,
+        method: String,
+        mut params: Params,
+        after: After,
+    ) -> Result<(), String> {
+        let instance = self.instance_for(b, session)?;
+        let gid = self.alloc_id();
+        let progress = swap_progress_token(&mut params, gid);
         let request = Request {
-            id: Id::number(0),
-            method: req.method,
+            id: Id::number(gid),
+            method: method.clone(),
             params: Some(jsonrpc::to_raw(&params)),
         };
-        let why = Pending::Client {
-            session: session.to_string(),
-            id: id.clone(),
-            backend,
-        };
-        match self.send_to_backend(backend, request, why) {
-            Ok(()) => None,
-            Err(e) => fail(
-                INTERNAL_ERROR,
-                format!("backend '{}' {e}", self.slots[backend].spec.name),
-            ),
-        }
-    }
-
-    fn on_backend_message(&mut self, backend: usize, msg: Message) {
-        let name = &self.slots[backend].spec.name;
-        match msg {
-            Message::Response(resp) => {
-                let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
-                    warn!(
-                        "backend '{name}': response without a usable id ignored: {:?}",
-                        resp.outcome.err()
-                    );
-                    return;
-                };
-                let Some(pending) = self.pending.remove(&gid) else {
-                    debug!("backend '{name}': response to unknown id {gid} dropped");
-                    return;
-                };
-                if pending.backend() != backend {
-                    warn!(
-                        "backend '{name}': answered id {gid}, which was sent to another backend; dropped"
-                    );
-                    self.pending.insert(gid, pending);
-                    return;
-                }
-                match pending {
-                    Pending::Client { session, id, .. } => {
-                        let reply = Response {
-                            id: Some(id),
-                            outcome: resp.outcome,
-                        };
-                        self.deliver(&session, Message::Response(reply));
-                    }
-                    Pending::Initialize { .. } => self.initialized(backend, resp.outcome),
-                    Pending::ListTools { .. } => self.listed_tools(backend, resp.outcome),
-                }
-            }
-            Message::Request(req) => {
-                let reply = if req.method == "ping" {
-                    Response::ok(req.id, jsonrpc::to_raw(&json!({})))
-                } else {
-                    debug!(
-                        "backend '{name}': request '{}' is not supported by the gateway",
-                        req.method
-                    );
-                    Response::error(
-                        Some(req.id),
-                        METHOD_NOT_FOUND,
-                        format!("the gateway does not support '{}' from servers", req.method),
-                    )
-                };
-                if let Some(conn) = &self.slots[backend].conn {
-                    let _ = conn.tx.send(Message::Response(reply));
-                }
-            }
-            Message::Notification(n) => match n.method.as_str() {
-                "notifications/tools/list_changed" => {
-                    if self.slots[backend].state == State::Ready {
-                        info!("backend '{name}': tool list changed; listing again");
-                        self.list_tools(backend, None);
-                    }
-                }
-                other => debug!("backend '{name}': notification '{other}' not forwarded"),
+        self.pending.insert(
+            gid,
+            Pending::Client {
+                session: session.to_string(),
+                id,
+                instance,
+                method,
+                progress,
+                after,
             },
+        );
+        let inst = self
+            .instances
+            .get_mut(&instance)
+            .expect("instance_for returns a live instance");
+        inst.last_used = Instant::now();
+        if inst.ready {
+            if !self.send_instance(instance, Message::Request(request)) {
+                self.instance_failed(instance, "has closed its input".into());
+            }
+        } else {
+            inst.queued.push(request);
+        }
+        Ok(())
+    }
+
+    fn client_notification(&mut self, session: &str, n: Notification) {
+        match n.method.as_str() {
+            "notifications/initialized" => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.initialized = true;
+                }
+            }
+            "notifications/cancelled" => {
+                let p: Value = n
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str(p.get()).ok())
+                    .unwrap_or_default();
+                let Some(target) = p.get("requestId") else {
+                    return;
+                };
+                let found = self.pending.iter().find_map(|(gid, p)| match p {
+                    Pending::Client { session: s, id, .. }
+                        if s == session && id.matches(target) =>
+                    {
+                        Some(*gid)
+                    }
+                    _ => None,
+                });
+                let Some(gid) = found else {
+                    debug!("session {session}: cancellation of unknown request {target} ignored");
+                    return;
+                };
+                if let Some(Pending::Client { instance, .. }) = self.pending.remove(&gid) {
+                    let unsent = self.instances.get_mut(&instance).map(|i| {
+                        let before = i.queued.len();
+                        i.queued.retain(|r| r.id.as_u64() != Some(gid));
+                        before != i.queued.len()
+                    });
+                    if unsent != Some(true) {
+                        let mut params = json!({"requestId": gid});
+                        if let Some(reason) = p.get("reason") {
+                            params["reason"] = reason.clone();
+                        }
+                        self.notify_instance(instance, "notifications/cancelled", Some(params));
+                    }
+                }
+            }
+            "notifications/roots/list_changed" => {
+                let targets: Vec<InstanceId> = self
+                    .instances
+                    .iter()
+                    .filter(|(_, i)| i.ready && i.owner.as_deref().is_none_or(|o| o == session))
+                    .filter(|(id, i)| {
+                        i.owner.is_some() || self.backends[i.backend].source == Some(**id)
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in targets {
+                    self.notify_instance(id, "notifications/roots/list_changed", None);
+                }
+            }
+            other => debug!("session {session}: notification '{other}' not handled"),
         }
     }
 
-    fn initialized(&mut self, backend: usize, outcome: Result<Box<RawValue>, ErrorObject>) {
+    /// A client's answer to a request a backend sent it.
+    fn client_response(&mut self, session: &str, r: Response) {
+        let Some(gid) = r.id.as_ref().and_then(Id::as_u64) else {
+            debug!("session {session}: response without a gateway id ignored");
+            return;
+        };
+        match self.pending.remove(&gid) {
+            Some(Pending::ServerRequest {
+                session: s,
+                instance,
+                backend_id,
+            }) if s == session => {
+                let reply = Response {
+                    id: Some(backend_id),
+                    outcome: r.outcome,
+                };
+                self.send_instance(instance, Message::Response(reply));
+            }
+            Some(other) => {
+                debug!(
+                    "session {session}: response to id {gid}, which is not its request; ignored"
+                );
+                self.pending.insert(gid, other);
+            }
+            None => debug!("session {session}: response to unknown id {gid} ignored"),
+        }
+    }
+
+    fn session_gone(&mut self, session: &str) {
+        let Some(s) = self.sessions.remove(session) else {
+            return;
+        };
+        info!("session {session}: closed (client '{}')", s.client);
+        // Requests it had in flight are cancelled at their backends.
+        let mine: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Client { session: x, .. } | Pending::ServerRequest { session: x, .. } if x == session))
+            .map(|(&gid, _)| gid)
+            .collect();
+        for gid in mine {
+            match self.pending.remove(&gid) {
+                Some(Pending::Client { instance, .. }) => {
+                    self.notify_instance(
+                        instance,
+                        "notifications/cancelled",
+                        Some(json!({"requestId": gid, "reason": "the client disconnected"})),
+                    );
+                }
+                Some(Pending::ServerRequest {
+                    instance,
+                    backend_id,
+                    ..
+                }) => {
+                    let reply = Response::error(
+                        Some(backend_id),
+                        INTERNAL_ERROR,
+                        "the client disconnected before answering",
+                    );
+                    self.send_instance(instance, Message::Response(reply));
+                }
+                _ => {}
+            }
+        }
+        for (_, id) in s.instances {
+            self.instance_failed(id, String::new());
+        }
+        let mut emptied = Vec::new();
+        for (key, subs) in self.subscriptions.iter_mut() {
+            if subs.remove(session) && subs.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            self.subscriptions.remove(&key);
+            let (instance, uri) = key;
+            if self.instances.contains_key(&instance) {
+                self.request_instance(
+                    instance,
+                    "resources/unsubscribe",
+                    Some(json!({"uri": uri})),
+                    Pending::Ignore { instance },
+                );
+            }
+        }
+        self.apply_log_levels();
+    }
+
+    // ---- backends -----------------------------------------------------------------
+
+    fn on_backend_message(&mut self, instance: InstanceId, msg: Message) {
+        match msg {
+            Message::Response(resp) => self.backend_response(instance, resp),
+            Message::Request(req) => self.backend_request(instance, req),
+            Message::Notification(n) => self.backend_notification(instance, n),
+        }
+    }
+
+    fn name_of(&self, instance: InstanceId) -> &str {
+        self.instances
+            .get(&instance)
+            .map_or("?", |i| self.backends[i.backend].spec.name.as_str())
+    }
+
+    fn backend_response(&mut self, instance: InstanceId, resp: Response) {
+        let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
+            warn!(
+                "backend '{}': response without a usable id ignored: {:?}",
+                self.name_of(instance),
+                resp.outcome.err()
+            );
+            return;
+        };
+        let Some(pending) = self.pending.remove(&gid) else {
+            debug!(
+                "backend '{}': response to unknown or cancelled id {gid} dropped",
+                self.name_of(instance)
+            );
+            return;
+        };
+        if pending.instance() != instance || matches!(pending, Pending::ServerRequest { .. }) {
+            warn!(
+                "backend '{}': answered id {gid}, which is not its request; dropped",
+                self.name_of(instance)
+            );
+            self.pending.insert(gid, pending);
+            return;
+        }
+        match pending {
+            Pending::Client {
+                session,
+                id,
+                method,
+                after,
+                ..
+            } => {
+                let mut outcome = resp.outcome;
+                match (after, &mut outcome) {
+                    (After::MapUri { original, exposed }, Ok(result)) => {
+                        *result = map_contents_uri(result, &original, &exposed);
+                    }
+                    (After::Subscribed { uri }, Err(_)) => {
+                        if let Some(subs) = self.subscriptions.get_mut(&(instance, uri)) {
+                            subs.remove(&session);
+                        }
+                    }
+                    _ => {}
+                }
+                let version = self
+                    .sessions
+                    .get(&session)
+                    .map_or(PROTOCOL_VERSIONS[0], |s| s.version);
+                if let Ok(result) = &mut outcome
+                    && compat::needs_downgrade(version)
+                    && matches!(method.as_str(), "tools/call" | "prompts/get")
+                    && let Ok(mut v) = serde_json::from_str::<Value>(result.get())
+                {
+                    compat::downgrade_result(&method, &mut v, version);
+                    *result = jsonrpc::to_raw(&v);
+                }
+                let reply = Response {
+                    id: Some(id),
+                    outcome,
+                };
+                self.deliver(&session, Message::Response(reply));
+            }
+            Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
+            Pending::List { kind, .. } => self.listed(instance, kind, resp.outcome),
+            Pending::Ignore { .. } => {
+                if let Err(e) = resp.outcome {
+                    debug!(
+                        "backend '{}': declined a gateway request: {} ({})",
+                        self.name_of(instance),
+                        e.message,
+                        e.code
+                    );
+                }
+            }
+            Pending::ServerRequest { .. } => unreachable!("checked above"),
+        }
+    }
+
+    fn instance_initialized(
+        &mut self,
+        instance: InstanceId,
+        outcome: Result<Box<RawValue>, ErrorObject>,
+    ) {
         let result = match outcome {
             Ok(r) => r,
             Err(e) => {
-                self.fail_backend(
-                    backend,
+                self.instance_failed(
+                    instance,
                     format!("initialize failed: {} ({})", e.message, e.code),
                 );
                 return;
@@ -522,157 +1252,420 @@ impl Hub {
             server_info: Option<Value>,
         }
         let r: InitResult = serde_json::from_str(result.get()).unwrap_or_default();
-        let name = &self.slots[backend].spec.name;
+        let declared = r.capabilities.unwrap_or_default();
+        let has = |k: &str| declared.contains_key(k);
+        let caps = Caps {
+            lists: [
+                has("tools"),
+                has("prompts"),
+                has("resources"),
+                has("resources"),
+            ],
+            logging: has("logging"),
+        };
         info!(
-            "backend '{name}': initialized: protocol {}, server {}",
+            "backend '{}': initialized: protocol {}, server {}, capabilities {}",
+            self.name_of(instance),
             r.protocol_version.as_deref().unwrap_or("?"),
-            r.server_info.map(|s| s.to_string()).unwrap_or_default()
+            r.server_info.map(|s| s.to_string()).unwrap_or_default(),
+            Value::Object(declared)
         );
-        if let Some(conn) = &self.slots[backend].conn {
-            let _ = conn.tx.send(Message::Notification(Notification {
-                method: "notifications/initialized".into(),
-                params: None,
-            }));
-        }
-        let has_tools = r
-            .capabilities
-            .as_ref()
-            .is_some_and(|c| c.contains_key("tools"));
-        if has_tools {
-            self.list_tools(backend, None);
+        self.notify_instance(instance, "notifications/initialized", None);
+        let inst = self
+            .instances
+            .get_mut(&instance)
+            .expect("checked by the caller");
+        inst.caps = caps.clone();
+        inst.init_deadline = Some(Instant::now() + self.opts.init_timeout);
+        let is_source = self.backends[inst.backend].source == Some(instance);
+        if is_source && caps.lists.iter().any(|&l| l) {
+            for kind in Kind::ALL {
+                if caps.lists[kind.index()] {
+                    self.list(instance, kind, None);
+                }
+            }
         } else {
-            self.slots[backend].listing.clear();
-            self.tools_ready(backend);
+            self.instance_ready(instance);
         }
     }
 
-    fn list_tools(&mut self, backend: usize, cursor: Option<Value>) {
-        let slot = &mut self.slots[backend];
+    fn list(&mut self, instance: InstanceId, kind: Kind, cursor: Option<Value>) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        let slot = kind.index();
         if cursor.is_none() {
-            slot.listing.clear();
-            slot.pages = 0;
+            inst.listing[slot] = Some(Vec::new());
+            inst.pages[slot] = 0;
         }
-        slot.pages += 1;
+        inst.pages[slot] += 1;
         let params = cursor.map(|c| json!({ "cursor": c }));
-        self.request_backend(
-            backend,
-            "tools/list",
-            params.as_ref(),
-            Pending::ListTools { backend },
+        self.request_instance(
+            instance,
+            kind.list_method(),
+            params,
+            Pending::List { instance, kind },
         );
     }
 
-    fn listed_tools(&mut self, backend: usize, outcome: Result<Box<RawValue>, ErrorObject>) {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Page {
-            tools: Vec<Map<String, Value>>,
-            next_cursor: Option<Value>,
-        }
+    fn listed(
+        &mut self,
+        instance: InstanceId,
+        kind: Kind,
+        outcome: Result<Box<RawValue>, ErrorObject>,
+    ) {
+        let field = kind.field();
         let page = outcome
-            .map_err(|e| format!("tools/list failed: {} ({})", e.message, e.code))
+            .map_err(|e| format!("{} failed: {} ({})", kind.list_method(), e.message, e.code))
             .and_then(|r| {
-                serde_json::from_str::<Page>(r.get())
-                    .map_err(|e| format!("tools/list returned an unreadable result: {e}"))
+                let mut v: Map<String, Value> = serde_json::from_str(r.get()).map_err(|e| {
+                    format!("{} returned an unreadable result: {e}", kind.list_method())
+                })?;
+                let items = match v.remove(field) {
+                    Some(Value::Array(items)) => items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            Value::Object(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    _ => return Err(format!("{} returned no '{field}' list", kind.list_method())),
+                };
+                Ok((items, v.remove("nextCursor").filter(|c| !c.is_null())))
             });
-        let page = match page {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        let slot = kind.index();
+        let (items, next) = match page {
             Ok(p) => p,
             Err(e) => {
-                if self.slots[backend].state == State::Starting {
-                    self.fail_backend(backend, e);
-                } else {
+                if inst.ready {
                     warn!(
-                        "backend '{}': {e}; keeping its previous tools",
-                        self.slots[backend].spec.name
+                        "backend '{}': {e}; keeping its previous list",
+                        self.backends[inst.backend].spec.name
                     );
+                    inst.listing[slot] = None;
+                } else {
+                    self.instance_failed(instance, e);
                 }
                 return;
             }
         };
-        let slot = &mut self.slots[backend];
-        slot.listing.extend(page.tools);
-        match page.next_cursor.filter(|c| !c.is_null()) {
-            Some(_) if slot.pages >= MAX_PAGES => {
-                let e = format!("tools/list still had more pages after {MAX_PAGES}");
-                self.fail_backend(backend, e);
+        inst.listing[slot]
+            .get_or_insert_with(Vec::new)
+            .extend(items);
+        match next {
+            Some(_) if inst.pages[slot] >= MAX_PAGES => {
+                let e = format!(
+                    "{} still had more pages after {MAX_PAGES}",
+                    kind.list_method()
+                );
+                self.instance_failed(instance, e);
             }
-            Some(cursor) => self.list_tools(backend, Some(cursor)),
-            None => self.tools_ready(backend),
+            Some(cursor) => self.list(instance, kind, Some(cursor)),
+            None => {
+                let done = inst.listing[slot].take().unwrap_or_default();
+                let b = inst.backend;
+                self.backends[b].lists.items[slot] = done;
+                let inst = &self.instances[&instance];
+                if inst.ready {
+                    self.rebuild_registry();
+                } else if inst.listing.iter().all(Option::is_none) {
+                    self.instance_ready(instance);
+                }
+            }
         }
     }
 
-    fn tools_ready(&mut self, backend: usize) {
-        let slot = &mut self.slots[backend];
-        slot.tools = std::mem::take(&mut slot.listing);
-        slot.init_deadline = None;
-        if slot.state == State::Starting {
-            slot.state = State::Ready;
-            let took = slot.started.elapsed().as_secs_f64() * 1000.0;
+    fn instance_ready(&mut self, instance: InstanceId) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        inst.ready = true;
+        inst.init_deadline = None;
+        let queued = std::mem::take(&mut inst.queued);
+        let b = inst.backend;
+        let is_source = self.backends[b].source == Some(instance);
+        for request in queued {
+            self.send_instance(instance, Message::Request(request));
+        }
+        if is_source && self.backends[b].state == State::Starting {
+            let backend = &mut self.backends[b];
+            backend.state = State::Ready;
+            let took = backend.started.elapsed().as_secs_f64() * 1000.0;
+            let counts = Kind::ALL.map(|k| backend.lists.get(k).len());
+            let scope = if matches!(backend.spec.scope, Scope::Session { .. }) {
+                ", per session"
+            } else {
+                ""
+            };
             console!(
-                "  {:<16} {:<15} ready    {:>3} tools  {took:>7.0} ms",
-                slot.spec.name,
-                slot.spec.transport.type_name(),
-                slot.tools.len()
+                "  {:<16} {:<15} ready    {:>3} tools, {} prompts, {} resources, {} templates{scope}  {took:.0} ms",
+                backend.spec.name,
+                backend.spec.transport.type_name(),
+                counts[0],
+                counts[1],
+                counts[2],
+                counts[3],
             );
+            if let Scope::Session { .. } = backend.spec.scope {
+                // The probe has told us the lists; sessions get their own instances.
+                backend.source = None;
+                self.instance_failed(instance, String::new());
+            }
+            self.rebuild_registry();
+            self.maybe_print_summary();
         }
-        self.rebuild_registry();
-        self.maybe_print_summary();
+        self.apply_log_levels();
     }
 
-    /// Marks a backend failed, stops it, and answers everything pending on it.
-    fn fail_backend(&mut self, backend: usize, reason: String) {
-        let slot = &mut self.slots[backend];
-        if matches!(slot.state, State::Failed(_)) {
+    /// A request from a backend: `ping` is answered here; sampling, elicitation and roots go
+    /// to the client whose request is in flight there (the newest, if several).
+    fn backend_request(&mut self, instance: InstanceId, req: Request) {
+        let name = self.name_of(instance).to_string();
+        let refuse = |hub: &Self, code, message: String| {
+            debug!("backend '{name}': {message}");
+            hub.send_instance(
+                instance,
+                Message::Response(Response::error(Some(req.id.clone()), code, message)),
+            );
+        };
+        if req.method == "ping" {
+            self.send_instance(
+                instance,
+                Message::Response(Response::ok(req.id, jsonrpc::to_raw(&json!({})))),
+            );
             return;
         }
-        let was = std::mem::replace(&mut slot.state, State::Failed(reason.clone()));
-        slot.init_deadline = None;
-        let name = slot.spec.name.clone();
-        if let Some(conn) = slot.conn.take() {
-            self.stopped.extend(conn.stop());
-        }
-        if was == State::Starting {
-            console!(
-                "  {:<16} {:<15} FAILED   {reason}",
-                name,
-                self.slots[backend].spec.transport.type_name()
+        if !matches!(
+            req.method.as_str(),
+            "sampling/createMessage" | "elicitation/create" | "roots/list"
+        ) {
+            return refuse(
+                self,
+                METHOD_NOT_FOUND,
+                format!("the gateway does not forward '{}' to clients", req.method),
             );
-        } else {
-            warn!("backend '{name}': {reason}; its tools are withdrawn");
         }
-        let orphaned: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.backend() == backend)
-            .map(|(&id, _)| id)
-            .collect();
-        for gid in orphaned {
-            if let Some(Pending::Client { session, id, .. }) = self.pending.remove(&gid) {
-                let reply = Response::error(
-                    Some(id),
-                    INTERNAL_ERROR,
-                    format!("backend '{name}' {reason} before answering this request"),
-                );
-                self.deliver(&session, Message::Response(reply));
+        let owner = self.instances.get(&instance).and_then(|i| i.owner.clone());
+        let target = owner.or_else(|| {
+            self.pending
+                .iter()
+                .filter_map(|(gid, p)| match p {
+                    Pending::Client {
+                        session,
+                        instance: i,
+                        ..
+                    } if *i == instance => Some((*gid, session)),
+                    _ => None,
+                })
+                .max_by_key(|(gid, _)| *gid)
+                .map(|(_, s)| s.clone())
+        });
+        let Some(session) = target.filter(|s| self.sessions.contains_key(s)) else {
+            return refuse(
+                self,
+                INTERNAL_ERROR,
+                format!(
+                    "no client request is in flight on backend '{name}', so '{}' has no client to go to",
+                    req.method
+                ),
+            );
+        };
+        let caps = &self.sessions[&session].caps;
+        let mode_url = req.method == "elicitation/create"
+            && req.params.as_deref().is_some_and(|p| {
+                serde_json::from_str::<Value>(p.get())
+                    .is_ok_and(|v| v.get("mode").and_then(Value::as_str) == Some("url"))
+            });
+        let (allowed, cap) = match req.method.as_str() {
+            "sampling/createMessage" => (caps.sampling, "sampling"),
+            "roots/list" => (caps.roots, "roots"),
+            _ if mode_url => (caps.elicitation_url, "elicitation.url"),
+            _ => (caps.elicitation_form, "elicitation"),
+        };
+        if !allowed {
+            return refuse(
+                self,
+                METHOD_NOT_FOUND,
+                format!(
+                    "the client of this session did not declare the '{cap}' capability, so it cannot answer '{}'",
+                    req.method
+                ),
+            );
+        }
+        let gid = self.alloc_id();
+        self.pending.insert(
+            gid,
+            Pending::ServerRequest {
+                session: session.clone(),
+                instance,
+                backend_id: req.id,
+            },
+        );
+        let forwarded = Request {
+            id: Id::number(gid),
+            method: req.method,
+            params: req.params,
+        };
+        self.deliver(&session, Message::Request(forwarded));
+    }
+
+    fn backend_notification(&mut self, instance: InstanceId, n: Notification) {
+        let params: Map<String, Value> = n
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_default();
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        let (b, owner, ready) = (inst.backend, inst.owner.clone(), inst.ready);
+        let name = self.backends[b].spec.name.clone();
+        match n.method.as_str() {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
+                if let Some(owner) = owner {
+                    // A per-session instance's own view: its session hears of it directly.
+                    self.notify_session(&owner, &n.method, None);
+                } else if ready && self.backends[b].source == Some(instance) {
+                    info!("backend '{name}': {} ; listing again", n.method);
+                    let kinds: &[Kind] = match n.method.as_str() {
+                        "notifications/tools/list_changed" => &[Kind::Tools],
+                        "notifications/prompts/list_changed" => &[Kind::Prompts],
+                        _ => &[Kind::Resources, Kind::Templates],
+                    };
+                    for &kind in kinds {
+                        self.list(instance, kind, None);
+                    }
+                }
             }
+            "notifications/progress" => {
+                let Some(gid) = params.get("progressToken").and_then(Value::as_u64) else {
+                    return;
+                };
+                let Some(Pending::Client {
+                    session,
+                    instance: i,
+                    progress: Some(token),
+                    ..
+                }) = self.pending.get(&gid)
+                else {
+                    debug!("backend '{name}': progress for unknown or finished token dropped");
+                    return;
+                };
+                if *i != instance {
+                    return;
+                }
+                let (session, token) = (session.clone(), token.clone());
+                let mut params = params;
+                params.insert("progressToken".into(), token);
+                self.notify_session(
+                    &session,
+                    "notifications/progress",
+                    Some(Value::Object(params)),
+                );
+            }
+            "notifications/message" => {
+                let rank = params
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .and_then(level_rank)
+                    .unwrap_or(0);
+                let targets: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(id, s)| owner.as_ref().is_none_or(|o| o == *id) && s.initialized)
+                    .filter(|(_, s)| s.log_level.is_none_or(|min| rank >= min))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let params = Value::Object(params);
+                for s in targets {
+                    self.notify_session(&s, "notifications/message", Some(params.clone()));
+                }
+            }
+            "notifications/resources/updated" => {
+                let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+                    return;
+                };
+                let Some(subs) = self.subscriptions.get(&(instance, uri.to_string())) else {
+                    debug!("backend '{name}': update for '{uri}', which no session subscribed to");
+                    return;
+                };
+                let targets: Vec<SessionId> = subs.iter().cloned().collect();
+                let mut params = params.clone();
+                params.insert(
+                    "uri".into(),
+                    Value::String(self.registry.exposed_uri(b, uri)),
+                );
+                let params = Value::Object(params);
+                for s in targets {
+                    self.notify_session(
+                        &s,
+                        "notifications/resources/updated",
+                        Some(params.clone()),
+                    );
+                }
+            }
+            "notifications/cancelled" => {
+                // The backend gave up on a request it sent a client.
+                let Some(target) = params.get("requestId") else {
+                    return;
+                };
+                let found = self.pending.iter().find_map(|(gid, p)| match p {
+                    Pending::ServerRequest {
+                        instance: i,
+                        backend_id,
+                        ..
+                    } if *i == instance && backend_id.matches(target) => Some(*gid),
+                    _ => None,
+                });
+                if let Some(gid) = found
+                    && let Some(Pending::ServerRequest { session, .. }) = self.pending.remove(&gid)
+                {
+                    let mut p = json!({"requestId": gid});
+                    if let Some(r) = params.get("reason") {
+                        p["reason"] = r.clone();
+                    }
+                    self.notify_session(&session, "notifications/cancelled", Some(p));
+                }
+            }
+            "notifications/elicitation/complete" => {
+                // Goes to whoever the backend last asked; a per-session instance has one.
+                let target = owner.or_else(|| {
+                    self.pending
+                        .iter()
+                        .filter_map(|(gid, p)| match p {
+                            Pending::Client {
+                                session,
+                                instance: i,
+                                ..
+                            } if *i == instance => Some((*gid, session.clone())),
+                            _ => None,
+                        })
+                        .max_by_key(|(gid, _)| *gid)
+                        .map(|(_, s)| s)
+                });
+                if let Some(s) = target {
+                    self.notify_session(&s, &n.method, Some(Value::Object(params)));
+                }
+            }
+            other => debug!("backend '{name}': notification '{other}' not forwarded"),
         }
-        if !self.slots[backend].tools.is_empty() {
-            self.slots[backend].tools.clear();
-            self.rebuild_registry();
-        }
-        self.maybe_print_summary();
     }
 
     fn rebuild_registry(&mut self) {
-        let ready: Vec<BackendTools<'_>> = self
-            .slots
+        let ready: Vec<BackendLists<'_>> = self
+            .backends
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.state == State::Ready)
-            .map(|(i, s)| BackendTools {
+            .filter(|(_, b)| b.state == State::Ready)
+            .map(|(i, b)| BackendLists {
                 backend: i,
-                name: &s.spec.name,
-                tools: &s.tools,
+                name: &b.spec.name,
+                lists: &b.lists,
             })
             .collect();
         let registry = Registry::build(&ready);
@@ -681,11 +1674,21 @@ impl Hub {
                 warn!("{note}");
             }
         }
-        let changed = registry.list_result().get() != self.registry.list_result().get();
-        self.registry = registry;
-        if changed && self.summary_printed {
-            info!("tool list changed: {} tools", self.registry.tools().len());
-            self.notify_all("notifications/tools/list_changed");
+        let old = std::mem::replace(&mut self.registry, registry);
+        if !self.summary_printed {
+            return;
+        }
+        let mut sent = HashSet::new();
+        for kind in Kind::ALL {
+            let (a, b) = (
+                old.catalog(kind).items(),
+                self.registry.catalog(kind).items(),
+            );
+            let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.get() == y.get());
+            if !same && sent.insert(kind.changed_notification()) {
+                info!("{} changed: {} now", kind.list_method(), b.len());
+                self.notify_all(kind.changed_notification());
+            }
         }
     }
 
@@ -697,12 +1700,16 @@ impl Hub {
             .map(|(id, _)| id.clone())
             .collect();
         for session in targets {
-            let n = Notification {
-                method: method.to_string(),
-                params: None,
-            };
-            self.deliver(&session, Message::Notification(n));
+            self.notify_session(&session, method, None);
         }
+    }
+
+    fn notify_session(&mut self, session: &str, method: &str, params: Option<Value>) {
+        let n = Notification {
+            method: method.to_string(),
+            params: params.map(|p| jsonrpc::to_raw(&p)),
+        };
+        self.deliver(session, Message::Notification(n));
     }
 
     /// Queues a message on a session's stream. A client whose queue is full is not reading:
@@ -719,32 +1726,33 @@ impl Hub {
                     "session {session}: client '{}' is not reading its stream (queue full); disconnecting it",
                     s.client
                 );
-                self.sessions.remove(session);
+                self.session_gone(session);
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.sessions.remove(session);
-            }
+            Err(TrySendError::Disconnected(_)) => self.session_gone(session),
         }
     }
 
     fn maybe_print_summary(&mut self) {
-        if self.summary_printed || self.slots.iter().any(|s| s.state == State::Starting) {
+        if self.summary_printed || self.backends.iter().any(|b| b.state == State::Starting) {
             return;
         }
         self.summary_printed = true;
         let ready = self
-            .slots
+            .backends
             .iter()
-            .filter(|s| s.state == State::Ready)
+            .filter(|b| b.state == State::Ready)
             .count();
-        let tools = self.registry.tools();
+        let r = &self.registry;
         console!(
-            "{ready} of {} backend(s) ready, {} tool(s) exposed:",
-            self.slots.len(),
-            tools.len()
+            "{ready} of {} backend(s) ready, {} tool(s) exposed, {} prompt(s), {} resource(s), {} template(s):",
+            self.backends.len(),
+            r.tools().len(),
+            r.catalog(Kind::Prompts).entries().len(),
+            r.catalog(Kind::Resources).entries().len(),
+            r.catalog(Kind::Templates).entries().len(),
         );
-        for t in tools {
-            let backend = &self.slots[t.backend].spec.name;
+        for t in r.tools() {
+            let backend = &self.backends[t.backend].spec.name;
             let warning = if registry::is_client_safe(&t.exposed) {
                 ""
             } else {
@@ -752,7 +1760,7 @@ impl Hub {
             };
             console!("  {:<40} {backend} / {}{warning}", t.exposed, t.original);
         }
-        for note in &self.registry.notes {
+        for note in &r.notes {
             console!("  note: {note}");
         }
         console!("Connect MCP clients to {}", self.opts.client_url);
@@ -766,8 +1774,8 @@ impl Hub {
         );
         self.sessions.clear(); // ends every stream
         let mut threads = std::mem::take(&mut self.stopped);
-        for slot in &mut self.slots {
-            if let Some(conn) = slot.conn.take() {
+        for (_, mut inst) in self.instances.drain() {
+            if let Some(conn) = inst.conn.take() {
                 threads.extend(conn.stop());
             }
         }
@@ -775,10 +1783,103 @@ impl Hub {
     }
 }
 
+/// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns
+/// the client's.
+fn swap_progress_token(params: &mut Params, gid: u64) -> Option<Value> {
+    let meta = params.get("_meta")?;
+    let mut meta: Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
+    let token = meta.insert("progressToken".into(), Value::from(gid))?;
+    params.insert("_meta".into(), jsonrpc::to_raw(&meta));
+    Some(token)
+}
+
+/// A `resources/read` result with `contents[].uri` put back to the URI the client used.
+fn map_contents_uri(result: &RawValue, original: &str, exposed: &str) -> Box<RawValue> {
+    let Ok(mut v) = serde_json::from_str::<Value>(result.get()) else {
+        return result.to_owned();
+    };
+    if let Some(Value::Array(contents)) = v.get_mut("contents") {
+        for c in contents {
+            if c.get("uri").and_then(Value::as_str) == Some(original) {
+                c["uri"] = Value::String(exposed.to_string());
+            }
+        }
+    }
+    jsonrpc::to_raw(&v)
+}
+
+fn level_rank(level: &str) -> Option<usize> {
+    LEVELS.iter().position(|l| *l == level)
+}
+
+/// The gateway's list cursor: opaque to clients, `<kind>:<offset>` in hex.
+fn encode_cursor(kind: Kind, offset: usize) -> String {
+    format!("{}:{offset}", kind.field())
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(kind: Kind, cursor: &str) -> Option<usize> {
+    if !cursor.len().is_multiple_of(2) || !cursor.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (field, offset) = text.split_once(':')?;
+    (field == kind.field()).then(|| offset.parse().ok())?
+}
+
 fn brief(msg: &Message) -> String {
     match msg {
         Message::Request(r) => format!("request '{}'", r.method),
         Message::Notification(n) => format!("notification '{}'", n.method),
         Message::Response(r) => format!("response to {:?}", r.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor(Kind::Tools, 500);
+        assert_eq!(decode_cursor(Kind::Tools, &c), Some(500));
+        assert_eq!(
+            decode_cursor(Kind::Prompts, &c),
+            None,
+            "a tools cursor is not a prompts cursor"
+        );
+        for bad in ["", "zz", "abc", "bogus", "746f6f6c733a", "é"] {
+            assert_eq!(decode_cursor(Kind::Tools, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn progress_tokens_are_swapped_only_when_present() {
+        let mut p: Params =
+            serde_json::from_str(r#"{"name":"x","_meta":{"progressToken":"abc","other":1}}"#)
+                .unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), Some(json!("abc")));
+        assert_eq!(p["_meta"].get(), r#"{"other":1,"progressToken":42}"#);
+        let mut p: Params = serde_json::from_str(r#"{"name":"x","_meta":{"other":1}}"#).unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), None);
+        let mut p: Params = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), None);
+    }
+
+    #[test]
+    fn read_results_get_the_clients_uri_back() {
+        let r = jsonrpc::to_raw(
+            &json!({"contents": [{"uri": "file:///a", "text": "x"}, {"uri": "file:///b"}]}),
+        );
+        let out = map_contents_uri(&r, "file:///a", "mcp-gateway://b/file:///a");
+        let v: Value = serde_json::from_str(out.get()).unwrap();
+        assert_eq!(v["contents"][0]["uri"], "mcp-gateway://b/file:///a");
+        assert_eq!(v["contents"][1]["uri"], "file:///b");
     }
 }

@@ -29,6 +29,11 @@ impl Id {
         self.0.get().parse().ok()
     }
 
+    /// Whether this id is the JSON value `v` (as a `requestId` in a notification names it).
+    pub fn matches(&self, v: &serde_json::Value) -> bool {
+        serde_json::from_str::<serde_json::Value>(self.0.get()).is_ok_and(|mine| mine == *v)
+    }
+
     pub fn raw(&self) -> &RawValue {
         &self.0
     }

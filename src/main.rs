@@ -17,6 +17,7 @@ macro_rules! console {
 }
 
 mod backend;
+mod compat;
 mod config;
 mod http;
 mod hub;
@@ -46,6 +47,7 @@ OPTIONS:
     --log-dir DIR          where log files go [default: logs]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
+    --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
     -h, --help             print this help
     -V, --version          print the version
 
@@ -60,6 +62,7 @@ struct Args {
     log_dir: PathBuf,
     init_timeout: Duration,
     keepalive: Duration,
+    page_size: usize,
 }
 
 enum Command {
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         log_dir: "logs".into(),
         init_timeout: Duration::from_secs(60),
         keepalive: Duration::from_secs(15),
+        page_size: 500,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -92,6 +96,12 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("log-dir") => args.log_dir = parser.value()?.into(),
             Long("init-timeout") => args.init_timeout = secs(parser.value()?.parse()?)?,
             Long("sse-keepalive") => args.keepalive = secs(parser.value()?.parse()?)?,
+            Long("page-size") => {
+                args.page_size = parser.value()?.parse()?;
+                if args.page_size == 0 {
+                    return Err("--page-size must be at least 1".into());
+                }
+            }
             Value(v) if v == "builtin" => {
                 let name = parser.value()?.string()?;
                 return Ok(Command::Builtin(name, parser));
@@ -198,6 +208,7 @@ fn serve(args: Args) -> Result<(), Failure> {
             init_timeout: args.init_timeout,
             self_exe: self_exe.to_string_lossy().into_owned(),
             client_url,
+            page_size: args.page_size,
         },
         hub_tx.clone(),
     );

@@ -1,9 +1,12 @@
-//! The registry: which exposed tool name belongs to which backend and original name.
+//! The registry: which exposed name or URI belongs to which backend, for tools, prompts,
+//! resources and resource templates.
 //!
-//! Pure data, rebuilt whenever a backend's tool list changes: no I/O, no threads, no
-//! channels. Exposed names are `<backend>__<tool>`, restricted to what Claude and OpenAI
-//! accept (`^[A-Za-z0-9_-]{1,64}$`); routing always goes through `lookup`, never by
-//! splitting a name.
+//! Pure data, rebuilt whenever a backend's lists change: no I/O, no threads, no channels.
+//! Tools and prompts are exposed as `<backend>__<name>`, restricted to what Claude and
+//! OpenAI accept (`^[A-Za-z0-9_-]{1,64}$`). Resource URIs and templates stay as they are
+//! unless two backends expose the same one; then the later backend's is rewritten as
+//! `mcp-gateway://<backend>/<original>` (`parse_rewritten_uri` is its inverse). Routing
+//! always goes through the tables here, never by splitting a name.
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -13,28 +16,123 @@ use std::collections::HashMap;
 pub const MAX_NAME: usize = 64;
 /// `_` plus 8 hex digits, appended to names that had to be shortened or disambiguated.
 const HASH_SUFFIX: usize = 9;
+/// Scheme of rewritten resource URIs.
+pub const URI_PREFIX: &str = "mcp-gateway://";
+
+/// The four lists a backend can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Tools, Kind::Prompts, Kind::Resources, Kind::Templates];
+
+    pub fn list_method(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools/list",
+            Kind::Prompts => "prompts/list",
+            Kind::Resources => "resources/list",
+            Kind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The field of the list result that holds the items.
+    pub fn field(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools",
+            Kind::Prompts => "prompts",
+            Kind::Resources => "resources",
+            Kind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The item field that identifies it.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Tools | Kind::Prompts => "name",
+            Kind::Resources => "uri",
+            Kind::Templates => "uriTemplate",
+        }
+    }
+
+    /// The notification that says this list changed (templates share the resources one).
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            Kind::Tools => "notifications/tools/list_changed",
+            Kind::Prompts => "notifications/prompts/list_changed",
+            Kind::Resources | Kind::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One backend's lists as it gave them, in its own order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lists {
+    pub items: [Vec<Map<String, Value>>; 4],
+}
+
+impl Lists {
+    pub fn get(&self, kind: Kind) -> &[Map<String, Value>] {
+        &self.items[kind.index()]
+    }
+}
+
+pub struct BackendLists<'a> {
+    pub backend: usize,
+    pub name: &'a str,
+    pub lists: &'a Lists,
+}
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolEntry {
+pub struct Entry {
     pub exposed: String,
     pub backend: usize,
     pub original: String,
 }
 
-/// One ready backend's tools as it listed them, in its own order.
-pub struct BackendTools<'a> {
-    pub backend: usize,
-    pub name: &'a str,
-    pub tools: &'a [Map<String, Value>],
+/// One kind's exposed items, sorted by exposed key.
+pub struct Catalog {
+    entries: Vec<Entry>,
+    by_exposed: HashMap<String, usize>,
+    /// Each item as served (with its exposed name or URI), in the same order as `entries`.
+    items: Vec<Box<RawValue>>,
+}
+
+impl Catalog {
+    pub fn lookup(&self, exposed: &str) -> Option<&Entry> {
+        self.by_exposed.get(exposed).map(|&i| &self.entries[i])
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn items(&self) -> &[Box<RawValue>] {
+        &self.items
+    }
+
+    /// The exposed key of `(backend, original)`, if it is listed.
+    fn exposed_of(&self, backend: usize, original: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| e.backend == backend && e.original == original)
+            .map(|e| e.exposed.as_str())
+    }
 }
 
 pub struct Registry {
-    /// Sorted by exposed name.
-    entries: Vec<ToolEntry>,
-    by_name: HashMap<String, usize>,
-    /// The aggregated `tools/list` result, built once per change.
-    list_result: Box<RawValue>,
-    /// Names that were rewritten or contested, for the console and log.
+    catalogs: [Catalog; 4],
+    /// Backend names by index, for rewritten URIs.
+    names: HashMap<String, usize>,
+    /// Names and URIs that were rewritten or contested, for the console and log.
     pub notes: Vec<String>,
 }
 
@@ -43,95 +141,175 @@ impl Registry {
         Registry::build(&[])
     }
 
-    /// Builds the table from the ready backends, given in config order: on a contested
-    /// name the earlier backend (then the earlier tool) keeps it.
-    pub fn build(backends: &[BackendTools<'_>]) -> Registry {
-        let mut taken: HashMap<String, usize> = HashMap::new();
+    /// Builds every table from the ready backends, given in config order: on a contested
+    /// name or URI the earlier backend (then the earlier item) keeps it.
+    pub fn build(backends: &[BackendLists<'_>]) -> Registry {
         let mut notes = Vec::new();
-        let mut listed: Vec<(ToolEntry, Map<String, Value>)> = Vec::new();
-        for b in backends {
-            for tool in b.tools {
-                let Some(original) = tool.get("name").and_then(Value::as_str) else {
-                    notes.push(format!(
-                        "backend '{}': a tool without a string 'name' was skipped",
-                        b.name
-                    ));
-                    continue;
-                };
-                let wanted = exposed_name(b.name, original);
-                let mut exposed = wanted.clone();
-                if taken.contains_key(&exposed) {
-                    exposed = with_hash(&wanted, b.name, original);
-                    let mut n = 2;
-                    while taken.contains_key(&exposed) {
-                        exposed = with_hash(&wanted, b.name, &format!("{original}#{n}"));
-                        n += 1;
-                    }
-                    let holder = &listed[taken[&wanted]].0;
-                    notes.push(format!(
-                        "tool '{original}' of backend '{}' is exposed as '{exposed}': '{wanted}' is already backend '{}' tool '{}'",
-                        b.name,
-                        backends_name(backends, holder.backend),
-                        holder.original
-                    ));
-                } else if exposed != format!("{}__{original}", b.name) {
-                    notes.push(format!(
-                        "tool '{original}' of backend '{}' is exposed as '{exposed}' (names are limited to {MAX_NAME} characters of A-Z a-z 0-9 _ -)",
-                        b.name
-                    ));
-                }
-                taken.insert(exposed.clone(), listed.len());
-                let mut shown = tool.clone();
-                shown.insert("name".into(), Value::String(exposed.clone()));
-                listed.push((
-                    ToolEntry {
-                        exposed,
-                        backend: b.backend,
-                        original: original.to_string(),
-                    },
-                    shown,
-                ));
-            }
-        }
-        listed.sort_by(|a, b| a.0.exposed.cmp(&b.0.exposed));
-        let list_result = crate::jsonrpc::to_raw(&serde_json::json!({
-            "tools": listed.iter().map(|(_, t)| t).collect::<Vec<_>>()
-        }));
-        let entries: Vec<ToolEntry> = listed.into_iter().map(|(e, _)| e).collect();
-        let by_name = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.exposed.clone(), i))
-            .collect();
+        let catalogs = Kind::ALL.map(|kind| build_catalog(kind, backends, &mut notes));
         Registry {
-            entries,
-            by_name,
-            list_result,
+            catalogs,
+            names: backends
+                .iter()
+                .map(|b| (b.name.to_string(), b.backend))
+                .collect(),
             notes,
         }
     }
 
-    pub fn lookup(&self, exposed: &str) -> Option<&ToolEntry> {
-        self.by_name.get(exposed).map(|&i| &self.entries[i])
+    pub fn catalog(&self, kind: Kind) -> &Catalog {
+        &self.catalogs[kind.index()]
     }
 
-    pub fn tools(&self) -> &[ToolEntry] {
-        &self.entries
+    pub fn tools(&self) -> &[Entry] {
+        self.catalog(Kind::Tools).entries()
     }
 
-    pub fn list_result(&self) -> &RawValue {
-        &self.list_result
+    /// Which backend serves `uri`, and the URI it knows it by: a listed resource, a
+    /// rewritten URI, or the backend whose template matches with the longest literal prefix.
+    pub fn route_uri(&self, uri: &str) -> Option<(usize, String)> {
+        if let Some(e) = self.catalog(Kind::Resources).lookup(uri) {
+            return Some((e.backend, e.original.clone()));
+        }
+        if let Some((name, original)) = parse_rewritten_uri(uri)
+            && let Some(&backend) = self.names.get(name)
+        {
+            return Some((backend, original.to_string()));
+        }
+        self.catalog(Kind::Templates)
+            .entries()
+            .iter()
+            .filter(|e| !e.exposed.starts_with(URI_PREFIX))
+            .filter_map(|e| {
+                let literal = e.original.split('{').next().unwrap_or("");
+                (!literal.is_empty() && uri.starts_with(literal)).then_some((literal.len(), e))
+            })
+            .max_by(|(la, a), (lb, b)| la.cmp(lb).then(b.backend.cmp(&a.backend)))
+            .map(|(_, e)| (e.backend, uri.to_string()))
+    }
+
+    /// The URI clients know `original` of `backend` by: its listed exposed URI, or the
+    /// rewritten form when the plain URI would route to another backend.
+    pub fn exposed_uri(&self, backend: usize, original: &str) -> String {
+        if let Some(exposed) = self.catalog(Kind::Resources).exposed_of(backend, original) {
+            return exposed.to_string();
+        }
+        match self.route_uri(original) {
+            Some((b, _)) if b != backend => rewrite_uri(self.name_of(backend), original),
+            _ => original.to_string(),
+        }
+    }
+
+    /// Which backend owns the template `exposed` (as listed), and its original text.
+    pub fn route_template(&self, exposed: &str) -> Option<(usize, String)> {
+        self.catalog(Kind::Templates)
+            .lookup(exposed)
+            .map(|e| (e.backend, e.original.clone()))
+    }
+
+    fn name_of(&self, backend: usize) -> &str {
+        self.names
+            .iter()
+            .find(|&(_, &b)| b == backend)
+            .map_or("?", |(n, _)| n.as_str())
     }
 }
 
-fn backends_name<'a>(backends: &'a [BackendTools<'_>], index: usize) -> &'a str {
-    backends
+fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<String>) -> Catalog {
+    let key = kind.key();
+    let mut taken: HashMap<String, (usize, String)> = HashMap::new();
+    let mut listed: Vec<(Entry, Map<String, Value>)> = Vec::new();
+    let what = match kind {
+        Kind::Tools => "tool",
+        Kind::Prompts => "prompt",
+        Kind::Resources => "resource",
+        Kind::Templates => "resource template",
+    };
+    for b in backends {
+        for item in b.lists.get(kind) {
+            let Some(original) = item.get(key).and_then(Value::as_str) else {
+                notes.push(format!(
+                    "backend '{}': a {what} without a string '{key}' was skipped",
+                    b.name
+                ));
+                continue;
+            };
+            let named = matches!(kind, Kind::Tools | Kind::Prompts);
+            let wanted = if named {
+                exposed_name(b.name, original)
+            } else {
+                original.to_string()
+            };
+            let mut exposed = wanted.clone();
+            if let Some((holder, holder_original)) = taken.get(&wanted) {
+                exposed = if named {
+                    unique_hashed(&wanted, b.name, original, &taken)
+                } else {
+                    rewrite_uri(b.name, original)
+                };
+                let holder_name = backends
+                    .iter()
+                    .find(|x| x.backend == *holder)
+                    .map_or("?", |x| x.name);
+                notes.push(format!(
+                    "{what} '{original}' of backend '{}' is exposed as '{exposed}': '{wanted}' is already backend '{holder_name}' {what} '{holder_original}'",
+                    b.name
+                ));
+                if taken.contains_key(&exposed) {
+                    continue; // the same URI twice from one backend: keep the first
+                }
+            } else if named && exposed != format!("{}__{original}", b.name) {
+                notes.push(format!(
+                    "{what} '{original}' of backend '{}' is exposed as '{exposed}' (names are limited to {MAX_NAME} characters of A-Z a-z 0-9 _ -)",
+                    b.name
+                ));
+            }
+            taken.insert(exposed.clone(), (b.backend, original.to_string()));
+            let mut shown = item.clone();
+            shown.insert(key.into(), Value::String(exposed.clone()));
+            listed.push((
+                Entry {
+                    exposed,
+                    backend: b.backend,
+                    original: original.to_string(),
+                },
+                shown,
+            ));
+        }
+    }
+    listed.sort_by(|a, b| a.0.exposed.cmp(&b.0.exposed));
+    let items = listed
         .iter()
-        .find(|b| b.backend == index)
-        .map_or("?", |b| b.name)
+        .map(|(_, item)| crate::jsonrpc::to_raw(item))
+        .collect();
+    let entries: Vec<Entry> = listed.into_iter().map(|(e, _)| e).collect();
+    let by_exposed = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.exposed.clone(), i))
+        .collect();
+    Catalog {
+        entries,
+        by_exposed,
+        items,
+    }
 }
 
-/// `<backend>__<tool>` with characters outside `[A-Za-z0-9_-]` replaced by `_`, and names
+fn unique_hashed(
+    wanted: &str,
+    backend: &str,
+    original: &str,
+    taken: &HashMap<String, (usize, String)>,
+) -> String {
+    let mut exposed = with_hash(wanted, backend, original);
+    let mut n = 2;
+    while taken.contains_key(&exposed) {
+        exposed = with_hash(wanted, backend, &format!("{original}#{n}"));
+        n += 1;
+    }
+    exposed
+}
+
+/// `<backend>__<name>` with characters outside `[A-Za-z0-9_-]` replaced by `_`, and names
 /// over the limit shortened with a hash of the original so they stay unique and stable.
 pub fn exposed_name(backend: &str, tool: &str) -> String {
     let mut name = String::with_capacity(backend.len() + 2 + tool.len());
@@ -169,6 +347,18 @@ fn fnv1a(backend: &str, tool: &str) -> u64 {
     h
 }
 
+/// The URI a contested resource (or template) of `backend` is exposed as.
+pub fn rewrite_uri(backend: &str, original: &str) -> String {
+    format!("{URI_PREFIX}{backend}/{original}")
+}
+
+/// The inverse of `rewrite_uri`: `(backend name, original URI)`.
+pub fn parse_rewritten_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix(URI_PREFIX)?;
+    let (backend, original) = rest.split_once('/')?;
+    (!backend.is_empty() && !original.is_empty()).then_some((backend, original))
+}
+
 /// Whether a name is one that Claude and OpenAI accept as a tool name.
 pub fn is_client_safe(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len())
@@ -182,11 +372,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn tools(names: &[&str]) -> Vec<Map<String, Value>> {
-        names
+    fn items(key: &str, values: &[&str]) -> Vec<Map<String, Value>> {
+        values
             .iter()
-            .map(|n| {
-                json!({"name": n, "description": format!("does {n}"), "inputSchema": {"type": "object"}})
+            .map(|v| {
+                json!({key: v, "description": format!("about {v}")})
                     .as_object()
                     .unwrap()
                     .clone()
@@ -194,43 +384,67 @@ mod tests {
             .collect()
     }
 
-    fn build(spec: &[(&str, &[&str])]) -> Registry {
-        let lists: Vec<_> = spec.iter().map(|(_, names)| tools(names)).collect();
+    fn lists(tools: &[&str], prompts: &[&str], resources: &[&str], templates: &[&str]) -> Lists {
+        Lists {
+            items: [
+                items("name", tools),
+                items("name", prompts),
+                items("uri", resources),
+                items("uriTemplate", templates),
+            ],
+        }
+    }
+
+    fn build(spec: &[(&str, Lists)]) -> Registry {
         let backends: Vec<_> = spec
             .iter()
-            .zip(&lists)
             .enumerate()
-            .map(|(i, ((name, _), tools))| BackendTools {
+            .map(|(i, (name, lists))| BackendLists {
                 backend: i,
                 name,
-                tools,
+                lists,
             })
             .collect();
         Registry::build(&backends)
     }
 
-    fn names(r: &Registry) -> Vec<&str> {
-        r.tools().iter().map(|t| t.exposed.as_str()).collect()
+    fn tools_only(spec: &[(&str, &[&str])]) -> Registry {
+        let spec: Vec<_> = spec
+            .iter()
+            .map(|(n, t)| (*n, lists(t, &[], &[], &[])))
+            .collect();
+        build(&spec)
+    }
+
+    fn names(r: &Registry, kind: Kind) -> Vec<&str> {
+        r.catalog(kind)
+            .entries()
+            .iter()
+            .map(|t| t.exposed.as_str())
+            .collect()
     }
 
     #[test]
     fn tools_are_prefixed_and_sorted() {
-        let r = build(&[("fs", &["read_file", "list"]), ("bash", &["bash"])]);
-        assert_eq!(names(&r), ["bash__bash", "fs__list", "fs__read_file"]);
+        let r = tools_only(&[("fs", &["read_file", "list"]), ("bash", &["bash"])]);
+        assert_eq!(
+            names(&r, Kind::Tools),
+            ["bash__bash", "fs__list", "fs__read_file"]
+        );
         assert!(r.notes.is_empty());
-        let t = r.lookup("fs__read_file").unwrap();
+        let t = r.catalog(Kind::Tools).lookup("fs__read_file").unwrap();
         assert_eq!((t.backend, t.original.as_str()), (0, "read_file"));
-        assert!(r.lookup("fs__nope").is_none());
-        assert!(r.lookup("read_file").is_none());
+        assert!(r.catalog(Kind::Tools).lookup("fs__nope").is_none());
+        assert!(r.catalog(Kind::Tools).lookup("read_file").is_none());
     }
 
     #[test]
-    fn listed_json_carries_the_exposed_name_and_everything_else() {
-        let r = build(&[("fs", &["read_file"])]);
-        let v: Value = serde_json::from_str(r.list_result().get()).unwrap();
+    fn listed_items_carry_the_exposed_key_and_everything_else() {
+        let r = tools_only(&[("fs", &["read_file"])]);
+        let item: Value = serde_json::from_str(r.catalog(Kind::Tools).items()[0].get()).unwrap();
         assert_eq!(
-            v,
-            json!({"tools": [{"name": "fs__read_file", "description": "does read_file", "inputSchema": {"type": "object"}}]})
+            item,
+            json!({"name": "fs__read_file", "description": "about read_file"})
         );
     }
 
@@ -251,7 +465,7 @@ mod tests {
             ),
             ("b-2", &["ok", "ok", &long]),
         ];
-        let r = build(spec);
+        let r = tools_only(spec);
         assert_eq!(r.tools().len(), 9);
         for (backend, (_, originals)) in spec.iter().enumerate() {
             for original in originals.iter() {
@@ -269,9 +483,9 @@ mod tests {
                 "{} is not client-safe",
                 t.exposed
             );
-            assert_eq!(r.lookup(&t.exposed), Some(t));
+            assert_eq!(r.catalog(Kind::Tools).lookup(&t.exposed), Some(t));
         }
-        let mut unique = names(&r);
+        let mut unique = names(&r, Kind::Tools);
         unique.dedup();
         assert_eq!(unique.len(), 9);
     }
@@ -279,8 +493,11 @@ mod tests {
     #[test]
     fn earlier_backend_keeps_a_contested_name_and_it_is_reported() {
         // 'a.b' sanitizes to 'a_b', which backend x also has under that exact name.
-        let r = build(&[("x", &["a_b", "a.b"])]);
-        assert_eq!(r.lookup("x__a_b").unwrap().original, "a_b");
+        let r = tools_only(&[("x", &["a_b", "a.b"])]);
+        assert_eq!(
+            r.catalog(Kind::Tools).lookup("x__a_b").unwrap().original,
+            "a_b"
+        );
         let other = r.tools().iter().find(|t| t.original == "a.b").unwrap();
         assert!(other.exposed.starts_with("x__a_b_"), "{}", other.exposed);
         assert_eq!(r.notes.len(), 1);
@@ -294,8 +511,8 @@ mod tests {
     #[test]
     fn names_are_stable_across_rebuilds_and_order_of_readiness() {
         let long = "very_long_tool_name_".repeat(5);
-        let first = build(&[("fs", &[&long, "b"])]);
-        let second = build(&[("fs", &["b", &long]), ("zz", &["q"])]);
+        let first = tools_only(&[("fs", &[&long, "b"])]);
+        let second = tools_only(&[("fs", &["b", &long]), ("zz", &["q"])]);
         let find = |r: &Registry| {
             r.tools()
                 .iter()
@@ -309,19 +526,118 @@ mod tests {
     }
 
     #[test]
-    fn nameless_tools_are_skipped_with_a_note() {
-        let odd = vec![
+    fn nameless_items_are_skipped_with_a_note() {
+        let mut l = Lists::default();
+        l.items[0] = vec![
             json!({"description": "no name"})
                 .as_object()
                 .unwrap()
                 .clone(),
         ];
-        let r = Registry::build(&[BackendTools {
-            backend: 0,
-            name: "w",
-            tools: &odd,
-        }]);
+        let r = build(&[("w", l)]);
         assert!(r.tools().is_empty());
         assert_eq!(r.notes.len(), 1);
+    }
+
+    #[test]
+    fn prompts_are_prefixed_like_tools_and_same_names_coexist() {
+        let r = build(&[
+            ("a", lists(&[], &["greet"], &[], &[])),
+            ("b", lists(&[], &["greet"], &[], &[])),
+        ]);
+        assert_eq!(names(&r, Kind::Prompts), ["a__greet", "b__greet"]);
+        assert_eq!(
+            r.catalog(Kind::Prompts).lookup("b__greet").unwrap().backend,
+            1
+        );
+    }
+
+    #[test]
+    fn unique_uris_stay_and_a_clash_is_rewritten_reversibly() {
+        let r = build(&[
+            (
+                "a",
+                lists(
+                    &[],
+                    &[],
+                    &["file:///etc/hosts", "mem://a"],
+                    &["file:///{path}"],
+                ),
+            ),
+            (
+                "b",
+                lists(
+                    &[],
+                    &[],
+                    &["file:///etc/hosts", "mem://b"],
+                    &["file:///{path}", "db://{table}"],
+                ),
+            ),
+        ]);
+        assert_eq!(
+            names(&r, Kind::Resources),
+            [
+                "file:///etc/hosts",
+                "mem://a",
+                "mem://b",
+                "mcp-gateway://b/file:///etc/hosts"
+            ]
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            r.route_uri("file:///etc/hosts"),
+            Some((0, "file:///etc/hosts".into()))
+        );
+        assert_eq!(
+            r.route_uri("mcp-gateway://b/file:///etc/hosts"),
+            Some((1, "file:///etc/hosts".into()))
+        );
+        assert_eq!(r.route_uri("mem://b"), Some((1, "mem://b".into())));
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        // Templates: the clash is rewritten; an expanded rewritten template routes back.
+        assert_eq!(
+            r.route_template("mcp-gateway://b/file:///{path}"),
+            Some((1, "file:///{path}".into()))
+        );
+        assert_eq!(
+            r.route_uri("mcp-gateway://b/file:///tmp/x"),
+            Some((1, "file:///tmp/x".into()))
+        );
+        // Unlisted URIs route by template: longest literal prefix, then config order.
+        assert_eq!(
+            r.route_uri("file:///tmp/x"),
+            Some((0, "file:///tmp/x".into()))
+        );
+        assert_eq!(r.route_uri("db://users"), Some((1, "db://users".into())));
+        assert_eq!(r.route_uri("nothing://here"), None);
+        // And back: what clients see for a backend's own URI.
+        assert_eq!(
+            r.exposed_uri(1, "file:///etc/hosts"),
+            "mcp-gateway://b/file:///etc/hosts"
+        );
+        assert_eq!(r.exposed_uri(0, "file:///etc/hosts"), "file:///etc/hosts");
+        assert_eq!(
+            r.exposed_uri(1, "file:///tmp/x"),
+            "mcp-gateway://b/file:///tmp/x"
+        );
+        assert_eq!(r.exposed_uri(1, "db://users"), "db://users");
+    }
+
+    #[test]
+    fn rewritten_uris_parse_back() {
+        for (backend, uri) in [
+            ("b", "file:///x"),
+            ("my-fs", "mcp-gateway://c/y"),
+            ("z", "a/b/c"),
+        ] {
+            let rewritten = rewrite_uri(backend, uri);
+            assert_eq!(parse_rewritten_uri(&rewritten), Some((backend, uri)));
+        }
+        assert_eq!(parse_rewritten_uri("file:///x"), None);
+        assert_eq!(parse_rewritten_uri("mcp-gateway://nobackend"), None);
     }
 }
