@@ -72,10 +72,10 @@ fn tools_list_is_prefixed_sorted_and_follows_every_page() {
             "{names:?}"
         );
     }
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 28);
     assert!(
         gw.stdout()
-            .contains("2 of 2 backend(s) ready, 14 tool(s) exposed"),
+            .contains("2 of 2 backend(s) ready, 28 tool(s) exposed"),
         "{}",
         gw.stdout()
     );
@@ -286,7 +286,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
         "{out}"
     );
     assert!(
-        line("ok ").contains("ready") && line("ok ").contains("7 tools"),
+        line("ok ").contains("ready") && line("ok ").contains("14 tools"),
         "{out}"
     );
     assert!(out.contains("1 of 4 backend(s) ready"), "{out}");
