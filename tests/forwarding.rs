@@ -453,3 +453,30 @@ fn server_requests_without_a_client_capability_are_refused_at_once() {
         "{r}"
     );
 }
+
+#[test]
+fn roots_list_changed_goes_to_the_backends_serving_the_session() {
+    let mut per_session = fixture(&["--tag", "mine"]);
+    per_session["scope"] = json!("session");
+    let gw = Gateway::start(&json!({ "shared": fixture(&[]), "own": per_session }));
+    let (a, b) = (gw.connect(), gw.connect());
+    a.initialize();
+    b.initialize();
+    let state = |c: &SseClient, tool: &str| -> Value {
+        serde_json::from_str(&text(&c.call(json!(tool), tool, json!({})))).unwrap()
+    };
+    // Once a's own instance is up (a new instance lists roots itself when it starts):
+    assert_eq!(state(&a, "own__state")["roots_changed"], 0);
+    a.send(&json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}));
+    assert_eq!(state(&a, "shared__state")["roots_changed"], 1);
+    assert_eq!(
+        state(&a, "own__state")["roots_changed"],
+        1,
+        "a's own instance hears it"
+    );
+    assert_eq!(
+        state(&b, "own__state")["roots_changed"],
+        0,
+        "b's own instance does not"
+    );
+}
