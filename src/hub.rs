@@ -421,8 +421,19 @@ impl Hub {
         }
     }
 
-    /// Stops an instance and answers everything pending on it.
+    /// An instance failed: it is stopped and everything pending on it is answered.
     fn instance_failed(&mut self, instance: InstanceId, reason: String) {
+        self.end_instance(instance, Some(reason));
+    }
+
+    /// A deliberate stop: the session ended, the instance sat idle, or a probe is done.
+    fn stop_instance(&mut self, instance: InstanceId) {
+        self.end_instance(instance, None);
+    }
+
+    fn end_instance(&mut self, instance: InstanceId, failure: Option<String>) {
+        let deliberate = failure.is_none();
+        let reason = failure.unwrap_or_else(|| "was stopped".into());
         let Some(mut inst) = self.instances.remove(&instance) else {
             return;
         };
@@ -460,7 +471,7 @@ impl Hub {
             if let Some(s) = self.sessions.get_mut(owner) {
                 s.instances.remove(&b);
             }
-            if !reason.is_empty() {
+            if !deliberate {
                 warn!("backend '{name}': the instance of session {owner} {reason}");
             }
         }
@@ -531,7 +542,7 @@ impl Hub {
                 "backend '{}': stopping an idle per-session instance",
                 self.backends[self.instances[&id].backend].spec.name
             );
-            self.instance_failed(id, String::new());
+            self.stop_instance(id);
         }
     }
 
@@ -1015,18 +1026,7 @@ impl Hub {
                     return;
                 };
                 if let Some(Pending::Client { instance, .. }) = self.pending.remove(&gid) {
-                    let unsent = self.instances.get_mut(&instance).map(|i| {
-                        let before = i.queued.len();
-                        i.queued.retain(|r| r.id.as_u64() != Some(gid));
-                        before != i.queued.len()
-                    });
-                    if unsent != Some(true) {
-                        let mut params = json!({"requestId": gid});
-                        if let Some(reason) = p.get("reason") {
-                            params["reason"] = reason.clone();
-                        }
-                        self.notify_instance(instance, "notifications/cancelled", Some(params));
-                    }
+                    self.cancel_at_instance(instance, gid, p.get("reason").cloned());
                 }
             }
             "notifications/roots/list_changed" => {
@@ -1044,6 +1044,23 @@ impl Hub {
                 }
             }
             other => debug!("session {session}: notification '{other}' not handled"),
+        }
+    }
+
+    /// Withdraws request `gid` from an instance: still queued, it is simply dropped;
+    /// already sent, the backend gets `notifications/cancelled`.
+    fn cancel_at_instance(&mut self, instance: InstanceId, gid: u64, reason: Option<Value>) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        let queued = inst.queued.len();
+        inst.queued.retain(|r| r.id.as_u64() != Some(gid));
+        if inst.queued.len() == queued {
+            let mut params = json!({"requestId": gid});
+            if let Some(reason) = reason {
+                params["reason"] = reason;
+            }
+            self.notify_instance(instance, "notifications/cancelled", Some(params));
         }
     }
 
@@ -1090,11 +1107,8 @@ impl Hub {
         for gid in mine {
             match self.pending.remove(&gid) {
                 Some(Pending::Client { instance, .. }) => {
-                    self.notify_instance(
-                        instance,
-                        "notifications/cancelled",
-                        Some(json!({"requestId": gid, "reason": "the client disconnected"})),
-                    );
+                    let reason = Value::from("the client disconnected");
+                    self.cancel_at_instance(instance, gid, Some(reason));
                 }
                 Some(Pending::ServerRequest {
                     instance,
@@ -1112,7 +1126,7 @@ impl Hub {
             }
         }
         for (_, id) in s.instances {
-            self.instance_failed(id, String::new());
+            self.stop_instance(id);
         }
         let mut emptied = Vec::new();
         for (key, subs) in self.subscriptions.iter_mut() {
@@ -1412,7 +1426,7 @@ impl Hub {
             if let Scope::Session { .. } = backend.spec.scope {
                 // The probe has told us the lists; sessions get their own instances.
                 backend.source = None;
-                self.instance_failed(instance, String::new());
+                self.stop_instance(instance);
             }
             self.rebuild_registry();
             self.maybe_print_summary();
