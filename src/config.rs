@@ -20,6 +20,8 @@ pub struct BackendSpec {
     pub name: String,
     pub transport: Transport,
     pub scope: Scope,
+    /// Tool and prompt names are exposed as `<prefix>__<name>`; `""` exposes them unchanged.
+    pub prefix: String,
 }
 
 /// Who shares one running instance of a backend.
@@ -174,10 +176,18 @@ const STDIO_FIELDS: &[&str] = &[
     "cwd",
     "scope",
     "idleTimeout",
+    "prefix",
 ];
-const SSE_FIELDS: &[&str] = &["type", "url", "command", "args", "env", "cwd"];
-const HTTP_FIELDS: &[&str] = &["type", "url", "headers"];
-const BUILTIN_FIELDS: &[&str] = &["type", "server", "timeout", "scope", "idleTimeout"];
+const SSE_FIELDS: &[&str] = &["type", "url", "command", "args", "env", "cwd", "prefix"];
+const HTTP_FIELDS: &[&str] = &["type", "url", "headers", "prefix"];
+const BUILTIN_FIELDS: &[&str] = &[
+    "type",
+    "server",
+    "timeout",
+    "scope",
+    "idleTimeout",
+    "prefix",
+];
 
 impl Validator<'_> {
     fn error(&mut self, message: String) {
@@ -262,10 +272,32 @@ impl Validator<'_> {
             }
         }
         let scope = self.scope(&ctx, obj, fields);
+        let prefix = match obj.get("prefix") {
+            None => Some(name.to_string()),
+            Some(Value::String(p)) if p.is_empty() => Some(String::new()),
+            Some(Value::String(p)) => match check_backend_name(p) {
+                Ok(()) => Some(p.clone()),
+                Err(e) => {
+                    self.error(format!(
+                        "{ctx}: field 'prefix': {}",
+                        e.replace("backend name", "prefix")
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'prefix': expected a string, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        };
         Some(BackendSpec {
             name: name.to_string(),
             transport: transport?,
             scope: scope?,
+            prefix: prefix?,
         })
     }
 
@@ -756,6 +788,22 @@ mod tests {
             "{errs:?}"
         );
         assert!(errs[1].contains("field 'idleTimeout'"), "{errs:?}");
+    }
+
+    #[test]
+    fn prefix_defaults_to_the_name_and_may_be_empty() {
+        let loaded = ok(
+            r#"{"a": {"command": "x"}, "b": {"command": "x", "prefix": ""}, "c": {"command": "x", "prefix": "fs2"}}"#,
+        );
+        let prefixes: Vec<_> = loaded
+            .config
+            .backends
+            .iter()
+            .map(|b| b.prefix.as_str())
+            .collect();
+        assert_eq!(prefixes, ["a", "", "fs2"]);
+        let errs = errors(r#"{"a": {"command": "x", "prefix": "my_fs"}}"#);
+        assert!(errs[0].contains("field 'prefix'"), "{errs:?}");
     }
 
     #[test]

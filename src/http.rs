@@ -1,12 +1,15 @@
-//! The HTTP front end: the legacy HTTP+SSE transport (`GET /sse`, `POST /messages`).
+//! The HTTP front end: one listener for both client transports.
 //!
-//! Owns the listening socket, the tiny_http worker threads and one writer thread per open
-//! stream. It turns request bodies into `jsonrpc::Message`s for the hub and drains each
-//! session's channel into its stream, flushing every event. It never talks to a backend.
+//! Owns the listening socket, the tiny_http worker threads, the checks every request passes
+//! (Origin, Host), and the legacy HTTP+SSE transport (`GET /sse`, `POST /messages`); the
+//! Streamable HTTP transport (`/mcp`) lives in `streamable.rs`. It turns request bodies
+//! into `jsonrpc::Message`s for the hub and writes what the hub sends back, flushing every
+//! event. It never talks to a backend.
 
-use crate::hub::{HubEvent, SessionId};
+use crate::hub::{HubEvent, Outbound, SessionId};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
+use crate::streamable::Streams;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 use std::collections::HashSet;
@@ -25,10 +28,16 @@ pub const SESSION_QUEUE: usize = 1024;
 /// Threads that take requests off the socket; each request is quick (parse, hand over).
 const WORKERS: usize = 4;
 /// Stack of a stream writer thread: it only formats and writes events.
-const WRITER_STACK: usize = 64 * 1024;
+pub const WRITER_STACK: usize = 64 * 1024;
 
 pub struct Options {
     pub keepalive: Duration,
+    /// Origins allowed besides loopback ones (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// Listening on a loopback address: then the Host header must name one.
+    pub loopback: bool,
+    /// A Streamable HTTP session with no request for this long is ended.
+    pub session_idle: Duration,
 }
 
 pub struct Frontend {
@@ -38,11 +47,12 @@ pub struct Frontend {
 }
 
 /// State shared by the worker threads and stream writers.
-struct Shared {
-    hub: Sender<HubEvent>,
-    /// Sessions whose stream is open, so a POST for any other gets 404 at once.
+pub struct Shared {
+    pub hub: Sender<HubEvent>,
+    /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
     live: Mutex<HashSet<SessionId>>,
-    keepalive: Duration,
+    pub streams: Streams,
+    pub opts: Options,
 }
 
 impl Frontend {
@@ -60,7 +70,8 @@ impl Frontend {
         let shared = Arc::new(Shared {
             hub,
             live: Mutex::new(HashSet::new()),
-            keepalive: opts.keepalive,
+            streams: Streams::default(),
+            opts,
         });
         let mut workers = Vec::new();
         for i in 0..WORKERS {
@@ -79,6 +90,18 @@ impl Frontend {
                     })?,
             );
         }
+        let (shared2, stopping2) = (shared.clone(), stopping.clone());
+        thread::Builder::new()
+            .name("http-reaper".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                let every = (shared2.opts.session_idle / 4)
+                    .clamp(Duration::from_millis(250), Duration::from_secs(30));
+                while !stopping2.load(Ordering::SeqCst) {
+                    thread::sleep(every);
+                    crate::streamable::reap_idle(&shared2);
+                }
+            })?;
         Ok(Frontend {
             server,
             stopping,
@@ -86,7 +109,7 @@ impl Frontend {
         })
     }
 
-    /// Stops taking requests; open streams end when the hub drops their channels.
+    /// Stops taking requests; open streams end when the hub drops their sessions.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
@@ -102,6 +125,14 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     debug!("http: {} {path}", rq.method());
+    if let Err(refusal) = check_origin_and_host(&rq, &shared.opts) {
+        warn!(
+            "http: refused {} {path} from {:?}: {refusal}",
+            rq.method(),
+            rq.remote_addr()
+        );
+        return respond(rq, text(403, &refusal));
+    }
     match (rq.method(), path) {
         (Method::Get, "/sse") => open_stream(shared, rq),
         (Method::Post, "/messages" | "/messages/") => post_message(shared, rq, query),
@@ -113,13 +144,75 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             rq,
             text(405, "use POST on /messages").with_header(header("Allow", "POST")),
         ),
-        _ => respond(rq, text(404, "not found: the MCP endpoint is GET /sse")),
+        (_, "/mcp" | "/mcp/") => crate::streamable::handle(shared, rq),
+        _ => respond(
+            rq,
+            text(
+                404,
+                "not found: the MCP endpoints are /mcp (Streamable HTTP) and /sse (HTTP+SSE)",
+            ),
+        ),
     }
+}
+
+/// DNS-rebinding protection: a present Origin must be a loopback one or configured, and on
+/// a loopback listener the Host must name a loopback address.
+fn check_origin_and_host(rq: &Request, opts: &Options) -> Result<(), String> {
+    if let Some(origin) = header_value(rq, "Origin") {
+        let allowed = opts.allowed_origins.iter().any(|o| o == "*" || o == origin)
+            || origin_host(origin).is_some_and(is_loopback_name);
+        if !allowed {
+            return Err(format!(
+                "Origin '{origin}' is not allowed (loopback origins are; add others with --allow-origin)"
+            ));
+        }
+    }
+    if opts.loopback
+        && let Some(host) = header_value(rq, "Host")
+        && !is_loopback_name(strip_port(host))
+    {
+        return Err(format!(
+            "Host '{host}' is not a loopback name: this gateway listens on a loopback address"
+        ));
+    }
+    Ok(())
+}
+
+/// The host of an origin (`scheme://host[:port]`), without the port.
+fn origin_host(origin: &str) -> Option<&str> {
+    let (_, rest) = origin.split_once("://")?;
+    Some(strip_port(rest.trim_end_matches('/')))
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub fn header_value<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 fn open_stream(shared: &Arc<Shared>, rq: Request) {
     let session = new_session_id();
-    let (tx, rx) = crossbeam_channel::bounded::<Message>(SESSION_QUEUE);
+    let (tx, rx) = crossbeam_channel::bounded::<Outbound>(SESSION_QUEUE);
     shared
         .live
         .lock()
@@ -129,7 +222,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         .hub
         .send(HubEvent::ClientOpened {
             session: session.clone(),
-            tx,
+            sink: Box::new(tx),
         })
         .is_err()
     {
@@ -149,7 +242,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         .name(format!("sse-{}", &session[..8]))
         .stack_size(WRITER_STACK)
         .spawn(move || {
-            let why = stream(writer, &rx, &session, shared2.keepalive);
+            let why = stream(writer, &rx, &session, shared2.opts.keepalive);
             debug!("session {session}: stream ended: {why}");
             shared2
                 .live
@@ -163,29 +256,36 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
     }
 }
 
+/// The head of a chunked SSE response, with extra header lines (each ending in CRLF).
+pub fn sse_head(extra: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\n\
+         Content-Type: text/event-stream\r\n\
+         Cache-Control: no-cache\r\n\
+         X-Accel-Buffering: no\r\n\
+         Transfer-Encoding: chunked\r\n\
+         {extra}\r\n"
+    )
+}
+
 /// Writes the stream until the hub drops the session or the client goes away; says which.
 fn stream(
     mut w: Box<dyn Write + Send>,
-    rx: &Receiver<Message>,
+    rx: &Receiver<Outbound>,
     session: &str,
     keepalive: Duration,
 ) -> String {
-    let head = "HTTP/1.1 200 OK\r\n\
-        Content-Type: text/event-stream\r\n\
-        Cache-Control: no-cache\r\n\
-        X-Accel-Buffering: no\r\n\
-        Transfer-Encoding: chunked\r\n\r\n";
     let endpoint = sse::event("endpoint", &format!("/messages?sessionId={session}"));
-    let mut out = head.as_bytes().to_vec();
+    let mut out = sse_head("").into_bytes();
     out.extend(sse::chunk(endpoint.as_bytes()));
     if let Err(e) = send(&mut w, &out) {
         return format!("client closed: {e}");
     }
     loop {
         let bytes = select! {
-            recv(rx) -> msg => match msg {
-                Ok(msg) => {
-                    let json = msg.to_json();
+            recv(rx) -> out => match out {
+                Ok(out) => {
+                    let json = out.msg.to_json();
                     debug!("> {session}: {json}");
                     sse::chunk(sse::event("message", &json).as_bytes())
                 }
@@ -202,9 +302,46 @@ fn stream(
     }
 }
 
-fn send(w: &mut Box<dyn Write + Send>, bytes: &[u8]) -> io::Result<()> {
+pub fn send(w: &mut Box<dyn Write + Send>, bytes: &[u8]) -> io::Result<()> {
     w.write_all(bytes)?;
     w.flush()
+}
+
+/// Reads a request body up to `MAX_BODY`; the error is the response to send instead.
+pub fn read_body(rq: &mut Request) -> Result<Vec<u8>, Response<io::Cursor<Vec<u8>>>> {
+    let mut body = Vec::new();
+    let read = rq
+        .as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body);
+    if let Err(e) = read {
+        return Err(text(400, &format!("cannot read the request body: {e}")));
+    }
+    if body.len() > MAX_BODY {
+        return Err(text(
+            413,
+            &format!("request body over the {MAX_BODY}-byte limit"),
+        ));
+    }
+    Ok(body)
+}
+
+/// A 400 whose body is the JSON-RPC error for a message that could not be parsed.
+pub fn parse_error_response(e: jsonrpc::ParseError) -> Response<io::Cursor<Vec<u8>>> {
+    let body = Message::Response(e.into_response()).to_json();
+    Response::from_string(body)
+        .with_status_code(400)
+        .with_header(header("Content-Type", "application/json"))
+}
+
+pub fn parse_body(body: &[u8]) -> Result<Message, jsonrpc::ParseError> {
+    std::str::from_utf8(body)
+        .map_err(|e| jsonrpc::ParseError {
+            code: jsonrpc::PARSE_ERROR,
+            message: format!("parse error: body is not UTF-8: {e}"),
+            id: None,
+        })
+        .and_then(Message::parse)
 }
 
 fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
@@ -234,38 +371,15 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
             ),
         );
     }
-    let mut body = Vec::new();
-    let read = rq
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-    if let Err(e) = read {
-        return respond(rq, text(400, &format!("cannot read the request body: {e}")));
-    }
-    if body.len() > MAX_BODY {
-        return respond(
-            rq,
-            text(413, &format!("request body over the {MAX_BODY}-byte limit")),
-        );
-    }
-    let parsed = std::str::from_utf8(&body)
-        .map_err(|e| jsonrpc::ParseError {
-            code: jsonrpc::PARSE_ERROR,
-            message: format!("parse error: body is not UTF-8: {e}"),
-            id: None,
-        })
-        .and_then(Message::parse);
-    let msg = match parsed {
+    let body = match read_body(&mut rq) {
+        Ok(b) => b,
+        Err(response) => return respond(rq, response),
+    };
+    let msg = match parse_body(&body) {
         Ok(msg) => msg,
         Err(e) => {
             debug!("session {session}: bad message: {e}");
-            let body = Message::Response(e.into_response()).to_json();
-            return respond(
-                rq,
-                Response::from_string(body)
-                    .with_status_code(400)
-                    .with_header(header("Content-Type", "application/json")),
-            );
+            return respond(rq, parse_error_response(e));
         }
     };
     if log::log_enabled!(log::Level::Debug) {
@@ -281,26 +395,60 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
     respond(rq, text(202, "Accepted"));
 }
 
-fn respond<R: Read>(rq: Request, response: Response<R>) {
+pub fn respond<R: Read>(rq: Request, response: Response<R>) {
     if let Err(e) = rq.respond(response) {
         debug!("http: client went away before the response: {e}");
     }
 }
 
-fn text(status: u16, body: &str) -> Response<io::Cursor<Vec<u8>>> {
+pub fn text(status: u16, body: &str) -> Response<io::Cursor<Vec<u8>>> {
     Response::from_string(body)
         .with_status_code(status)
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
 }
 
-fn header(name: &str, value: &str) -> Header {
+pub fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes())
         .expect("header names and values are ASCII")
 }
 
-/// 128 random bits, hex: unguessable, and safe in a URL.
-fn new_session_id() -> SessionId {
+/// 128 random bits, hex: unguessable, and safe in a URL and a header.
+pub fn new_session_id() -> SessionId {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).expect("the OS random source is available");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_origins() {
+        for ok in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "127.1.2.3",
+            "app.localhost",
+            "LOCALHOST.",
+        ] {
+            assert!(is_loopback_name(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example.com",
+            "10.0.0.1",
+            "localhost.evil.com",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(!is_loopback_name(bad), "{bad}");
+        }
+        assert_eq!(strip_port("localhost:9000"), "localhost");
+        assert_eq!(strip_port("[::1]:9000"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+        assert_eq!(origin_host("http://127.0.0.1:3000"), Some("127.0.0.1"));
+        assert_eq!(origin_host("https://evil.com"), Some("evil.com"));
+        assert_eq!(origin_host("null"), None);
+    }
 }

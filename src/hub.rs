@@ -46,12 +46,43 @@ pub type SessionId = String;
 /// A running copy of a backend; never reused, so late events of a stopped one are ignored.
 pub type InstanceId = u64;
 
+/// A message for a client, with the client request it belongs to (its reply, or a
+/// progress notification or server request sent while it was in flight), so a transport
+/// with a stream per request can put it on the right one.
+pub struct Outbound {
+    pub related: Option<Id>,
+    pub msg: Message,
+}
+
+/// Why a session's sink did not take a message.
+pub enum Refused {
+    /// The client is not reading: its queue is full.
+    Full,
+    /// The client is gone.
+    Closed,
+}
+
+/// Where a session's messages go: implemented by each front end. `offer` runs on the hub
+/// thread, so it must never block.
+pub trait Sink: Send {
+    fn offer(&self, out: Outbound) -> Result<(), Refused>;
+}
+
+impl Sink for Sender<Outbound> {
+    fn offer(&self, out: Outbound) -> Result<(), Refused> {
+        self.try_send(out).map_err(|e| match e {
+            TrySendError::Full(_) => Refused::Full,
+            TrySendError::Disconnected(_) => Refused::Closed,
+        })
+    }
+}
+
 /// Everything that happens, as the hub hears of it.
 pub enum HubEvent {
-    /// A client opened a stream; messages for it go down `tx`.
+    /// A client session started; its messages go to `sink`.
     ClientOpened {
         session: SessionId,
-        tx: Sender<Message>,
+        sink: Box<dyn Sink>,
     },
     FromClient {
         session: SessionId,
@@ -77,7 +108,7 @@ pub struct HubOptions {
     pub init_timeout: Duration,
     /// This executable, which serves the built-in servers.
     pub self_exe: String,
-    /// The address clients should use, printed once every backend has settled.
+    /// The base URL clients should use, printed once every backend has settled.
     pub client_url: String,
     /// Most items in one page of an aggregated list.
     pub page_size: usize,
@@ -191,7 +222,7 @@ struct ClientCaps {
 }
 
 struct Session {
-    tx: Sender<Message>,
+    sink: Box<dyn Sink>,
     initialized: bool,
     client: String,
     version: &'static str,
@@ -271,12 +302,12 @@ impl Hub {
 
     fn handle(&mut self, ev: HubEvent) {
         match ev {
-            HubEvent::ClientOpened { session, tx } => {
+            HubEvent::ClientOpened { session, sink } => {
                 debug!("session {session}: opened");
                 self.sessions.insert(
                     session,
                     Session {
-                        tx,
+                        sink,
                         initialized: false,
                         client: String::new(),
                         version: PROTOCOL_VERSIONS[0],
@@ -1523,7 +1554,8 @@ impl Hub {
             method: req.method,
             params: req.params,
         };
-        self.deliver(&session, Message::Request(forwarded));
+        let related = self.newest_in_flight(&session, instance);
+        self.deliver_related(&session, related, Message::Request(forwarded));
     }
 
     fn backend_notification(&mut self, instance: InstanceId, n: Notification) {
@@ -1564,6 +1596,7 @@ impl Hub {
                     session,
                     instance: i,
                     progress: Some(token),
+                    id,
                     ..
                 }) = self.pending.get(&gid)
                 else {
@@ -1573,14 +1606,14 @@ impl Hub {
                 if *i != instance {
                     return;
                 }
-                let (session, token) = (session.clone(), token.clone());
+                let (session, token, related) = (session.clone(), token.clone(), id.clone());
                 let mut params = params;
                 params.insert("progressToken".into(), token);
-                self.notify_session(
-                    &session,
-                    "notifications/progress",
-                    Some(Value::Object(params)),
-                );
+                let n = Notification {
+                    method: n.method,
+                    params: Some(jsonrpc::to_raw(&params)),
+                };
+                self.deliver_related(&session, Some(related), Message::Notification(n));
             }
             "notifications/message" => {
                 let rank = params
@@ -1595,9 +1628,15 @@ impl Hub {
                     .filter(|(_, s)| s.log_level.is_none_or(|min| rank >= min))
                     .map(|(id, _)| id.clone())
                     .collect();
-                let params = Value::Object(params);
+                let params = jsonrpc::to_raw(&params);
                 for s in targets {
-                    self.notify_session(&s, "notifications/message", Some(params.clone()));
+                    // A log line written during a request travels with that request.
+                    let related = self.newest_in_flight(&s, instance);
+                    let n = Notification {
+                        method: n.method.clone(),
+                        params: Some(params.clone()),
+                    };
+                    self.deliver_related(&s, related, Message::Notification(n));
                 }
             }
             "notifications/resources/updated" => {
@@ -1679,6 +1718,7 @@ impl Hub {
             .map(|(i, b)| BackendLists {
                 backend: i,
                 name: &b.spec.name,
+                prefix: &b.spec.prefix,
                 lists: &b.lists,
             })
             .collect();
@@ -1726,24 +1766,50 @@ impl Hub {
         self.deliver(session, Message::Notification(n));
     }
 
+    /// Queues a message for a session; a response relates to its own request.
+    fn deliver(&mut self, session: &str, msg: Message) {
+        let related = match &msg {
+            Message::Response(r) => r.id.clone(),
+            _ => None,
+        };
+        self.deliver_related(session, related, msg);
+    }
+
     /// Queues a message on a session's stream. A client whose queue is full is not reading:
     /// it is dropped rather than allowed to hold anyone else up.
-    fn deliver(&mut self, session: &str, msg: Message) {
+    fn deliver_related(&mut self, session: &str, related: Option<Id>, msg: Message) {
         let Some(s) = self.sessions.get(session) else {
             debug!("session {session}: gone; dropped {}", brief(&msg));
             return;
         };
-        match s.tx.try_send(msg) {
+        match s.sink.offer(Outbound { related, msg }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 warn!(
                     "session {session}: client '{}' is not reading its stream (queue full); disconnecting it",
                     s.client
                 );
                 self.session_gone(session);
             }
-            Err(TrySendError::Disconnected(_)) => self.session_gone(session),
+            Err(Refused::Closed) => self.session_gone(session),
         }
+    }
+
+    /// The client id of the newest request `session` has in flight on `instance`.
+    fn newest_in_flight(&self, session: &str, instance: InstanceId) -> Option<Id> {
+        self.pending
+            .iter()
+            .filter_map(|(gid, p)| match p {
+                Pending::Client {
+                    session: s,
+                    instance: i,
+                    id,
+                    ..
+                } if s == session && *i == instance => Some((*gid, id)),
+                _ => None,
+            })
+            .max_by_key(|(gid, _)| *gid)
+            .map(|(_, id)| id.clone())
     }
 
     fn maybe_print_summary(&mut self) {
@@ -1777,7 +1843,8 @@ impl Hub {
         for note in &r.notes {
             console!("  note: {note}");
         }
-        console!("Connect MCP clients to {}", self.opts.client_url);
+        let base = &self.opts.client_url;
+        console!("Connect MCP clients to {base}/mcp (Streamable HTTP) or {base}/sse (HTTP+SSE)");
     }
 
     fn shutdown(mut self) -> Vec<JoinHandle<()>> {

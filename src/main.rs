@@ -26,6 +26,7 @@ mod registry;
 #[path = "../servers/mod.rs"]
 mod servers;
 mod sse;
+mod streamable;
 
 use log::{LevelFilter, error, info};
 use std::path::{Path, PathBuf};
@@ -48,10 +49,12 @@ OPTIONS:
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
+    --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
+    --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
     -h, --help             print this help
     -V, --version          print the version
 
-Clients connect to http://HOST:PORT/sse (MCP HTTP+SSE transport).
+Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
 ";
 
 struct Args {
@@ -63,6 +66,8 @@ struct Args {
     init_timeout: Duration,
     keepalive: Duration,
     page_size: usize,
+    session_idle: Duration,
+    allowed_origins: Vec<String>,
 }
 
 enum Command {
@@ -83,6 +88,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         init_timeout: Duration::from_secs(60),
         keepalive: Duration::from_secs(15),
         page_size: 500,
+        session_idle: Duration::from_secs(1800),
+        allowed_origins: Vec::new(),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -96,6 +103,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("log-dir") => args.log_dir = parser.value()?.into(),
             Long("init-timeout") => args.init_timeout = secs(parser.value()?.parse()?)?,
             Long("sse-keepalive") => args.keepalive = secs(parser.value()?.parse()?)?,
+            Long("session-idle") => args.session_idle = secs(parser.value()?.parse()?)?,
+            Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
                 args.page_size = parser.value()?.parse()?;
                 if args.page_size == 0 {
@@ -221,6 +230,9 @@ fn serve(args: Args) -> Result<(), Failure> {
         hub_tx.clone(),
         http::Options {
             keepalive: args.keepalive,
+            allowed_origins: args.allowed_origins,
+            loopback: addr.ip().is_loopback(),
+            session_idle: args.session_idle,
         },
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
@@ -247,7 +259,7 @@ fn listen_addr(host: &str, port: u16) -> String {
     }
 }
 
-/// The URL to show people: a wildcard address is not one a client can connect to.
+/// The base URL to show people: a wildcard address is not one a client can connect to.
 fn client_url(addr: std::net::SocketAddr) -> String {
     let host = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
@@ -255,7 +267,7 @@ fn client_url(addr: std::net::SocketAddr) -> String {
         std::net::IpAddr::V4(ip) => ip.to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
-    format!("http://{host}:{}/sse", addr.port())
+    format!("http://{host}:{}", addr.port())
 }
 
 /// Logs to stderr and to `DIR/log_YYYYMMDD_HHMMSS_LEVEL.log`; returns the file's path.
@@ -318,11 +330,11 @@ mod tests {
     #[test]
     fn the_printed_url_is_one_a_client_can_use() {
         let url = |a: &str| client_url(a.parse().unwrap());
-        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000/sse");
-        assert_eq!(url("[::]:9000"), "http://[::1]:9000/sse");
-        assert_eq!(url("127.0.0.1:1234"), "http://127.0.0.1:1234/sse");
-        assert_eq!(url("[::1]:80"), "http://[::1]:80/sse");
-        assert_eq!(url("192.168.1.5:9000"), "http://192.168.1.5:9000/sse");
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000");
+        assert_eq!(url("127.0.0.1:1234"), "http://127.0.0.1:1234");
+        assert_eq!(url("[::1]:80"), "http://[::1]:80");
+        assert_eq!(url("192.168.1.5:9000"), "http://192.168.1.5:9000");
     }
 
     #[test]

@@ -88,6 +88,8 @@ impl Lists {
 pub struct BackendLists<'a> {
     pub backend: usize,
     pub name: &'a str,
+    /// What tool and prompt names start with: the name unless configured (`""` for none).
+    pub prefix: &'a str,
     pub lists: &'a Lists,
 }
 
@@ -235,7 +237,7 @@ fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<Stri
             };
             let named = matches!(kind, Kind::Tools | Kind::Prompts);
             let wanted = if named {
-                exposed_name(b.name, original)
+                exposed_name(b.prefix, original)
             } else {
                 original.to_string()
             };
@@ -257,7 +259,7 @@ fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<Stri
                 if taken.contains_key(&exposed) {
                     continue; // the same URI twice from one backend: keep the first
                 }
-            } else if named && exposed != format!("{}__{original}", b.name) {
+            } else if named && exposed != join_prefix(b.prefix, original) {
                 notes.push(format!(
                     "{what} '{original}' of backend '{}' is exposed as '{exposed}' (names are limited to {MAX_NAME} characters of A-Z a-z 0-9 _ -)",
                     b.name
@@ -309,12 +311,23 @@ fn unique_hashed(
     exposed
 }
 
-/// `<backend>__<name>` with characters outside `[A-Za-z0-9_-]` replaced by `_`, and names
-/// over the limit shortened with a hash of the original so they stay unique and stable.
-pub fn exposed_name(backend: &str, tool: &str) -> String {
-    let mut name = String::with_capacity(backend.len() + 2 + tool.len());
-    name.push_str(backend);
-    name.push_str("__");
+fn join_prefix(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}__{name}")
+    }
+}
+
+/// `<prefix>__<name>` (just `<name>` with an empty prefix) with characters outside
+/// `[A-Za-z0-9_-]` replaced by `_`, and names over the limit shortened with a hash of the
+/// original so they stay unique and stable.
+pub fn exposed_name(prefix: &str, tool: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + 2 + tool.len());
+    if !prefix.is_empty() {
+        name.push_str(prefix);
+        name.push_str("__");
+    }
     if tool.is_empty() {
         name.push('_');
     }
@@ -326,7 +339,7 @@ pub fn exposed_name(backend: &str, tool: &str) -> String {
         }
     }));
     if name.len() > MAX_NAME {
-        with_hash(&name, backend, tool)
+        with_hash(&name, prefix, tool)
     } else {
         name
     }
@@ -402,6 +415,7 @@ mod tests {
             .map(|(i, (name, lists))| BackendLists {
                 backend: i,
                 name,
+                prefix: name.strip_prefix("noprefix-").map_or(name, |_| ""),
                 lists,
             })
             .collect();
@@ -625,6 +639,33 @@ mod tests {
             "mcp-gateway://b/file:///tmp/x"
         );
         assert_eq!(r.exposed_uri(1, "db://users"), "db://users");
+    }
+
+    #[test]
+    fn an_empty_prefix_exposes_names_unchanged_and_still_resolves_clashes() {
+        let r = tools_only(&[
+            ("noprefix-a", &["test_simple_text", "x.y"]),
+            ("b", &["echo"]),
+            ("noprefix-c", &["test_simple_text"]),
+        ]);
+        assert_eq!(
+            r.catalog(Kind::Tools)
+                .lookup("test_simple_text")
+                .unwrap()
+                .backend,
+            0
+        );
+        assert_eq!(
+            r.catalog(Kind::Tools).lookup("x_y").unwrap().original,
+            "x.y"
+        );
+        assert!(r.catalog(Kind::Tools).lookup("b__echo").is_some());
+        let other = r.tools().iter().find(|t| t.backend == 2).unwrap();
+        assert!(
+            other.exposed.starts_with("test_simple_text_"),
+            "{}",
+            other.exposed
+        );
     }
 
     #[test]

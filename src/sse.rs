@@ -18,6 +18,11 @@ pub fn event(name: &str, data: &str) -> String {
     out
 }
 
+/// One SSE event with an `id:` line, for streams a client may resume (`Last-Event-ID`).
+pub fn event_with_id(id: u64, name: &str, data: &str) -> String {
+    format!("id: {id}\n{}", event(name, data))
+}
+
 /// An SSE comment, which clients ignore; it keeps proxies and idle timers from closing
 /// the stream.
 pub const KEEPALIVE: &str = ": keepalive\n\n";

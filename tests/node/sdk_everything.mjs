@@ -1,11 +1,12 @@
 // The official MCP TypeScript SDK client against @modelcontextprotocol/server-everything,
-// through the gateway's /sse endpoint (backend 'ev').
+// through the gateway's /mcp or /sse endpoint (backend 'ev').
 //
 // Usage: node sdk_everything.mjs URL
 // Lists and reads resources, gets a prompt with arguments, and runs a sampling round trip
 // (the server asks this client to sample; this client answers). Prints one JSON line.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const url = process.argv[2];
@@ -20,7 +21,10 @@ client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
   };
 });
 
-const transport = new SSEClientTransport(new URL(url));
+// Streamable HTTP for a URL ending in /mcp, the legacy SSE transport otherwise.
+const transport = url.replace(/\/$/, "").endsWith("/mcp")
+  ? new StreamableHTTPClientTransport(new URL(url))
+  : new SSEClientTransport(new URL(url));
 await client.connect(transport);
 const out = {};
 const server = client.getServerVersion();

@@ -1,7 +1,7 @@
 """The official MCP Python SDK against @modelcontextprotocol/server-everything, through the
 gateway. Backends: 'ev' (shared) and 'evs' (one instance per session).
 
-Usage: sdk_everything.py URL
+Usage: sdk_everything.py URL   (ending in /mcp: Streamable HTTP; else HTTP+SSE)
 Exercises resources (list, templates, read, subscribe + update), prompts with arguments,
 completions, progress, sampling, elicitation, logging and roots, answering the server's
 requests from this client. Prints one JSON line of what it saw; exits non-zero on failure.
@@ -13,6 +13,14 @@ import anyio
 import mcp.types as types
 from mcp import ClientSession
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def connect(url):
+    """Streamable HTTP for a URL ending in /mcp, the legacy SSE transport otherwise."""
+    if url.rstrip("/").endswith("/mcp"):
+        return streamable_http_client(url)
+    return sse_client(url)
 
 seen = {"updates": [], "logs": [], "sampling": 0, "elicitation": 0, "roots": 0}
 
@@ -55,7 +63,7 @@ def text_of(result):
 
 async def main(url):
     out = {}
-    async with sse_client(url) as (read, write):
+    async with connect(url) as (read, write):
         async with ClientSession(read, write, sampling_callback=sampling,
                                  elicitation_callback=elicitation, list_roots_callback=roots,
                                  logging_callback=logging_cb, message_handler=messages) as s:

@@ -11,10 +11,18 @@ import sys
 import anyio
 from mcp import ClientSession
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def connect(url):
+    """Streamable HTTP for a URL ending in /mcp, the legacy SSE transport otherwise."""
+    if url.rstrip("/").endswith("/mcp"):
+        return streamable_http_client(url)
+    return sse_client(url)
 
 
 async def main(url):
-    async with sse_client(url) as (read, write):
+    async with connect(url) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             tools = await session.list_tools()

@@ -56,7 +56,10 @@ impl Drop for TempDir {
 pub struct Gateway {
     child: Child,
     pub port: u16,
+    /// The legacy HTTP+SSE endpoint.
     pub url: String,
+    /// The Streamable HTTP endpoint.
+    pub mcp_url: String,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     pub dir: TempDir,
@@ -90,8 +93,9 @@ impl Gateway {
         let lines = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("Connect MCP clients to ") {
-                    let _ = url_tx.send(url.trim().to_string());
+                if let Some(rest) = line.strip_prefix("Connect MCP clients to ") {
+                    let mcp = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = url_tx.send(mcp.trim_end_matches("/mcp").to_string());
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -106,8 +110,8 @@ impl Gateway {
                 line.clear();
             }
         });
-        let url = match url_rx.recv_timeout(WAIT) {
-            Ok(url) => url,
+        let base: String = match url_rx.recv_timeout(WAIT) {
+            Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -117,16 +121,16 @@ impl Gateway {
                 );
             }
         };
-        let port = url
-            .trim_end_matches("/sse")
+        let port = base
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {url}"));
+            .unwrap_or_else(|| panic!("no port in {base}"));
         Gateway {
             child,
             port,
-            url,
+            url: format!("{base}/sse"),
+            mcp_url: format!("{base}/mcp"),
             stdout,
             stderr,
             dir,

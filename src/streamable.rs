@@ -1,0 +1,573 @@
+//! The Streamable HTTP transport on `/mcp` (protocol 2025-03-26, 2025-06-18, 2025-11-25).
+//!
+//! Owns the Streamable HTTP sessions: which POST response streams are open for which
+//! client request, the standalone GET stream, and a bounded buffer of GET-stream events
+//! for `Last-Event-ID` resumption. The hub sees each session as a `Sink`: it hands over a
+//! message with the request it relates to, and this module puts it on that request's POST
+//! stream, or else on the GET stream (or in the buffer until one opens).
+
+use crate::http::{self, Shared, WRITER_STACK, header, respond, text};
+use crate::hub::{HubEvent, Outbound, PROTOCOL_VERSIONS, Refused, SessionId, Sink};
+use crate::jsonrpc::{self, Message, Request};
+use crate::sse;
+use crossbeam_channel::{Sender, TrySendError, select};
+use log::{debug, info, warn};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Instant;
+use tiny_http::{Method, Request as HttpRequest};
+
+/// GET-stream events kept for `Last-Event-ID` replay.
+const REPLAY: usize = 1000;
+/// Messages queued for one POST response stream.
+const STREAM_QUEUE: usize = 256;
+/// Methods answered at once, with nothing sent before the result: JSON responses.
+const QUICK: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+];
+
+/// The live Streamable HTTP sessions.
+#[derive(Default)]
+pub struct Streams {
+    sessions: Mutex<HashMap<SessionId, Arc<StreamSession>>>,
+}
+
+impl Streams {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<StreamSession>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct StreamSession {
+    id: SessionId,
+    state: Mutex<State>,
+}
+
+#[derive(Clone)]
+struct Event {
+    id: u64,
+    json: Arc<str>,
+}
+
+struct State {
+    /// Open POST response streams, by the client request id (raw JSON text).
+    requests: HashMap<String, Sender<Outbound>>,
+    /// The standalone GET stream, with a generation so a replaced one can tell.
+    get: Option<(u64, Sender<Event>)>,
+    get_generation: u64,
+    /// GET-stream events, newest last, for replay.
+    events: VecDeque<Event>,
+    /// Highest event id handed to a GET stream.
+    delivered: u64,
+    next_event: u64,
+    last_seen: Instant,
+    version: Option<String>,
+    gone: bool,
+}
+
+impl StreamSession {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        self.next_event += 1;
+        self.next_event
+    }
+
+    /// Queues a message for the GET stream (or for whoever opens one next).
+    fn queue_for_get(&mut self, msg: &Message) -> Result<(), Refused> {
+        let event = Event {
+            id: self.next_id(),
+            json: msg.to_json().into(),
+        };
+        if self.events.len() == REPLAY {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        if let Some((_, tx)) = &self.get {
+            match tx.try_send(event.clone()) {
+                Ok(()) => self.delivered = event.id,
+                Err(TrySendError::Full(_)) => return Err(Refused::Full),
+                Err(TrySendError::Disconnected(_)) => self.get = None,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hub's handle on a session. Dropped by the hub, it ends the session here too.
+struct SessionSink(Arc<StreamSession>);
+
+impl Sink for SessionSink {
+    fn offer(&self, out: Outbound) -> Result<(), Refused> {
+        let mut st = self.0.lock();
+        if st.gone {
+            return Err(Refused::Closed);
+        }
+        if let Some(related) = &out.related {
+            let key = related.raw().get();
+            if let Some(tx) = st.requests.get(key).cloned() {
+                let last =
+                    matches!(&out.msg, Message::Response(r) if r.id.as_ref() == Some(related));
+                if last {
+                    st.requests.remove(key);
+                }
+                match tx.try_send(out) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full(_)) => return Err(Refused::Full),
+                    // The client left that stream: the message goes to the GET stream.
+                    Err(TrySendError::Disconnected(out)) => return st.queue_for_get(&out.msg),
+                }
+            }
+        }
+        st.queue_for_get(&out.msg)
+    }
+}
+
+impl Drop for SessionSink {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.gone = true;
+        st.requests.clear();
+        st.get = None;
+    }
+}
+
+pub fn handle(shared: &Arc<Shared>, rq: HttpRequest) {
+    if let Some(v) = http::header_value(&rq, "MCP-Protocol-Version")
+        && !PROTOCOL_VERSIONS.contains(&v)
+    {
+        let msg = format!(
+            "unsupported MCP-Protocol-Version '{v}' (this gateway speaks {})",
+            PROTOCOL_VERSIONS.join(", ")
+        );
+        return respond(rq, text(400, &msg));
+    }
+    let session = match http::header_value(&rq, "Mcp-Session-Id") {
+        None => None,
+        Some(id) => {
+            let found = shared.streams.lock().get(id).cloned();
+            match found {
+                Some(s) if !s.lock().gone => Some(s),
+                _ => {
+                    shared.streams.lock().remove(id);
+                    let msg = format!(
+                        "unknown or ended session '{id}': send initialize to start a new one"
+                    );
+                    return respond(rq, text(404, &msg));
+                }
+            }
+        }
+    };
+    if let Some(s) = &session {
+        s.lock().last_seen = Instant::now();
+    }
+    match rq.method() {
+        Method::Post => post(shared, rq, session),
+        Method::Get => match session {
+            Some(s) => open_get_stream(shared, rq, s),
+            None => respond(rq, text(400, "missing Mcp-Session-Id header")),
+        },
+        Method::Delete => match session {
+            Some(s) => {
+                end_session(shared, &s, "the client ended it");
+                respond(rq, text(200, "session ended"));
+            }
+            None => respond(rq, text(400, "missing Mcp-Session-Id header")),
+        },
+        _ => respond(
+            rq,
+            text(405, "use POST, GET or DELETE on /mcp")
+                .with_header(header("Allow", "GET, POST, DELETE")),
+        ),
+    }
+}
+
+fn accepts(rq: &HttpRequest, kind: &str) -> bool {
+    http::header_value(rq, "Accept").is_none_or(|a| a.contains(kind) || a.contains("*/*"))
+}
+
+fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSession>>) {
+    if !accepts(&rq, "application/json") && !accepts(&rq, "text/event-stream") {
+        return respond(
+            rq,
+            text(
+                406,
+                "Accept must include application/json and text/event-stream",
+            ),
+        );
+    }
+    let body = match http::read_body(&mut rq) {
+        Ok(b) => b,
+        Err(response) => return respond(rq, response),
+    };
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if is_batch {
+        parse_batch(&body, session.as_deref())
+    } else {
+        http::parse_body(&body).map(|m| vec![m])
+    };
+    let msgs = match parsed {
+        Ok(m) => m,
+        Err(e) => return respond(rq, http::parse_error_response(e)),
+    };
+    let session = match session {
+        Some(s) => s,
+        None => {
+            let initialize =
+                matches!(msgs.as_slice(), [Message::Request(r)] if r.method == "initialize");
+            if !initialize {
+                // Also what a client probing for protocol 2026-07-28 gets: a plain 400, so
+                // it falls back to initialize.
+                return respond(
+                    rq,
+                    text(
+                        400,
+                        "missing Mcp-Session-Id header: start a session with initialize",
+                    ),
+                );
+            }
+            match open_session(shared) {
+                Some(s) => s,
+                None => return respond(rq, text(503, "the gateway is shutting down")),
+            }
+        }
+    };
+    let requests: Vec<&Request> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let ids: HashSet<String> = requests
+        .iter()
+        .map(|r| r.id.raw().get().to_string())
+        .collect();
+    let quick = !is_batch
+        && requests.iter().all(|r| {
+            QUICK.contains(&r.method.as_str())
+                && !r
+                    .params
+                    .as_deref()
+                    .is_some_and(|p| p.get().contains("progressToken"))
+        });
+    let (tx, rx) = crossbeam_channel::bounded::<Outbound>(STREAM_QUEUE);
+    {
+        let mut st = session.lock();
+        if let Some(dup) = ids.iter().find(|id| st.requests.contains_key(*id)) {
+            drop(st);
+            let e = jsonrpc::ParseError {
+                code: jsonrpc::INVALID_REQUEST,
+                message: format!("request id {dup} is already in flight in this session"),
+                id: None,
+            };
+            return respond(rq, http::parse_error_response(e));
+        }
+        for id in &ids {
+            st.requests.insert(id.clone(), tx.clone());
+        }
+    }
+    drop(tx);
+    let had_requests = !ids.is_empty();
+    for msg in msgs {
+        let event = HubEvent::FromClient {
+            session: session.id.clone(),
+            msg,
+        };
+        if shared.hub.send(event).is_err() {
+            return respond(rq, text(503, "the gateway is shutting down"));
+        }
+    }
+    if !had_requests {
+        return respond(rq, text(202, "Accepted"));
+    }
+    let keepalive = shared.opts.keepalive;
+    let spawned = thread::Builder::new()
+        .name(format!("mcp-{}", &session.id[..8]))
+        .stack_size(WRITER_STACK)
+        .spawn(move || {
+            if quick {
+                answer_json(rq, &session, &rx, &ids);
+            } else {
+                answer_stream(rq, &session, &rx, ids, keepalive);
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("http: cannot start a response thread: {e}");
+    }
+}
+
+/// A batch (protocol 2025-03-26 only) as messages; `initialize` may not be in one.
+fn parse_batch(
+    body: &[u8],
+    session: Option<&StreamSession>,
+) -> Result<Vec<Message>, jsonrpc::ParseError> {
+    let invalid = |message: String| jsonrpc::ParseError {
+        code: jsonrpc::INVALID_REQUEST,
+        message,
+        id: None,
+    };
+    let version = session.and_then(|s| s.lock().version.clone());
+    if version.as_deref() != Some("2025-03-26") {
+        return Err(invalid(format!(
+            "JSON-RPC batches are only part of protocol 2025-03-26; this session uses {}",
+            version.as_deref().unwrap_or("none yet")
+        )));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| invalid(format!("body is not UTF-8: {e}")))?;
+    let items: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_str(text).map_err(|e| jsonrpc::ParseError {
+            code: jsonrpc::PARSE_ERROR,
+            message: format!("parse error: {e}"),
+            id: None,
+        })?;
+    if items.is_empty() {
+        return Err(invalid("an empty batch".into()));
+    }
+    let msgs = items
+        .iter()
+        .map(|i| Message::parse(i.get()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if msgs
+        .iter()
+        .any(|m| matches!(m, Message::Request(r) if r.method == "initialize"))
+    {
+        return Err(invalid("initialize must not be part of a batch".into()));
+    }
+    Ok(msgs)
+}
+
+fn open_session(shared: &Arc<Shared>) -> Option<Arc<StreamSession>> {
+    let id = http::new_session_id();
+    let session = Arc::new(StreamSession {
+        id: id.clone(),
+        state: Mutex::new(State {
+            requests: HashMap::new(),
+            get: None,
+            get_generation: 0,
+            events: VecDeque::new(),
+            delivered: 0,
+            next_event: 0,
+            last_seen: Instant::now(),
+            version: None,
+            gone: false,
+        }),
+    });
+    let opened = HubEvent::ClientOpened {
+        session: id.clone(),
+        sink: Box::new(SessionSink(session.clone())),
+    };
+    shared.hub.send(opened).ok()?;
+    shared.streams.lock().insert(id.clone(), session.clone());
+    info!("session {id}: Streamable HTTP session started");
+    Some(session)
+}
+
+fn end_session(shared: &Arc<Shared>, session: &StreamSession, why: &str) {
+    shared.streams.lock().remove(&session.id);
+    {
+        let mut st = session.lock();
+        st.gone = true;
+        st.requests.clear();
+        st.get = None;
+    }
+    info!("session {}: ended: {why}", session.id);
+    let _ = shared.hub.send(HubEvent::ClientGone {
+        session: session.id.clone(),
+    });
+}
+
+/// Ends sessions that have been idle longer than `--session-idle` with no stream open.
+pub fn reap_idle(shared: &Arc<Shared>) {
+    let idle = shared.opts.session_idle;
+    let stale: Vec<Arc<StreamSession>> = shared
+        .streams
+        .lock()
+        .values()
+        .filter(|s| {
+            let st = s.lock();
+            st.last_seen.elapsed() >= idle && st.get.is_none() && st.requests.is_empty()
+        })
+        .cloned()
+        .collect();
+    for s in stale {
+        end_session(shared, &s, &format!("idle for {} s", idle.as_secs()));
+    }
+}
+
+/// Answers one quick request with a JSON body.
+fn answer_json(
+    rq: HttpRequest,
+    session: &StreamSession,
+    rx: &crossbeam_channel::Receiver<Outbound>,
+    ids: &HashSet<String>,
+) {
+    for out in rx {
+        let Message::Response(r) = &out.msg else {
+            // Nothing but the reply is expected here; anything else takes the GET stream.
+            let _ = session.lock().queue_for_get(&out.msg);
+            continue;
+        };
+        if !r.id.as_ref().is_some_and(|id| ids.contains(id.raw().get())) {
+            let _ = session.lock().queue_for_get(&out.msg);
+            continue;
+        }
+        if let Ok(result) = &r.outcome
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(result.get())
+            && let Some(version) = v.get("protocolVersion").and_then(|v| v.as_str())
+        {
+            session.lock().version = Some(version.to_string());
+        }
+        let body = out.msg.to_json();
+        debug!("> {}: {body}", session.id);
+        let response = tiny_http::Response::from_string(body)
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Mcp-Session-Id", &session.id));
+        return respond(rq, response);
+    }
+    respond(
+        rq,
+        text(404, "the session ended before the request was answered"),
+    );
+}
+
+/// Answers requests on an SSE stream: everything related to them, then their replies.
+fn answer_stream(
+    rq: HttpRequest,
+    session: &StreamSession,
+    rx: &crossbeam_channel::Receiver<Outbound>,
+    mut open: HashSet<String>,
+    keepalive: std::time::Duration,
+) {
+    let priming = session
+        .lock()
+        .version
+        .as_deref()
+        .is_some_and(|v| v >= "2025-11-25");
+    let mut w = rq.into_writer();
+    let mut head = http::sse_head(&format!("Mcp-Session-Id: {}\r\n", session.id)).into_bytes();
+    if priming {
+        // SEP-1699: an event id with no data, so the client can resume with Last-Event-ID.
+        let id = session.lock().next_id();
+        head.extend(sse::chunk(
+            format!("id: {id}\nretry: 1000\ndata: \n\n").as_bytes(),
+        ));
+    }
+    let mut result = http::send(&mut w, &head);
+    while result.is_ok() && !open.is_empty() {
+        let bytes = select! {
+            recv(rx) -> out => match out {
+                Ok(out) => {
+                    if let Message::Response(r) = &out.msg
+                        && let Some(id) = &r.id
+                    {
+                        open.remove(id.raw().get());
+                    }
+                    let json = out.msg.to_json();
+                    debug!("> {}: {json}", session.id);
+                    let id = session.lock().next_id();
+                    sse::chunk(sse::event_with_id(id, "message", &json).as_bytes())
+                }
+                Err(_) => break, // the session ended
+            },
+            default(keepalive) => sse::chunk(sse::KEEPALIVE.as_bytes()),
+        };
+        result = http::send(&mut w, &bytes);
+    }
+    match result {
+        Ok(()) => {
+            let _ = http::send(&mut w, sse::LAST_CHUNK);
+        }
+        Err(e) => {
+            // The client left: what is still coming for these requests takes the GET stream.
+            debug!("session {}: a POST stream closed early: {e}", session.id);
+            let mut st = session.lock();
+            for id in &open {
+                st.requests.remove(id);
+            }
+            for out in rx.try_iter() {
+                let _ = st.queue_for_get(&out.msg);
+            }
+        }
+    }
+}
+
+fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSession>) {
+    if !accepts(&rq, "text/event-stream") {
+        return respond(rq, text(406, "GET /mcp needs Accept: text/event-stream"));
+    }
+    let last_event: Option<u64> =
+        http::header_value(&rq, "Last-Event-ID").and_then(|v| v.trim().parse().ok());
+    let (tx, rx) = crossbeam_channel::bounded::<Event>(http::SESSION_QUEUE);
+    let (generation, backlog) = {
+        let mut st = session.lock();
+        st.get_generation += 1;
+        let generation = st.get_generation;
+        // A new GET stream replaces an older one; each message goes to one stream only.
+        st.get = Some((generation, tx));
+        let after = last_event.unwrap_or(st.delivered);
+        let backlog: Vec<Event> = st.events.iter().filter(|e| e.id > after).cloned().collect();
+        if let Some(last) = backlog.last() {
+            st.delivered = st.delivered.max(last.id);
+        }
+        (generation, backlog)
+    };
+    info!(
+        "session {}: GET stream opened{}",
+        session.id,
+        last_event
+            .map(|e| format!(", resuming after event {e}"))
+            .unwrap_or_default()
+    );
+    let keepalive = shared.opts.keepalive;
+    let spawned = thread::Builder::new()
+        .name(format!("get-{}", &session.id[..8]))
+        .stack_size(WRITER_STACK)
+        .spawn(move || {
+            let mut w = rq.into_writer();
+            let mut bytes = http::sse_head(&format!("Mcp-Session-Id: {}\r\n", session.id)).into_bytes();
+            for e in &backlog {
+                bytes.extend(sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes()));
+            }
+            let mut result = http::send(&mut w, &bytes);
+            while result.is_ok() {
+                let bytes = select! {
+                    recv(rx) -> e => match e {
+                        Ok(e) => sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes()),
+                        Err(_) => {
+                            let _ = http::send(&mut w, sse::LAST_CHUNK);
+                            break;
+                        }
+                    },
+                    default(keepalive) => sse::chunk(sse::KEEPALIVE.as_bytes()),
+                };
+                result = http::send(&mut w, &bytes);
+            }
+            let mut st = session.lock();
+            if st.get.as_ref().is_some_and(|(g, _)| *g == generation) {
+                st.get = None;
+            }
+            debug!("session {}: GET stream ended", session.id);
+        });
+    if let Err(e) = spawned {
+        warn!("http: cannot start a GET stream thread: {e}");
+    }
+}
