@@ -32,6 +32,14 @@ pub struct BackendHandle {
 }
 
 impl BackendHandle {
+    pub fn new(tx: Sender<Message>, stop: Sender<()>, supervisor: JoinHandle<()>) -> BackendHandle {
+        BackendHandle {
+            tx,
+            stop,
+            supervisor: Some(supervisor),
+        }
+    }
+
     /// Asks the supervisor to stop the child (close stdin, wait, kill the group) and gives
     /// back its thread, to be joined once every backend has been asked.
     pub fn stop(self) -> Option<JoinHandle<()>> {
@@ -44,6 +52,90 @@ impl BackendHandle {
         let _ = stop.send(());
         supervisor
     }
+}
+
+/// Starts an instance of `spec` over whatever transport it uses.
+pub fn start_for(
+    instance: InstanceId,
+    spec: &BackendSpec,
+    self_exe: &str,
+    hub: Sender<HubEvent>,
+) -> Result<BackendHandle, String> {
+    match &spec.transport {
+        Transport::Sse {
+            url,
+            launch,
+            startup,
+        } => crate::remote::start_sse(instance, &spec.name, url, launch.as_ref(), *startup, hub),
+        Transport::StreamableHttp { url, headers } => {
+            crate::remote::start_http(instance, &spec.name, url, headers, hub)
+        }
+        _ => {
+            let launch =
+                launch_for(spec, self_exe).expect("stdio and builtin backends have a command");
+            start(instance, &spec.name, &launch, hub)
+        }
+    }
+}
+
+/// A program whose output is only logged.
+pub struct LoggedChild {
+    pub child: Child,
+    /// Its last output line, for error messages.
+    pub last_line: Arc<Mutex<String>>,
+    /// Disconnects once its stdout and stderr are both closed and read.
+    pub drained: Receiver<()>,
+}
+
+/// Starts a program whose output is only logged (a local server the gateway then connects
+/// to over HTTP).
+pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> {
+    let mut cmd = Command::new(&launch.command);
+    cmd.args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = &launch.cwd {
+        cmd.current_dir(dir);
+    }
+    own_process_group(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start '{}': {e}", launch.command))?;
+    info!(
+        "backend '{name}': started '{}', pid {}",
+        launch.command,
+        child.id()
+    );
+    let last = Arc::new(Mutex::new(String::new()));
+    let (done_tx, drained) = crossbeam_channel::bounded::<()>(0);
+    let outputs: [(&str, Box<dyn Read + Send>); 2] = [
+        (
+            "stdout",
+            Box::new(child.stdout.take().expect("stdout was piped")),
+        ),
+        (
+            "stderr",
+            Box::new(child.stderr.take().expect("stderr was piped")),
+        ),
+    ];
+    for (which, pipe) in outputs {
+        let (n, tail, done) = (name.to_string(), last.clone(), done_tx.clone());
+        let drain = move || {
+            drain_stderr(&n, pipe, &tail);
+            drop(done);
+        };
+        if let Err(e) = spawn_named(format!("backend-{name}-{which}"), drain) {
+            kill_group(&mut child);
+            return Err(e);
+        }
+    }
+    Ok(LoggedChild {
+        child,
+        last_line: last,
+        drained,
+    })
 }
 
 /// The program, arguments and environment a backend runs as, for the transports that start
@@ -162,11 +254,11 @@ fn supervise(
             kill_group(&mut child);
             let tail = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
             let reason = if tail.is_empty() {
-                status
+                format!("exited ({status})")
             } else {
-                format!("{status}; last stderr line: {tail}")
+                format!("exited ({status}; last stderr line: {tail})")
             };
-            warn!("backend '{name}': exited ({reason})");
+            warn!("backend '{name}': {reason}");
             Some(reason)
         }
         recv(stop) -> _ => {

@@ -34,6 +34,9 @@ pub enum Scope {
     Session { idle: Duration },
 }
 
+/// How long a locally started SSE server gets to start listening.
+pub const DEFAULT_STARTUP: Duration = Duration::from_secs(30);
+
 /// How long a per-session instance may sit unused before it is stopped.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
@@ -41,8 +44,13 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 pub enum Transport {
     /// A child process speaking JSON-RPC over its stdin/stdout.
     Stdio(Launch),
-    /// A legacy HTTP+SSE server, optionally started locally first.
-    Sse { url: String, launch: Option<Launch> },
+    /// A legacy HTTP+SSE server, optionally started locally first (then given `startup`
+    /// to start listening).
+    Sse {
+        url: String,
+        launch: Option<Launch>,
+        startup: Duration,
+    },
     /// A Streamable HTTP server.
     StreamableHttp {
         url: String,
@@ -178,8 +186,19 @@ const STDIO_FIELDS: &[&str] = &[
     "idleTimeout",
     "prefix",
 ];
-const SSE_FIELDS: &[&str] = &["type", "url", "command", "args", "env", "cwd", "prefix"];
-const HTTP_FIELDS: &[&str] = &["type", "url", "headers", "prefix"];
+const SSE_FIELDS: &[&str] = &[
+    "type",
+    "url",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "prefix",
+    "startupTimeout",
+    "scope",
+    "idleTimeout",
+];
+const HTTP_FIELDS: &[&str] = &["type", "url", "headers", "prefix", "scope", "idleTimeout"];
 const BUILTIN_FIELDS: &[&str] = &[
     "type",
     "server",
@@ -234,11 +253,16 @@ impl Validator<'_> {
                 } else {
                     self.launch(&ctx, obj, false).map(|_| None)
                 };
-                (
-                    SSE_FIELDS,
-                    url.zip(launch)
-                        .map(|(url, launch)| Transport::Sse { url, launch }),
-                )
+                let startup = self.seconds(&ctx, obj, "startupTimeout", DEFAULT_STARTUP);
+                let transport = match (url, launch, startup) {
+                    (Some(url), Some(launch), Some(startup)) => Some(Transport::Sse {
+                        url,
+                        launch,
+                        startup,
+                    }),
+                    _ => None,
+                };
+                (SSE_FIELDS, transport)
             }
             Some("streamable-http" | "http") => {
                 let url = self.url(&ctx, obj);
@@ -301,19 +325,30 @@ impl Validator<'_> {
         })
     }
 
-    fn scope(&mut self, ctx: &str, obj: &Map<String, Value>, fields: &[&str]) -> Option<Scope> {
-        let idle = match obj.get("idleTimeout") {
-            None => DEFAULT_IDLE,
+    /// An optional field of whole seconds above 0.
+    fn seconds(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        field: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        match obj.get(field) {
+            None => Some(default),
             Some(t) => match t.as_u64() {
-                Some(n) if n > 0 => Duration::from_secs(n),
+                Some(n) if n > 0 => Some(Duration::from_secs(n)),
                 _ => {
                     self.error(format!(
-                        "{ctx}: field 'idleTimeout': expected a whole number of seconds above 0, got {t}"
+                        "{ctx}: field '{field}': expected a whole number of seconds above 0, got {t}"
                     ));
-                    return None;
+                    None
                 }
             },
-        };
+        }
+    }
+
+    fn scope(&mut self, ctx: &str, obj: &Map<String, Value>, fields: &[&str]) -> Option<Scope> {
+        let idle = self.seconds(ctx, obj, "idleTimeout", DEFAULT_IDLE)?;
         match obj.get("scope") {
             None => Some(Scope::Shared),
             Some(Value::String(s)) if s == "shared" => Some(Scope::Shared),
@@ -676,7 +711,7 @@ mod tests {
             })
         );
         assert!(
-            matches!(&b[1].transport, Transport::Sse { url, launch: Some(l) } if url.ends_with("/sse") && l.command == "python3")
+            matches!(&b[1].transport, Transport::Sse { url, launch: Some(l), startup } if url.ends_with("/sse") && l.command == "python3" && *startup == DEFAULT_STARTUP)
         );
         assert_eq!(
             b[2].transport,

@@ -96,7 +96,7 @@ pub enum HubEvent {
         instance: InstanceId,
         msg: Message,
     },
-    /// The instance's process ended by itself.
+    /// The instance's process or connection ended by itself; `reason` says how.
     BackendExited {
         instance: InstanceId,
         reason: String,
@@ -328,9 +328,7 @@ impl Hub {
                     self.on_backend_message(instance, msg);
                 }
             }
-            HubEvent::BackendExited { instance, reason } => {
-                self.instance_failed(instance, format!("exited ({reason})"));
-            }
+            HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
             HubEvent::Shutdown => {}
         }
     }
@@ -345,16 +343,10 @@ impl Hub {
 
     /// Starts a process for backend `b` and sends it `initialize`.
     fn start_instance(&mut self, b: usize, owner: Option<SessionId>) -> Result<InstanceId, String> {
-        let spec = &self.backends[b].spec;
-        let Some(launch) = backend::launch_for(spec, &self.opts.self_exe) else {
-            return Err(format!(
-                "type '{}' is not supported by this version yet (configured but not started)",
-                spec.transport.type_name()
-            ));
-        };
-        let name = spec.name.clone();
         let id = self.alloc_id();
-        let conn = backend::start(id, &name, &launch, self.events_tx.clone())?;
+        let spec = &self.backends[b].spec;
+        let name = spec.name.clone();
+        let conn = backend::start_for(id, spec, &self.opts.self_exe, self.events_tx.clone())?;
         let now = Instant::now();
         self.instances.insert(
             id,

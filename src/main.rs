@@ -23,6 +23,7 @@ mod http;
 mod hub;
 mod jsonrpc;
 mod registry;
+mod remote;
 #[path = "../servers/mod.rs"]
 mod servers;
 mod sse;

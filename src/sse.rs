@@ -39,9 +39,97 @@ pub fn chunk(payload: &[u8]) -> Vec<u8> {
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// One event read from an SSE stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event: String,
+    pub data: String,
+    pub id: Option<String>,
+}
+
+/// Reads an SSE stream line by line (the client side, for HTTP backends).
+#[derive(Default)]
+pub struct Parser {
+    event: String,
+    data: String,
+    has_data: bool,
+    id: Option<String>,
+}
+
+impl Parser {
+    /// Takes one line (with or without its line ending); returns an event when a blank
+    /// line completes one. Comments and events without data are skipped.
+    pub fn line(&mut self, line: &str) -> Option<Event> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            let event = std::mem::take(&mut self.event);
+            let data = std::mem::take(&mut self.data);
+            let has_data = std::mem::replace(&mut self.has_data, false);
+            let id = self.id.take();
+            return has_data.then(|| Event {
+                event: if event.is_empty() {
+                    "message".into()
+                } else {
+                    event
+                },
+                data,
+                id,
+            });
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.event = value.to_string(),
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "id" => self.id = Some(value.to_string()),
+            _ => {} // retry and unknown fields
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_reads_events_comments_and_multiline_data() {
+        let mut p = Parser::default();
+        let mut got = Vec::new();
+        let stream = ": hello\r\nevent: endpoint\r\ndata: /messages?sessionId=1\r\n\r\nid: 7\ndata:{\"a\":\ndata: 1}\n\nretry: 10\n\nevent: message\ndata: \n\n";
+        for line in stream.split_inclusive('\n') {
+            got.extend(p.line(line));
+        }
+        assert_eq!(
+            got,
+            [
+                Event {
+                    event: "endpoint".into(),
+                    data: "/messages?sessionId=1".into(),
+                    id: None
+                },
+                Event {
+                    event: "message".into(),
+                    data: "{\"a\":\n1}".into(),
+                    id: Some("7".into())
+                },
+                Event {
+                    event: "message".into(),
+                    data: "".into(),
+                    id: None
+                },
+            ]
+        );
+    }
 
     #[test]
     fn event_frames_each_line() {

@@ -282,7 +282,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
         "{out}"
     );
     assert!(
-        line("legacy").contains("not supported by this version yet"),
+        line("legacy").contains("cannot connect to http://127.0.0.1:1/sse"),
         "{out}"
     );
     assert!(

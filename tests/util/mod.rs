@@ -468,3 +468,122 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A loopback port nobody listens on right now (for servers a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on a loopback port.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every JSON-RPC message in an SSE or JSON response body.
+pub fn messages_in(content_type: &str, body: &str) -> Vec<Value> {
+    if content_type.starts_with("application/json") {
+        return vec![serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))];
+    }
+    // A chunked SSE body: undo the chunking, then read the data lines.
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        text.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let data = data.join("\n");
+            (!data.trim().is_empty())
+                .then(|| serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}")))
+        })
+        .collect()
+}
+
+/// A raw Streamable HTTP client: one POST per message, answers read whole.
+pub struct McpClient {
+    pub port: u16,
+    pub session: String,
+}
+
+impl McpClient {
+    pub fn post(
+        port: u16,
+        session: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &Value,
+    ) -> (u16, Vec<(String, String)>, String) {
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(s) = session {
+            headers.push(("Mcp-Session-Id", s));
+        }
+        headers.extend_from_slice(extra);
+        http(port, "POST", "/mcp", &headers, body.to_string().as_bytes())
+    }
+
+    pub fn connect(port: u16) -> McpClient {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw-mcp", "version": "1"}}});
+        let (status, headers, body) = McpClient::post(port, None, &[], &init);
+        assert_eq!(status, 200, "{body}");
+        let session = headers
+            .iter()
+            .find(|(k, _)| k == "mcp-session-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no Mcp-Session-Id in {headers:?}"));
+        let c = McpClient { port, session };
+        let (status, _, _) = McpClient::post(
+            port,
+            Some(&c.session),
+            &[],
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        );
+        assert_eq!(status, 202);
+        c
+    }
+
+    /// Sends a request and returns every message of its answer (the response last).
+    pub fn request(&self, id: Value, method: &str, params: Value) -> Vec<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let (status, headers, text) = McpClient::post(self.port, Some(&self.session), &[], &body);
+        assert_eq!(status, 200, "{method}: {text}");
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        messages_in(content_type, &text)
+    }
+
+    pub fn call(&self, id: Value, tool: &str, args: Value) -> Value {
+        let mut all = self.request(
+            id.clone(),
+            "tools/call",
+            json!({"name": tool, "arguments": args}),
+        );
+        let last = all.pop().expect("an answer");
+        assert_eq!(last["id"], id, "{last}");
+        last
+    }
+}

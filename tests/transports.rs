@@ -1,0 +1,443 @@
+//! Every transport pair, front × back: clients on `/sse` (HTTP+SSE) and `/mcp`
+//! (Streamable HTTP) reaching `@modelcontextprotocol/server-everything` over stdio, over
+//! legacy SSE (started by the gateway) and over Streamable HTTP; Streamable HTTP session
+//! errors; remote backends that restart or never come up.
+
+mod util;
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use util::{Gateway, McpClient, root};
+use wait_timeout::ChildExt;
+
+fn everything() -> PathBuf {
+    let path = root()
+        .join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/run, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// server-everything in its Streamable HTTP mode on a loopback port, stopped on drop.
+struct HttpEverything {
+    child: Child,
+    port: u16,
+}
+
+impl HttpEverything {
+    fn start_on(port: u16) -> HttpEverything {
+        let child = Command::new("node")
+            .arg(everything())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server-everything");
+        util::wait_listening(port);
+        HttpEverything { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdio_spec() -> Value {
+    json!({"type": "stdio", "command": "node", "args": [everything()]})
+}
+
+/// The gateway starts server-everything in SSE mode itself, then connects.
+fn sse_spec() -> Value {
+    let port = util::free_port();
+    json!({"type": "sse", "url": format!("http://127.0.0.1:{port}/sse"),
+           "command": "node", "args": [everything(), "sse"], "env": {"PORT": port.to_string()}})
+}
+
+fn http_spec(server: &HttpEverything) -> Value {
+    json!({"type": "streamable-http", "url": server.url()})
+}
+
+/// Calls echo and a tool that reports progress through a raw SSE client.
+fn check_over_sse(gw: &Gateway, backend: &str) {
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(
+        json!(1),
+        &format!("{backend}__echo"),
+        json!({"message": "over sse"}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: over sse", "{r}");
+    c.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": format!("{backend}__trigger-long-running-operation"), "arguments": {"duration": 0.2, "steps": 2},
+        "_meta": {"progressToken": "p"}}}));
+    let r = c.response(&json!(2));
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{r}"
+    );
+    let mut progress = 0;
+    while let Some(m) = c.next_message(Duration::from_millis(100)) {
+        if m["method"] == "notifications/progress" {
+            assert_eq!(m["params"]["progressToken"], "p");
+            progress += 1;
+        }
+    }
+    assert_eq!(progress, 2);
+}
+
+/// The same through a raw Streamable HTTP client: progress comes on the POST's stream.
+fn check_over_mcp(gw: &Gateway, backend: &str) {
+    let c = McpClient::connect(gw.port);
+    let r = c.call(
+        json!(1),
+        &format!("{backend}__echo"),
+        json!({"message": "over mcp"}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: over mcp", "{r}");
+    let all = c.request(
+        json!(2),
+        "tools/call",
+        json!({"name": format!("{backend}__trigger-long-running-operation"), "arguments": {"duration": 0.2, "steps": 2}, "_meta": {"progressToken": 9}}),
+    );
+    let progress: Vec<&Value> = all
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 2, "{all:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == 9));
+    assert_eq!(all.last().unwrap()["id"], 2);
+}
+
+#[test]
+fn sse_to_stdio() {
+    check_over_sse(&Gateway::start(&json!({ "be": stdio_spec() })), "be");
+}
+
+#[test]
+fn sse_to_sse() {
+    check_over_sse(&Gateway::start(&json!({ "be": sse_spec() })), "be");
+}
+
+#[test]
+fn sse_to_http() {
+    let server = HttpEverything::start_on(util::free_port());
+    check_over_sse(&Gateway::start(&json!({ "be": http_spec(&server) })), "be");
+}
+
+#[test]
+fn mcp_to_stdio() {
+    check_over_mcp(&Gateway::start(&json!({ "be": stdio_spec() })), "be");
+}
+
+#[test]
+fn mcp_to_sse() {
+    check_over_mcp(&Gateway::start(&json!({ "be": sse_spec() })), "be");
+}
+
+#[test]
+fn mcp_to_http() {
+    let server = HttpEverything::start_on(util::free_port());
+    check_over_mcp(&Gateway::start(&json!({ "be": http_spec(&server) })), "be");
+}
+
+/// Runs an SDK client script against `url` and returns the JSON it printed.
+fn run_client(program: &str, script: &str, url: &str, backends: &[&str]) -> Value {
+    let mut child = Command::new(program)
+        .arg(root().join(script))
+        .arg(url)
+        .args(backends)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if child
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap()
+        .is_none()
+    {
+        let _ = child.kill();
+        panic!("{script} did not finish within 60 s");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {url}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn official_sdks_over_both_transports_reach_all_three_backend_kinds() {
+    let server = HttpEverything::start_on(util::free_port());
+    let gw = Gateway::start(
+        &json!({ "stdio": stdio_spec(), "sse": sse_spec(), "http": http_spec(&server) }),
+    );
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "run tests/run to install the Python SDK");
+    for url in [&gw.mcp_url, &gw.url] {
+        for (program, script, who) in [
+            (
+                python.to_str().unwrap(),
+                "tests/python/sdk_transports.py",
+                "python",
+            ),
+            ("node", "tests/node/sdk_transports.mjs", "typescript"),
+        ] {
+            let seen = run_client(program, script, url, &["stdio", "sse", "http"]);
+            for b in ["stdio", "sse", "http"] {
+                assert_eq!(
+                    seen[b],
+                    format!("Echo: {who} via {b}"),
+                    "{who} over {url}: {seen}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn streamable_http_session_errors() {
+    let gw = Gateway::start(&json!({ "be": stdio_spec() }));
+    let port = gw.port;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let (status, _, body) = McpClient::post(port, None, &[], &ping);
+    assert_eq!(status, 400, "no session header: {body}");
+    assert!(
+        !body.contains("jsonrpc"),
+        "a plain 400, not a JSON-RPC error (modern clients then fall back): {body}"
+    );
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}});
+    let (status, _, _) = McpClient::post(
+        port,
+        None,
+        &[("MCP-Protocol-Version", "2025-11-25")],
+        &discover,
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) =
+        McpClient::post(port, Some("feedfacefeedfacefeedfacefeedface"), &[], &ping);
+    assert_eq!(status, 404, "unknown session");
+    let c = McpClient::connect(port);
+    let (status, _, _) = McpClient::post(
+        port,
+        Some(&c.session),
+        &[("MCP-Protocol-Version", "1999-01-01")],
+        &ping,
+    );
+    assert_eq!(status, 400, "unsupported protocol version");
+    let (status, _, body) = McpClient::post(
+        port,
+        Some(&c.session),
+        &[("MCP-Protocol-Version", "2025-06-18")],
+        &ping,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = McpClient::post(
+        port,
+        Some(&c.session),
+        &[("Origin", "https://evil.example.com")],
+        &ping,
+    );
+    assert_eq!(status, 403, "bad Origin");
+    let (status, _, _) = McpClient::post(
+        port,
+        Some(&c.session),
+        &[("Origin", "http://localhost:5173")],
+        &ping,
+    );
+    assert_eq!(status, 200, "a loopback Origin is fine");
+    let (status, _, _) = util::http(
+        port,
+        "GET",
+        "/sse",
+        &[("Origin", "http://evil.example.com")],
+        b"",
+    );
+    assert_eq!(status, 403, "the legacy endpoint checks Origin too");
+    // A Host that is not a loopback name (DNS rebinding): the raw request names it.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    write!(s, "POST /mcp HTTP/1.1\r\nHost: evil.example.com\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let batch = json!([{"jsonrpc": "2.0", "id": 5, "method": "ping"}]);
+    let (status, _, body) = McpClient::post(port, Some(&c.session), &[], &batch);
+    assert_eq!(
+        status, 400,
+        "batches are for 2025-03-26 sessions only: {body}"
+    );
+    let (status, _, _) = util::http(
+        port,
+        "DELETE",
+        "/mcp",
+        &[("Mcp-Session-Id", &c.session)],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = McpClient::post(port, Some(&c.session), &[], &ping);
+    assert_eq!(status, 404, "a deleted session is gone");
+}
+
+#[test]
+fn batches_work_in_a_2025_03_26_session() {
+    let gw = Gateway::start(&json!({ "be": stdio_spec() }));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}});
+    let (status, headers, _) = McpClient::post(gw.port, None, &[], &init);
+    assert_eq!(status, 200);
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .unwrap()
+        .1
+        .clone();
+    let batch = json!([
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "a", "method": "ping"},
+        {"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": {"name": "be__echo", "arguments": {"message": "batched"}}}
+    ]);
+    let (status, headers, body) = McpClient::post(gw.port, Some(&session), &[], &batch);
+    assert_eq!(status, 200, "{body}");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .unwrap()
+        .1
+        .clone();
+    let answers = util::messages_in(&content_type, &body);
+    let ids: Vec<&Value> = answers.iter().map(|m| &m["id"]).collect();
+    assert!(
+        ids.contains(&&json!("a")) && ids.contains(&&json!("b")),
+        "{answers:?}"
+    );
+    let b = answers.iter().find(|m| m["id"] == "b").unwrap();
+    assert_eq!(b["result"]["content"][0]["text"], "Echo: batched");
+}
+
+#[test]
+fn get_stream_resumes_from_last_event_id() {
+    let gw = Gateway::start(&json!({ "fx": util::fixture(&[]) }));
+    let c = McpClient::connect(gw.port);
+    // Resource updates belong to no request: they go to the GET stream, or wait for one.
+    c.request(json!(1), "resources/subscribe", json!({"uri": "mem://fx"}));
+    for i in 0..3 {
+        c.call(
+            json!(format!("touch{i}")),
+            "fx__touch",
+            json!({"uri": "mem://fx"}),
+        );
+    }
+    let read_get = |last: Option<&str>| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        use std::io::{Read, Write};
+        let resume = last
+            .map(|l| format!("Last-Event-ID: {l}\r\n"))
+            .unwrap_or_default();
+        write!(s, "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n{resume}\r\n", c.session).unwrap();
+        let mut buf = vec![0; 65536];
+        let mut text = String::new();
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        text
+    };
+    let first = read_get(None);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let ids: Vec<u64> = first
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|i| i.trim().parse().unwrap())
+        .collect();
+    assert!(
+        !ids.is_empty(),
+        "the buffered log message arrives when the GET stream opens: {first}"
+    );
+    // Reconnecting with the first id replays what came after it, and nothing before.
+    let again = read_get(Some(&ids[0].to_string()));
+    let replayed: Vec<u64> = again
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|i| i.trim().parse().unwrap())
+        .collect();
+    assert!(
+        replayed.iter().all(|&i| i > ids[0]),
+        "{replayed:?} after {}",
+        ids[0]
+    );
+    assert_eq!(
+        &replayed[..ids.len() - 1],
+        &ids[1..],
+        "the rest is replayed in order"
+    );
+    c.call(json!(3), "be__toggle-simulated-logging", json!({}));
+}
+
+#[test]
+fn a_restarted_remote_backend_is_reconnected_transparently() {
+    let port = util::free_port();
+    let server = HttpEverything::start_on(port);
+    let gw = Gateway::start(&json!({ "be": http_spec(&server) }));
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "be__echo", json!({"message": "before"}));
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: before");
+    drop(server); // its sessions vanish with it
+    let _server = HttpEverything::start_on(port);
+    let r = c.call(json!(2), "be__echo", json!({"message": "after"}));
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: after", "{r}");
+    assert!(gw.wait_stderr("no longer knows session"), "{}", gw.stderr());
+}
+
+#[test]
+fn a_slow_local_sse_server_is_waited_for_and_a_failing_one_is_reported() {
+    let port = util::free_port();
+    let slow = json!({"type": "sse", "url": format!("http://127.0.0.1:{port}/sse"),
+        "command": "bash", "args": ["-c", format!("sleep 1.5; exec node '{}' sse", everything().display())],
+        "env": {"PORT": port.to_string()}});
+    let broken = json!({"type": "sse", "url": format!("http://127.0.0.1:{}/sse", util::free_port()),
+        "command": "bash", "args": ["-c", "echo 'cannot bind: address in use' >&2; exit 3"]});
+    let never = json!({"type": "sse", "url": format!("http://127.0.0.1:{}/sse", util::free_port()),
+        "command": "sleep", "args": ["30"], "startupTimeout": 1});
+    let gw = Gateway::start(&json!({ "slow": slow, "broken": broken, "never": never }));
+    let out = gw.stdout();
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("slow").contains("ready"), "{out}");
+    assert!(
+        line("broken").contains("its command exited (exit status: 3) before listening")
+            && line("broken").contains("cannot bind: address in use"),
+        "{out}"
+    );
+    assert!(
+        line("never").contains("did not start listening") && line("never").contains("within 1 s"),
+        "{out}"
+    );
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "slow__echo", json!({"message": "late but fine"}));
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: late but fine");
+}
