@@ -230,12 +230,24 @@ impl Validator<'_> {
             ));
             return None;
         };
-        let ty = match obj.get("type") {
+        // Client configs also say `transport` instead of `type`, and spell the modern
+        // transport several ways.
+        let (type_field, given) = match (obj.get("type"), obj.get("transport")) {
+            (Some(t), _) => ("type", Some(t)),
+            (None, Some(t)) => ("transport", Some(t)),
+            (None, None) => ("type", None),
+        };
+        let ty = match given {
             None => infer_type(obj),
-            Some(Value::String(t)) => Some(t.as_str()),
+            Some(Value::String(t)) => Some(match t.as_str() {
+                "streamableHttp" | "streamable_http" | "streamable-http" | "http" => {
+                    "streamable-http"
+                }
+                other => other,
+            }),
             Some(other) => {
                 self.error(format!(
-                    "{ctx}: field 'type': expected a string, got {}",
+                    "{ctx}: field '{type_field}': expected a string, got {}",
                     kind(other)
                 ));
                 return None;
@@ -276,7 +288,7 @@ impl Validator<'_> {
             Some("builtin") => (BUILTIN_FIELDS, self.builtin(&ctx, obj)),
             Some(other) => {
                 self.error(format!(
-                    "{ctx}: field 'type': unknown type '{other}' (expected one of stdio, sse, streamable-http, builtin)"
+                    "{ctx}: field '{type_field}': unknown type '{other}' (expected one of stdio, sse, streamable-http, builtin)"
                 ));
                 return None;
             }
@@ -288,7 +300,8 @@ impl Validator<'_> {
             }
         };
         for key in obj.keys() {
-            if !fields.contains(&key.as_str()) {
+            if !fields.contains(&key.as_str()) && !(key == "transport" && type_field == "transport")
+            {
                 self.warn(format!(
                     "{ctx}: unknown field '{key}' for type '{}' (ignored)",
                     ty.unwrap_or_default()
@@ -739,6 +752,19 @@ mod tests {
             .map(|b| b.transport.type_name())
             .collect();
         assert_eq!(types, ["stdio", "sse", "streamable-http"]);
+        let loaded = ok(r#"{"mcpServers": {
+            "a": {"url": "http://127.0.0.1:3000/events", "transport": "sse"},
+            "b": {"url": "http://127.0.0.1:3000/sse", "type": "streamableHttp"},
+            "c": {"url": "http://127.0.0.1:3000/x", "type": "http"}
+        }}"#);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let types: Vec<_> = loaded
+            .config
+            .backends
+            .iter()
+            .map(|b| b.transport.type_name())
+            .collect();
+        assert_eq!(types, ["sse", "streamable-http", "streamable-http"]);
     }
 
     #[test]

@@ -441,3 +441,55 @@ fn a_slow_local_sse_server_is_waited_for_and_a_failing_one_is_reported() {
     let r = c.call(json!(1), "slow__echo", json!({"message": "late but fine"}));
     assert_eq!(r["result"]["content"][0]["text"], "Echo: late but fine");
 }
+
+#[test]
+fn configured_headers_reach_a_remote_backend_and_client_credentials_never_do() {
+    let port = util::free_port();
+    let _server = Killed(
+        Command::new("python3")
+            .arg(root().join("tests/fixtures/http_headers_server.py"))
+            .arg(port.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    util::wait_listening(port);
+    let gw = Gateway::start(
+        &json!({ "h": {"type": "http", "url": format!("http://127.0.0.1:{port}/mcp"),
+        "headers": {"X-Api-Key": "${MCP_GATEWAY_TEST_UNSET_KEY:-configured-secret}"}} }),
+    );
+    let c = McpClient::connect(gw.port);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "h__headers", "arguments": {}}});
+    let (status, headers, text) = McpClient::post(
+        gw.port,
+        Some(&c.session),
+        &[("Authorization", "Bearer client-token")],
+        &body,
+    );
+    assert_eq!(status, 200, "{text}");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .unwrap()
+        .1
+        .clone();
+    let reply = util::messages_in(&content_type, &text).pop().unwrap();
+    let seen: Value =
+        serde_json::from_str(reply["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["x-api-key"], "configured-secret", "{seen}");
+    assert!(
+        seen.get("authorization").is_none(),
+        "the client's Authorization reached the backend: {seen}"
+    );
+    assert!(!seen.to_string().contains("client-token"), "{seen}");
+    assert_eq!(seen["mcp-protocol-version"], "2025-11-25", "{seen}");
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
