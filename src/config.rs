@@ -300,8 +300,9 @@ impl Validator<'_> {
             }
         };
         for key in obj.keys() {
-            if !fields.contains(&key.as_str()) && !(key == "transport" && type_field == "transport")
-            {
+            let known =
+                fields.contains(&key.as_str()) || (key == "transport" && type_field == "transport");
+            if !known {
                 self.warn(format!(
                     "{ctx}: unknown field '{key}' for type '{}' (ignored)",
                     ty.unwrap_or_default()
