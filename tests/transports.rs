@@ -493,3 +493,36 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn idle_streamable_sessions_expire() {
+    let gw = Gateway::start_with(
+        &json!({ "fx": util::fixture(&[]) }),
+        &["--session-idle", "1"],
+    );
+    let c = McpClient::connect(gw.port);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let (status, _, _) = McpClient::post(gw.port, Some(&c.session), &[], &ping);
+    assert_eq!(status, 200);
+    // Watch the log, not the session: a request would keep it alive.
+    assert!(gw.wait_stderr("ended: idle for 1 s"), "{}", gw.stderr());
+    let (status, _, _) = McpClient::post(gw.port, Some(&c.session), &[], &ping);
+    assert_eq!(status, 404, "an expired session is gone");
+}
+
+#[test]
+fn a_local_sse_server_stops_with_the_gateway() {
+    let spec = sse_spec();
+    let port: u16 = spec["env"]["PORT"].as_str().unwrap().parse().unwrap();
+    let mut gw = Gateway::start(&json!({ "be": spec }));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(gw.signal_and_wait(libc::SIGTERM).success());
+    let deadline = std::time::Instant::now() + util::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SSE server the gateway started outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
