@@ -90,24 +90,7 @@ pub struct LoggedChild {
 /// Starts a program whose output is only logged (a local server the gateway then connects
 /// to over HTTP).
 pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> {
-    let mut cmd = Command::new(&launch.command);
-    cmd.args(&launch.args)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = &launch.cwd {
-        cmd.current_dir(dir);
-    }
-    own_process_group(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start '{}': {e}", launch.command))?;
-    info!(
-        "backend '{name}': started '{}', pid {}",
-        launch.command,
-        child.id()
-    );
+    let mut child = spawn_child(name, launch, Stdio::null())?;
     let last = Arc::new(Mutex::new(String::new()));
     let (done_tx, drained) = crossbeam_channel::bounded::<()>(0);
     let outputs: [(&str, Box<dyn Read + Send>); 2] = [
@@ -162,24 +145,20 @@ pub fn launch_for(spec: &BackendSpec, self_exe: &str) -> Option<Launch> {
     }
 }
 
-/// Starts the child and its threads. Messages it prints arrive at the hub tagged `instance`.
-pub fn start(
-    instance: InstanceId,
-    name: &str,
-    launch: &Launch,
-    hub: Sender<HubEvent>,
-) -> Result<BackendHandle, String> {
+/// Starts `launch` in its own process group, with the environment it adds and stdout and
+/// stderr piped.
+fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, String> {
     let mut cmd = Command::new(&launch.command);
     cmd.args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(dir) = &launch.cwd {
         cmd.current_dir(dir);
     }
     own_process_group(&mut cmd);
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start '{}': {e}", launch.command))?;
     info!(
@@ -188,6 +167,17 @@ pub fn start(
         launch.args.len(),
         child.id()
     );
+    Ok(child)
+}
+
+/// Starts the child and its threads. Messages it prints arrive at the hub tagged `instance`.
+pub fn start(
+    instance: InstanceId,
+    name: &str,
+    launch: &Launch,
+    hub: Sender<HubEvent>,
+) -> Result<BackendHandle, String> {
+    let mut child = spawn_child(name, launch, Stdio::piped())?;
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
@@ -196,6 +186,7 @@ pub fn start(
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let (eof_tx, eof_rx) = crossbeam_channel::bounded::<()>(1);
+    let (stderr_done, stderr_drained) = crossbeam_channel::bounded::<()>(0);
 
     let spawned = (|| {
         let n = name.to_string();
@@ -211,7 +202,8 @@ pub fn start(
         let n = name.to_string();
         let tail = last_stderr.clone();
         spawn_named(format!("backend-{name}-stderr"), move || {
-            drain_stderr(&n, stderr, &tail)
+            drain_stderr(&n, stderr, &tail);
+            drop(stderr_done);
         })?;
         Ok::<(), String>(())
     })();
@@ -223,7 +215,9 @@ pub fn start(
     let supervisor = thread::Builder::new()
         .name(format!("backend-{name}"))
         .spawn(move || {
-            if let Some(reason) = supervise(&n, child, stop_rx, eof_rx, &last_stderr) {
+            if let Some(reason) =
+                supervise(&n, child, stop_rx, eof_rx, &stderr_drained, &last_stderr)
+            {
                 let _ = hub.send(HubEvent::BackendExited { instance, reason });
             }
         })
@@ -242,6 +236,7 @@ fn supervise(
     mut child: Child,
     stop: Receiver<()>,
     stdout_closed: Receiver<()>,
+    stderr_drained: &Receiver<()>,
     last_stderr: &Mutex<String>,
 ) -> Option<String> {
     select! {
@@ -252,6 +247,8 @@ fn supervise(
                 _ => "stdout closed".to_string(),
             };
             kill_group(&mut child);
+            // Its last words explain it: let the stderr thread finish reading them.
+            let _ = stderr_drained.recv_timeout(Duration::from_secs(1));
             let tail = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
             let reason = if tail.is_empty() {
                 format!("exited ({status})")

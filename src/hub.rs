@@ -588,7 +588,7 @@ impl Hub {
         let id = req.id.clone();
         let result = match req.method.as_str() {
             "initialize" => Ok(self.initialize(session, req.params.as_deref())),
-            "ping" => Ok(jsonrpc::to_raw(&json!({}))),
+            "ping" => Ok(empty()),
             "tools/list" => self.list_page(session, Kind::Tools, req.params.as_deref()),
             "prompts/list" => self.list_page(session, Kind::Prompts, req.params.as_deref()),
             "resources/list" => self.list_page(session, Kind::Resources, req.params.as_deref()),
@@ -779,7 +779,7 @@ impl Hub {
             s.log_level = Some(rank);
         }
         self.apply_log_levels();
-        Ok(jsonrpc::to_raw(&json!({})))
+        Ok(empty())
     }
 
     /// Sets each logging backend to the most verbose level any of its sessions asked for;
@@ -889,13 +889,7 @@ impl Hub {
                         subscribers.insert(session.to_string());
                         if !first {
                             // The backend already sends this URI's updates; nothing to ask it.
-                            self.deliver(
-                                session,
-                                Message::Response(Response::ok(
-                                    req.id,
-                                    jsonrpc::to_raw(&json!({})),
-                                )),
-                            );
+                            self.deliver(session, Message::Response(Response::ok(req.id, empty())));
                             return Ok(());
                         }
                         after = After::Subscribed { uri: original };
@@ -911,13 +905,7 @@ impl Hub {
                             .is_some_and(|subs| subs.remove(session) && subs.is_empty());
                         if !last {
                             // Others still need it (or this session never subscribed).
-                            self.deliver(
-                                session,
-                                Message::Response(Response::ok(
-                                    req.id,
-                                    jsonrpc::to_raw(&json!({})),
-                                )),
-                            );
+                            self.deliver(session, Message::Response(Response::ok(req.id, empty())));
                             return Ok(());
                         }
                         self.subscriptions.remove(&key);
@@ -1469,10 +1457,7 @@ impl Hub {
             );
         };
         if req.method == "ping" {
-            self.send_instance(
-                instance,
-                Message::Response(Response::ok(req.id, jsonrpc::to_raw(&json!({})))),
-            );
+            self.send_instance(instance, Message::Response(Response::ok(req.id, empty())));
             return;
         }
         if !matches!(
@@ -1485,21 +1470,7 @@ impl Hub {
                 format!("the gateway does not forward '{}' to clients", req.method),
             );
         }
-        let owner = self.instances.get(&instance).and_then(|i| i.owner.clone());
-        let target = owner.or_else(|| {
-            self.pending
-                .iter()
-                .filter_map(|(gid, p)| match p {
-                    Pending::Client {
-                        session,
-                        instance: i,
-                        ..
-                    } if *i == instance => Some((*gid, session)),
-                    _ => None,
-                })
-                .max_by_key(|(gid, _)| *gid)
-                .map(|(_, s)| s.clone())
-        });
+        let target = self.client_for(instance);
         let Some(session) = target.filter(|s| self.sessions.contains_key(s)) else {
             return refuse(
                 self,
@@ -1679,20 +1650,7 @@ impl Hub {
             }
             "notifications/elicitation/complete" => {
                 // Goes to whoever the backend last asked; a per-session instance has one.
-                let target = owner.or_else(|| {
-                    self.pending
-                        .iter()
-                        .filter_map(|(gid, p)| match p {
-                            Pending::Client {
-                                session,
-                                instance: i,
-                                ..
-                            } if *i == instance => Some((*gid, session.clone())),
-                            _ => None,
-                        })
-                        .max_by_key(|(gid, _)| *gid)
-                        .map(|(_, s)| s)
-                });
+                let target = self.client_for(instance);
                 if let Some(s) = target {
                     self.notify_session(&s, &n.method, Some(Value::Object(params)));
                 }
@@ -1787,6 +1745,26 @@ impl Hub {
         }
     }
 
+    /// The session a message from `instance` concerns: a per-session instance's own, else
+    /// the one with the newest request in flight there.
+    fn client_for(&self, instance: InstanceId) -> Option<SessionId> {
+        if let Some(owner) = self.instances.get(&instance).and_then(|i| i.owner.clone()) {
+            return Some(owner);
+        }
+        self.pending
+            .iter()
+            .filter_map(|(gid, p)| match p {
+                Pending::Client {
+                    session,
+                    instance: i,
+                    ..
+                } if *i == instance => Some((*gid, session)),
+                _ => None,
+            })
+            .max_by_key(|(gid, _)| *gid)
+            .map(|(_, s)| s.clone())
+    }
+
     /// The client id of the newest request `session` has in flight on `instance`.
     fn newest_in_flight(&self, session: &str, instance: InstanceId) -> Option<Id> {
         self.pending
@@ -1879,6 +1857,11 @@ fn map_contents_uri(result: &RawValue, original: &str, exposed: &str) -> Box<Raw
         }
     }
     jsonrpc::to_raw(&v)
+}
+
+/// `{}`, the result of `ping`, `logging/setLevel` and friends.
+fn empty() -> Box<RawValue> {
+    RawValue::from_string("{}".into()).expect("{} is valid JSON")
 }
 
 fn level_rank(level: &str) -> Option<usize> {

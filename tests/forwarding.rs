@@ -428,13 +428,7 @@ fn an_old_client_gets_only_what_its_version_has() {
 #[test]
 fn server_requests_without_a_client_capability_are_refused_at_once() {
     // The fixture never sends requests; server-everything's sampling tool does.
-    let everything = util::root()
-        .join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        everything.exists(),
-        "{} is missing: run tests/run, which installs it",
-        everything.display()
-    );
+    let everything = util::everything();
     let gw = Gateway::start(&json!({ "ev": {"command": "node", "args": [everything]} }));
     let c = gw.connect();
     c.initialize(); // declares no sampling capability

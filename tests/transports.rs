@@ -6,22 +6,10 @@
 mod util;
 
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use util::{Gateway, McpClient, root};
-use wait_timeout::ChildExt;
-
-fn everything() -> PathBuf {
-    let path = root()
-        .join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        path.exists(),
-        "{} is missing: run tests/run, which installs it",
-        path.display()
-    );
-    path
-}
+use util::{Gateway, McpClient, everything, root};
 
 /// server-everything in its Streamable HTTP mode on a loopback port, stopped on drop.
 struct HttpEverything {
@@ -156,54 +144,23 @@ fn mcp_to_http() {
     check_over_mcp(&Gateway::start(&json!({ "be": http_spec(&server) })), "be");
 }
 
-/// Runs an SDK client script against `url` and returns the JSON it printed.
-fn run_client(program: &str, script: &str, url: &str, backends: &[&str]) -> Value {
-    let mut child = Command::new(program)
-        .arg(root().join(script))
-        .arg(url)
-        .args(backends)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if child
-        .wait_timeout(Duration::from_secs(60))
-        .unwrap()
-        .is_none()
-    {
-        let _ = child.kill();
-        panic!("{script} did not finish within 60 s");
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script} {url}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
 #[test]
 fn official_sdks_over_both_transports_reach_all_three_backend_kinds() {
     let server = HttpEverything::start_on(util::free_port());
     let gw = Gateway::start(
         &json!({ "stdio": stdio_spec(), "sse": sse_spec(), "http": http_spec(&server) }),
     );
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "run tests/run to install the Python SDK");
+    let python = util::sdk_python();
     for url in [&gw.mcp_url, &gw.url] {
         for (program, script, who) in [
+            (python.as_path(), "tests/python/sdk_transports.py", "python"),
             (
-                python.to_str().unwrap(),
-                "tests/python/sdk_transports.py",
-                "python",
+                Path::new("node"),
+                "tests/node/sdk_transports.mjs",
+                "typescript",
             ),
-            ("node", "tests/node/sdk_transports.mjs", "typescript"),
         ] {
-            let seen = run_client(program, script, url, &["stdio", "sse", "http"]);
+            let seen = util::run_client(&gw, program, script, url, &["stdio", "sse", "http"]);
             for b in ["stdio", "sse", "http"] {
                 assert_eq!(
                     seen[b],

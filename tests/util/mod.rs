@@ -587,3 +587,62 @@ impl McpClient {
         last
     }
 }
+
+/// Runs a client program (`program script URL extra...`, bounded to 90 s) against the
+/// gateway and returns the JSON object it printed last.
+pub fn run_client(gw: &Gateway, program: &Path, script: &str, url: &str, extra: &[&str]) -> Value {
+    use wait_timeout::ChildExt;
+    let mut child = Command::new(program)
+        .arg(root().join(script))
+        .arg(url)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    if child
+        .wait_timeout(Duration::from_secs(90))
+        .unwrap()
+        .is_none()
+    {
+        let _ = child.kill();
+        panic!(
+            "{script} did not finish within 90 s\ngateway stderr:\n{}",
+            gw.stderr()
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {url}: {}\nstdout:\n{stdout}\nstderr:\n{}\ngateway stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        gw.stderr()
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The Python in the venv that `tests/run` creates with the official `mcp` package.
+pub fn sdk_python() -> PathBuf {
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/run, which installs the official MCP Python SDK into .venv",
+        python.display()
+    );
+    python
+}
+
+/// server-everything, installed by `tests/run` into tests/node/node_modules.
+pub fn everything() -> PathBuf {
+    let path = root()
+        .join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/run, which installs it",
+        path.display()
+    );
+    path
+}
