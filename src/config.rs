@@ -20,8 +20,44 @@ pub struct BackendSpec {
     pub name: String,
     pub transport: Transport,
     pub scope: Scope,
+    pub policy: Policy,
     /// Tool and prompt names are exposed as `<prefix>__<name>`; `""` exposes them unchanged.
     pub prefix: String,
+}
+
+/// How long requests may take, and what happens when the backend dies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// How long a request may wait for its answer.
+    pub timeout: Duration,
+    /// Progress notifications extend a request's time, but not past this.
+    pub max_timeout: Duration,
+    /// Per-tool `timeout`s, by the backend's own tool name.
+    pub tool_timeouts: Vec<(String, Duration)>,
+    /// Start the backend again when it exits or stops answering (`"restart": "always"`).
+    pub restart: bool,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Policy {
+    /// The time a call of `tool` (None for other requests) may take.
+    pub fn timeout_for(&self, tool: Option<&str>) -> Duration {
+        tool.and_then(|t| self.tool_timeouts.iter().find(|(name, _)| name == t))
+            .map_or(self.timeout, |(_, d)| *d)
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            timeout: DEFAULT_TIMEOUT,
+            max_timeout: DEFAULT_MAX_TIMEOUT,
+            tool_timeouts: Vec::new(),
+            restart: true,
+        }
+    }
 }
 
 /// Who shares one running instance of a backend.
@@ -176,37 +212,21 @@ struct Validator<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
-const STDIO_FIELDS: &[&str] = &[
+/// Fields every type takes.
+const COMMON_FIELDS: &[&str] = &[
     "type",
-    "command",
-    "args",
-    "env",
-    "cwd",
+    "prefix",
     "scope",
     "idleTimeout",
-    "prefix",
-];
-const SSE_FIELDS: &[&str] = &[
-    "type",
-    "url",
-    "command",
-    "args",
-    "env",
-    "cwd",
-    "prefix",
-    "startupTimeout",
-    "scope",
-    "idleTimeout",
-];
-const HTTP_FIELDS: &[&str] = &["type", "url", "headers", "prefix", "scope", "idleTimeout"];
-const BUILTIN_FIELDS: &[&str] = &[
-    "type",
-    "server",
     "timeout",
-    "scope",
-    "idleTimeout",
-    "prefix",
+    "maxTimeout",
+    "toolTimeouts",
+    "restart",
 ];
+const STDIO_FIELDS: &[&str] = &["command", "args", "env", "cwd"];
+const SSE_FIELDS: &[&str] = &["url", "command", "args", "env", "cwd", "startupTimeout"];
+const HTTP_FIELDS: &[&str] = &["url", "headers"];
+const BUILTIN_FIELDS: &[&str] = &["server"];
 
 impl Validator<'_> {
     fn error(&mut self, message: String) {
@@ -300,8 +320,9 @@ impl Validator<'_> {
             }
         };
         for key in obj.keys() {
-            let known =
-                fields.contains(&key.as_str()) || (key == "transport" && type_field == "transport");
+            let known = fields.contains(&key.as_str())
+                || COMMON_FIELDS.contains(&key.as_str())
+                || (key == "transport" && type_field == "transport");
             if !known {
                 self.warn(format!(
                     "{ctx}: unknown field '{key}' for type '{}' (ignored)",
@@ -309,7 +330,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        let scope = self.scope(&ctx, obj, fields);
+        let scope = self.scope(&ctx, obj);
         let prefix = match obj.get("prefix") {
             None => Some(name.to_string()),
             Some(Value::String(p)) if p.is_empty() => Some(String::new()),
@@ -331,12 +352,79 @@ impl Validator<'_> {
                 None
             }
         };
+        let policy = self.policy(&ctx, obj, transport.as_ref());
         Some(BackendSpec {
             name: name.to_string(),
             transport: transport?,
             scope: scope?,
             prefix: prefix?,
+            policy: policy?,
         })
+    }
+
+    fn policy(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        transport: Option<&Transport>,
+    ) -> Option<Policy> {
+        let mut policy = Policy::default();
+        if let Some(Transport::Builtin {
+            timeout_secs: Some(t),
+            ..
+        }) = transport
+        {
+            // A built-in server's `timeout` bounds each command; the gateway waits a little
+            // longer, so the server's own "timed out" result arrives first.
+            policy.timeout = DEFAULT_TIMEOUT.max(Duration::from_secs(t + 5));
+        } else {
+            policy.timeout = self.seconds(ctx, obj, "timeout", DEFAULT_TIMEOUT)?;
+        }
+        policy.max_timeout = self
+            .seconds(
+                ctx,
+                obj,
+                "maxTimeout",
+                DEFAULT_MAX_TIMEOUT.max(policy.timeout),
+            )?
+            .max(policy.timeout);
+        match obj.get("toolTimeouts") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (tool, secs) in map {
+                    match secs.as_u64() {
+                        Some(n) if n > 0 => policy
+                            .tool_timeouts
+                            .push((tool.clone(), Duration::from_secs(n))),
+                        _ => {
+                            self.error(format!(
+                                "{ctx}: field 'toolTimeouts': '{tool}' must be a whole number of seconds above 0, got {secs}"
+                            ));
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'toolTimeouts': expected an object of tool names to seconds, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+        }
+        policy.restart = match obj.get("restart") {
+            None => true,
+            Some(Value::String(r)) if r == "always" => true,
+            Some(Value::String(r)) if r == "never" => false,
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'restart': expected \"always\" or \"never\", got {other}"
+                ));
+                return None;
+            }
+        };
+        Some(policy)
     }
 
     /// An optional field of whole seconds above 0.
@@ -361,16 +449,12 @@ impl Validator<'_> {
         }
     }
 
-    fn scope(&mut self, ctx: &str, obj: &Map<String, Value>, fields: &[&str]) -> Option<Scope> {
+    fn scope(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<Scope> {
         let idle = self.seconds(ctx, obj, "idleTimeout", DEFAULT_IDLE)?;
         match obj.get("scope") {
             None => Some(Scope::Shared),
             Some(Value::String(s)) if s == "shared" => Some(Scope::Shared),
-            Some(Value::String(s)) if s == "session" && fields.contains(&"scope") => {
-                Some(Scope::Session { idle })
-            }
-            // Not offered for this type: already warned about as an unknown field.
-            Some(Value::String(s)) if s == "session" => Some(Scope::Shared),
+            Some(Value::String(s)) if s == "session" => Some(Scope::Session { idle }),
             Some(other) => {
                 self.error(format!(
                     "{ctx}: field 'scope': expected \"shared\" or \"session\", got {other}"
@@ -866,6 +950,32 @@ mod tests {
         assert_eq!(prefixes, ["a", "", "fs2"]);
         let errs = errors(r#"{"a": {"command": "x", "prefix": "my_fs"}}"#);
         assert!(errs[0].contains("field 'prefix'"), "{errs:?}");
+    }
+
+    #[test]
+    fn timeouts_and_restart_policy() {
+        let loaded = ok(r#"{
+            "a": {"command": "x"},
+            "b": {"command": "x", "timeout": 5, "toolTimeouts": {"slow": 60}, "restart": "never", "maxTimeout": 30},
+            "c": {"type": "builtin", "server": "bash", "timeout": 300}
+        }"#);
+        let p: Vec<&Policy> = loaded.config.backends.iter().map(|b| &b.policy).collect();
+        assert_eq!(*p[0], Policy::default());
+        assert_eq!(p[1].timeout, Duration::from_secs(5));
+        assert_eq!(p[1].timeout_for(Some("slow")), Duration::from_secs(60));
+        assert_eq!(p[1].timeout_for(Some("other")), Duration::from_secs(5));
+        assert_eq!(p[1].max_timeout, Duration::from_secs(30));
+        assert!(!p[1].restart);
+        assert_eq!(
+            p[2].timeout,
+            Duration::from_secs(305),
+            "a built-in's command timeout plus grace"
+        );
+        let errs = errors(
+            r#"{"a": {"command": "x", "restart": "sometimes"}, "b": {"command": "x", "toolTimeouts": {"t": 0}}}"#,
+        );
+        assert!(errs[0].contains("field 'restart'"), "{errs:?}");
+        assert!(errs[1].contains("field 'toolTimeouts': 't'"), "{errs:?}");
     }
 
     #[test]

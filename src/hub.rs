@@ -112,12 +112,21 @@ pub struct HubOptions {
     pub client_url: String,
     /// Most items in one page of an aggregated list.
     pub page_size: usize,
+    /// A backend quiet this long gets a `ping`; one that does not answer within
+    /// `ping_timeout` is restarted.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     Starting,
     Ready,
+    /// Down, and due to be started again at `at` (its catalog stays listed meanwhile).
+    Restarting {
+        reason: String,
+        at: Instant,
+    },
     Failed(String),
 }
 
@@ -137,7 +146,20 @@ struct Backend {
     /// The instance whose lists are the catalog: the shared instance, or for per-session
     /// backends a probe started once to learn the lists.
     source: Option<InstanceId>,
+    /// The wait before the next restart: 1 s, doubling to 60 s, back to 1 s after a minute
+    /// of good health.
+    backoff: Duration,
+    /// When the current instance became ready.
+    ready_since: Option<Instant>,
+    restarts: u32,
 }
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Ready this long, a backend's next failure starts the backoff over.
+const STABLE: Duration = Duration::from_secs(60);
+/// JSON-RPC code for a request that timed out (the SDKs' convention; not a spec code).
+const REQUEST_TIMEOUT: i64 = -32001;
 
 struct Instance {
     backend: usize,
@@ -154,6 +176,9 @@ struct Instance {
     queued: Vec<Request>,
     last_used: Instant,
     log_level: Option<usize>,
+    /// When it last said anything, and the deadline of a health ping in flight.
+    last_heard: Instant,
+    ping_deadline: Option<Instant>,
 }
 
 /// What to do with a routed request's answer besides passing it on.
@@ -180,6 +205,13 @@ enum Pending {
         /// The client's own progress token; the backend got the gateway id instead.
         progress: Option<Value>,
         after: After,
+        /// When the client gets a timeout error instead; progress moves it on, up to
+        /// `limit`.
+        deadline: Instant,
+        limit: Instant,
+        timeout: Duration,
+        /// What it asked for, for the timeout message (`tools/call 'x'`).
+        what: String,
     },
     /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
     ServerRequest {
@@ -198,6 +230,10 @@ enum Pending {
     Ignore {
         instance: InstanceId,
     },
+    /// A health check.
+    Ping {
+        instance: InstanceId,
+    },
 }
 
 impl Pending {
@@ -207,7 +243,8 @@ impl Pending {
             | Pending::ServerRequest { instance, .. }
             | Pending::Initialize { instance }
             | Pending::List { instance, .. }
-            | Pending::Ignore { instance } => *instance,
+            | Pending::Ignore { instance }
+            | Pending::Ping { instance } => *instance,
         }
     }
 }
@@ -263,6 +300,9 @@ impl Hub {
                     lists: Lists::default(),
                     started: now,
                     source: None,
+                    backoff: FIRST_BACKOFF,
+                    ready_since: None,
+                    restarts: 0,
                 })
                 .collect(),
             instances: HashMap::new(),
@@ -362,6 +402,8 @@ impl Hub {
                 queued: Vec::new(),
                 last_used: now,
                 log_level: None,
+                last_heard: now,
+                ping_deadline: None,
             },
         );
         if let Some(s) = &owner {
@@ -424,6 +466,13 @@ impl Hub {
         if let State::Failed(reason) = &backend.state {
             return Err(format!(
                 "backend '{}' is not available: {reason}",
+                backend.spec.name
+            ));
+        }
+        if let (State::Restarting { reason, at }, None) = (&backend.state, backend.source) {
+            let wait = at.saturating_duration_since(Instant::now()).as_secs_f64();
+            return Err(format!(
+                "backend '{}' is restarting ({reason}); next attempt in {wait:.0} s",
                 backend.spec.name
             ));
         }
@@ -500,10 +549,64 @@ impl Hub {
         }
         if self.backends[b].source == Some(instance) {
             self.backends[b].source = None;
-            if self.backends[b].spec.scope == Scope::Shared
-                || self.backends[b].state == State::Starting
-            {
+            let shared_or_starting = self.backends[b].spec.scope == Scope::Shared
+                || self.backends[b].state == State::Starting;
+            if deliberate || !shared_or_starting {
+                // A probe that is done, or a per-session backend: nothing to restart.
+            } else if self.backends[b].spec.policy.restart {
+                self.schedule_restart(b, reason);
+            } else {
                 self.backend_failed(b, reason);
+            }
+        }
+    }
+
+    /// Plans the next start of a backend that went down, with exponential backoff.
+    fn schedule_restart(&mut self, b: usize, reason: String) {
+        let backend = &mut self.backends[b];
+        if backend
+            .ready_since
+            .take()
+            .is_some_and(|t| t.elapsed() >= STABLE)
+        {
+            backend.backoff = FIRST_BACKOFF;
+        }
+        let wait = backend.backoff;
+        backend.backoff = (backend.backoff * 2).min(MAX_BACKOFF);
+        let at = Instant::now() + wait;
+        let name = backend.spec.name.clone();
+        let first = backend.state == State::Starting;
+        backend.state = State::Restarting {
+            reason: reason.clone(),
+            at,
+        };
+        let status = if first { "FAILED  " } else { "DOWN    " };
+        console!(
+            "  {:<16} {:<15} {status} {reason}; restarting in {} s",
+            name,
+            backend.spec.transport.type_name(),
+            wait.as_secs()
+        );
+        self.maybe_print_summary();
+    }
+
+    /// Starts the backends whose restart time has come.
+    fn restart_due(&mut self, now: Instant) {
+        let due: Vec<usize> = (0..self.backends.len())
+            .filter(|&b| {
+                matches!(self.backends[b].state, State::Restarting { at, .. } if at <= now)
+                    && self.backends[b].source.is_none()
+            })
+            .collect();
+        for b in due {
+            self.backends[b].restarts += 1;
+            info!(
+                "backend '{}': restart {}",
+                self.backends[b].spec.name, self.backends[b].restarts
+            );
+            match self.start_instance(b, None) {
+                Ok(id) => self.backends[b].source = Some(id),
+                Err(e) => self.schedule_restart(b, e),
             }
         }
     }
@@ -566,6 +669,77 @@ impl Hub {
                 self.backends[self.instances[&id].backend].spec.name
             );
             self.stop_instance(id);
+        }
+        self.expire_requests(now);
+        self.check_health(now);
+        self.restart_due(now);
+    }
+
+    /// Answers requests whose time is up with an error, and cancels them at the backend.
+    fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Client { deadline, .. } if *deadline <= now))
+            .map(|(&gid, _)| gid)
+            .collect();
+        for gid in expired {
+            let Some(Pending::Client {
+                session,
+                id,
+                instance,
+                timeout,
+                what,
+                ..
+            }) = self.pending.remove(&gid)
+            else {
+                continue;
+            };
+            let name = self.name_of(instance).to_string();
+            warn!(
+                "backend '{name}': {what} timed out after {} s; cancelled",
+                timeout.as_secs()
+            );
+            let reply = Response::error(
+                Some(id),
+                REQUEST_TIMEOUT,
+                format!(
+                    "backend '{name}' did not answer {what} within {} s; the request was cancelled",
+                    timeout.as_secs()
+                ),
+            );
+            self.deliver(&session, Message::Response(reply));
+            let reason = Value::from(format!("timed out after {} s", timeout.as_secs()));
+            self.cancel_at_instance(instance, gid, Some(reason));
+        }
+    }
+
+    /// Pings backends that have been quiet for a while; restarts those that do not answer.
+    fn check_health(&mut self, now: Instant) {
+        let (interval, timeout) = (self.opts.ping_interval, self.opts.ping_timeout);
+        let mut unanswered = Vec::new();
+        let mut quiet = Vec::new();
+        for (&id, inst) in &self.instances {
+            match inst.ping_deadline {
+                Some(d) if d <= now => unanswered.push(id),
+                Some(_) => {}
+                None if inst.ready && now.duration_since(inst.last_heard) >= interval => {
+                    quiet.push(id)
+                }
+                None => {}
+            }
+        }
+        for id in unanswered {
+            self.instance_failed(
+                id,
+                format!("did not answer a ping within {} s", timeout.as_secs()),
+            );
+        }
+        for id in quiet {
+            if let Some(inst) = self.instances.get_mut(&id) {
+                inst.ping_deadline = Some(now + timeout);
+            }
+            self.request_instance(id, "ping", None, Pending::Ping { instance: id });
         }
     }
 
@@ -977,6 +1151,21 @@ impl Hub {
         let instance = self.instance_for(b, session)?;
         let gid = self.alloc_id();
         let progress = swap_progress_token(&mut params, gid);
+        // The tool's own timeout, when this is a call of a tool that has one.
+        let tool = (method == "tools/call")
+            .then(|| {
+                params
+                    .get("name")
+                    .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            })
+            .flatten();
+        let policy = &self.backends[b].spec.policy;
+        let timeout = policy.timeout_for(tool.as_deref());
+        let now = Instant::now();
+        let what = match &tool {
+            Some(t) => format!("{method} '{t}'"),
+            None => method.clone(),
+        };
         let request = Request {
             id: Id::number(gid),
             method: method.clone(),
@@ -991,6 +1180,10 @@ impl Hub {
                 method,
                 progress,
                 after,
+                deadline: now + timeout,
+                limit: now + policy.max_timeout.max(timeout),
+                timeout,
+                what,
             },
         );
         let inst = self
@@ -1163,6 +1356,9 @@ impl Hub {
     // ---- backends -----------------------------------------------------------------
 
     fn on_backend_message(&mut self, instance: InstanceId, msg: Message) {
+        if let Some(inst) = self.instances.get_mut(&instance) {
+            inst.last_heard = Instant::now();
+        }
         match msg {
             Message::Response(resp) => self.backend_response(instance, resp),
             Message::Request(req) => self.backend_request(instance, req),
@@ -1240,6 +1436,11 @@ impl Hub {
             }
             Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
             Pending::List { kind, .. } => self.listed(instance, kind, resp.outcome),
+            Pending::Ping { .. } => {
+                if let Some(inst) = self.instances.get_mut(&instance) {
+                    inst.ping_deadline = None;
+                }
+            }
             Pending::Ignore { .. } => {
                 if let Err(e) = resp.outcome {
                     debug!(
@@ -1415,7 +1616,20 @@ impl Hub {
         for request in queued {
             self.send_instance(instance, Message::Request(request));
         }
-        if is_source && self.backends[b].state == State::Starting {
+        if is_source {
+            self.backends[b].ready_since = Some(Instant::now());
+        }
+        if is_source && matches!(self.backends[b].state, State::Restarting { .. }) {
+            let backend = &mut self.backends[b];
+            backend.state = State::Ready;
+            console!(
+                "  {:<16} {:<15} ready again (restart {})",
+                backend.spec.name,
+                backend.spec.transport.type_name(),
+                backend.restarts
+            );
+            self.rebuild_registry();
+        } else if is_source && self.backends[b].state == State::Starting {
             let backend = &mut self.backends[b];
             backend.state = State::Ready;
             let took = backend.started.elapsed().as_secs_f64() * 1000.0;
@@ -1560,8 +1774,11 @@ impl Hub {
                     instance: i,
                     progress: Some(token),
                     id,
+                    deadline,
+                    limit,
+                    timeout,
                     ..
-                }) = self.pending.get(&gid)
+                }) = self.pending.get_mut(&gid)
                 else {
                     debug!("backend '{name}': progress for unknown or finished token dropped");
                     return;
@@ -1569,6 +1786,8 @@ impl Hub {
                 if *i != instance {
                     return;
                 }
+                // Progress shows the work goes on: its time is extended, up to the limit.
+                *deadline = (Instant::now() + *timeout).min(*limit);
                 let (session, token, related) = (session.clone(), token.clone(), id.clone());
                 let mut params = params;
                 params.insert("progressToken".into(), token);
@@ -1664,7 +1883,7 @@ impl Hub {
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.state == State::Ready)
+            .filter(|(_, b)| matches!(b.state, State::Ready | State::Restarting { .. }))
             .map(|(i, b)| BackendLists {
                 backend: i,
                 name: &b.spec.name,

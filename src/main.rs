@@ -52,6 +52,8 @@ OPTIONS:
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
     --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
     --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
+    --ping-interval SECS   ping a backend that has been quiet this long [default: 30]
+    --ping-timeout SECS    restart a backend that does not answer a ping in time [default: 10]
     -h, --help             print this help
     -V, --version          print the version
 
@@ -69,6 +71,8 @@ struct Args {
     page_size: usize,
     session_idle: Duration,
     allowed_origins: Vec<String>,
+    ping_interval: Duration,
+    ping_timeout: Duration,
 }
 
 enum Command {
@@ -91,6 +95,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         page_size: 500,
         session_idle: Duration::from_secs(1800),
         allowed_origins: Vec::new(),
+        ping_interval: Duration::from_secs(30),
+        ping_timeout: Duration::from_secs(10),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -105,6 +111,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("init-timeout") => args.init_timeout = secs(parser.value()?.parse()?)?,
             Long("sse-keepalive") => args.keepalive = secs(parser.value()?.parse()?)?,
             Long("session-idle") => args.session_idle = secs(parser.value()?.parse()?)?,
+            Long("ping-interval") => args.ping_interval = secs(parser.value()?.parse()?)?,
+            Long("ping-timeout") => args.ping_timeout = secs(parser.value()?.parse()?)?,
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
                 args.page_size = parser.value()?.parse()?;
@@ -219,6 +227,8 @@ fn serve(args: Args) -> Result<(), Failure> {
             self_exe: self_exe.to_string_lossy().into_owned(),
             client_url,
             page_size: args.page_size,
+            ping_interval: args.ping_interval,
+            ping_timeout: args.ping_timeout,
         },
         hub_tx.clone(),
     );

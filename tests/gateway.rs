@@ -72,10 +72,10 @@ fn tools_list_is_prefixed_sorted_and_follows_every_page() {
             "{names:?}"
         );
     }
-    assert_eq!(names.len(), 28);
+    assert_eq!(names.len(), 30);
     assert!(
         gw.stdout()
-            .contains("2 of 2 backend(s) ready, 28 tool(s) exposed"),
+            .contains("2 of 2 backend(s) ready, 30 tool(s) exposed"),
         "{}",
         gw.stdout()
     );
@@ -286,7 +286,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
         "{out}"
     );
     assert!(
-        line("ok ").contains("ready") && line("ok ").contains("14 tools"),
+        line("ok ").contains("ready") && line("ok ").contains("15 tools"),
         "{out}"
     );
     assert!(out.contains("1 of 4 backend(s) ready"), "{out}");
@@ -297,11 +297,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
     assert_eq!(r["result"]["content"][0]["text"], "fine");
 }
 
-#[test]
-fn a_backend_that_dies_mid_call_answers_with_an_error_and_leaves_the_rest() {
-    let gw = Gateway::start(&json!({ "fx": fixture(&[]), "other": fixture(&[]) }));
-    let c = gw.connect();
-    c.initialize();
+fn crash(c: &util::SseClient) {
     let r = c.call(json!(1), "fx__crash", json!({}));
     let msg = r["error"]["message"]
         .as_str()
@@ -315,14 +311,49 @@ fn a_backend_that_dies_mid_call_answers_with_an_error_and_leaves_the_rest() {
         msg.contains("crashing on purpose"),
         "the last stderr line explains it: {msg}"
     );
-    // Its tools are withdrawn and clients are told.
+}
+
+#[test]
+fn a_backend_that_dies_mid_call_answers_with_an_error_and_is_restarted() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]), "other": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    crash(&c);
+    assert!(gw.wait_stdout("restarting in 1 s"), "{}", gw.stdout());
+    let r = c.call(json!(2), "other__echo", json!({"text": "alive"}));
+    assert_eq!(
+        r["result"]["content"][0]["text"], "alive",
+        "the others never noticed"
+    );
+    assert!(gw.wait_stdout("ready again (restart 1)"), "{}", gw.stdout());
+    // Its tools stayed listed; the same list came back, so no list_changed was needed.
+    assert!(c.tool_names().contains(&"fx__echo".to_string()));
+    let r = c.call(json!(3), "fx__echo", json!({"text": "back"}));
+    assert_eq!(r["result"]["content"][0]["text"], "back");
+    // A second crash soon after waits twice as long.
+    crash(&c);
+    assert!(gw.wait_stdout("restarting in 2 s"), "{}", gw.stdout());
+    let r = c.call(json!(4), "fx__echo", json!({"text": "too soon"}));
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("backend 'fx' is restarting") && msg.contains("next attempt in"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_backend_that_may_not_restart_is_withdrawn() {
+    let mut spec = fixture(&[]);
+    spec["restart"] = json!("never");
+    let gw = Gateway::start(&json!({ "fx": spec, "other": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    crash(&c);
     let note = c.next_message(util::WAIT).expect("list_changed");
     assert_eq!(note["method"], "notifications/tools/list_changed");
     assert!(c.tool_names().iter().all(|n| n.starts_with("other__")));
     let r = c.call(json!(2), "fx__echo", json!({}));
     assert_eq!(r["error"]["code"], -32602);
-    let r = c.call(json!(3), "other__echo", json!({"text": "alive"}));
-    assert_eq!(r["result"]["content"][0]["text"], "alive");
 }
 
 #[test]
@@ -565,4 +596,75 @@ fn cli_help_version_and_bad_flags() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}
+
+#[test]
+fn a_request_that_takes_too_long_is_answered_with_an_error_and_cancelled() {
+    let mut spec = fixture(&[]);
+    spec["toolTimeouts"] = json!({"sleep": 1});
+    let gw = Gateway::start(&json!({ "fx": spec }));
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "fx__sleep", json!({"ms": 2500, "text": "late"}));
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("backend 'fx' did not answer tools/call 'sleep' within 1 s"),
+        "{msg}"
+    );
+    // The late reply is dropped, and the backend was told to stop.
+    let r = c.call(json!(2), "fx__sleep", json!({"ms": 2000, "text": "x"}));
+    assert_eq!(r["error"]["code"], -32001);
+    let state: Value = serde_json::from_str(
+        c.call(json!(3), "fx__state", json!({}))["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["cancelled"].as_array().unwrap().len(), 2, "{state}");
+    assert!(
+        c.next_message(Duration::from_millis(2500)).is_none(),
+        "a late reply reached the client"
+    );
+}
+
+#[test]
+fn progress_extends_a_requests_time() {
+    let mut spec = fixture(&[]);
+    spec["timeout"] = json!(1);
+    let gw = Gateway::start(&json!({ "fx": spec }));
+    let c = gw.connect();
+    c.initialize();
+    // Five steps of 400 ms: 2 s in all, twice the timeout, with progress all along.
+    c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "fx__progress", "arguments": {"steps": 5, "delay_ms": 400, "tag": "t"}, "_meta": {"progressToken": "p"}}}));
+    let r = c.response(&json!(1));
+    assert_eq!(r["result"]["content"][0]["text"], "done t", "{r}");
+    // Without a progress token the same work times out.
+    let r = c.call(
+        json!(2),
+        "fx__progress",
+        json!({"steps": 5, "delay_ms": 400}),
+    );
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+}
+
+#[test]
+fn a_backend_that_stops_answering_pings_is_restarted() {
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &["--ping-interval", "1", "--ping-timeout", "1"],
+    );
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "fx__freeze", json!({}));
+    assert_eq!(r["result"]["content"][0]["text"], "frozen");
+    assert!(
+        gw.wait_stdout("did not answer a ping within 1 s"),
+        "{}",
+        gw.stdout()
+    );
+    assert!(gw.wait_stdout("ready again"), "{}", gw.stdout());
+    let r = c.call(json!(2), "fx__echo", json!({"text": "alive"}));
+    assert_eq!(r["result"]["content"][0]["text"], "alive");
 }

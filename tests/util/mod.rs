@@ -157,6 +157,18 @@ impl Gateway {
         false
     }
 
+    /// Waits until the gateway's console output contains `needle`.
+    pub fn wait_stdout(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.stdout().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
