@@ -66,14 +66,27 @@ pub fn start_for(
             url,
             launch,
             startup,
-        } => crate::remote::start_sse(instance, &spec.name, url, launch.as_ref(), *startup, hub),
-        Transport::StreamableHttp { url, headers } => {
-            crate::remote::start_http(instance, &spec.name, url, headers, hub)
-        }
+        } => crate::remote::start_sse(
+            instance,
+            &spec.name,
+            url,
+            launch.as_ref(),
+            *startup,
+            hub,
+            spec.policy.max_message,
+        ),
+        Transport::StreamableHttp { url, headers } => crate::remote::start_http(
+            instance,
+            &spec.name,
+            url,
+            headers,
+            hub,
+            spec.policy.max_message,
+        ),
         _ => {
             let launch =
                 launch_for(spec, self_exe).expect("stdio and builtin backends have a command");
-            start(instance, &spec.name, &launch, hub)
+            start(instance, &spec.name, &launch, hub, spec.policy.max_message)
         }
     }
 }
@@ -176,6 +189,7 @@ pub fn start(
     name: &str,
     launch: &Launch,
     hub: Sender<HubEvent>,
+    max_message: usize,
 ) -> Result<BackendHandle, String> {
     let mut child = spawn_child(name, launch, Stdio::piped())?;
     let stdin = child.stdin.take().expect("stdin was piped");
@@ -196,7 +210,7 @@ pub fn start(
         let n = name.to_string();
         let reader_hub = hub.clone();
         spawn_named(format!("backend-{name}-reader"), move || {
-            read_stdout(instance, &n, stdout, &reader_hub);
+            read_stdout(instance, &n, stdout, &reader_hub, max_message);
             drop(eof_tx);
         })?;
         let n = name.to_string();
@@ -282,20 +296,29 @@ fn write_stdin(name: &str, mut stdin: ChildStdin, rx: Receiver<Message>) {
     }
 }
 
-fn read_stdout(instance: InstanceId, name: &str, stdout: impl Read, hub: &Sender<HubEvent>) {
+fn read_stdout(
+    instance: InstanceId,
+    name: &str,
+    stdout: impl Read,
+    hub: &Sender<HubEvent>,
+    max_message: usize,
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
+        let text = match read_line_limited(&mut reader, &mut buf, max_message) {
+            Ok(Line::End) => break,
+            Ok(Line::TooLong(size)) => {
+                oversized(hub, instance, name, &buf, size, max_message);
+                continue;
+            }
+            Ok(Line::Text) => &buf,
             Err(e) => {
                 warn!("backend '{name}': cannot read stdout: {e}");
                 break;
             }
-        }
-        let Ok(text) = std::str::from_utf8(&buf) else {
+        };
+        let Ok(text) = std::str::from_utf8(text) else {
             warn!("backend '{name}': skipped a stdout line that is not UTF-8");
             continue;
         };
@@ -316,6 +339,111 @@ fn read_stdout(instance: InstanceId, name: &str, stdout: impl Read, hub: &Sender
                 clip(text, 200)
             ),
         }
+    }
+}
+
+/// What `read_line_limited` found.
+pub enum Line {
+    End,
+    /// A whole line is in the buffer.
+    Text,
+    /// A line of this many bytes, over the limit: only its start is in the buffer.
+    TooLong(usize),
+}
+
+/// Bytes of an oversized line kept, to find its request id.
+const KEEP_OF_OVERSIZED: usize = 512;
+
+/// Reads one line into `buf` (cleared first), keeping at most `limit` bytes: a longer line
+/// is read to its end and dropped, and only its first bytes are kept.
+pub fn read_line_limited(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut size = 0usize;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(match size {
+                0 => Line::End,
+                n if n > limit => Line::TooLong(n),
+                _ => Line::Text,
+            });
+        }
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        size += take;
+        if size <= limit {
+            buf.extend_from_slice(&chunk[..take]);
+        } else if buf.len() < KEEP_OF_OVERSIZED {
+            let room = KEEP_OF_OVERSIZED - buf.len();
+            buf.extend_from_slice(&chunk[..take.min(room)]);
+        } else if buf.len() > KEEP_OF_OVERSIZED {
+            buf.truncate(KEEP_OF_OVERSIZED);
+        }
+        reader.consume(take);
+        if done {
+            return Ok(if size > limit {
+                Line::TooLong(size)
+            } else {
+                Line::Text
+            });
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// A message over the size limit: if it answers a request, that request gets an error
+/// instead, so nobody waits for it; the backend stays in use.
+pub fn oversized(
+    hub: &Sender<HubEvent>,
+    instance: InstanceId,
+    name: &str,
+    start: &[u8],
+    size: usize,
+    limit: usize,
+) {
+    let why = format!(
+        "backend '{name}' sent a message of {size} bytes, over the {limit}-byte limit (maxMessageSize)"
+    );
+    warn!("{why}");
+    if let Some(id) = sniff_id(start) {
+        let reply = crate::jsonrpc::Response::error(Some(id), crate::jsonrpc::INTERNAL_ERROR, why);
+        let _ = hub.send(HubEvent::FromBackend {
+            instance,
+            msg: Message::Response(reply),
+        });
+    }
+}
+
+/// The `"id"` of a message, read from its first bytes only (the rest may be gigabytes).
+/// Only a response's id counts: a request from the backend has its `"method"` first or
+/// soon after, and is simply dropped.
+fn sniff_id(start: &[u8]) -> Option<crate::jsonrpc::Id> {
+    let text = String::from_utf8_lossy(start);
+    if text.contains("\"method\"") {
+        return None;
+    }
+    let at = text.find("\"id\"")? + 4;
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if let Some(s) = rest.strip_prefix('"') {
+        s.find('"')? + 2
+    } else {
+        rest.find(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .unwrap_or(rest.len())
+    };
+    let raw = serde_json::value::RawValue::from_string(rest[..end].to_string()).ok()?;
+    let probe = format!(r#"{{"jsonrpc":"2.0","id":{},"result":null}}"#, raw.get());
+    match Message::parse(&probe).ok()? {
+        Message::Response(r) => r.id,
+        _ => None,
     }
 }
 
@@ -383,4 +511,63 @@ pub fn kill_group(child: &mut Child) {
 pub fn kill_group(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_dropped_but_their_start_kept() {
+        let long = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":42,\"result\":\"{}\"}}\n",
+            "x".repeat(5000)
+        );
+        let input = format!("short\n{long}after\nlast");
+        let mut reader = BufReader::with_capacity(64, input.as_bytes());
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line_limited(&mut reader, &mut buf, 100).unwrap(),
+            Line::Text
+        ));
+        assert_eq!(buf, b"short\n");
+        match read_line_limited(&mut reader, &mut buf, 100).unwrap() {
+            Line::TooLong(n) => assert_eq!(n, long.len()),
+            _ => panic!("not too long"),
+        }
+        assert_eq!(buf.len(), KEEP_OF_OVERSIZED);
+        assert_eq!(sniff_id(&buf).and_then(|i| i.as_u64()), Some(42));
+        assert!(matches!(
+            read_line_limited(&mut reader, &mut buf, 100).unwrap(),
+            Line::Text
+        ));
+        assert_eq!(buf, b"after\n");
+        assert!(matches!(
+            read_line_limited(&mut reader, &mut buf, 100).unwrap(),
+            Line::Text
+        ));
+        assert_eq!(buf, b"last");
+        assert!(matches!(
+            read_line_limited(&mut reader, &mut buf, 100).unwrap(),
+            Line::End
+        ));
+    }
+
+    #[test]
+    fn ids_are_sniffed_from_responses_only() {
+        let id = |s: &str| sniff_id(s.as_bytes()).map(|i| i.to_string());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":"abc","result":{"content":"#).as_deref(),
+            Some(r#""abc""#)
+        );
+        assert_eq!(
+            id(r#"{"id": 7 , "jsonrpc":"2.0","res"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","method":"x","id":1,"params":"#),
+            None
+        );
+        assert_eq!(id(r#"{"jsonrpc":"2.0","result":"#), None);
+    }
 }

@@ -36,10 +36,13 @@ pub struct Policy {
     pub tool_timeouts: Vec<(String, Duration)>,
     /// Start the backend again when it exits or stops answering (`"restart": "always"`).
     pub restart: bool,
+    /// Largest message taken from the backend, in bytes.
+    pub max_message: usize,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 impl Policy {
     /// The time a call of `tool` (None for other requests) may take.
@@ -56,6 +59,7 @@ impl Default for Policy {
             max_timeout: DEFAULT_MAX_TIMEOUT,
             tool_timeouts: Vec::new(),
             restart: true,
+            max_message: DEFAULT_MAX_MESSAGE,
         }
     }
 }
@@ -214,6 +218,7 @@ struct Validator<'a> {
 
 /// Fields every type takes.
 const COMMON_FIELDS: &[&str] = &[
+    "maxMessageSize",
     "type",
     "prefix",
     "scope",
@@ -411,6 +416,17 @@ impl Validator<'_> {
                     kind(other)
                 ));
                 return None;
+            }
+        }
+        if let Some(v) = obj.get("maxMessageSize") {
+            match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n >= 1024 => policy.max_message = n,
+                _ => {
+                    self.error(format!(
+                        "{ctx}: field 'maxMessageSize': expected a number of bytes, at least 1024, got {v}"
+                    ));
+                    return None;
+                }
             }
         }
         policy.restart = match obj.get("restart") {

@@ -38,6 +38,10 @@ pub struct Options {
     pub loopback: bool,
     /// A Streamable HTTP session with no request for this long is ended.
     pub session_idle: Duration,
+    /// Every request must carry `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+    /// Sessions (of both transports) beyond this get 503.
+    pub max_sessions: usize,
 }
 
 pub struct Frontend {
@@ -133,6 +137,18 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
         );
         return respond(rq, text(403, &refusal));
     }
+    if let Some(token) = &shared.opts.token
+        && !bearer_matches(header_value(&rq, "Authorization"), token)
+    {
+        warn!(
+            "http: refused {} {path} from {:?}: missing or wrong bearer token",
+            rq.method(),
+            rq.remote_addr()
+        );
+        let response = text(401, "this gateway needs 'Authorization: Bearer <token>'")
+            .with_header(header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\""));
+        return respond(rq, response);
+    }
     match (rq.method(), path) {
         (Method::Get, "/sse") => open_stream(shared, rq),
         (Method::Post, "/messages" | "/messages/") => post_message(shared, rq, query),
@@ -153,6 +169,25 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             ),
         ),
     }
+}
+
+/// Whether an Authorization header carries the token, compared in constant time.
+fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
+    let Some(given) = authorization.and_then(|a| {
+        let (scheme, rest) = a.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+    }) else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    // Every byte is compared whatever the earlier ones were; only the length leaks.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether another session may start (the limit counts both transports).
+pub fn room_for_a_session(shared: &Shared) -> bool {
+    let live = shared.live.lock().map(|l| l.len()).unwrap_or(0);
+    live + shared.streams.count() < shared.opts.max_sessions
 }
 
 /// DNS-rebinding protection: a present Origin must be a loopback one or configured, and on
@@ -211,6 +246,16 @@ pub fn header_value<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn open_stream(shared: &Arc<Shared>, rq: Request) {
+    if !room_for_a_session(shared) {
+        warn!(
+            "http: refused a new session: {} sessions is the limit",
+            shared.opts.max_sessions
+        );
+        return respond(
+            rq,
+            text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")),
+        );
+    }
     let session = new_session_id();
     let (tx, rx) = crossbeam_channel::bounded::<Outbound>(SESSION_QUEUE);
     shared
@@ -422,6 +467,22 @@ pub fn new_session_id() -> SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("bearer  s3cret "), "s3cret"));
+        for bad in [
+            None,
+            Some("s3cret"),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cretX"),
+            Some("Basic s3cret"),
+            Some("Bearer "),
+        ] {
+            assert!(!bearer_matches(bad, "s3cret"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn loopback_names_and_origins() {

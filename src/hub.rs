@@ -988,6 +988,15 @@ impl Hub {
 
     /// Routes a request that names a tool, prompt or resource to its backend.
     fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
+        let in_flight = self.pending.values().any(|p| {
+            matches!(p, Pending::Client { session: s, id, .. } if s == session && *id == req.id)
+        });
+        if in_flight {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                format!("request id {} is already in flight in this session", req.id),
+            ));
+        }
         let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
         let mut params: Params = match req.params.as_deref().map(|p| serde_json::from_str(p.get()))
         {

@@ -52,6 +52,11 @@ OPTIONS:
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
     --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
     --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
+    --token TOKEN          require 'Authorization: Bearer TOKEN' on every request
+                           (also MCP_GATEWAY_TOKEN; on a non-loopback --host one is
+                           generated and printed when none is given)
+    --no-auth              serve a non-loopback --host without a token (not recommended)
+    --max-sessions N       sessions beyond this get 503 [default: 10000]
     --ping-interval SECS   ping a backend that has been quiet this long [default: 30]
     --ping-timeout SECS    restart a backend that does not answer a ping in time [default: 10]
     -h, --help             print this help
@@ -73,6 +78,9 @@ struct Args {
     allowed_origins: Vec<String>,
     ping_interval: Duration,
     ping_timeout: Duration,
+    token: Option<String>,
+    no_auth: bool,
+    max_sessions: usize,
 }
 
 enum Command {
@@ -97,6 +105,11 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         allowed_origins: Vec::new(),
         ping_interval: Duration::from_secs(30),
         ping_timeout: Duration::from_secs(10),
+        token: std::env::var("MCP_GATEWAY_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        no_auth: false,
+        max_sessions: 10_000,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -113,6 +126,9 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("session-idle") => args.session_idle = secs(parser.value()?.parse()?)?,
             Long("ping-interval") => args.ping_interval = secs(parser.value()?.parse()?)?,
             Long("ping-timeout") => args.ping_timeout = secs(parser.value()?.parse()?)?,
+            Long("token") => args.token = Some(parser.value()?.string()?),
+            Long("no-auth") => args.no_auth = true,
+            Long("max-sessions") => args.max_sessions = parser.value()?.parse()?,
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
                 args.page_size = parser.value()?.parse()?;
@@ -200,6 +216,22 @@ fn serve(args: Args) -> Result<(), Failure> {
     let addr = http::Frontend::local_addr(&server)
         .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
     let client_url = client_url(addr);
+    let token = match auth_decision(addr.ip().is_loopback(), args.token.clone(), args.no_auth) {
+        Auth::Given(t) => Some(t),
+        Auth::Generated(t) => {
+            // Printed here only, never logged.
+            println!("A token was generated; clients must send 'Authorization: Bearer {t}'");
+            Some(t)
+        }
+        Auth::Open { warn } => {
+            if warn {
+                log::warn!(
+                    "SERVING {addr} WITHOUT AUTHENTICATION (--no-auth): anyone who can reach it can use every backend, including any shell"
+                );
+            }
+            None
+        }
+    };
     console!(
         "mcp-gateway {} | config {} | log {}",
         env!("CARGO_PKG_VERSION"),
@@ -244,6 +276,8 @@ fn serve(args: Args) -> Result<(), Failure> {
             allowed_origins: args.allowed_origins,
             loopback: addr.ip().is_loopback(),
             session_idle: args.session_idle,
+            token,
+            max_sessions: args.max_sessions,
         },
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
@@ -259,6 +293,24 @@ fn serve(args: Args) -> Result<(), Failure> {
     info!("stopped");
     log::logger().flush();
     Ok(())
+}
+
+#[derive(Debug, PartialEq)]
+enum Auth {
+    Given(String),
+    Generated(String),
+    Open { warn: bool },
+}
+
+/// Loopback needs no token unless one is given; any other address gets one, generated if
+/// need be, unless the user opts out (and is warned on every start).
+fn auth_decision(loopback: bool, token: Option<String>, no_auth: bool) -> Auth {
+    match (token, loopback, no_auth) {
+        (Some(t), _, _) => Auth::Given(t),
+        (None, true, _) => Auth::Open { warn: false },
+        (None, false, true) => Auth::Open { warn: true },
+        (None, false, false) => Auth::Generated(http::new_session_id()),
+    }
 }
 
 /// `host:port`, with an IPv6 address in brackets.
@@ -346,6 +398,21 @@ mod tests {
         assert_eq!(url("127.0.0.1:1234"), "http://127.0.0.1:1234");
         assert_eq!(url("[::1]:80"), "http://[::1]:80");
         assert_eq!(url("192.168.1.5:9000"), "http://192.168.1.5:9000");
+    }
+
+    #[test]
+    fn a_network_address_is_never_served_without_a_token_unless_asked() {
+        assert_eq!(auth_decision(true, None, false), Auth::Open { warn: false });
+        assert_eq!(
+            auth_decision(true, Some("t".into()), false),
+            Auth::Given("t".into())
+        );
+        assert_eq!(
+            auth_decision(false, Some("t".into()), true),
+            Auth::Given("t".into())
+        );
+        assert_eq!(auth_decision(false, None, true), Auth::Open { warn: true });
+        assert!(matches!(auth_decision(false, None, false), Auth::Generated(t) if t.len() == 32));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::jsonrpc::{INTERNAL_ERROR, Id, Message, Response};
 use crate::sse;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -123,6 +123,7 @@ pub fn start_sse(
     launch: Option<&Launch>,
     startup: Duration,
     hub: Sender<HubEvent>,
+    max_message: usize,
 ) -> Result<BackendHandle, String> {
     let child = match launch {
         Some(l) => Some(backend::spawn_logged(name, l)?),
@@ -144,6 +145,7 @@ pub fn start_sse(
                 &hub,
                 rx,
                 &stop_rx,
+                max_message,
             );
             if let Some(c) = child.as_mut() {
                 backend::kill_group(&mut c.child);
@@ -168,6 +170,7 @@ fn run_sse(
     hub: &Sender<HubEvent>,
     rx: Receiver<Message>,
     stop: &Receiver<()>,
+    max_message: usize,
 ) -> Option<String> {
     if let Some(c) = child {
         let started = Instant::now();
@@ -191,14 +194,15 @@ fn run_sse(
         let (hub, name, url) = (hub.clone(), name.to_string(), url.to_string());
         let body = response.into_body().into_reader();
         spawn(format!("backend-{name}-reader"), move || {
-            let (why, _) = read_sse_stream(body, instance, &name, &hub, None, |event| {
-                if event.event == "endpoint" {
-                    let _ = endpoint_tx.try_send(resolve(&url, event.data.trim()));
-                    true
-                } else {
-                    false
-                }
-            });
+            let (why, _) =
+                read_sse_stream(body, instance, &name, &hub, max_message, None, |event| {
+                    if event.event == "endpoint" {
+                        let _ = endpoint_tx.try_send(resolve(&url, event.data.trim()));
+                        true
+                    } else {
+                        false
+                    }
+                });
             let _ = ended_tx.send(why);
         })
     };
@@ -311,6 +315,7 @@ fn read_sse_stream(
     instance: InstanceId,
     name: &str,
     hub: &Sender<HubEvent>,
+    limit: usize,
     awaited: Option<&Id>,
     mut special: impl FnMut(&sse::Event) -> bool,
 ) -> (String, bool) {
@@ -319,10 +324,14 @@ fn read_sse_stream(
     let mut parser = sse::Parser::default();
     let mut line = Vec::new();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return ("the stream ended".into(), answered),
-            Ok(_) => {}
+        match backend::read_line_limited(&mut reader, &mut line, limit) {
+            Ok(backend::Line::End) => return ("the stream ended".into(), answered),
+            Ok(backend::Line::Text) => {}
+            Ok(backend::Line::TooLong(size)) => {
+                answered |= awaited.is_some();
+                backend::oversized(hub, instance, name, &line, size, limit);
+                continue;
+            }
             Err(e) => return (format!("the stream broke: {e}"), answered),
         }
         let Some(event) = parser.line(&String::from_utf8_lossy(&line)) else {
@@ -357,6 +366,7 @@ struct Remote {
     agent: Agent,
     hub: Sender<HubEvent>,
     session: Mutex<HttpSession>,
+    max_message: usize,
 }
 
 /// Connects to a Streamable HTTP server: every message is a POST (a request's on its own
@@ -368,8 +378,10 @@ pub fn start_http(
     url: &str,
     headers: &[(String, String)],
     hub: Sender<HubEvent>,
+    max_message: usize,
 ) -> Result<BackendHandle, String> {
     let remote = Arc::new(Remote {
+        max_message,
         instance,
         name: name.to_string(),
         url: url.to_string(),
@@ -501,8 +513,15 @@ impl Remote {
             _ => None,
         };
         if is_stream {
-            let (why, answered) =
-                read_sse_stream(body, self.instance, name, &self.hub, awaited, |_| false);
+            let (why, answered) = read_sse_stream(
+                body,
+                self.instance,
+                name,
+                &self.hub,
+                self.max_message,
+                awaited,
+                |_| false,
+            );
             debug!("backend '{name}': a POST response stream ended: {why}");
             if !answered {
                 let why = format!(
@@ -513,10 +532,20 @@ impl Remote {
             }
         } else {
             let mut text = String::new();
-            if let Err(e) = body.take(MAX_BODY).read_to_string(&mut text) {
+            if let Err(e) = body
+                .take(self.max_message as u64 + 1)
+                .read_to_string(&mut text)
+            {
                 let why = format!(
                     "backend '{name}': cannot read the answer from {}: {e}",
                     self.url
+                );
+                return undeliverable(&self.hub, self.instance, &msg, why);
+            }
+            if text.len() > self.max_message {
+                let why = format!(
+                    "backend '{name}' sent an answer over the {}-byte limit (maxMessageSize)",
+                    self.max_message
                 );
                 return undeliverable(&self.hub, self.instance, &msg, why);
             }
@@ -618,6 +647,7 @@ impl Remote {
             request = request.header(k, v);
         }
         let (hub, name, instance) = (self.hub.clone(), self.name.clone(), self.instance);
+        let max_message = self.max_message;
         let spawned = spawn(format!("backend-{name}-get"), move || {
             match request.call() {
                 Ok(r) if r.status().is_success() => {
@@ -626,6 +656,7 @@ impl Remote {
                         instance,
                         &name,
                         &hub,
+                        max_message,
                         None,
                         |_| false,
                     );

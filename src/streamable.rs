@@ -43,6 +43,10 @@ pub struct Streams {
 }
 
 impl Streams {
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<StreamSession>>> {
         self.sessions
             .lock()
@@ -242,6 +246,17 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                         400,
                         "missing Mcp-Session-Id header: start a session with initialize",
                     ),
+                );
+            }
+            if !http::room_for_a_session(shared) {
+                warn!(
+                    "http: refused a new session: {} sessions is the limit",
+                    shared.opts.max_sessions
+                );
+                return respond(
+                    rq,
+                    text(503, "too many sessions; try again later")
+                        .with_header(header("Retry-After", "5")),
                 );
             }
             match open_session(shared) {

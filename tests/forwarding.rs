@@ -399,7 +399,7 @@ fn large_lists_are_paged_with_the_gateways_own_cursor() {
             break;
         }
     }
-    assert_eq!(names.len(), 30);
+    assert_eq!(names.len(), 34);
     let mut sorted = names.clone();
     sorted.sort();
     sorted.dedup();

@@ -72,10 +72,10 @@ fn tools_list_is_prefixed_sorted_and_follows_every_page() {
             "{names:?}"
         );
     }
-    assert_eq!(names.len(), 30);
+    assert_eq!(names.len(), 34);
     assert!(
         gw.stdout()
-            .contains("2 of 2 backend(s) ready, 30 tool(s) exposed"),
+            .contains("2 of 2 backend(s) ready, 34 tool(s) exposed"),
         "{}",
         gw.stdout()
     );
@@ -286,7 +286,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
         "{out}"
     );
     assert!(
-        line("ok ").contains("ready") && line("ok ").contains("15 tools"),
+        line("ok ").contains("ready") && line("ok ").contains("17 tools"),
         "{out}"
     );
     assert!(out.contains("1 of 4 backend(s) ready"), "{out}");
@@ -667,4 +667,45 @@ fn a_backend_that_stops_answering_pings_is_restarted() {
     assert!(gw.wait_stdout("ready again"), "{}", gw.stdout());
     let r = c.call(json!(2), "fx__echo", json!({"text": "alive"}));
     assert_eq!(r["result"]["content"][0]["text"], "alive");
+}
+
+#[test]
+fn an_oversized_or_garbled_message_fails_only_its_own_request() {
+    let mut small = fixture(&[]);
+    small["maxMessageSize"] = json!(100_000);
+    let gw = Gateway::start(&json!({ "small": small, "fx": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(json!(1), "small__big", json!({"bytes": 200_000}));
+    let msg = r["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(msg.contains("over the 100000-byte limit"), "{msg}");
+    let r = c.call(json!(2), "small__echo", json!({"text": "still here"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still here");
+    // 20 MiB against the default 16 MiB limit.
+    let r = c.call(json!(3), "fx__big", json!({"bytes": 20 * 1024 * 1024}));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("over the 16777216-byte limit"),
+        "{}",
+        &r.to_string()[..200.min(r.to_string().len())]
+    );
+    let r = c.call(json!(4), "fx__big", json!({"bytes": 1024 * 1024}));
+    assert_eq!(
+        r["result"]["content"][0]["text"].as_str().unwrap().len(),
+        1024 * 1024,
+        "1 MiB is fine"
+    );
+    let r = c.call(json!(5), "fx__garbage", json!({}));
+    assert_eq!(r["result"]["content"][0]["text"], "survived");
+    assert!(
+        gw.wait_stderr("skipped a stdout line that is not UTF-8"),
+        "{}",
+        gw.stderr()
+    );
+    let r = c.call(json!(6), "fx__echo", json!({"text": "fine"}));
+    assert_eq!(r["result"]["content"][0]["text"], "fine");
 }
