@@ -253,35 +253,44 @@ fn supervise(
     stderr_drained: &Receiver<()>,
     last_stderr: &Mutex<String>,
 ) -> Option<String> {
-    select! {
-        recv(stdout_closed) -> _ => {
-            // stdout closed: the process ended or is about to.
-            let status = match child.wait_timeout(EXIT_GRACE) {
-                Ok(Some(status)) => status.to_string(),
-                _ => "stdout closed".to_string(),
-            };
-            kill_group(&mut child);
-            // Its last words explain it: let the stderr thread finish reading them.
-            let _ = stderr_drained.recv_timeout(Duration::from_secs(1));
-            let tail = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
-            let reason = if tail.is_empty() {
-                format!("exited ({status})")
-            } else {
-                format!("exited ({status}; last stderr line: {tail})")
-            };
-            warn!("backend '{name}': {reason}");
-            Some(reason)
-        }
-        recv(stop) -> _ => {
-            // The hub dropped our stdin sender before asking, so the writer closes stdin.
-            match child.wait_timeout(EXIT_GRACE) {
-                Ok(Some(status)) => debug!("backend '{name}': exited on stdin close ({status})"),
-                _ => info!("backend '{name}': did not exit within {EXIT_GRACE:?} of stdin closing; killing its process group"),
+    // The child's end shows as stdout closing, or, when something it started still holds
+    // stdout open, only as its exit: so watch both.
+    let status = loop {
+        select! {
+            recv(stdout_closed) -> _ => {
+                break match child.wait_timeout(EXIT_GRACE) {
+                    Ok(Some(status)) => status.to_string(),
+                    _ => "stdout closed".to_string(),
+                };
             }
-            kill_group(&mut child);
-            None
+            recv(stop) -> _ => {
+                // The hub dropped our stdin sender before asking, so the writer closes stdin.
+                match child.wait_timeout(EXIT_GRACE) {
+                    Ok(Some(status)) => debug!("backend '{name}': exited on stdin close ({status})"),
+                    _ => info!("backend '{name}': did not exit within {EXIT_GRACE:?} of stdin closing; killing its process group"),
+                }
+                kill_group(&mut child);
+                return None;
+            }
+            default(Duration::from_millis(250)) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    break status.to_string();
+                }
+            }
         }
-    }
+    };
+    kill_group(&mut child);
+    // What it wrote before dying reaches the hub first; its last words explain it.
+    let _ = stdout_closed.recv_timeout(Duration::from_secs(1));
+    let _ = stderr_drained.recv_timeout(Duration::from_secs(1));
+    let tail = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    let reason = if tail.is_empty() {
+        format!("exited ({status})")
+    } else {
+        format!("exited ({status}; last stderr line: {tail})")
+    };
+    warn!("backend '{name}': {reason}");
+    Some(reason)
 }
 
 fn write_stdin(name: &str, mut stdin: ChildStdin, rx: Receiver<Message>) {

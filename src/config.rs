@@ -38,6 +38,8 @@ pub struct Policy {
     pub restart: bool,
     /// Largest message taken from the backend, in bytes.
     pub max_message: usize,
+    /// Requests one instance works on at once; more wait in line (`maxConcurrent`).
+    pub max_concurrent: Option<usize>,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -60,6 +62,7 @@ impl Default for Policy {
             tool_timeouts: Vec::new(),
             restart: true,
             max_message: DEFAULT_MAX_MESSAGE,
+            max_concurrent: None,
         }
     }
 }
@@ -219,6 +222,7 @@ struct Validator<'a> {
 /// Fields every type takes.
 const COMMON_FIELDS: &[&str] = &[
     "maxMessageSize",
+    "maxConcurrent",
     "type",
     "prefix",
     "scope",
@@ -424,6 +428,17 @@ impl Validator<'_> {
                 _ => {
                     self.error(format!(
                         "{ctx}: field 'maxMessageSize': expected a number of bytes, at least 1024, got {v}"
+                    ));
+                    return None;
+                }
+            }
+        }
+        if let Some(v) = obj.get("maxConcurrent") {
+            match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n > 0 => policy.max_concurrent = Some(n),
+                _ => {
+                    self.error(format!(
+                        "{ctx}: field 'maxConcurrent': expected a whole number above 0, got {v}"
                     ));
                     return None;
                 }

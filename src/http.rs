@@ -48,13 +48,43 @@ pub struct Frontend {
     server: Arc<Server>,
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    writers: Writers,
+}
+
+/// Counts the threads writing to clients, so shutdown can let them finish.
+#[derive(Clone, Default)]
+pub struct Writers(Arc<std::sync::atomic::AtomicUsize>);
+
+/// Held by a writer thread while it runs.
+pub struct Writing(Writers);
+
+impl Writers {
+    pub fn enter(&self) -> Writing {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Writing(self.clone())
+    }
+
+    /// Waits, at most `limit`, for every writer to finish what it was given.
+    pub fn wait(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.0.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// State shared by the worker threads and stream writers.
 pub struct Shared {
     pub hub: Sender<HubEvent>,
+    pub writers: Writers,
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
-    live: Mutex<HashSet<SessionId>>,
+    live: Arc<Mutex<HashSet<SessionId>>>,
     pub streams: Streams,
     pub opts: Options,
 }
@@ -73,7 +103,8 @@ impl Frontend {
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             hub,
-            live: Mutex::new(HashSet::new()),
+            writers: Writers::default(),
+            live: Arc::default(),
             streams: Streams::default(),
             opts,
         });
@@ -106,15 +137,18 @@ impl Frontend {
                     crate::streamable::reap_idle(&shared2);
                 }
             })?;
+        let writers = shared.writers.clone();
         Ok(Frontend {
             server,
             stopping,
             workers,
+            writers,
         })
     }
 
-    /// Stops taking requests; open streams end when the hub drops their sessions.
-    pub fn stop(self) {
+    /// Stops taking requests; open streams end when the hub drops their sessions. Returns
+    /// the writers, to wait for them once the hub has answered everything.
+    pub fn stop(self) -> Writers {
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.server.unblock();
@@ -122,6 +156,7 @@ impl Frontend {
         for w in self.workers {
             let _ = w.join();
         }
+        self.writers
     }
 }
 
@@ -263,11 +298,16 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         .lock()
         .expect("no thread panics while holding the session set")
         .insert(session.clone());
+    let sink = LegacySink {
+        tx,
+        session: session.clone(),
+        live: shared.live.clone(),
+    };
     if shared
         .hub
         .send(HubEvent::ClientOpened {
             session: session.clone(),
-            sink: Box::new(tx),
+            sink: Box::new(sink),
         })
         .is_err()
     {
@@ -283,10 +323,12 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
     info!("session {session}: stream opened by {peer}");
     let writer = rq.into_writer();
     let shared2 = shared.clone();
+    let writing = shared.writers.enter();
     let spawned = thread::Builder::new()
         .name(format!("sse-{}", &session[..8]))
         .stack_size(WRITER_STACK)
         .spawn(move || {
+            let _writing = writing;
             let why = stream(writer, &rx, &session, shared2.opts.keepalive);
             debug!("session {session}: stream ended: {why}");
             shared2
@@ -298,6 +340,29 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         });
     if let Err(e) = spawned {
         warn!("http: cannot start a stream writer thread: {e}");
+    }
+}
+
+/// The hub's handle on a legacy session: its writer's queue. When the hub lets go of it
+/// (the client stopped reading, or shutdown), the session stops taking POSTs at once, even
+/// while its writer is still stuck on the dead socket.
+struct LegacySink {
+    tx: Sender<Outbound>,
+    session: SessionId,
+    live: Arc<Mutex<HashSet<SessionId>>>,
+}
+
+impl crate::hub::Sink for LegacySink {
+    fn offer(&self, out: Outbound) -> Result<(), crate::hub::Refused> {
+        self.tx.offer(out)
+    }
+}
+
+impl Drop for LegacySink {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&self.session);
+        }
     }
 }
 

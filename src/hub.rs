@@ -172,8 +172,8 @@ struct Instance {
     /// Pages gathered so far, per kind, while listing.
     listing: [Option<Vec<Map<String, Value>>>; 4],
     pages: [usize; 4],
-    /// Requests that arrived before the instance was ready.
-    queued: Vec<Request>,
+    /// Requests not sent yet: the instance is not ready, or is at its `maxConcurrent`.
+    queued: std::collections::VecDeque<Request>,
     last_used: Instant,
     log_level: Option<usize>,
     /// When it last said anything, and the deadline of a health ping in flight.
@@ -399,7 +399,7 @@ impl Hub {
                 init_deadline: Some(now + self.opts.init_timeout),
                 listing: Default::default(),
                 pages: [0; 4],
-                queued: Vec::new(),
+                queued: Default::default(),
                 last_used: now,
                 log_level: None,
                 last_heard: now,
@@ -1200,14 +1200,45 @@ impl Hub {
             .get_mut(&instance)
             .expect("instance_for returns a live instance");
         inst.last_used = Instant::now();
-        if inst.ready {
+        inst.queued.push_back(request);
+        self.pump(instance);
+        Ok(())
+    }
+
+    /// Sends queued requests to a ready instance, as many as its `maxConcurrent` allows.
+    fn pump(&mut self, instance: InstanceId) {
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        if !inst.ready || inst.queued.is_empty() {
+            return;
+        }
+        let limit = self.backends[inst.backend].spec.policy.max_concurrent;
+        let mut free = match limit {
+            None => usize::MAX,
+            Some(limit) => {
+                let pending = self
+                    .pending
+                    .values()
+                    .filter(|p| matches!(p, Pending::Client { instance: i, .. } if *i == instance))
+                    .count();
+                limit.saturating_sub(pending - inst.queued.len())
+            }
+        };
+        while free > 0 {
+            let Some(request) = self
+                .instances
+                .get_mut(&instance)
+                .and_then(|i| i.queued.pop_front())
+            else {
+                break;
+            };
+            free -= 1;
             if !self.send_instance(instance, Message::Request(request)) {
                 self.instance_failed(instance, "has closed its input".into());
+                return;
             }
-        } else {
-            inst.queued.push(request);
         }
-        Ok(())
     }
 
     fn client_notification(&mut self, session: &str, n: Notification) {
@@ -1274,6 +1305,8 @@ impl Hub {
                 params["reason"] = reason;
             }
             self.notify_instance(instance, "notifications/cancelled", Some(params));
+            // Its place is free for the next one in line.
+            self.pump(instance);
         }
     }
 
@@ -1442,6 +1475,7 @@ impl Hub {
                     outcome,
                 };
                 self.deliver(&session, Message::Response(reply));
+                self.pump(instance);
             }
             Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
             Pending::List { kind, .. } => self.listed(instance, kind, resp.outcome),
@@ -1619,12 +1653,9 @@ impl Hub {
         };
         inst.ready = true;
         inst.init_deadline = None;
-        let queued = std::mem::take(&mut inst.queued);
         let b = inst.backend;
         let is_source = self.backends[b].source == Some(instance);
-        for request in queued {
-            self.send_instance(instance, Message::Request(request));
-        }
+        self.pump(instance);
         if is_source {
             self.backends[b].ready_since = Some(Instant::now());
         }
@@ -2051,7 +2082,15 @@ impl Hub {
             self.sessions.len(),
             self.pending.len()
         );
-        self.sessions.clear(); // ends every stream
+        // Every request still waiting gets its answer before the streams close.
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Pending::Client { session, id, .. } = p {
+                let reply =
+                    Response::error(Some(id), INTERNAL_ERROR, "the gateway is shutting down");
+                self.deliver(&session, Message::Response(reply));
+            }
+        }
+        self.sessions.clear(); // ends every stream, after what is queued on it
         let mut threads = std::mem::take(&mut self.stopped);
         for (_, mut inst) in self.instances.drain() {
             if let Some(conn) = inst.conn.take() {

@@ -284,9 +284,11 @@ fn serve(args: Args) -> Result<(), Failure> {
 
     let _ = signal_rx.recv();
     console!("shutting down");
-    frontend.stop();
+    let writers = frontend.stop();
     let _ = hub_tx.send(hub::HubEvent::Shutdown);
     let supervisors = hub_thread.join().unwrap_or_default();
+    // The hub answered every pending request; let those answers reach their clients.
+    writers.wait(Duration::from_secs(2));
     for s in supervisors {
         let _ = s.join();
     }

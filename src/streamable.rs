@@ -315,10 +315,12 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         return respond(rq, text(202, "Accepted"));
     }
     let keepalive = shared.opts.keepalive;
+    let writing = shared.writers.enter();
     let spawned = thread::Builder::new()
         .name(format!("mcp-{}", &session.id[..8]))
         .stack_size(WRITER_STACK)
         .spawn(move || {
+            let _writing = writing;
             if quick {
                 answer_json(rq, &session, &rx, &ids);
             } else {
@@ -553,10 +555,12 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
             .unwrap_or_default()
     );
     let keepalive = shared.opts.keepalive;
+    let writing = shared.writers.enter();
     let spawned = thread::Builder::new()
         .name(format!("get-{}", &session.id[..8]))
         .stack_size(WRITER_STACK)
         .spawn(move || {
+            let _writing = writing;
             let mut w = rq.into_writer();
             let mut bytes = http::sse_head(&format!("Mcp-Session-Id: {}\r\n", session.id)).into_bytes();
             for e in &backlog {

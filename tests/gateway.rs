@@ -709,3 +709,64 @@ fn an_oversized_or_garbled_message_fails_only_its_own_request() {
     let r = c.call(json!(6), "fx__echo", json!({"text": "fine"}));
     assert_eq!(r["result"]["content"][0]["text"], "fine");
 }
+
+#[test]
+fn calls_in_flight_at_ctrl_c_are_answered_before_the_gateway_exits() {
+    let mut gw = one_fixture();
+    let legacy = gw.connect();
+    legacy.initialize();
+    legacy.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "fx__sleep", "arguments": {"ms": 10000}}}));
+    let port = gw.port;
+    let streamable = std::thread::spawn(move || {
+        let c = util::McpClient::connect(port);
+        c.call(json!("slow2"), "fx__sleep", json!({"ms": 10000}))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(gw.signal_and_wait(libc::SIGINT).success());
+    let r = legacy.response(&json!("slow"));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{r}"
+    );
+    let r = streamable.join().unwrap();
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{r}"
+    );
+}
+
+#[test]
+fn max_concurrent_queues_requests_instead_of_failing_them() {
+    let mut spec = fixture(&[]);
+    spec["maxConcurrent"] = json!(1);
+    let gw = Gateway::start(&json!({ "one": spec, "many": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    for b in ["one", "many"] {
+        c.send(&json!({"jsonrpc": "2.0", "id": format!("{b}-slow"), "method": "tools/call", "params": {"name": format!("{b}__sleep"), "arguments": {"ms": 600}}}));
+        c.send(&json!({"jsonrpc": "2.0", "id": format!("{b}-fast"), "method": "tools/call", "params": {"name": format!("{b}__echo"), "arguments": {"text": "quick"}}}));
+    }
+    let order: Vec<String> = (0..4)
+        .map(|_| {
+            c.next_message(util::WAIT).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let pos = |id: &str| order.iter().position(|o| o == id).unwrap();
+    assert!(
+        pos("many-fast") < pos("many-slow"),
+        "without a limit the quick call overtakes: {order:?}"
+    );
+    assert!(
+        pos("one-slow") < pos("one-fast"),
+        "with maxConcurrent 1 it waits its turn: {order:?}"
+    );
+}

@@ -658,3 +658,41 @@ pub fn everything() -> PathBuf {
     );
     path
 }
+
+/// A process's thread count and open file descriptors, from /proc.
+pub fn resources(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (threads, fds)
+}
+
+/// Waits until the process is back to (at most) `baseline` threads and descriptors.
+pub fn settles_to(pid: u32, baseline: (usize, usize)) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = resources(pid);
+        if now.0 <= baseline.0 && now.1 <= baseline.1 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| {
+                    d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                        .map(|p| p.display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "threads, fds: {now:?}, allowed {baseline:?}; open: {fds:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
