@@ -90,8 +90,31 @@ pub struct Shared {
 }
 
 impl Frontend {
-    pub fn bind(addr: &str) -> Result<Server, String> {
-        Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+    /// Listens on `addr`, with TLS when `tls` names a certificate and key (PEM files).
+    pub fn bind(
+        addr: &str,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Server, String> {
+        let Some((cert, key)) = tls else {
+            return Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"));
+        };
+        #[cfg(feature = "tls")]
+        {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| format!("cannot read '{}': {e}", p.display()))
+            };
+            let config = tiny_http::SslConfig {
+                certificate: read(cert)?,
+                private_key: read(key)?,
+            };
+            Server::https(addr, config)
+                .map_err(|e| format!("cannot listen with TLS on {addr}: {e}"))
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (cert, key);
+            Err("this build has no TLS support: build with `cargo build --release --features tls`, or put a TLS-terminating proxy in front".into())
+        }
     }
 
     pub fn local_addr(server: &Server) -> Option<SocketAddr> {

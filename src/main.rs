@@ -57,6 +57,9 @@ OPTIONS:
                            generated and printed when none is given)
     --no-auth              serve a non-loopback --host without a token (not recommended)
     --max-sessions N       sessions beyond this get 503 [default: 10000]
+    --tls-cert FILE        serve HTTPS with this PEM certificate chain (with --tls-key;
+                           builds with --features tls)
+    --tls-key FILE         the PEM private key for --tls-cert
     --ping-interval SECS   ping a backend that has been quiet this long [default: 30]
     --ping-timeout SECS    restart a backend that does not answer a ping in time [default: 10]
     -h, --help             print this help
@@ -81,6 +84,8 @@ struct Args {
     token: Option<String>,
     no_auth: bool,
     max_sessions: usize,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 enum Command {
@@ -110,6 +115,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             .filter(|t| !t.is_empty()),
         no_auth: false,
         max_sessions: 10_000,
+        tls_cert: None,
+        tls_key: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -128,6 +135,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("ping-timeout") => args.ping_timeout = secs(parser.value()?.parse()?)?,
             Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
+            Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
+            Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
             Long("max-sessions") => args.max_sessions = parser.value()?.parse()?,
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
@@ -211,11 +220,23 @@ fn serve(args: Args) -> Result<(), Failure> {
     }
     raise_fd_limit();
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => {
+            return Err(Failure::Usage(
+                "--tls-cert and --tls-key go together".into(),
+            ));
+        }
+    };
     let server =
-        http::Frontend::bind(&listen_addr(&args.host, args.port)).map_err(Failure::Runtime)?;
+        http::Frontend::bind(&listen_addr(&args.host, args.port), tls).map_err(Failure::Runtime)?;
     let addr = http::Frontend::local_addr(&server)
         .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
-    let client_url = client_url(addr);
+    let mut client_url = client_url(addr);
+    if tls.is_some() {
+        client_url = client_url.replacen("http://", "https://", 1);
+    }
     let token = match auth_decision(addr.ip().is_loopback(), args.token.clone(), args.no_auth) {
         Auth::Given(t) => Some(t),
         Auth::Generated(t) => {

@@ -122,3 +122,95 @@ fn a_duplicate_request_id_in_flight_is_refused() {
     let second = c.next_message(util::WAIT).unwrap();
     assert_eq!(second["result"]["content"][0]["text"], "first");
 }
+
+/// HTTPS on the front end, in a build with `--features tls` (tests/run runs this test that
+/// way too).
+#[cfg(feature = "tls")]
+#[test]
+fn tls_serves_https_with_the_given_certificate() {
+    let dir = util::TempDir::new();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes a test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        gw.stdout()
+            .contains(&format!("https://127.0.0.1:{}/mcp", gw.port)),
+        "{}",
+        gw.stdout()
+    );
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(true)
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}});
+    let mut response = agent
+        .post(&format!("https://127.0.0.1:{}/mcp", gw.port))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .send(init.to_string())
+        .expect("an HTTPS answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["result"]["serverInfo"]["name"], "mcp-gateway");
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn asking_for_tls_in_a_build_without_it_says_how_to_get_it() {
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{}").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args([
+            "--port",
+            "0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--log-dir",
+        ])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features tls"), "{err}");
+}
