@@ -225,5 +225,10 @@ fn kill_group(pid: u32) {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn kill_group(pid: u32) {
+    crate::backend::kill_tree(pid);
+}
+
+#[cfg(not(any(unix, windows)))]
 fn kill_group(_pid: u32) {}

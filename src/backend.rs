@@ -499,7 +499,17 @@ fn own_process_group(cmd: &mut Command) {
     cmd.process_group(0);
 }
 
-#[cfg(not(unix))]
+/// On Windows: its own process group (so a console Ctrl-C does not reach it) and no
+/// console window of its own.
+#[cfg(windows)]
+fn own_process_group(cmd: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+}
+
+#[cfg(not(any(unix, windows)))]
 fn own_process_group(_cmd: &mut Command) {}
 
 /// Kills the child's whole process group (the child and everything it started), then reaps
@@ -516,7 +526,26 @@ pub fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-#[cfg(not(unix))]
+/// On Windows, `taskkill /T` ends the child and every process it started.
+#[cfg(windows)]
+pub fn kill_group(child: &mut Child) {
+    kill_tree(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Ends process `pid` and its descendants (Windows: `taskkill /T /F`).
+#[cfg(windows)]
+pub fn kill_tree(pid: u32) {
+    let _ = Command::new("taskkill")
+        .args(["/T", "/F", "/PID", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[cfg(not(any(unix, windows)))]
 pub fn kill_group(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
