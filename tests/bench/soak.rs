@@ -47,7 +47,7 @@ fn main() {
                 c.initialize();
                 let mut i: u64 = 0;
                 while !stop.load(Ordering::SeqCst) {
-                    let backend = if i % 2 == 0 { "fx" } else { "steady" };
+                    let backend = if i.is_multiple_of(2) { "fx" } else { "steady" };
                     sent.fetch_add(1, Ordering::SeqCst);
                     let r = c.call(
                         json!(i),
