@@ -13,6 +13,15 @@ use std::time::Duration;
 pub struct Config {
     /// In file order: the order decides who keeps a contested name.
     pub backends: Vec<BackendSpec>,
+    /// The gateway's own settings: the top-level `"gateway"` object (a reserved name).
+    pub settings: Settings,
+}
+
+/// Gateway settings from the config file; command-line flags take precedence.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Bearer token clients must send (`${VAR}` expanded).
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +164,13 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         warnings: Vec::new(),
         lookup,
     };
+    // "gateway" is reserved for the gateway's own settings, in either shape.
+    let mut settings = Settings::default();
+    let mut top = top;
+    if let Some(pos) = top.0.iter().position(|(k, _)| k == "gateway") {
+        let (_, value) = top.0.remove(pos);
+        settings = v.settings(&value);
+    }
     let entries = match top.get("mcpServers") {
         Some(_) => {
             let mut entries = None;
@@ -189,7 +205,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     }
     if v.errors.is_empty() {
         Ok(Loaded {
-            config: Config { backends },
+            config: Config { backends, settings },
             warnings: v.warnings,
         })
     } else {
@@ -244,6 +260,34 @@ impl Validator<'_> {
 
     fn warn(&mut self, message: String) {
         self.warnings.push(message);
+    }
+
+    fn settings(&mut self, value: &Value) -> Settings {
+        let mut settings = Settings::default();
+        let Some(obj) = value.as_object() else {
+            self.error(format!(
+                "config: 'gateway' (the gateway's own settings; a backend cannot take this name) must be an object, got {}",
+                kind(value)
+            ));
+            return settings;
+        };
+        for (key, value) in obj {
+            match (key.as_str(), value) {
+                ("token", Value::String(t)) => {
+                    settings.token = self
+                        .expand("config: 'gateway'", "token", t)
+                        .filter(|t| !t.is_empty());
+                }
+                ("token", other) => self.error(format!(
+                    "config: 'gateway': field 'token': expected a string, got {}",
+                    kind(other)
+                )),
+                (other, _) => self.warn(format!(
+                    "config: 'gateway': unknown setting '{other}' (ignored)"
+                )),
+            }
+        }
+        settings
     }
 
     fn backend(&mut self, name: &str, value: &Value) -> Option<BackendSpec> {
@@ -1007,6 +1051,20 @@ mod tests {
         );
         assert!(errs[0].contains("field 'restart'"), "{errs:?}");
         assert!(errs[1].contains("field 'toolTimeouts': 't'"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_gateway_key_holds_settings_in_both_shapes() {
+        let loaded = ok(r#"{"gateway": {"token": "${TOKEN}"}, "a": {"command": "x"}}"#);
+        assert_eq!(loaded.config.settings.token.as_deref(), Some("s3cret"));
+        assert_eq!(loaded.config.backends.len(), 1);
+        let loaded = ok(r#"{"gateway": {"token": "t"}, "mcpServers": {"a": {"command": "x"}}}"#);
+        assert_eq!(loaded.config.settings.token.as_deref(), Some("t"));
+        let errs = errors(r#"{"gateway": {"command": "x", "token": 5}}"#);
+        assert!(
+            errs[0].contains("'gateway': field 'token': expected a string"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -237,7 +237,9 @@ fn serve(args: Args) -> Result<(), Failure> {
     if tls.is_some() {
         client_url = client_url.replacen("http://", "https://", 1);
     }
-    let token = match auth_decision(addr.ip().is_loopback(), args.token.clone(), args.no_auth) {
+    // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
+    let given = args.token.clone().or(loaded.config.settings.token.clone());
+    let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
         Auth::Given(t) => Some(t),
         Auth::Generated(t) => {
             // Printed here only, never logged.

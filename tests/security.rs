@@ -214,3 +214,41 @@ fn asking_for_tls_in_a_build_without_it_says_how_to_get_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--features tls"), "{err}");
 }
+
+#[test]
+fn the_token_can_come_from_the_config() {
+    let gw = Gateway::start(&json!({ "gateway": {"token": "config-token"}, "fx": fixture(&[]) }));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}});
+    let (status, _, _) = McpClient::post(gw.port, None, &[], &init);
+    assert_eq!(status, 401);
+    let (status, _, _) = McpClient::post(
+        gw.port,
+        None,
+        &[("Authorization", "Bearer config-token")],
+        &init,
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_huge_header_gets_an_error_and_harms_nobody() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let c = McpClient::connect(gw.port);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(util::WAIT)).unwrap();
+    use std::io::{Read, Write};
+    let big = "a".repeat(1024 * 1024);
+    let _ = write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {big}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    let r = c.call(json!(1), "fx__echo", json!({"text": "unharmed"}));
+    assert_eq!(r["result"]["content"][0]["text"], "unharmed");
+}
