@@ -187,3 +187,31 @@ fn fifty_clients_calling_while_a_backend_keeps_crashing_each_get_one_answer_per_
     util::settles_to(gw.pid(), (first.0 + 2, first.1 + 2))
         .unwrap_or_else(|e| panic!("leaked after round two ({second:?}): {e}"));
 }
+
+#[test]
+fn a_client_that_vanishes_mid_call_has_its_calls_cancelled() {
+    let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--sse-keepalive", "1"]);
+    let c = gw.connect();
+    c.initialize();
+    c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__sleep", "arguments": {"ms": 5000}}}));
+    c.close();
+    let watcher = gw.connect();
+    watcher.initialize();
+    let deadline = std::time::Instant::now() + util::WAIT;
+    loop {
+        let state: Value = serde_json::from_str(
+            watcher.call(json!("s"), "fx__state", json!({}))["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        if state["cancelled"].as_array().is_some_and(|c| c.len() == 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the vanished client's call was never cancelled: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
