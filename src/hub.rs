@@ -723,7 +723,15 @@ impl Hub {
             match inst.ping_deadline {
                 Some(d) if d <= now => unanswered.push(id),
                 Some(_) => {}
-                None if inst.ready && now.duration_since(inst.last_heard) >= interval => {
+                // Only idle ones: a server busy with a long call may not answer until it is
+                // done, and that is no reason to kill it.
+                None if inst.ready
+                    && now.duration_since(inst.last_heard) >= interval
+                    && !self
+                        .pending
+                        .values()
+                        .any(|p| matches!(p, Pending::Client { instance: i, .. } if *i == id)) =>
+                {
                     quiet.push(id)
                 }
                 None => {}

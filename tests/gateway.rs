@@ -770,3 +770,25 @@ fn max_concurrent_queues_requests_instead_of_failing_them() {
         "with maxConcurrent 1 it waits its turn: {order:?}"
     );
 }
+
+#[test]
+fn a_busy_backend_is_not_pinged_to_death() {
+    // This backend answers nothing while a call runs, pings included.
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&["--sequential"]) }),
+        &["--ping-interval", "1", "--ping-timeout", "1"],
+    );
+    let c = gw.connect();
+    c.initialize();
+    let r = c.call(
+        json!(1),
+        "fx__sleep",
+        json!({"ms": 3500, "text": "finished"}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "finished", "{r}");
+    assert!(
+        !gw.stdout().contains("did not answer a ping"),
+        "{}",
+        gw.stdout()
+    );
+}
