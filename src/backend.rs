@@ -142,15 +142,32 @@ pub fn launch_for(spec: &BackendSpec, self_exe: &str) -> Option<Launch> {
         Transport::Builtin {
             server,
             timeout_secs,
+            max_output,
+            cwd,
+            env,
+            allow,
+            deny,
         } => {
             let mut args = vec!["builtin".to_string(), server.clone()];
             if let Some(t) = timeout_secs {
                 args.extend(["--timeout".to_string(), t.to_string()]);
             }
+            if let Some(m) = max_output {
+                args.extend(["--max-output".to_string(), m.to_string()]);
+            }
+            if let Some(d) = cwd {
+                args.extend(["--cwd".to_string(), d.clone()]);
+            }
+            for p in allow {
+                args.extend(["--allow".to_string(), p.clone()]);
+            }
+            for p in deny {
+                args.extend(["--deny".to_string(), p.clone()]);
+            }
             Some(Launch {
                 command: self_exe.to_string(),
                 args,
-                env: Vec::new(),
+                env: env.clone(),
                 cwd: None,
             })
         }

@@ -112,6 +112,13 @@ pub enum Transport {
     Builtin {
         server: String,
         timeout_secs: Option<u64>,
+        /// Bytes kept of each command's stdout and stderr.
+        max_output: Option<u64>,
+        /// Where commands run, what they get in their environment, and which may run.
+        cwd: Option<String>,
+        env: Vec<(String, String)>,
+        allow: Vec<String>,
+        deny: Vec<String>,
     },
 }
 
@@ -153,7 +160,7 @@ pub struct Loaded {
 }
 
 /// Built-in servers this binary can run (see `servers/`).
-pub const BUILTIN_SERVERS: &[&str] = &["bash"];
+pub const BUILTIN_SERVERS: &[&str] = &["bash", "cmd", "powershell", "wmi"];
 
 /// Parses and validates a config file's text. `lookup` resolves `${VAR}`.
 pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
@@ -251,7 +258,7 @@ const COMMON_FIELDS: &[&str] = &[
 const STDIO_FIELDS: &[&str] = &["command", "args", "env", "cwd"];
 const SSE_FIELDS: &[&str] = &["url", "command", "args", "env", "cwd", "startupTimeout"];
 const HTTP_FIELDS: &[&str] = &["url", "headers"];
-const BUILTIN_FIELDS: &[&str] = &["server"];
+const BUILTIN_FIELDS: &[&str] = &["server", "maxOutput", "cwd", "env", "allow", "deny"];
 
 impl Validator<'_> {
     fn error(&mut self, message: String) {
@@ -678,9 +685,56 @@ impl Validator<'_> {
                 }
             },
         };
+        let max_output = match obj.get("maxOutput") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(format!(
+                        "{ctx}: field 'maxOutput': expected a number of bytes above 0, got {v}"
+                    ));
+                    return None;
+                }
+            },
+        };
+        let cwd = match obj.get("cwd") {
+            None => None,
+            Some(Value::String(d)) => Some(self.expand(ctx, "cwd", d)?),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'cwd': expected a string, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+        };
+        let env = self.string_map(ctx, obj, "env")?;
+        let mut patterns = |field: &str| -> Option<Vec<String>> {
+            match obj.get(field) {
+                None => Some(Vec::new()),
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                ),
+                Some(other) => {
+                    self.error(format!(
+                        "{ctx}: field '{field}': expected a list of command patterns (strings, * for anything), got {other}"
+                    ));
+                    None
+                }
+            }
+        };
+        let (allow, deny) = (patterns("allow")?, patterns("deny")?);
         Some(Transport::Builtin {
             server,
             timeout_secs,
+            max_output,
+            cwd,
+            env,
+            allow,
+            deny,
         })
     }
 
@@ -890,7 +944,12 @@ mod tests {
             b[2].transport,
             Transport::Builtin {
                 server: "bash".into(),
-                timeout_secs: Some(5)
+                timeout_secs: Some(5),
+                max_output: None,
+                cwd: None,
+                env: Vec::new(),
+                allow: Vec::new(),
+                deny: Vec::new(),
             }
         );
         assert!(
