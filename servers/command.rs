@@ -113,7 +113,7 @@ impl Runner {
         if let Some(dir) = &job.cwd {
             cmd.current_dir(dir);
         }
-        own_group(&mut cmd);
+        crate::tree::prepare(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -129,6 +129,7 @@ impl Runner {
                 );
             }
         };
+        crate::tree::adopt(&child);
         let pid = child.id();
         self.lock().insert(pid);
         let stdout = Capture::start(
@@ -162,10 +163,10 @@ impl Runner {
                 last_progress = Instant::now();
             }
         };
-        if !matches!(ending, Ending::Exited(_)) {
-            kill_tree(pid);
-            let _ = child.kill();
-            let _ = child.wait();
+        if matches!(ending, Ending::Exited(_)) {
+            crate::tree::release(pid);
+        } else {
+            crate::tree::kill_child(&mut child);
         }
         self.lock().remove(&pid);
         let deadline = Instant::now() + DRAIN_GRACE;
@@ -203,7 +204,7 @@ impl Runner {
     /// Ends every command still running (the gateway closed our stdin).
     pub fn kill_all(&self) {
         for pid in self.lock().drain() {
-            kill_tree(pid);
+            crate::tree::kill(pid);
         }
     }
 
@@ -335,40 +336,6 @@ impl Capture {
         text
     }
 }
-
-#[cfg(unix)]
-fn own_group(cmd: &mut Command) {
-    std::os::unix::process::CommandExt::process_group(cmd, 0);
-}
-
-#[cfg(windows)]
-fn own_group(cmd: &mut Command) {
-    use std::os::windows::process::CommandExt;
-    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-}
-
-#[cfg(not(any(unix, windows)))]
-fn own_group(_cmd: &mut Command) {}
-
-#[cfg(unix)]
-fn kill_tree(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-}
-
-#[cfg(windows)]
-fn kill_tree(pid: u32) {
-    crate::backend::kill_tree(pid);
-}
-
-#[cfg(not(any(unix, windows)))]
-fn kill_tree(_pid: u32) {}
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,7 @@ pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> 
             drop(done);
         };
         if let Err(e) = spawn_named(format!("backend-{name}-{which}"), drain) {
-            kill_group(&mut child);
+            crate::tree::kill_child(&mut child);
             return Err(e);
         }
     }
@@ -187,10 +187,11 @@ fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, Strin
     if let Some(dir) = &launch.cwd {
         cmd.current_dir(dir);
     }
-    own_process_group(&mut cmd);
+    crate::tree::prepare(&mut cmd);
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start '{}': {e}", launch.command))?;
+    crate::tree::adopt(&child);
     info!(
         "backend '{name}': started '{}' with {} argument(s), pid {}",
         launch.command,
@@ -239,7 +240,7 @@ pub fn start(
         Ok::<(), String>(())
     })();
     if let Err(e) = spawned {
-        kill_group(&mut child);
+        crate::tree::kill_child(&mut child);
         return Err(e);
     }
     let n = name.to_string();
@@ -286,7 +287,7 @@ fn supervise(
                     Ok(Some(status)) => debug!("backend '{name}': exited on stdin close ({status})"),
                     _ => info!("backend '{name}': did not exit within {EXIT_GRACE:?} of stdin closing; killing its process group"),
                 }
-                kill_group(&mut child);
+                crate::tree::kill_child(&mut child);
                 return None;
             }
             default(Duration::from_millis(250)) => {
@@ -296,7 +297,7 @@ fn supervise(
             }
         }
     };
-    kill_group(&mut child);
+    crate::tree::kill_child(&mut child);
     // What it wrote before dying reaches the hub first; its last words explain it.
     let _ = stdout_closed.recv_timeout(Duration::from_secs(1));
     let _ = stderr_drained.recv_timeout(Duration::from_secs(1));
@@ -508,64 +509,6 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), St
         .spawn(f)
         .map(|_| ())
         .map_err(|e| format!("cannot start a thread: {e}"))
-}
-
-#[cfg(unix)]
-fn own_process_group(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-}
-
-/// On Windows: its own process group (so a console Ctrl-C does not reach it) and no
-/// console window of its own.
-#[cfg(windows)]
-fn own_process_group(cmd: &mut Command) {
-    use std::os::windows::process::CommandExt;
-    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-}
-
-#[cfg(not(any(unix, windows)))]
-fn own_process_group(_cmd: &mut Command) {}
-
-/// Kills the child's whole process group (the child and everything it started), then reaps
-/// the child. Harmless when they are already gone.
-#[cfg(unix)]
-pub fn kill_group(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// On Windows, `taskkill /T` ends the child and every process it started.
-#[cfg(windows)]
-pub fn kill_group(child: &mut Child) {
-    kill_tree(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Ends process `pid` and its descendants (Windows: `taskkill /T /F`).
-#[cfg(windows)]
-pub fn kill_tree(pid: u32) {
-    let _ = Command::new("taskkill")
-        .args(["/T", "/F", "/PID", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-#[cfg(not(any(unix, windows)))]
-pub fn kill_group(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[cfg(test)]

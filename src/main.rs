@@ -28,6 +28,7 @@ mod remote;
 mod servers;
 mod sse;
 mod streamable;
+mod tree;
 
 use log::{LevelFilter, error, info};
 use std::path::{Path, PathBuf};

@@ -148,7 +148,7 @@ pub fn start_sse(
                 max_message,
             );
             if let Some(c) = child.as_mut() {
-                backend::kill_group(&mut c.child);
+                crate::tree::kill_child(&mut c.child);
             }
             if let Some(reason) = why {
                 warn!("backend '{name}': {reason}");

@@ -1,0 +1,175 @@
+//! Process trees: a child and everything it starts, ended together.
+//!
+//! Unix: the child leads its own process group, and the group is killed. Windows: the child
+//! is put in a job object that kills its processes when the job is terminated or closed
+//! (and `taskkill /T` is the fallback). Used by the backends and the built-in servers'
+//! commands; nothing else here.
+
+use std::process::{Child, Command};
+
+/// Sets up `cmd` so that the child it starts heads a tree of its own.
+pub fn prepare(cmd: &mut Command) {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        // Its own process group (a console Ctrl-C does not reach it), and no window.
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    }
+    #[cfg(not(any(unix, windows)))]
+    let _ = cmd;
+}
+
+/// Takes charge of a just-started child's tree (Windows: puts it in a job object).
+pub fn adopt(child: &Child) {
+    #[cfg(windows)]
+    job::adopt(child);
+    #[cfg(not(windows))]
+    let _ = child;
+}
+
+/// Ends the tree started by process `pid` (it may be gone already).
+pub fn kill(pid: u32) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    #[cfg(windows)]
+    job::kill(pid);
+    #[cfg(not(any(unix, windows)))]
+    let _ = pid;
+}
+
+/// The tree's root ended normally: let go of it (Windows: closing its job ends whatever
+/// it left running; Unix: nothing to do).
+pub fn release(pid: u32) {
+    #[cfg(windows)]
+    job::release(pid);
+    #[cfg(not(windows))]
+    let _ = pid;
+}
+
+/// Ends the tree and reaps the child.
+pub fn kill_child(child: &mut Child) {
+    kill(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(windows)]
+mod job {
+    //! Windows job objects, declared by hand (a handful of kernel32 calls).
+    use std::collections::HashMap;
+    use std::ffi::c_void;
+    use std::os::windows::io::AsRawHandle;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Mutex, OnceLock};
+
+    type Handle = *mut c_void;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct BasicLimits {
+        per_process_user_time_limit: i64,
+        per_job_user_time_limit: i64,
+        limit_flags: u32,
+        minimum_working_set_size: usize,
+        maximum_working_set_size: usize,
+        active_process_limit: u32,
+        affinity: usize,
+        priority_class: u32,
+        scheduling_class: u32,
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct ExtendedLimits {
+        basic: BasicLimits,
+        io_counters: [u64; 6],
+        process_memory_limit: usize,
+        job_memory_limit: usize,
+        peak_process_memory_used: usize,
+        peak_job_memory_used: usize,
+    }
+
+    const JOB_OBJECT_EXTENDED_LIMIT_INFORMATION: i32 = 9;
+    const JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE: u32 = 0x2000;
+
+    unsafe extern "system" {
+        fn CreateJobObjectW(attributes: *mut c_void, name: *const u16) -> Handle;
+        fn SetInformationJobObject(job: Handle, class: i32, info: *mut c_void, length: u32) -> i32;
+        fn AssignProcessToJobObject(job: Handle, process: Handle) -> i32;
+        fn TerminateJobObject(job: Handle, exit_code: u32) -> i32;
+        fn CloseHandle(handle: Handle) -> i32;
+    }
+
+    /// Job handles by the pid of the process whose tree they hold.
+    struct Jobs(Mutex<HashMap<u32, usize>>);
+
+    fn jobs() -> &'static Jobs {
+        static JOBS: OnceLock<Jobs> = OnceLock::new();
+        JOBS.get_or_init(|| Jobs(Mutex::new(HashMap::new())))
+    }
+
+    pub fn adopt(child: &Child) {
+        // SAFETY: plain kernel32 calls on handles this function owns (the job) or borrows
+        // for the call (the child's process handle); the info struct lives on the stack.
+        unsafe {
+            let job = CreateJobObjectW(std::ptr::null_mut(), std::ptr::null());
+            if job.is_null() {
+                return;
+            }
+            let mut info = ExtendedLimits::default();
+            info.basic.limit_flags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            let size = std::mem::size_of::<ExtendedLimits>() as u32;
+            let set = SetInformationJobObject(
+                job,
+                JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
+                (&mut info as *mut ExtendedLimits).cast(),
+                size,
+            );
+            if set == 0 || AssignProcessToJobObject(job, child.as_raw_handle().cast()) == 0 {
+                CloseHandle(job);
+                return;
+            }
+            if let Ok(mut jobs) = jobs().0.lock() {
+                jobs.insert(child.id(), job as usize);
+            }
+        }
+    }
+
+    pub fn release(pid: u32) {
+        if let Some(job) = jobs().0.lock().ok().and_then(|mut j| j.remove(&pid)) {
+            // SAFETY: the handle came from CreateJobObjectW and is closed exactly once here.
+            unsafe {
+                CloseHandle(job as Handle);
+            }
+        }
+    }
+
+    pub fn kill(pid: u32) {
+        let job = jobs().0.lock().ok().and_then(|mut j| j.remove(&pid));
+        match job {
+            // SAFETY: the handle came from CreateJobObjectW and is closed exactly once here.
+            Some(job) => unsafe {
+                TerminateJobObject(job as Handle, 1);
+                CloseHandle(job as Handle);
+            },
+            // Not ours (or no job could be made): ask taskkill for the tree.
+            None => {
+                let _ = Command::new("taskkill")
+                    .args(["/T", "/F", "/PID", &pid.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
