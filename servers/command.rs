@@ -310,20 +310,7 @@ impl Capture {
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok();
         let c = self.lock();
-        let mut text = match std::str::from_utf8(&c.bytes) {
-            Ok(t) => t.to_string(),
-            // A cut may split a character: that is not worth a note.
-            Err(e) if c.dropped > 0 && e.error_len().is_none() => {
-                String::from_utf8_lossy(&c.bytes[..e.valid_up_to()]).into_owned()
-            }
-            Err(_) => {
-                let mut t = String::from_utf8_lossy(&c.bytes).into_owned();
-                t.push_str(
-                    "\n[the output was not valid UTF-8; invalid bytes are shown as \u{fffd}]\n",
-                );
-                t
-            }
-        };
+        let mut text = decode(&c.bytes, c.dropped > 0);
         if c.dropped > 0 {
             text.push_str(&format!(
                 "\n[output cut: {} more bytes not shown]\n",
@@ -334,6 +321,64 @@ impl Capture {
             text.push_str("\n[output incomplete: a background process still holds it open]\n");
         }
         text
+    }
+}
+
+/// Command output as text: UTF-8; on Windows, failing that, the console's code page (what
+/// `cmd.exe` and most console programs write); failing both, lossy UTF-8 with a note.
+fn decode(bytes: &[u8], cut: bool) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_string(),
+        // A cut may split a character: that is not worth a note.
+        Err(e) if cut && e.error_len().is_none() => {
+            String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned()
+        }
+        Err(_) => {
+            #[cfg(windows)]
+            if let Some(t) = codepage::decode(bytes) {
+                return t;
+            }
+            let mut t = String::from_utf8_lossy(bytes).into_owned();
+            t.push_str("\n[the output was not valid UTF-8; invalid bytes are shown as \u{fffd}]\n");
+            t
+        }
+    }
+}
+
+#[cfg(windows)]
+mod codepage {
+    //! The console code page, through kernel32.
+    unsafe extern "system" {
+        fn GetConsoleOutputCP() -> u32;
+        fn GetOEMCP() -> u32;
+        fn MultiByteToWideChar(
+            page: u32,
+            flags: u32,
+            text: *const u8,
+            len: i32,
+            wide: *mut u16,
+            wide_len: i32,
+        ) -> i32;
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<String> {
+        let len = i32::try_from(bytes.len()).ok()?;
+        // SAFETY: the buffers' pointers and lengths are passed together; MultiByteToWideChar
+        // writes at most `wide.len()` units.
+        unsafe {
+            let page = match GetConsoleOutputCP() {
+                0 => GetOEMCP(), // no console of our own: the OEM page is what cmd.exe uses
+                p => p,
+            };
+            let needed = MultiByteToWideChar(page, 0, bytes.as_ptr(), len, std::ptr::null_mut(), 0);
+            if needed <= 0 {
+                return None;
+            }
+            let mut wide = vec![0u16; needed as usize];
+            let written =
+                MultiByteToWideChar(page, 0, bytes.as_ptr(), len, wide.as_mut_ptr(), needed);
+            (written > 0).then(|| String::from_utf16_lossy(&wide[..written as usize]))
+        }
     }
 }
 
@@ -356,6 +401,21 @@ mod tests {
         ] {
             assert_eq!(glob(p, t), want, "{p} ~ {t}");
         }
+    }
+
+    #[test]
+    fn output_is_utf8_or_says_it_was_not() {
+        assert_eq!(decode("héllo".as_bytes(), false), "héllo");
+        // Cut in the middle of a character: no note.
+        assert_eq!(decode(&"hé".as_bytes()[..2], true), "h");
+        let latin1 = decode(b"caf\xe9", false);
+        #[cfg(not(windows))]
+        assert!(
+            latin1.starts_with("caf\u{fffd}") && latin1.contains("not valid UTF-8"),
+            "{latin1}"
+        );
+        #[cfg(windows)]
+        assert!(latin1.starts_with("caf"), "{latin1}");
     }
 
     #[test]
