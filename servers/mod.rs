@@ -2,15 +2,15 @@
 //!
 //! Each runs as its own process (`mcp-gateway builtin NAME`), speaking MCP over stdio, so
 //! a hung or crashing command can never stall the gateway. `toolserver.rs` is the shared
-//! stdio loop, `command.rs` runs one command safely; each server supplies only its tools.
+//! stdio loop, `command.rs` runs one command safely; `shell.rs` is bash, cmd and
+//! PowerShell, `wmi.rs` is query_wmi.
 //! Nothing here touches the gateway's routing: to the gateway these are ordinary stdio
 //! backends.
 
-mod bash;
-mod cmd;
 mod command;
-mod powershell;
+mod shell;
 mod toolserver;
+mod wmi;
 
 use command::Settings;
 use serde_json::{Map, Value, json};
@@ -46,10 +46,10 @@ pub fn run(name: &str, mut parser: lexopt::Parser) -> ExitCode {
         return ExitCode::from(2);
     }
     match name {
-        "bash" => toolserver::serve(bash::Bash::new(settings)),
-        "cmd" => toolserver::serve(cmd::Cmd::new(settings)),
-        "powershell" => toolserver::serve(powershell::PowerShell::new(settings)),
-        "wmi" => toolserver::serve(powershell::Wmi::new(settings)),
+        "bash" => toolserver::serve(shell::Shell::bash(settings)),
+        "cmd" => toolserver::serve(shell::Shell::cmd(settings)),
+        "powershell" => toolserver::serve(shell::Shell::powershell(settings)),
+        "wmi" => toolserver::serve(wmi::Wmi::new(settings)),
         other => {
             eprintln!(
                 "error: unknown built-in server '{other}' (this build has: {})",

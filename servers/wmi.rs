@@ -1,15 +1,15 @@
-//! The built-in `powershell` server (tool `PowerShell {command, cwd?, timeout_ms?}`) and
-//! `wmi` server (tool `query_wmi {wmi_class, properties?, filter?}`).
+//! The built-in `wmi` server: tool `query_wmi {wmi_class, properties?, filter?}`, through
+//! PowerShell's `Get-CimInstance`.
 //!
-//! Both run PowerShell: `powershell.exe` on Windows, `pwsh` where it is on the PATH
-//! elsewhere, or `$MCP_GATEWAY_POWERSHELL` anywhere (the tests put a stand-in there).
-//! `query_wmi` never builds a script from what the client sends: the class and property
-//! names must be identifiers, and they and the filter reach a fixed script as environment
-//! variables, that is, as data.
+//! PowerShell is `powershell.exe` on Windows, `pwsh` where it is on the PATH elsewhere, or
+//! `$MCP_GATEWAY_POWERSHELL` anywhere (the tests put a stand-in there). `query_wmi` never
+//! builds a script from what the client sends: the class and property names must be
+//! identifiers, and they and the filter reach a fixed script as environment variables,
+//! that is, as data.
 
+use super::Interpreter;
 use super::command::{Job, Runner, Settings, output_schema};
 use super::toolserver::{CallContext, ToolServer, text_result};
-use super::{Interpreter, command_tool, job_limits};
 use serde_json::{Map, Value, json};
 
 /// The one script `query_wmi` runs; everything the client chose arrives in `$env:`.
@@ -19,77 +19,11 @@ if ($env:MCPGW_WMI_FILTER) { $p.Filter = $env:MCPGW_WMI_FILTER }; \
 $props = if ($env:MCPGW_WMI_PROPERTIES) { $env:MCPGW_WMI_PROPERTIES -split ',' } else { '*' }; \
 Get-CimInstance @p | Select-Object -Property $props | ConvertTo-Json -Depth 3";
 
-const PS_FLAGS: [&str; 2] = ["-NoProfile", "-NonInteractive"];
+/// PowerShell's flags before a command (`-Command` takes the command next).
+pub const PS_FLAGS: [&str; 3] = ["-NoProfile", "-NonInteractive", "-Command"];
 
-fn powershell() -> Interpreter {
+pub fn powershell() -> Interpreter {
     Interpreter::find("MCP_GATEWAY_POWERSHELL", "powershell.exe", Some("pwsh"))
-}
-
-pub struct PowerShell {
-    settings: Settings,
-    runner: Runner,
-    ps: Interpreter,
-}
-
-impl PowerShell {
-    pub fn new(settings: Settings) -> PowerShell {
-        PowerShell {
-            settings,
-            runner: Runner::default(),
-            ps: powershell(),
-        }
-    }
-}
-
-impl ToolServer for PowerShell {
-    fn name(&self) -> &'static str {
-        "mcp-gateway-powershell"
-    }
-
-    fn tools(&self) -> Vec<Value> {
-        vec![command_tool(
-            "PowerShell",
-            "Run a PowerShell command (`-NoProfile -NonInteractive -Command`) and return its exit code, stdout and stderr.",
-            &self.settings,
-            output_schema(),
-        )]
-    }
-
-    fn call(&self, tool: &str, args: &Map<String, Value>, ctx: &CallContext) -> Option<Value> {
-        if tool != "PowerShell" {
-            return None;
-        }
-        Some(match job_limits(args, &self.settings) {
-            Err(e) => text_result(e, true, None),
-            Ok((command, cwd, timeout)) => {
-                match (self.settings.refuse(&command), self.ps.program()) {
-                    (Some(why), _) => {
-                        eprintln!("powershell: refused {command:?}: {why}");
-                        text_result(format!("refused: {why}"), true, None)
-                    }
-                    (None, Err(missing)) => text_result(missing, true, None),
-                    (None, Ok(ps)) => {
-                        let mut args: Vec<String> =
-                            PS_FLAGS.iter().map(|s| s.to_string()).collect();
-                        args.extend(["-Command".to_string(), command.clone()]);
-                        let job = Job {
-                            program: ps,
-                            args,
-                            env: Vec::new(),
-                            cwd,
-                            timeout,
-                            shown: &command,
-                        };
-                        self.runner.run(job, &self.settings, ctx)
-                    }
-                }
-            }
-        })
-    }
-
-    fn shutdown(&self) {
-        self.runner.kill_all();
-    }
 }
 
 pub struct Wmi {
@@ -215,7 +149,7 @@ impl ToolServer for Wmi {
         ];
         env.push(("MCPGW_WMI_FILTER".to_string(), filter.unwrap_or_default()));
         let mut args: Vec<String> = PS_FLAGS.iter().map(|s| s.to_string()).collect();
-        args.extend(["-Command".to_string(), WMI_SCRIPT.to_string()]);
+        args.push(WMI_SCRIPT.to_string());
         let job = Job {
             program: ps,
             args,
