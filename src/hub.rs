@@ -108,8 +108,9 @@ pub struct HubOptions {
     pub init_timeout: Duration,
     /// This executable, which serves the built-in servers.
     pub self_exe: String,
-    /// The base URL clients should use, printed once every backend has settled.
-    pub client_url: String,
+    /// The base URL clients should use, printed once every backend has settled (`None`
+    /// with the stdio front end).
+    pub client_url: Option<String>,
     /// Most items in one page of an aggregated list.
     pub page_size: usize,
     /// A backend quiet this long gets a `ping`; one that does not answer within
@@ -2080,8 +2081,14 @@ impl Hub {
         for note in &r.notes {
             console!("  note: {note}");
         }
-        let base = &self.opts.client_url;
-        console!("Connect MCP clients to {base}/mcp (Streamable HTTP) or {base}/sse (HTTP+SSE)");
+        match &self.opts.client_url {
+            Some(base) => {
+                console!(
+                    "Connect MCP clients to {base}/mcp (Streamable HTTP) or {base}/sse (HTTP+SSE)"
+                )
+            }
+            None => console!("Ready: serving one client over stdin/stdout"),
+        }
     }
 
     fn shutdown(mut self) -> Vec<JoinHandle<()>> {

@@ -4,17 +4,28 @@
 //! work itself happens in the hub (routing), the backends (child processes) and the HTTP
 //! front end, each on its own threads.
 
-/// A line for the person at the console (stdout), also kept in the log file.
+/// A line for the person at the console (stdout, or stderr with `--stdio`, where stdout
+/// carries the protocol), also kept in the log file.
 macro_rules! console {
     ($($arg:tt)*) => {{
         let line = format!($($arg)*);
         log::info!(target: "console", "{line}");
-        let mut out = std::io::stdout().lock();
-        let _ = std::io::Write::write_all(&mut out, line.as_bytes());
-        let _ = std::io::Write::write_all(&mut out, b"\n");
-        let _ = std::io::Write::flush(&mut out);
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        if crate::CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &bytes);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut out, &bytes);
+            let _ = std::io::Write::flush(&mut out);
+        }
     }};
 }
+
+/// Set once at start-up in `--stdio` mode. The one global besides the logger: the console
+/// macro is used from threads that have no handle to pass it through.
+pub static CONSOLE_ON_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 mod backend;
 mod compat;
@@ -27,6 +38,7 @@ mod remote;
 #[path = "../servers/mod.rs"]
 mod servers;
 mod sse;
+mod stdio;
 mod streamable;
 mod tree;
 
@@ -43,6 +55,8 @@ USAGE:
     mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
 
 OPTIONS:
+    --stdio                serve one client over stdin/stdout instead of HTTP (for clients
+                           that start servers as child processes, like Claude Desktop)
     --host HOST            address to listen on [default: 127.0.0.1]
     --port PORT            port to listen on; 0 picks a free one [default: 9000]
     --config FILE          backends to serve [default: config.json]
@@ -87,6 +101,7 @@ struct Args {
     max_sessions: usize,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    stdio: bool,
 }
 
 enum Command {
@@ -118,6 +133,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         max_sessions: 10_000,
         tls_cert: None,
         tls_key: None,
+        stdio: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -136,6 +152,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("ping-timeout") => args.ping_timeout = secs(parser.value()?.parse()?)?,
             Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
+            Long("stdio") => args.stdio = true,
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
             Long("max-sessions") => args.max_sessions = parser.value()?.parse()?,
@@ -221,40 +238,11 @@ fn serve(args: Args) -> Result<(), Failure> {
     }
     raise_fd_limit();
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-        (None, None) => None,
-        _ => {
-            return Err(Failure::Usage(
-                "--tls-cert and --tls-key go together".into(),
-            ));
-        }
-    };
-    let server =
-        http::Frontend::bind(&listen_addr(&args.host, args.port), tls).map_err(Failure::Runtime)?;
-    let addr = http::Frontend::local_addr(&server)
-        .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
-    let mut client_url = client_url(addr);
-    if tls.is_some() {
-        client_url = client_url.replacen("http://", "https://", 1);
-    }
-    // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
-    let given = args.token.clone().or(loaded.config.settings.token.clone());
-    let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
-        Auth::Given(t) => Some(t),
-        Auth::Generated(t) => {
-            // Printed here only, never logged.
-            println!("A token was generated; clients must send 'Authorization: Bearer {t}'");
-            Some(t)
-        }
-        Auth::Open { warn } => {
-            if warn {
-                log::warn!(
-                    "SERVING {addr} WITHOUT AUTHENTICATION (--no-auth): anyone who can reach it can use every backend, including any shell"
-                );
-            }
-            None
-        }
+    let http = if args.stdio {
+        CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+        None
+    } else {
+        Some(listen(&args, &loaded.config.settings)?)
     };
     console!(
         "mcp-gateway {} | config {} | log {}",
@@ -262,13 +250,15 @@ fn serve(args: Args) -> Result<(), Failure> {
         args.config.display(),
         log_file.display()
     );
-    console!(
-        "listening on {addr}; starting {} backend(s):",
-        loaded.config.backends.len()
-    );
+    let n = loaded.config.backends.len();
+    match &http {
+        Some(h) => console!("listening on {}; starting {n} backend(s):", h.addr),
+        None => console!("serving one client over stdin/stdout; starting {n} backend(s):"),
+    }
 
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
     let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
+    let stdio_done = signal_tx.clone();
     ctrlc::set_handler(move || {
         let _ = signal_tx.try_send(());
     })
@@ -281,7 +271,7 @@ fn serve(args: Args) -> Result<(), Failure> {
         hub::HubOptions {
             init_timeout: args.init_timeout,
             self_exe: self_exe.to_string_lossy().into_owned(),
-            client_url,
+            client_url: http.as_ref().map(|h| h.client_url.clone()),
             page_size: args.page_size,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
@@ -292,27 +282,39 @@ fn serve(args: Args) -> Result<(), Failure> {
         .name("hub".into())
         .spawn(move || hub.run(hub_rx))
         .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
-    let frontend = http::Frontend::start(
-        server,
-        hub_tx.clone(),
-        http::Options {
-            keepalive: args.keepalive,
-            allowed_origins: args.allowed_origins,
-            loopback: addr.ip().is_loopback(),
-            session_idle: args.session_idle,
-            token,
-            max_sessions: args.max_sessions,
-        },
-    )
-    .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
+    let (frontend, stdio_writer) = match http {
+        Some(h) => {
+            let options = http::Options {
+                keepalive: args.keepalive,
+                allowed_origins: args.allowed_origins,
+                loopback: h.addr.ip().is_loopback(),
+                session_idle: args.session_idle,
+                token: h.token,
+                max_sessions: args.max_sessions,
+            };
+            let frontend = http::Frontend::start(h.server, hub_tx.clone(), options)
+                .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
+            (Some(frontend), None)
+        }
+        None => {
+            let writer = stdio::start(hub_tx.clone(), stdio_done)
+                .map_err(|e| Failure::Runtime(format!("cannot start the stdio threads: {e}")))?;
+            (None, Some(writer))
+        }
+    };
 
     let _ = signal_rx.recv();
     console!("shutting down");
-    let writers = frontend.stop();
+    let writers = frontend.map(http::Frontend::stop);
     let _ = hub_tx.send(hub::HubEvent::Shutdown);
     let supervisors = hub_thread.join().unwrap_or_default();
     // The hub answered every pending request; let those answers reach their clients.
-    writers.wait(Duration::from_secs(2));
+    if let Some(w) = writers {
+        w.wait(Duration::from_secs(2));
+    }
+    if let Some(w) = stdio_writer {
+        let _ = w.join();
+    }
     for s in supervisors {
         let _ = s.join();
     }
@@ -346,6 +348,58 @@ fn listen_addr(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// The HTTP side of start-up: the listener, the URL to show, and the token it requires.
+struct Listening {
+    server: tiny_http::Server,
+    addr: std::net::SocketAddr,
+    client_url: String,
+    token: Option<String>,
+}
+
+fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Failure> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => {
+            return Err(Failure::Usage(
+                "--tls-cert and --tls-key go together".into(),
+            ));
+        }
+    };
+    let server =
+        http::Frontend::bind(&listen_addr(&args.host, args.port), tls).map_err(Failure::Runtime)?;
+    let addr = http::Frontend::local_addr(&server)
+        .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
+    let mut client_url = client_url(addr);
+    if tls.is_some() {
+        client_url = client_url.replacen("http://", "https://", 1);
+    }
+    // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
+    let given = args.token.clone().or(settings.token.clone());
+    let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
+        Auth::Given(t) => Some(t),
+        Auth::Generated(t) => {
+            // Printed here only, never logged.
+            println!("A token was generated; clients must send 'Authorization: Bearer {t}'");
+            Some(t)
+        }
+        Auth::Open { warn } => {
+            if warn {
+                log::warn!(
+                    "SERVING {addr} WITHOUT AUTHENTICATION (--no-auth): anyone who can reach it can use every backend, including any shell"
+                );
+            }
+            None
+        }
+    };
+    Ok(Listening {
+        server,
+        addr,
+        client_url,
+        token,
+    })
 }
 
 /// The base URL to show people: a wildcard address is not one a client can connect to.

@@ -105,3 +105,99 @@ fn python_sdk_sse_client_calls_builtin_bash_on_the_shipped_config() {
     assert_eq!(seen["bad_structured"]["exitCode"], 4);
     assert_eq!(seen["bad_structured"]["stderr"], "nope\n");
 }
+
+#[test]
+fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
+    use std::process::{Command, Stdio};
+    use wait_timeout::ChildExt;
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"bash": {"type": "builtin", "server": "bash"}}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(sdk_python())
+        .arg(root().join("tests/python/sdk_stdio_client.py"))
+        .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .arg(&config)
+        .arg(dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if child
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .unwrap()
+        .is_none()
+    {
+        let _ = child.kill();
+        panic!("the stdio client did not finish within 60 s");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(seen["server"], "mcp-gateway");
+    assert_eq!(seen["stdout"], "over stdio\n");
+}
+
+#[test]
+fn stdio_mode_writes_only_protocol_messages_on_stdout() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({ "fx": util::fixture(&[]) }).to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--stdio", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}}})).unwrap();
+    writeln!(stdin, "not json").unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    )
+    .unwrap();
+    drop(stdin); // stdin closing ends the gateway
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for line in &lines {
+        let msg: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON-RPC on stdout: {line}: {e}"));
+        assert_eq!(msg["jsonrpc"], "2.0");
+    }
+    let by_id = |id: Value| {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|m| m["id"] == id)
+            .unwrap()
+    };
+    assert_eq!(
+        by_id(json!(1))["result"]["serverInfo"]["name"],
+        "mcp-gateway"
+    );
+    assert_eq!(by_id(json!(2))["result"], json!({}));
+    assert_eq!(by_id(Value::Null)["error"]["code"], -32700);
+}
