@@ -30,8 +30,36 @@ pub struct BackendSpec {
     pub transport: Transport,
     pub scope: Scope,
     pub policy: Policy,
+    /// `"enabled": false` keeps a backend in the file without starting it.
+    pub enabled: bool,
+    /// Which of its tools clients see, and with what descriptions.
+    pub view: View,
     /// Tool and prompt names are exposed as `<prefix>__<name>`; `""` exposes them unchanged.
     pub prefix: String,
+}
+
+/// What clients see of a backend's tools: `tools.allow`/`tools.deny` glob patterns on the
+/// backend's own tool names (deny wins; no allow list means all), and `descriptions`
+/// overriding a tool's description.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub descriptions: Vec<(String, String)>,
+}
+
+impl View {
+    pub fn shows(&self, tool: &str) -> bool {
+        !self.deny.iter().any(|p| crate::glob::glob(p, tool))
+            && (self.allow.is_empty() || self.allow.iter().any(|p| crate::glob::glob(p, tool)))
+    }
+
+    pub fn description(&self, tool: &str) -> Option<&str> {
+        self.descriptions
+            .iter()
+            .find(|(t, _)| t == tool)
+            .map(|(_, d)| d.as_str())
+    }
 }
 
 /// How long requests may take, and what happens when the backend dies.
@@ -244,6 +272,9 @@ struct Validator<'a> {
 
 /// Fields every type takes.
 const COMMON_FIELDS: &[&str] = &[
+    "enabled",
+    "tools",
+    "descriptions",
     "maxMessageSize",
     "maxConcurrent",
     "type",
@@ -413,13 +444,66 @@ impl Validator<'_> {
             }
         };
         let policy = self.policy(&ctx, obj, transport.as_ref());
+        let enabled = match obj.get("enabled") {
+            None => Some(true),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'enabled': expected true or false, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        };
+        let view = self.view(&ctx, obj);
         Some(BackendSpec {
+            enabled: enabled?,
+            view: view?,
             name: name.to_string(),
             transport: transport?,
             scope: scope?,
             prefix: prefix?,
             policy: policy?,
         })
+    }
+
+    fn view(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<View> {
+        let mut view = View::default();
+        match obj.get("tools") {
+            None => {}
+            Some(Value::Object(filter)) => {
+                for (key, value) in filter {
+                    let list = match value {
+                        Value::Array(items) if items.iter().all(Value::is_string) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect(),
+                        other => {
+                            self.error(format!(
+                                "{ctx}: field 'tools.{key}': expected a list of tool name patterns, got {other}"
+                            ));
+                            return None;
+                        }
+                    };
+                    match key.as_str() {
+                        "allow" => view.allow = list,
+                        "deny" => view.deny = list,
+                        other => self.warn(format!(
+                            "{ctx}: field 'tools': unknown key '{other}' (expected allow, deny)"
+                        )),
+                    }
+                }
+            }
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'tools': expected {{\"allow\": [...], \"deny\": [...]}}, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+        }
+        view.descriptions = self.string_map(ctx, obj, "descriptions")?;
+        Some(view)
     }
 
     fn policy(
@@ -1124,6 +1208,27 @@ mod tests {
             errs[0].contains("'gateway': field 'token': expected a string"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn enabled_filters_and_descriptions() {
+        let loaded = ok(r#"{
+            "a": {"command": "x", "enabled": false},
+            "b": {"command": "x", "tools": {"allow": ["read_*", "list"], "deny": ["read_secret*"]}, "descriptions": {"list": "Lists things."}}
+        }"#);
+        let b = &loaded.config.backends;
+        assert!(!b[0].enabled && b[1].enabled);
+        let v = &b[1].view;
+        assert!(v.shows("read_file") && v.shows("list"));
+        assert!(!v.shows("read_secret_key") && !v.shows("write_file"));
+        assert_eq!(v.description("list"), Some("Lists things."));
+        assert!(View::default().shows("anything"));
+        let errs = errors(r#"{"a": {"command": "x", "enabled": "no", "tools": ["x"]}}"#);
+        assert!(
+            errs.iter().any(|e| e.contains("field 'enabled'")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("field 'tools'")), "{errs:?}");
     }
 
     #[test]

@@ -1938,6 +1938,7 @@ impl Hub {
                 name: &b.spec.name,
                 prefix: &b.spec.prefix,
                 lists: &b.lists,
+                view: &b.spec.view,
             })
             .collect();
         let registry = Registry::build(&ready);

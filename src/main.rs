@@ -30,6 +30,7 @@ pub static CONSOLE_ON_STDERR: std::sync::atomic::AtomicBool =
 mod backend;
 mod compat;
 mod config;
+mod glob;
 mod http;
 mod hub;
 mod jsonrpc;
@@ -266,8 +267,17 @@ fn serve(args: Args) -> Result<(), Failure> {
 
     let self_exe = std::env::current_exe()
         .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    let (backends, disabled): (Vec<_>, Vec<_>) =
+        loaded.config.backends.into_iter().partition(|b| b.enabled);
+    for b in &disabled {
+        console!(
+            "  {:<16} {:<15} disabled (\"enabled\": false)",
+            b.name,
+            b.transport.type_name()
+        );
+    }
     let hub = hub::Hub::new(
-        loaded.config.backends,
+        backends,
         hub::HubOptions {
             init_timeout: args.init_timeout,
             self_exe: self_exe.to_string_lossy().into_owned(),

@@ -91,6 +91,8 @@ pub struct BackendLists<'a> {
     /// What tool and prompt names start with: the name unless configured (`""` for none).
     pub prefix: &'a str,
     pub lists: &'a Lists,
+    /// Which tools are shown, with which descriptions.
+    pub view: &'a crate::config::View,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +237,9 @@ fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<Stri
                 ));
                 continue;
             };
+            if kind == Kind::Tools && !b.view.shows(original) {
+                continue;
+            }
             let named = matches!(kind, Kind::Tools | Kind::Prompts);
             let wanted = if named {
                 exposed_name(b.prefix, original)
@@ -268,6 +273,11 @@ fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<Stri
             taken.insert(exposed.clone(), (b.backend, original.to_string()));
             let mut shown = item.clone();
             shown.insert(key.into(), Value::String(exposed.clone()));
+            if kind == Kind::Tools
+                && let Some(d) = b.view.description(original)
+            {
+                shown.insert("description".into(), Value::String(d.to_string()));
+            }
             listed.push((
                 Entry {
                     exposed,
@@ -408,6 +418,12 @@ mod tests {
         }
     }
 
+    static NO_FILTER: crate::config::View = crate::config::View {
+        allow: Vec::new(),
+        deny: Vec::new(),
+        descriptions: Vec::new(),
+    };
+
     fn build(spec: &[(&str, Lists)]) -> Registry {
         let backends: Vec<_> = spec
             .iter()
@@ -417,6 +433,7 @@ mod tests {
                 name,
                 prefix: name.strip_prefix("noprefix-").map_or(name, |_| ""),
                 lists,
+                view: &NO_FILTER,
             })
             .collect();
         Registry::build(&backends)

@@ -792,3 +792,32 @@ fn a_busy_backend_is_not_pinged_to_death() {
         gw.stdout()
     );
 }
+
+#[test]
+fn tool_filters_descriptions_and_disabled_backends() {
+    let mut spec = fixture(&[]);
+    spec["tools"] = json!({"allow": ["echo", "s*"], "deny": ["sleep"]});
+    spec["descriptions"] = json!({"echo": "Says it back."});
+    let mut off = fixture(&[]);
+    off["enabled"] = json!(false);
+    let gw = Gateway::start(&json!({ "fx": spec, "off": off }));
+    assert!(
+        gw.stdout().contains("off") && gw.stdout().contains("disabled"),
+        "{}",
+        gw.stdout()
+    );
+    let c = gw.connect();
+    c.initialize();
+    let r = c.request(json!("l"), "tools/list", json!({}));
+    let tools = r["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fx__echo", "fx__state", "fx__structured"]);
+    assert_eq!(tools[0]["description"], "Says it back.");
+    let r = c.call(json!(1), "fx__sleep", json!({"ms": 1}));
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "a filtered tool cannot be called: {r}"
+    );
+    let r = c.call(json!(2), "fx__echo", json!({"text": "shown"}));
+    assert_eq!(r["result"]["content"][0]["text"], "shown");
+}

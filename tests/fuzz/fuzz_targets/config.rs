@@ -6,6 +6,8 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 #[path = "../../../src/config.rs"]
 mod config;
+#[path = "../../../src/glob.rs"]
+mod glob;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
