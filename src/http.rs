@@ -83,6 +83,9 @@ impl Drop for Writing {
 pub struct Shared {
     pub hub: Sender<HubEvent>,
     pub writers: Writers,
+    /// Bytes of request bodies read and of messages written to clients.
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    pub bytes_out: std::sync::atomic::AtomicU64,
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
     live: Arc<Mutex<HashSet<SessionId>>>,
     pub streams: Streams,
@@ -127,6 +130,8 @@ impl Frontend {
         let shared = Arc::new(Shared {
             hub,
             writers: Writers::default(),
+            bytes_in: Default::default(),
+            bytes_out: Default::default(),
             live: Arc::default(),
             streams: Streams::default(),
             opts,
@@ -195,6 +200,9 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
         );
         return respond(rq, text(403, &refusal));
     }
+    if path == "/healthz" {
+        return respond(rq, text(200, "ok"));
+    }
     if let Some(token) = &shared.opts.token
         && !bearer_matches(header_value(&rq, "Authorization"), token)
     {
@@ -219,6 +227,7 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             text(405, "use POST on /messages").with_header(header("Allow", "POST")),
         ),
         (_, "/mcp" | "/mcp/") => crate::streamable::handle(shared, rq),
+        (Method::Get, "/readyz" | "/metrics") => status(shared, rq, path),
         _ => respond(
             rq,
             text(
@@ -227,6 +236,53 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             ),
         ),
     }
+}
+
+/// `/readyz` (200 when a backend is ready, else 503; per-backend state as JSON) and
+/// `/metrics` (Prometheus text).
+fn status(shared: &Arc<Shared>, rq: Request, path: &str) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let status = shared
+        .hub
+        .send(HubEvent::Status { reply: tx })
+        .ok()
+        .and_then(|_| rx.recv_timeout(Duration::from_secs(5)).ok());
+    let Some(status) = status else {
+        return respond(rq, text(503, "the gateway is not answering"));
+    };
+    if path == "/readyz" {
+        let body =
+            serde_json::json!({"ready": status.ready, "backends": status.backends}).to_string();
+        let code = if status.ready { 200 } else { 503 };
+        return respond(
+            rq,
+            Response::from_string(body)
+                .with_status_code(code)
+                .with_header(header("Content-Type", "application/json")),
+        );
+    }
+    let mut body = status.metrics;
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        body,
+        "# HELP mcp_gateway_client_bytes_total Bytes from and to clients (bodies and messages)."
+    );
+    let _ = writeln!(body, "# TYPE mcp_gateway_client_bytes_total counter");
+    let _ = writeln!(
+        body,
+        "mcp_gateway_client_bytes_total{{direction=\"in\"}} {}",
+        shared.bytes_in.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        body,
+        "mcp_gateway_client_bytes_total{{direction=\"out\"}} {}",
+        shared.bytes_out.load(Ordering::Relaxed)
+    );
+    respond(
+        rq,
+        Response::from_string(body)
+            .with_header(header("Content-Type", "text/plain; version=0.0.4")),
+    );
 }
 
 /// Whether an Authorization header carries the token, compared in constant time.
@@ -331,6 +387,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         .send(HubEvent::ClientOpened {
             session: session.clone(),
             sink: Box::new(sink),
+            transport: "sse",
         })
         .is_err()
     {
@@ -352,7 +409,13 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;
-            let why = stream(writer, &rx, &session, shared2.opts.keepalive);
+            let why = stream(
+                writer,
+                &rx,
+                &session,
+                shared2.opts.keepalive,
+                &shared2.bytes_out,
+            );
             debug!("session {session}: stream ended: {why}");
             shared2
                 .live
@@ -407,6 +470,7 @@ fn stream(
     rx: &Receiver<Outbound>,
     session: &str,
     keepalive: Duration,
+    bytes_out: &std::sync::atomic::AtomicU64,
 ) -> String {
     let endpoint = sse::event("endpoint", &format!("/messages?sessionId={session}"));
     let mut out = sse_head("").into_bytes();
@@ -420,6 +484,7 @@ fn stream(
                 Ok(out) => {
                     let json = out.msg.to_json();
                     debug!("> {session}: {json}");
+                    bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
                     sse::chunk(sse::event("message", &json).as_bytes())
                 }
                 Err(_) => {
@@ -508,6 +573,9 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
         Ok(b) => b,
         Err(response) => return respond(rq, response),
     };
+    shared
+        .bytes_in
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
     let msg = match parse_body(&body) {
         Ok(msg) => msg,
         Err(e) => {

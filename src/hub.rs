@@ -83,6 +83,8 @@ pub enum HubEvent {
     ClientOpened {
         session: SessionId,
         sink: Box<dyn Sink>,
+        /// `sse`, `streamable-http` or `stdio`, for the metrics.
+        transport: &'static str,
     },
     FromClient {
         session: SessionId,
@@ -96,12 +98,156 @@ pub enum HubEvent {
         instance: InstanceId,
         msg: Message,
     },
+    /// `/readyz` and `/metrics` ask for the state of things.
+    Status {
+        reply: Sender<Status>,
+    },
     /// The instance's process or connection ended by itself; `reason` says how.
     BackendExited {
         instance: InstanceId,
         reason: String,
     },
     Shutdown,
+}
+
+/// What `/readyz` and `/metrics` show.
+pub struct Status {
+    /// At least one backend is ready.
+    pub ready: bool,
+    pub backends: Value,
+    /// The hub's part of the Prometheus text.
+    pub metrics: String,
+}
+
+/// Latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// Request counters and latencies, by backend.
+#[derive(Default)]
+struct Metrics {
+    /// (backend, method, outcome) → count.
+    requests: BTreeMap<(String, String, &'static str), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+impl Metrics {
+    fn record(&mut self, backend: &str, method: &str, outcome: &'static str, took: Duration) {
+        *self
+            .requests
+            .entry((backend.to_string(), method.to_string(), outcome))
+            .or_default() += 1;
+        let h = self.latency.entry(backend.to_string()).or_default();
+        let secs = took.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    fn render(
+        &self,
+        sessions: &BTreeMap<&str, usize>,
+        in_flight: usize,
+        backends: &[Backend],
+    ) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_requests_total Requests routed to backends, by outcome."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_requests_total counter");
+        for ((backend, method, outcome), n) in &self.requests {
+            let _ = writeln!(
+                out,
+                "mcp_gateway_requests_total{{backend=\"{backend}\",method=\"{method}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_request_duration_seconds Time from a request reaching the hub to its answer."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_request_duration_seconds histogram");
+        for (backend, h) in &self.latency {
+            for (le, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_sum{{backend=\"{backend}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_count{{backend=\"{backend}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_requests_in_flight Requests waiting for a backend."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_requests_in_flight gauge");
+        let _ = writeln!(out, "mcp_gateway_requests_in_flight {in_flight}");
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_sessions Client sessions, by transport."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_sessions gauge");
+        for transport in ["sse", "streamable-http", "stdio"] {
+            let _ = writeln!(
+                out,
+                "mcp_gateway_sessions{{transport=\"{transport}\"}} {}",
+                sessions.get(transport).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_backend_restarts_total Restarts of each backend."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_backend_restarts_total counter");
+        for b in backends {
+            let _ = writeln!(
+                out,
+                "mcp_gateway_backend_restarts_total{{backend=\"{}\"}} {}",
+                b.spec.name, b.restarts
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_backend_ready Whether each backend is ready (1) or not (0)."
+        );
+        let _ = writeln!(out, "# TYPE mcp_gateway_backend_ready gauge");
+        for b in backends {
+            let _ = writeln!(
+                out,
+                "mcp_gateway_backend_ready{{backend=\"{}\"}} {}",
+                b.spec.name,
+                u8::from(b.state == State::Ready)
+            );
+        }
+        out
+    }
 }
 
 pub struct HubOptions {
@@ -213,6 +359,7 @@ enum Pending {
         timeout: Duration,
         /// What it asked for, for the timeout message (`tools/call 'x'`).
         what: String,
+        started: Instant,
     },
     /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
     ServerRequest {
@@ -261,6 +408,7 @@ struct ClientCaps {
 
 struct Session {
     sink: Box<dyn Sink>,
+    transport: &'static str,
     initialized: bool,
     client: String,
     version: &'static str,
@@ -281,6 +429,7 @@ pub struct Hub {
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
     next_id: u64,
     events_tx: Sender<HubEvent>,
+    metrics: Metrics,
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
     summary_printed: bool,
@@ -313,6 +462,7 @@ impl Hub {
             subscriptions: HashMap::new(),
             next_id: 1,
             events_tx,
+            metrics: Metrics::default(),
             stopped: Vec::new(),
             summary_printed: false,
         }
@@ -324,6 +474,8 @@ impl Hub {
         for b in 0..self.backends.len() {
             match self.start_instance(b, None) {
                 Ok(id) => self.backends[b].source = Some(id),
+                // A program that cannot be started now may be installed later.
+                Err(e) if self.backends[b].spec.policy.restart => self.schedule_restart(b, e),
                 Err(e) => self.backend_failed(b, e),
             }
         }
@@ -343,11 +495,16 @@ impl Hub {
 
     fn handle(&mut self, ev: HubEvent) {
         match ev {
-            HubEvent::ClientOpened { session, sink } => {
+            HubEvent::ClientOpened {
+                session,
+                sink,
+                transport,
+            } => {
                 debug!("session {session}: opened");
                 self.sessions.insert(
                     session,
                     Session {
+                        transport,
                         sink,
                         initialized: false,
                         client: String::new(),
@@ -370,7 +527,43 @@ impl Hub {
                 }
             }
             HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
+            HubEvent::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
             HubEvent::Shutdown => {}
+        }
+    }
+
+    fn status(&self) -> Status {
+        let backends: Vec<Value> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let (state, reason) = match &b.state {
+                    State::Starting => ("starting", None),
+                    State::Ready => ("ready", None),
+                    State::Restarting { reason, .. } => ("restarting", Some(reason.clone())),
+                    State::Failed(reason) => ("failed", Some(reason.clone())),
+                };
+                json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
+                       "reason": reason, "restarts": b.restarts,
+                       "tools": b.lists.get(Kind::Tools).len()})
+            })
+            .collect();
+        let ready = self.backends.iter().any(|b| b.state == State::Ready);
+        let mut sessions: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in self.sessions.values() {
+            *sessions.entry(s.transport).or_default() += 1;
+        }
+        let in_flight = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::Client { .. }))
+            .count();
+        Status {
+            ready,
+            backends: Value::Array(backends),
+            metrics: self.metrics.render(&sessions, in_flight, &self.backends),
         }
     }
 
@@ -523,7 +716,15 @@ impl Hub {
             .collect();
         for gid in orphaned {
             match self.pending.remove(&gid) {
-                Some(Pending::Client { session, id, .. }) => {
+                Some(Pending::Client {
+                    session,
+                    id,
+                    method,
+                    started,
+                    ..
+                }) => {
+                    self.metrics
+                        .record(&name, &method, "error", started.elapsed());
                     let reply = Response::error(
                         Some(id),
                         INTERNAL_ERROR,
@@ -691,12 +892,16 @@ impl Hub {
                 instance,
                 timeout,
                 what,
+                method,
+                started,
                 ..
             }) = self.pending.remove(&gid)
             else {
                 continue;
             };
             let name = self.name_of(instance).to_string();
+            self.metrics
+                .record(&name, &method, "timeout", started.elapsed());
             warn!(
                 "backend '{name}': {what} timed out after {} s; cancelled",
                 timeout.as_secs()
@@ -1202,6 +1407,7 @@ impl Hub {
                 limit: now + policy.max_timeout.max(timeout),
                 timeout,
                 what,
+                started: now,
             },
         );
         let inst = self
@@ -1453,8 +1659,13 @@ impl Hub {
                 id,
                 method,
                 after,
+                started,
                 ..
             } => {
+                let outcome_name = if resp.outcome.is_ok() { "ok" } else { "error" };
+                let backend_name = self.name_of(instance).to_string();
+                self.metrics
+                    .record(&backend_name, &method, outcome_name, started.elapsed());
                 let mut outcome = resp.outcome;
                 match (after, &mut outcome) {
                     (After::MapUri { original, exposed }, Ok(result)) => {

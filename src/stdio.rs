@@ -20,6 +20,7 @@ pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHan
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
         sink: Box::new(tx.clone()),
+        transport: "stdio",
     });
     let writer_done = done.clone();
     let writer = thread::Builder::new()

@@ -222,6 +222,9 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         Ok(b) => b,
         Err(response) => return respond(rq, response),
     };
+    shared
+        .bytes_in
+        .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let parsed = if is_batch {
         parse_batch(&body, session.as_deref())
@@ -316,15 +319,16 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
     }
     let keepalive = shared.opts.keepalive;
     let writing = shared.writers.enter();
+    let shared = shared.clone();
     let spawned = thread::Builder::new()
         .name(format!("mcp-{}", &session.id[..8]))
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;
             if quick {
-                answer_json(rq, &session, &rx, &ids);
+                answer_json(rq, &session, &rx, &ids, &shared.bytes_out);
             } else {
-                answer_stream(rq, &session, &rx, ids, keepalive);
+                answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
             }
         });
     if let Err(e) = spawned {
@@ -391,6 +395,7 @@ fn open_session(shared: &Arc<Shared>) -> Option<Arc<StreamSession>> {
     let opened = HubEvent::ClientOpened {
         session: id.clone(),
         sink: Box::new(SessionSink(session.clone())),
+        transport: "streamable-http",
     };
     shared.hub.send(opened).ok()?;
     shared.streams.lock().insert(id.clone(), session.clone());
@@ -436,6 +441,7 @@ fn answer_json(
     session: &StreamSession,
     rx: &crossbeam_channel::Receiver<Outbound>,
     ids: &HashSet<String>,
+    bytes_out: &std::sync::atomic::AtomicU64,
 ) {
     for out in rx {
         let Message::Response(r) = &out.msg else {
@@ -455,6 +461,7 @@ fn answer_json(
         }
         let body = out.msg.to_json();
         debug!("> {}: {body}", session.id);
+        bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let response = tiny_http::Response::from_string(body)
             .with_header(header("Content-Type", "application/json"))
             .with_header(header("Mcp-Session-Id", &session.id));
@@ -473,6 +480,7 @@ fn answer_stream(
     rx: &crossbeam_channel::Receiver<Outbound>,
     mut open: HashSet<String>,
     keepalive: std::time::Duration,
+    bytes_out: &std::sync::atomic::AtomicU64,
 ) {
     let priming = session
         .lock()
@@ -500,6 +508,7 @@ fn answer_stream(
                     }
                     let json = out.msg.to_json();
                     debug!("> {}: {json}", session.id);
+                    bytes_out.fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let id = session.lock().next_id();
                     sse::chunk(sse::event_with_id(id, "message", &json).as_bytes())
                 }
@@ -556,6 +565,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
     );
     let keepalive = shared.opts.keepalive;
     let writing = shared.writers.enter();
+    let shared = shared.clone();
     let spawned = thread::Builder::new()
         .name(format!("get-{}", &session.id[..8]))
         .stack_size(WRITER_STACK)
@@ -570,7 +580,10 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
             while result.is_ok() {
                 let bytes = select! {
                     recv(rx) -> e => match e {
-                        Ok(e) => sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes()),
+                        Ok(e) => {
+                            shared.bytes_out.fetch_add(e.json.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes())
+                        }
                         Err(_) => {
                             let _ = http::send(&mut w, sse::LAST_CHUNK);
                             break;

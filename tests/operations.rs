@@ -1,0 +1,104 @@
+//! Operating the gateway: health, readiness and Prometheus metrics after known traffic.
+
+mod util;
+
+use serde_json::{Value, json};
+use util::{Gateway, fixture, http};
+
+#[test]
+fn health_readiness_and_metrics_after_known_traffic() {
+    let mut broken = fixture(&[]);
+    broken["command"] = json!("/nonexistent/server");
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]), "broken": broken }));
+    let c = gw.connect();
+    c.initialize();
+    for i in 0..3 {
+        c.call(json!(i), "fx__echo", json!({"text": "x"}));
+    }
+    c.call(json!("f"), "fx__crash", json!({}));
+    assert!(gw.wait_stdout("ready again"), "{}", gw.stdout());
+    let mcp = util::McpClient::connect(gw.port);
+    let (status, _, body) = http(gw.port, "GET", "/healthz", &[], b"");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body) = http(gw.port, "GET", "/readyz", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    let state = |name: &str| {
+        ready["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("fx")["state"], "ready");
+    assert_eq!(state("fx")["restarts"], 1);
+    assert_eq!(state("broken")["state"], "restarting");
+    assert!(
+        state("broken")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start")
+    );
+    let (status, headers, metrics) = http(gw.port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain"))
+    );
+    for line in [
+        "mcp_gateway_requests_total{backend=\"fx\",method=\"tools/call\",outcome=\"ok\"} 3",
+        "mcp_gateway_requests_total{backend=\"fx\",method=\"tools/call\",outcome=\"error\"} 1",
+        "mcp_gateway_request_duration_seconds_count{backend=\"fx\"} 4",
+        "mcp_gateway_requests_in_flight 0",
+        "mcp_gateway_sessions{transport=\"sse\"} 1",
+        "mcp_gateway_sessions{transport=\"streamable-http\"} 1",
+        "mcp_gateway_backend_restarts_total{backend=\"fx\"} 1",
+        "mcp_gateway_backend_ready{backend=\"fx\"} 1",
+        "mcp_gateway_backend_ready{backend=\"broken\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing '{line}' in\n{metrics}"
+        );
+    }
+    let bytes_in: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_gateway_client_bytes_total{direction=\"in\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes_in > 0);
+    drop(mcp);
+}
+
+#[test]
+fn readiness_is_503_without_a_ready_backend_and_the_token_guards_all_but_healthz() {
+    let mut broken = fixture(&[]);
+    broken["command"] = json!("/nonexistent/server");
+    let gw = Gateway::start_with(&json!({ "broken": broken }), &["--token", "t0ken"]);
+    let (status, _, _) = http(gw.port, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200, "healthz needs no token");
+    let (status, _, _) = http(gw.port, "GET", "/readyz", &[], b"");
+    assert_eq!(status, 401);
+    let (status, _, _) = http(gw.port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 401);
+    let (status, _, body) = http(
+        gw.port,
+        "GET",
+        "/readyz",
+        &[("Authorization", "Bearer t0ken")],
+        b"",
+    );
+    assert_eq!(status, 503, "{body}");
+    let (status, _, _) = http(
+        gw.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer t0ken")],
+        b"",
+    );
+    assert_eq!(status, 200);
+}
