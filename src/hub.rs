@@ -263,6 +263,15 @@ pub struct HubOptions {
     /// `ping_timeout` is restarted.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// Where tool calls are recorded, if anywhere.
+    pub audit: Option<crate::audit::Audit>,
+}
+
+/// What the audit log needs to know of a tool call.
+struct AuditCall {
+    tool: String,
+    original: String,
+    arguments: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -360,6 +369,7 @@ enum Pending {
         /// What it asked for, for the timeout message (`tools/call 'x'`).
         what: String,
         started: Instant,
+        audit: Option<AuditCall>,
     },
     /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
     ServerRequest {
@@ -721,10 +731,14 @@ impl Hub {
                     id,
                     method,
                     started,
+                    audit,
                     ..
                 }) => {
                     self.metrics
                         .record(&name, &method, "error", started.elapsed());
+                    if let Some(call) = &audit {
+                        self.audit(&session, call, &name, started, Err(&reason));
+                    }
                     let reply = Response::error(
                         Some(id),
                         INTERNAL_ERROR,
@@ -877,6 +891,58 @@ impl Hub {
         self.restart_due(now);
     }
 
+    /// Writes a finished tool call to the audit log: `result` is the raw result, or the
+    /// error message.
+    fn audit(
+        &self,
+        session: &str,
+        call: &AuditCall,
+        backend: &str,
+        started: Instant,
+        result: Result<&RawValue, &str>,
+    ) {
+        let Some(audit) = &self.opts.audit else {
+            return;
+        };
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "isError")]
+            is_error: Option<bool>,
+        }
+        let (bytes, is_error, error) = match result {
+            Ok(raw) => {
+                let r: Option<R> = serde_json::from_str(raw.get()).ok();
+                (
+                    raw.get().len(),
+                    r.and_then(|r| r.is_error).unwrap_or(false),
+                    None,
+                )
+            }
+            Err(e) => (0, true, Some(e.to_string())),
+        };
+        let client = self
+            .sessions
+            .get(session)
+            .map(|s| s.client.clone())
+            .unwrap_or_default();
+        let mut record = json!({
+            "time": crate::audit::now(),
+            "session": session,
+            "client": client,
+            "tool": call.tool,
+            "original": call.original,
+            "backend": backend,
+            "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "resultBytes": bytes,
+            "isError": is_error,
+            "error": error,
+        });
+        if let Some(args) = &call.arguments {
+            record["arguments"] = args.clone();
+        }
+        audit.record(record);
+    }
+
     /// Answers requests whose time is up with an error, and cancels them at the backend.
     fn expire_requests(&mut self, now: Instant) {
         let expired: Vec<u64> = self
@@ -894,6 +960,7 @@ impl Hub {
                 what,
                 method,
                 started,
+                audit,
                 ..
             }) = self.pending.remove(&gid)
             else {
@@ -902,6 +969,9 @@ impl Hub {
             let name = self.name_of(instance).to_string();
             self.metrics
                 .record(&name, &method, "timeout", started.elapsed());
+            if let Some(call) = &audit {
+                self.audit(&session, call, &name, started, Err("timed out"));
+            }
             warn!(
                 "backend '{name}': {what} timed out after {} s; cancelled",
                 timeout.as_secs()
@@ -1389,6 +1459,26 @@ impl Hub {
             Some(t) => format!("{method} '{t}'"),
             None => method.clone(),
         };
+        let audit = match (&self.opts.audit, &tool) {
+            (Some(a), Some(t)) => Some(AuditCall {
+                tool: self
+                    .registry
+                    .tools()
+                    .iter()
+                    .find(|e| e.backend == b && e.original == *t)
+                    .map_or_else(|| t.clone(), |e| e.exposed.clone()),
+                original: t.clone(),
+                arguments: a
+                    .arguments
+                    .then(|| {
+                        params
+                            .get("arguments")
+                            .and_then(|v| serde_json::from_str(v.get()).ok())
+                    })
+                    .flatten(),
+            }),
+            _ => None,
+        };
         let request = Request {
             id: Id::number(gid),
             method: method.clone(),
@@ -1397,6 +1487,7 @@ impl Hub {
         self.pending.insert(
             gid,
             Pending::Client {
+                audit,
                 session: session.to_string(),
                 id,
                 instance,
@@ -1660,12 +1751,20 @@ impl Hub {
                 method,
                 after,
                 started,
+                audit,
                 ..
             } => {
                 let outcome_name = if resp.outcome.is_ok() { "ok" } else { "error" };
                 let backend_name = self.name_of(instance).to_string();
                 self.metrics
                     .record(&backend_name, &method, outcome_name, started.elapsed());
+                if let Some(call) = &audit {
+                    let result = match &resp.outcome {
+                        Ok(r) => Ok(r.as_ref()),
+                        Err(e) => Err(e.message.as_str()),
+                    };
+                    self.audit(&session, call, &backend_name, started, result);
+                }
                 let mut outcome = resp.outcome;
                 match (after, &mut outcome) {
                     (After::MapUri { original, exposed }, Ok(result)) => {

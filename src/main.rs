@@ -27,6 +27,7 @@ macro_rules! console {
 pub static CONSOLE_ON_STDERR: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+mod audit;
 mod backend;
 mod compat;
 mod config;
@@ -62,7 +63,8 @@ OPTIONS:
     --port PORT            port to listen on; 0 picks a free one [default: 9000]
     --config FILE          backends to serve [default: config.json]
     --log-level LEVEL      error, warn, info, debug or trace [default: info]
-    --log-dir DIR          where log files go [default: logs]
+    --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
+    --audit-arguments      also record each tool call's arguments in the audit log
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
@@ -103,6 +105,7 @@ struct Args {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stdio: bool,
+    audit_arguments: bool,
 }
 
 enum Command {
@@ -135,6 +138,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         tls_cert: None,
         tls_key: None,
         stdio: false,
+        audit_arguments: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -154,6 +158,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
             Long("stdio") => args.stdio = true,
+            Long("audit-arguments") => args.audit_arguments = true,
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
             Long("max-sessions") => args.max_sessions = parser.value()?.parse()?,
@@ -234,6 +239,16 @@ fn serve(args: Args) -> Result<(), Failure> {
     // The log file's name needs the local time, which is only safe to read while this
     // process has a single thread, so the logger starts before anything else.
     let log_file = start_logging(&args.log_dir, args.log_level).map_err(Failure::Runtime)?;
+    // The audit log sits beside the log file, with the same time in its name.
+    let audit_name = log_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("log_"))
+        .and_then(|n| n.rsplit_once('_'))
+        .map(|(stamp, _)| format!("audit_{stamp}.jsonl"))
+        .unwrap_or_else(|| "audit.jsonl".into());
+    let audit = audit::Audit::open(&args.log_dir.join(audit_name), args.audit_arguments)
+        .map_err(Failure::Runtime)?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -285,6 +300,7 @@ fn serve(args: Args) -> Result<(), Failure> {
             page_size: args.page_size,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
+            audit: Some(audit),
         },
         hub_tx.clone(),
     );

@@ -102,3 +102,69 @@ fn readiness_is_503_without_a_ready_backend_and_the_token_guards_all_but_healthz
     );
     assert_eq!(status, 200);
 }
+
+fn audit_lines(gw: &Gateway, want: usize) -> Vec<Value> {
+    let dir = gw.dir.path().join("logs");
+    let deadline = std::time::Instant::now() + util::WAIT;
+    loop {
+        let lines: Vec<Value> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("audit_"))
+            .flat_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
+            })
+            .collect();
+        if lines.len() >= want || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_tool_call_is_one_audit_line_without_its_arguments() {
+    let mut spec = fixture(&[]);
+    spec["toolTimeouts"] = json!({"sleep": 1});
+    let gw = Gateway::start(&json!({ "fx": spec }));
+    let c = gw.connect();
+    c.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "auditor", "version": "2"}}}));
+    c.response(&json!(0));
+    c.call(json!(1), "fx__echo", json!({"text": "secret-argument"}));
+    c.call(json!(2), "fx__fail", json!({}));
+    c.call(json!(3), "fx__sleep", json!({"ms": 3000}));
+    c.call(json!(4), "fx__nope", json!({})); // not routed: not a tool call of any backend
+    let lines = audit_lines(&gw, 3);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let echo = &lines[0];
+    assert_eq!(echo["tool"], "fx__echo");
+    assert_eq!(echo["original"], "echo");
+    assert_eq!(echo["backend"], "fx");
+    assert_eq!(echo["client"], "auditor 2");
+    assert_eq!(echo["session"], c.session());
+    assert_eq!(echo["isError"], false);
+    assert!(echo["resultBytes"].as_u64().unwrap() > 10);
+    assert!(echo["durationMs"].as_f64().is_some() && echo["time"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        echo.get("arguments").is_none() && !echo.to_string().contains("secret-argument"),
+        "{echo}"
+    );
+    assert_eq!(lines[1]["tool"], "fx__fail");
+    assert_eq!(lines[1]["isError"], true);
+    assert_eq!(lines[2]["tool"], "fx__sleep");
+    assert_eq!(lines[2]["error"], "timed out");
+}
+
+#[test]
+fn audit_arguments_are_recorded_only_when_asked() {
+    let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--audit-arguments"]);
+    let c = gw.connect();
+    c.initialize();
+    c.call(json!(1), "fx__echo", json!({"text": "recorded"}));
+    let lines = audit_lines(&gw, 1);
+    assert_eq!(lines[0]["arguments"], json!({"text": "recorded"}));
+}
