@@ -369,7 +369,7 @@ enum Pending {
         /// What it asked for, for the timeout message (`tools/call 'x'`).
         what: String,
         started: Instant,
-        audit: Option<AuditCall>,
+        audit: Option<Box<AuditCall>>,
     },
     /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
     ServerRequest {
@@ -1460,7 +1460,7 @@ impl Hub {
             None => method.clone(),
         };
         let audit = match (&self.opts.audit, &tool) {
-            (Some(a), Some(t)) => Some(AuditCall {
+            (Some(a), Some(t)) => Some(Box::new(AuditCall {
                 tool: self
                     .registry
                     .tools()
@@ -1476,7 +1476,7 @@ impl Hub {
                             .and_then(|v| serde_json::from_str(v.get()).ok())
                     })
                     .flatten(),
-            }),
+            })),
             _ => None,
         };
         let request = Request {
