@@ -114,6 +114,10 @@ pub enum HubEvent {
 pub struct Status {
     /// At least one backend is ready.
     pub ready: bool,
+    /// No backend is still starting.
+    pub settled: bool,
+    /// The exposed tools: name, backend, original name, description.
+    pub tools: Vec<Value>,
     pub backends: Value,
     /// The hub's part of the Prometheus text.
     pub metrics: String,
@@ -254,9 +258,8 @@ pub struct HubOptions {
     pub init_timeout: Duration,
     /// This executable, which serves the built-in servers.
     pub self_exe: String,
-    /// The base URL clients should use, printed once every backend has settled (`None`
-    /// with the stdio front end).
-    pub client_url: Option<String>,
+    /// The line printed once every backend has settled (where clients connect).
+    pub ready_line: String,
     /// Most items in one page of an aggregated list.
     pub page_size: usize,
     /// A backend quiet this long gets a `ping`; one that does not answer within
@@ -570,8 +573,25 @@ impl Hub {
             .values()
             .filter(|p| matches!(p, Pending::Client { .. }))
             .count();
+        let tools = self
+            .registry
+            .catalog(Kind::Tools)
+            .entries()
+            .iter()
+            .zip(self.registry.catalog(Kind::Tools).items())
+            .map(|(e, item)| {
+                let description = serde_json::from_str::<Value>(item.get())
+                    .ok()
+                    .and_then(|v| v.get("description").cloned())
+                    .unwrap_or(Value::Null);
+                json!({"name": e.exposed, "backend": self.backends[e.backend].spec.name,
+                       "original": e.original, "description": description})
+            })
+            .collect();
         Status {
             ready,
+            settled: !self.backends.iter().any(|b| b.state == State::Starting),
+            tools,
             backends: Value::Array(backends),
             metrics: self.metrics.render(&sessions, in_flight, &self.backends),
         }
@@ -2392,14 +2412,7 @@ impl Hub {
         for note in &r.notes {
             console!("  note: {note}");
         }
-        match &self.opts.client_url {
-            Some(base) => {
-                console!(
-                    "Connect MCP clients to {base}/mcp (Streamable HTTP) or {base}/sse (HTTP+SSE)"
-                )
-            }
-            None => console!("Ready: serving one client over stdin/stdout"),
-        }
+        console!("{}", self.opts.ready_line);
     }
 
     fn shutdown(mut self) -> Vec<JoinHandle<()>> {

@@ -54,6 +54,8 @@ mcp-gateway: serve the tools of many MCP servers through one endpoint
 
 USAGE:
     mcp-gateway [OPTIONS]
+    mcp-gateway check [OPTIONS]          start every backend, report each, exit 1 if any failed
+    mcp-gateway tools [--json] [OPTIONS] start every backend, print the exposed tools
     mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
 
 OPTIONS:
@@ -106,6 +108,18 @@ struct Args {
     tls_key: Option<PathBuf>,
     stdio: bool,
     audit_arguments: bool,
+    mode: Mode,
+    json: bool,
+}
+
+/// What the invocation is for: serving, or inspecting the config and backends.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Serve,
+    /// `check`: start every backend, report, exit non-zero if any failed.
+    Check,
+    /// `tools`: start every backend, print the exposed catalogue.
+    Tools,
 }
 
 enum Command {
@@ -139,6 +153,8 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         tls_key: None,
         stdio: false,
         audit_arguments: false,
+        mode: Mode::Serve,
+        json: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -169,6 +185,9 @@ fn parse_args() -> Result<Command, lexopt::Error> {
                     return Err("--page-size must be at least 1".into());
                 }
             }
+            Value(v) if v == "check" && args.mode == Mode::Serve => args.mode = Mode::Check,
+            Value(v) if v == "tools" && args.mode == Mode::Serve => args.mode = Mode::Tools,
+            Long("json") => args.json = true,
             Value(v) if v == "builtin" => {
                 let name = parser.value()?.string()?;
                 return Ok(Command::Builtin(name, parser));
@@ -254,6 +273,9 @@ fn serve(args: Args) -> Result<(), Failure> {
     }
     raise_fd_limit();
 
+    if args.mode != Mode::Serve {
+        return inspect(args, loaded.config.backends);
+    }
     let http = if args.stdio {
         CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
         None
@@ -296,7 +318,14 @@ fn serve(args: Args) -> Result<(), Failure> {
         hub::HubOptions {
             init_timeout: args.init_timeout,
             self_exe: self_exe.to_string_lossy().into_owned(),
-            client_url: http.as_ref().map(|h| h.client_url.clone()),
+            ready_line: match &http {
+                Some(h) => format!(
+                    "Connect MCP clients to {0}/mcp (Streamable HTTP) or {0}/sse (HTTP+SSE)",
+                    h.client_url
+                ),
+                None if args.mode != Mode::Serve => "All backends have settled".into(),
+                None => "Ready: serving one client over stdin/stdout".into(),
+            },
             page_size: args.page_size,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
@@ -373,6 +402,105 @@ fn listen_addr(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+/// `check` and `tools`: start the backends without serving anyone, wait until each has
+/// come up or failed, report, and stop them.
+fn inspect(args: Args, backends: Vec<config::BackendSpec>) -> Result<(), Failure> {
+    CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (backends, _disabled): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.enabled);
+    let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
+    let self_exe = std::env::current_exe()
+        .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    let hub = hub::Hub::new(
+        backends,
+        hub::HubOptions {
+            init_timeout: args.init_timeout,
+            self_exe: self_exe.to_string_lossy().into_owned(),
+            ready_line: "All backends have settled".into(),
+            page_size: args.page_size,
+            ping_interval: args.ping_interval,
+            ping_timeout: args.ping_timeout,
+            audit: None,
+        },
+        hub_tx.clone(),
+    );
+    let hub_thread = std::thread::Builder::new()
+        .name("hub".into())
+        .spawn(move || hub.run(hub_rx))
+        .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
+    let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
+    let status = loop {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = hub_tx.send(hub::HubEvent::Status { reply: tx });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(s) if s.settled || std::time::Instant::now() >= deadline => break s,
+            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => return Err(Failure::Runtime("the hub did not answer".into())),
+        }
+    };
+    let _ = hub_tx.send(hub::HubEvent::Shutdown);
+    for s in hub_thread.join().unwrap_or_default() {
+        let _ = s.join();
+    }
+    let backends = status.backends.as_array().cloned().unwrap_or_default();
+    let failed: Vec<&serde_json::Value> =
+        backends.iter().filter(|b| b["state"] != "ready").collect();
+    if args.mode == Mode::Tools {
+        if args.json {
+            println!("{}", serde_json::Value::Array(status.tools));
+        } else {
+            println!(
+                "{:<40} {:<16} {:<30} DESCRIPTION",
+                "TOOL", "BACKEND", "ORIGINAL"
+            );
+            for t in &status.tools {
+                let desc = t["description"].as_str().unwrap_or("").replace('\n', " ");
+                println!(
+                    "{:<40} {:<16} {:<30} {}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["backend"].as_str().unwrap_or(""),
+                    t["original"].as_str().unwrap_or(""),
+                    backend::clip(&desc, 80)
+                );
+            }
+        }
+        return Ok(());
+    }
+    for b in &backends {
+        println!(
+            "{:<16} {:<15} {:<10} {:>3} tools  {}",
+            b["name"].as_str().unwrap_or(""),
+            b["type"].as_str().unwrap_or(""),
+            b["state"].as_str().unwrap_or(""),
+            b["tools"],
+            b["reason"].as_str().unwrap_or("")
+        );
+    }
+    // Clients add their own prefix (Claude Code: mcp__<server>__), within the same 64.
+    for t in &status.tools {
+        let name = t["name"].as_str().unwrap_or("");
+        if name.len() > 48 {
+            println!(
+                "warning: '{name}' is {} characters: clients that add their own prefix (mcp__<server>__) may go over the 64 that Claude and OpenAI accept",
+                name.len()
+            );
+        }
+    }
+    if failed.is_empty() {
+        println!(
+            "ok: {} backend(s) ready, {} tool(s)",
+            backends.len(),
+            status.tools.len()
+        );
+        Ok(())
+    } else {
+        Err(Failure::Runtime(format!(
+            "{} of {} backend(s) did not come up",
+            failed.len(),
+            backends.len()
+        )))
     }
 }
 

@@ -168,3 +168,60 @@ fn audit_arguments_are_recorded_only_when_asked() {
     let lines = audit_lines(&gw, 1);
     assert_eq!(lines[0]["arguments"], json!({"text": "recorded"}));
 }
+
+fn run_cli(args: &[&str], config: &Value) -> (i32, String) {
+    let dir = util::TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_exits_zero_only_when_every_backend_comes_up() {
+    let (code, out) = run_cli(&["check"], &json!({ "fx": fixture(&[]) }));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("fx") && out.contains("ready") && out.contains("ok: 1 backend(s) ready"),
+        "{out}"
+    );
+    let mut broken = fixture(&[]);
+    broken["command"] = json!("/nonexistent/server");
+    let (code, out) = run_cli(&["check"], &json!({ "fx": fixture(&[]), "broken": broken }));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("broken") && out.contains("cannot start '/nonexistent/server'"),
+        "{out}"
+    );
+    let (code, _) = run_cli(&["check"], &json!({ "bad": {"type": "stdio"} }));
+    assert_eq!(code, 2, "an invalid config is a usage error");
+}
+
+#[test]
+fn tools_prints_the_catalogue_as_a_table_or_json() {
+    let (code, out) = run_cli(&["tools", "--json"], &json!({ "fx": fixture(&[]) }));
+    assert_eq!(code, 0);
+    let tools: Vec<Value> =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let echo = tools.iter().find(|t| t["name"] == "fx__echo").unwrap();
+    assert_eq!(echo["backend"], "fx");
+    assert_eq!(echo["original"], "echo");
+    let (code, out) = run_cli(&["tools"], &json!({ "fx": fixture(&[]) }));
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().starts_with("TOOL"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("fx__echo") && l.contains(" echo ")),
+        "{out}"
+    );
+}
