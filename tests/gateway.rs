@@ -365,12 +365,20 @@ fn backend_stderr_goes_to_the_log_tagged_with_its_name() {
         "{}",
         gw.stderr()
     );
-    let logs: Vec<_> = std::fs::read_dir(gw.dir.path().join("logs"))
+    let files: Vec<_> = std::fs::read_dir(gw.dir.path().join("logs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(logs.len(), 1, "{logs:?}");
-    let name = &logs[0];
+    // One log file per run (and, beside it, the audit log of tool calls).
+    let logs: Vec<&String> = files.iter().filter(|f| f.starts_with("log_")).collect();
+    assert_eq!(logs.len(), 1, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("audit_") && f.ends_with(".jsonl")),
+        "{files:?}"
+    );
+    let name = logs[0];
     assert!(
         name.starts_with("log_")
             && name.ends_with("_INFO.log")
