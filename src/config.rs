@@ -557,28 +557,12 @@ impl Validator<'_> {
                 return None;
             }
         }
-        if let Some(v) = obj.get("maxMessageSize") {
-            match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n >= 1024 => policy.max_message = n,
-                _ => {
-                    self.error(format!(
-                        "{ctx}: field 'maxMessageSize': expected a number of bytes, at least 1024, got {v}"
-                    ));
-                    return None;
-                }
-            }
+        if let Some(n) = self.number(ctx, obj, "maxMessageSize", "a number of bytes", 1024)? {
+            policy.max_message = usize::try_from(n).unwrap_or(usize::MAX);
         }
-        if let Some(v) = obj.get("maxConcurrent") {
-            match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n > 0 => policy.max_concurrent = Some(n),
-                _ => {
-                    self.error(format!(
-                        "{ctx}: field 'maxConcurrent': expected a whole number above 0, got {v}"
-                    ));
-                    return None;
-                }
-            }
-        }
+        policy.max_concurrent = self
+            .number(ctx, obj, "maxConcurrent", "a whole number of requests", 1)?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         policy.restart = match obj.get("restart") {
             None => true,
             Some(Value::String(r)) if r == "always" => true,
@@ -593,6 +577,30 @@ impl Validator<'_> {
         Some(policy)
     }
 
+    /// An optional whole-number field of at least `min` (`what` names its unit for the
+    /// error): `Some(None)` when absent, `None` when wrong (and reported).
+    fn number(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        field: &str,
+        what: &str,
+        min: u64,
+    ) -> Option<Option<u64>> {
+        let Some(v) = obj.get(field) else {
+            return Some(None);
+        };
+        match v.as_u64() {
+            Some(n) if n >= min => Some(Some(n)),
+            _ => {
+                self.error(format!(
+                    "{ctx}: field '{field}': expected {what}, at least {min}, got {v}"
+                ));
+                None
+            }
+        }
+    }
+
     /// An optional field of whole seconds above 0.
     fn seconds(
         &mut self,
@@ -601,18 +609,8 @@ impl Validator<'_> {
         field: &str,
         default: Duration,
     ) -> Option<Duration> {
-        match obj.get(field) {
-            None => Some(default),
-            Some(t) => match t.as_u64() {
-                Some(n) if n > 0 => Some(Duration::from_secs(n)),
-                _ => {
-                    self.error(format!(
-                        "{ctx}: field '{field}': expected a whole number of seconds above 0, got {t}"
-                    ));
-                    None
-                }
-            },
-        }
+        let secs = self.number(ctx, obj, field, "a whole number of seconds", 1)?;
+        Some(secs.map_or(default, Duration::from_secs))
     }
 
     fn scope(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<Scope> {
@@ -757,30 +755,8 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let timeout_secs = match obj.get("timeout") {
-            None => None,
-            Some(t) => match t.as_u64() {
-                Some(n) if n > 0 => Some(n),
-                _ => {
-                    self.error(format!(
-                        "{ctx}: field 'timeout': expected a whole number of seconds above 0, got {t}"
-                    ));
-                    return None;
-                }
-            },
-        };
-        let max_output = match obj.get("maxOutput") {
-            None => None,
-            Some(v) => match v.as_u64() {
-                Some(n) if n > 0 => Some(n),
-                _ => {
-                    self.error(format!(
-                        "{ctx}: field 'maxOutput': expected a number of bytes above 0, got {v}"
-                    ));
-                    return None;
-                }
-            },
-        };
+        let timeout_secs = self.number(ctx, obj, "timeout", "a whole number of seconds", 1)?;
+        let max_output = self.number(ctx, obj, "maxOutput", "a number of bytes", 1)?;
         let cwd = match obj.get("cwd") {
             None => None,
             Some(Value::String(d)) => Some(self.expand(ctx, "cwd", d)?),
