@@ -141,31 +141,9 @@ fn check_cancellation(c: &SseClient, name: &str, dir: &std::path::Path) {
     let pidfile = dir.join("cancel-pid");
     let cmd = format!("echo $$ > '{}'; sleep 30", pidfile.display());
     c.send(&json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call", "params": {"name": name, "arguments": {"command": cmd}}}));
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while std::fs::read_to_string(&pidfile)
-        .map(|s| s.trim().is_empty())
-        .unwrap_or(true)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the command never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = util::read_pid_file(&pidfile);
     c.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "long"}}));
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while util::alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cancelled command kept running"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    util::eventually("the cancelled command kept running", || !util::alive(pid));
     assert!(
         c.next_message(Duration::from_millis(500)).is_none(),
         "a cancelled call got an answer"

@@ -163,11 +163,9 @@ fn round(gw: &Gateway) -> (usize, usize) {
     // Back up, and every closed client noticed (two 1 s keep-alive periods).
     let c = gw.connect();
     c.initialize();
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while c.call(json!("up"), "fx__echo", json!({"text": "up"}))["result"].is_null() {
-        assert!(std::time::Instant::now() < deadline, "fx never came back");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    util::eventually("fx never came back", || {
+        !c.call(json!("up"), "fx__echo", json!({"text": "up"}))["result"].is_null()
+    });
     c.close();
     std::thread::sleep(Duration::from_millis(2500));
     util::resources(gw.pid())
@@ -197,21 +195,18 @@ fn a_client_that_vanishes_mid_call_has_its_calls_cancelled() {
     c.close();
     let watcher = gw.connect();
     watcher.initialize();
-    let deadline = std::time::Instant::now() + util::WAIT;
-    loop {
-        let state: Value = serde_json::from_str(
+    let mut state = Value::Null;
+    let cancelled = util::poll(|| {
+        state = serde_json::from_str(
             watcher.call(json!("s"), "fx__state", json!({}))["result"]["content"][0]["text"]
                 .as_str()
                 .unwrap(),
         )
         .unwrap();
-        if state["cancelled"].as_array().is_some_and(|c| c.len() == 1) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the vanished client's call was never cancelled: {state}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        state["cancelled"].as_array().is_some_and(|c| c.len() == 1)
+    });
+    assert!(
+        cancelled,
+        "the vanished client's call was never cancelled: {state}"
+    );
 }

@@ -300,14 +300,9 @@ fn subscriptions_are_shared_and_updates_go_only_to_subscribers() {
     );
     assert_eq!(state(&other)["unsubscribe"], json!([]), "s2 still needs it");
     s2.close();
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while state(&other)["unsubscribe"] != json!(["mem://fx"]) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no unsubscribe after the last subscriber left"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    util::eventually("no unsubscribe after the last subscriber left", || {
+        state(&other)["unsubscribe"] == json!(["mem://fx"])
+    });
 }
 
 #[test]
@@ -331,14 +326,9 @@ fn per_session_backends_keep_separate_state_and_stop_with_the_session() {
     let pid = ra["pid"].as_u64().unwrap() as u32;
     assert!(util::alive(pid));
     a.close();
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while util::alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the session's instance outlived the session"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    util::eventually("the session's instance outlived the session", || {
+        !util::alive(pid)
+    });
     assert!(
         util::alive(rb["pid"].as_u64().unwrap() as u32),
         "the other session's instance is untouched"
@@ -356,14 +346,7 @@ fn per_session_instances_stop_when_idle_and_come_back_on_demand() {
     let first: Value =
         serde_json::from_str(&text(&c.call(json!(1), "fx__recall", json!({})))).unwrap();
     let pid = first["pid"].as_u64().unwrap() as u32;
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while util::alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "idle instance was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    util::eventually("idle instance was not stopped", || !util::alive(pid));
     let again: Value =
         serde_json::from_str(&text(&c.call(json!(2), "fx__recall", json!({})))).unwrap();
     assert_ne!(again["pid"], first["pid"]);

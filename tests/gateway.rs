@@ -430,24 +430,7 @@ fn ctrl_c_stops_every_backend_and_its_children() {
     c.initialize();
     c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "sh__bash", "arguments": {"command": "echo $$ > '{}'/sleeper; exec sleep 300".replace("{}", dir.path().to_str().unwrap())}}}));
     let sleeper_file = dir.path().join("sleeper");
-    let deadline = std::time::Instant::now() + util::WAIT;
-    while !sleeper_file.exists()
-        || std::fs::read_to_string(&sleeper_file)
-            .unwrap()
-            .trim()
-            .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bash command did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let sleeper: u32 = std::fs::read_to_string(&sleeper_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let sleeper = util::read_pid_file(&sleeper_file);
     assert!(util::alive(sleeper));
     let status = gw.signal_and_wait(libc::SIGINT);
     assert!(status.success(), "exit status {status:?}\n{}", gw.stderr());

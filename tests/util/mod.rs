@@ -15,6 +15,37 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Polls `cond` until it holds or `WAIT` passes; says whether it held.
+pub fn poll(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `cond` holds; fails the test saying `what` did not happen.
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(poll(cond), "{what} (waited {WAIT:?})");
+}
+
+/// Waits for a file holding a process id (a command writes `$$` there) and returns it.
+pub fn read_pid_file(path: &Path) -> u32 {
+    let mut pid = None;
+    eventually(&format!("no pid in {}", path.display()), || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.expect("eventually returned")
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -147,26 +178,12 @@ impl Gateway {
 
     /// Waits until the gateway's stderr contains `needle`.
     pub fn wait_stderr(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if self.stderr().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        poll(|| self.stderr().contains(needle))
     }
 
     /// Waits until the gateway's console output contains `needle`.
     pub fn wait_stdout(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if self.stdout().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        poll(|| self.stdout().contains(needle))
     }
 
     pub fn pid(&self) -> u32 {
@@ -492,11 +509,9 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts connections on a loopback port.
 pub fn wait_listening(port: u16) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(&format!("nothing listens on port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 /// Every JSON-RPC message in an SSE or JSON response body.
