@@ -6,7 +6,7 @@
 //! into `jsonrpc::Message`s for the hub and writes what the hub sends back, flushing every
 //! event. It never talks to a backend.
 
-use crate::hub::{HubEvent, Outbound, SessionId};
+use crate::hub::{self, HubEvent, Outbound, SessionId};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
 use crate::streamable::Streams;
@@ -263,11 +263,12 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str) {
     }
     let mut body = status.metrics;
     use std::fmt::Write as _;
-    let _ = writeln!(
-        body,
-        "# HELP mcp_gateway_client_bytes_total Bytes from and to clients (bodies and messages)."
+    hub::metric_family(
+        &mut body,
+        "mcp_gateway_client_bytes_total",
+        "counter",
+        "Bytes from and to clients (bodies and messages).",
     );
-    let _ = writeln!(body, "# TYPE mcp_gateway_client_bytes_total counter");
     let _ = writeln!(
         body,
         "mcp_gateway_client_bytes_total{{direction=\"in\"}} {}",

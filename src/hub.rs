@@ -143,6 +143,12 @@ struct Metrics {
     latency: BTreeMap<String, Histogram>,
 }
 
+/// Writes the `# HELP` and `# TYPE` lines that open one Prometheus metric family.
+pub(crate) fn metric_family(out: &mut String, name: &str, kind: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 impl Metrics {
     fn record(&mut self, backend: &str, method: &str, outcome: &'static str, took: Duration) {
         *self
@@ -168,22 +174,24 @@ impl Metrics {
     ) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_requests_total Requests routed to backends, by outcome."
+        metric_family(
+            &mut out,
+            "mcp_gateway_requests_total",
+            "counter",
+            "Requests routed to backends, by outcome.",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_requests_total counter");
         for ((backend, method, outcome), n) in &self.requests {
             let _ = writeln!(
                 out,
                 "mcp_gateway_requests_total{{backend=\"{backend}\",method=\"{method}\",outcome=\"{outcome}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_request_duration_seconds Time from a request reaching the hub to its answer."
+        metric_family(
+            &mut out,
+            "mcp_gateway_request_duration_seconds",
+            "histogram",
+            "Time from a request reaching the hub to its answer.",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_request_duration_seconds histogram");
         for (backend, h) in &self.latency {
             for (le, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -207,17 +215,19 @@ impl Metrics {
                 h.count
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_requests_in_flight Requests waiting for a backend."
+        metric_family(
+            &mut out,
+            "mcp_gateway_requests_in_flight",
+            "gauge",
+            "Requests waiting for a backend.",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_requests_in_flight gauge");
         let _ = writeln!(out, "mcp_gateway_requests_in_flight {in_flight}");
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_sessions Client sessions, by transport."
+        metric_family(
+            &mut out,
+            "mcp_gateway_sessions",
+            "gauge",
+            "Client sessions, by transport.",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_sessions gauge");
         for transport in ["sse", "streamable-http", "stdio"] {
             let _ = writeln!(
                 out,
@@ -225,11 +235,12 @@ impl Metrics {
                 sessions.get(transport).copied().unwrap_or(0)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_backend_restarts_total Restarts of each backend."
+        metric_family(
+            &mut out,
+            "mcp_gateway_backend_restarts_total",
+            "counter",
+            "Restarts of each backend.",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_backend_restarts_total counter");
         for b in backends {
             let _ = writeln!(
                 out,
@@ -237,11 +248,12 @@ impl Metrics {
                 b.spec.name, b.restarts
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_backend_ready Whether each backend is ready (1) or not (0)."
+        metric_family(
+            &mut out,
+            "mcp_gateway_backend_ready",
+            "gauge",
+            "Whether each backend is ready (1) or not (0).",
         );
-        let _ = writeln!(out, "# TYPE mcp_gateway_backend_ready gauge");
         for b in backends {
             let _ = writeln!(
                 out,

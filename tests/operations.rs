@@ -58,6 +58,9 @@ fn health_readiness_and_metrics_after_known_traffic() {
         "mcp_gateway_backend_restarts_total{backend=\"fx\"} 1",
         "mcp_gateway_backend_ready{backend=\"fx\"} 1",
         "mcp_gateway_backend_ready{backend=\"broken\"} 0",
+        "# TYPE mcp_gateway_request_duration_seconds histogram",
+        "# TYPE mcp_gateway_backend_ready gauge",
+        "# TYPE mcp_gateway_client_bytes_total counter",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
