@@ -83,13 +83,7 @@ fn same_resource_uri_and_prompt_name_on_two_backends_both_reachable() {
         ["mcp-gateway://b/mem://items/{id}", "mem://items/{id}"]
     );
     let r = c.request(json!(8), "resources/read", json!({"uri": "nothing://x"}));
-    assert_eq!(r["error"]["code"], -32002);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nothing://x")
-    );
+    util::assert_error(&r, -32002, "nothing://x");
 
     let r = c.request(json!(9), "prompts/list", json!({}));
     let names: Vec<&str> = r["result"]["prompts"]

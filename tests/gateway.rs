@@ -120,28 +120,14 @@ fn unknown_tool_method_and_bad_params_get_json_rpc_errors() {
     let c = gw.connect();
     c.initialize();
     let r = c.call(json!(1), "fx__nope", json!({}));
-    assert_eq!(r["error"]["code"], -32602);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown tool 'fx__nope'"),
-        "{r}"
-    );
+    util::assert_error(&r, -32602, "unknown tool 'fx__nope'");
     let r = c.call(json!(2), "echo", json!({}));
     assert_eq!(
         r["error"]["code"], -32602,
         "unprefixed names do not route: {r}"
     );
     let r = c.request(json!(3), "no/such/method", json!({}));
-    assert_eq!(r["error"]["code"], -32601);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no/such/method"),
-        "{r}"
-    );
+    util::assert_error(&r, -32601, "no/such/method");
     let r = c.request(json!(4), "tools/call", json!({"arguments": {}}));
     assert_eq!(r["error"]["code"], -32602);
     let r = c.request(json!(5), "tools/list", json!({"cursor": "bogus"}));
@@ -299,9 +285,7 @@ fn a_backend_that_fails_to_start_is_reported_and_the_others_serve() {
 
 fn crash(c: &util::SseClient) {
     let r = c.call(json!(1), "fx__crash", json!({}));
-    let msg = r["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"));
+    let msg = util::error_message(&r);
     assert_eq!(r["error"]["code"], -32603);
     assert!(
         msg.contains("backend 'fx'") && msg.contains("exit status: 3"),
@@ -334,7 +318,7 @@ fn a_backend_that_dies_mid_call_answers_with_an_error_and_is_restarted() {
     crash(&c);
     assert!(gw.wait_stdout("restarting in 2 s"), "{}", gw.stdout());
     let r = c.call(json!(4), "fx__echo", json!({"text": "too soon"}));
-    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    let msg = util::error_message(&r);
     assert!(
         msg.contains("backend 'fx' is restarting") && msg.contains("next attempt in"),
         "{r}"
@@ -597,11 +581,10 @@ fn a_request_that_takes_too_long_is_answered_with_an_error_and_cancelled() {
     let c = gw.connect();
     c.initialize();
     let r = c.call(json!(1), "fx__sleep", json!({"ms": 2500, "text": "late"}));
-    assert_eq!(r["error"]["code"], -32001, "{r}");
-    let msg = r["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("backend 'fx' did not answer tools/call 'sleep' within 1 s"),
-        "{msg}"
+    util::assert_error(
+        &r,
+        -32001,
+        "backend 'fx' did not answer tools/call 'sleep' within 1 s",
     );
     // The late reply is dropped, and the backend was told to stop.
     let r = c.call(json!(2), "fx__sleep", json!({"ms": 2000, "text": "x"}));
@@ -668,10 +651,10 @@ fn an_oversized_or_garbled_message_fails_only_its_own_request() {
     let c = gw.connect();
     c.initialize();
     let r = c.call(json!(1), "small__big", json!({"bytes": 200_000}));
-    let msg = r["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"));
-    assert!(msg.contains("over the 100000-byte limit"), "{msg}");
+    assert!(
+        util::error_message(&r).contains("over the 100000-byte limit"),
+        "{r}"
+    );
     let r = c.call(json!(2), "small__echo", json!({"text": "still here"}));
     assert_eq!(r["result"]["content"][0]["text"], "still here");
     // 20 MiB against the default 16 MiB limit.
@@ -715,21 +698,9 @@ fn calls_in_flight_at_ctrl_c_are_answered_before_the_gateway_exits() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(gw.signal_and_wait(libc::SIGINT).success());
     let r = legacy.response(&json!("slow"));
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("shutting down"),
-        "{r}"
-    );
+    assert!(util::error_message(&r).contains("shutting down"), "{r}");
     let r = streamable.join().unwrap();
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("shutting down"),
-        "{r}"
-    );
+    assert!(util::error_message(&r).contains("shutting down"), "{r}");
 }
 
 #[test]

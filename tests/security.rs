@@ -112,13 +112,7 @@ fn a_duplicate_request_id_in_flight_is_refused() {
     c.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "fx__sleep", "arguments": {"ms": 500, "text": "first"}}}));
     c.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "second"}}}));
     let first = c.next_message(util::WAIT).unwrap();
-    assert_eq!(first["error"]["code"], -32600, "{first}");
-    assert!(
-        first["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already in flight")
-    );
+    util::assert_error(&first, -32600, "already in flight");
     let second = c.next_message(util::WAIT).unwrap();
     assert_eq!(second["result"]["content"][0]["text"], "first");
 }

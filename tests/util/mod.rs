@@ -507,6 +507,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The message of a JSON-RPC error reply; fails the test if `r` is not an error.
+pub fn error_message(r: &Value) -> &str {
+    r["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a JSON-RPC error, got {r}"))
+}
+
+/// Checks that `r` is a JSON-RPC error with `code` whose message mentions `needle`.
+pub fn assert_error(r: &Value, code: i64, needle: &str) {
+    assert_eq!(r["error"]["code"], code, "{r}");
+    assert!(error_message(r).contains(needle), "'{needle}' not in {r}");
+}
+
 /// Waits until something accepts connections on a loopback port.
 pub fn wait_listening(port: u16) {
     eventually(&format!("nothing listens on port {port}"), || {
