@@ -8,7 +8,6 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use util::{Gateway, root};
-use wait_timeout::ChildExt;
 
 /// Every server scenario of conformance 0.1.16 (`conformance list`).
 const SCENARIOS: usize = 32;
@@ -26,7 +25,7 @@ fn conformance_suite_passes_through_the_gateway() {
     let gw =
         Gateway::start(&json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} }));
     let results = util::TempDir::new();
-    let mut child = Command::new(&node22)
+    let child = Command::new(&node22)
         .arg(&suite)
         .args(["server", "--url", &gw.mcp_url, "--suite", "all"])
         .current_dir(results.path())
@@ -34,18 +33,12 @@ fn conformance_suite_passes_through_the_gateway() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the conformance suite");
-    if child
-        .wait_timeout(Duration::from_secs(300))
-        .unwrap()
-        .is_none()
-    {
-        let _ = child.kill();
-        panic!(
-            "the conformance suite did not finish within 300 s\ngateway stderr:\n{}",
-            gw.stderr()
-        );
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = util::finish_within(
+        child,
+        Duration::from_secs(300),
+        "the conformance suite",
+        Some(&gw),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary = stdout.split("=== SUMMARY ===").nth(1).unwrap_or_default();
     let passed: Vec<&str> = summary.lines().filter(|l| l.starts_with('✓')).collect();

@@ -109,7 +109,6 @@ fn python_sdk_sse_client_calls_builtin_bash_on_the_shipped_config() {
 #[test]
 fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
     use std::process::{Command, Stdio};
-    use wait_timeout::ChildExt;
     let dir = util::TempDir::new();
     let config = dir.path().join("config.json");
     std::fs::write(
@@ -117,7 +116,7 @@ fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
         r#"{"bash": {"type": "builtin", "server": "bash"}}"#,
     )
     .unwrap();
-    let mut child = Command::new(sdk_python())
+    let child = Command::new(sdk_python())
         .arg(root().join("tests/python/sdk_stdio_client.py"))
         .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
         .arg(&config)
@@ -126,15 +125,12 @@ fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if child
-        .wait_timeout(std::time::Duration::from_secs(60))
-        .unwrap()
-        .is_none()
-    {
-        let _ = child.kill();
-        panic!("the stdio client did not finish within 60 s");
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = util::finish_within(
+        child,
+        std::time::Duration::from_secs(60),
+        "the stdio client",
+        None,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

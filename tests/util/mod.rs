@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -628,11 +628,27 @@ impl McpClient {
     }
 }
 
+/// Waits for `child` to exit within `limit` and returns its output; on timeout kills it
+/// and fails the test, showing the gateway's stderr when there is one.
+pub fn finish_within(
+    mut child: Child,
+    limit: Duration,
+    what: &str,
+    gw: Option<&Gateway>,
+) -> Output {
+    use wait_timeout::ChildExt;
+    if child.wait_timeout(limit).unwrap().is_none() {
+        let _ = child.kill();
+        let stderr = gw.map(Gateway::stderr).unwrap_or_default();
+        panic!("{what} did not finish within {limit:?}\ngateway stderr:\n{stderr}");
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a client program (`program script URL extra...`, bounded to 90 s) against the
 /// gateway and returns the JSON object it printed last.
 pub fn run_client(gw: &Gateway, program: &Path, script: &str, url: &str, extra: &[&str]) -> Value {
-    use wait_timeout::ChildExt;
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .arg(root().join(script))
         .arg(url)
         .args(extra)
@@ -640,18 +656,7 @@ pub fn run_client(gw: &Gateway, program: &Path, script: &str, url: &str, extra: 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    if child
-        .wait_timeout(Duration::from_secs(90))
-        .unwrap()
-        .is_none()
-    {
-        let _ = child.kill();
-        panic!(
-            "{script} did not finish within 90 s\ngateway stderr:\n{}",
-            gw.stderr()
-        );
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, Duration::from_secs(90), script, Some(gw));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
