@@ -104,16 +104,10 @@ fn check_command_server(server: &str, tool: &str) {
     let r = c.call(json!(6), &name, json!({"command": cmd, "timeout_ms": 1000}));
     assert_eq!(r["result"]["structuredContent"]["timedOut"], true, "{r}");
     assert!(text(&r).contains("timed out after 1 s"), "{r}");
-    let pid: u32 = std::fs::read_to_string(&bg)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !util::alive(pid),
-        "a child of the timed-out command survived"
-    );
+    let pid = util::read_pid_file(&bg);
+    util::eventually("a child of the timed-out command survived", || {
+        !util::alive(pid)
+    });
     // Every command is in the log with its duration and outcome.
     assert!(
         gw.wait_stderr(&format!(

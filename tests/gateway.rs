@@ -475,15 +475,10 @@ fn builtin_bash_reports_exit_codes_and_kills_on_timeout() {
             .contains("timed out after 1 s"),
         "{res}"
     );
-    let bg: u32 = std::fs::read_to_string(dir.path().join("bg"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !util::alive(bg),
-        "background child {bg} survived the timeout"
+    let bg = util::read_pid_file(&dir.path().join("bg"));
+    util::eventually(
+        &format!("background child {bg} survived the timeout"),
+        || !util::alive(bg),
     );
     let r = c.call(json!(4), "sh__bash", json!({}));
     assert_eq!(
