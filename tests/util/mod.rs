@@ -124,11 +124,15 @@ impl Gateway {
         let lines = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Connect MCP clients to ") {
-                    let mcp = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = url_tx.send(mcp.trim_end_matches("/mcp").to_string());
-                }
+                // Kept before the URL is announced, so `stdout()` already holds this line.
+                let url = line
+                    .strip_prefix("Connect MCP clients to ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(|mcp| mcp.trim_end_matches("/mcp").to_string());
                 lines.lock().unwrap().push(line);
+                if let Some(url) = url {
+                    let _ = url_tx.send(url);
+                }
             }
         });
         let err = child.stderr.take().unwrap();
