@@ -223,7 +223,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             Err(Failure::Runtime(msg)) => {
-                error!("{msg}");
+                // Into the log file; the console gets it once, from the line below.
+                error!(target: "console", "{msg}");
                 eprintln!("error: {msg}");
                 ExitCode::FAILURE
             }

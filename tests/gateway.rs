@@ -525,6 +525,41 @@ fn an_invalid_config_exits_2_naming_backend_and_field() {
 }
 
 #[test]
+fn a_port_already_taken_fails_at_once_naming_the_address_and_starts_no_backend() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = util::TempDir::new();
+    let marker = dir.path().join("started");
+    let config = dir.path().join("config.json");
+    let spec = json!({"be": {"command": "bash", "args": ["-c", format!("touch '{}'; sleep 30", marker.display())]}});
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--port", &port.to_string(), "--log-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = util::finish_within(child, util::WAIT, "the gateway on a taken port", None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("cannot listen on 127.0.0.1:{port}");
+    assert!(err.contains(&format!("error: {said}")), "{err}");
+    assert_eq!(err.matches(&said).count(), 1, "said once: {err}");
+    let log = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(log.contains(&said), "the log file has it too: {log}");
+    assert!(
+        !marker.exists(),
+        "a backend was started before the listener"
+    );
+}
+
+#[test]
 fn unknown_config_fields_are_warned_about() {
     let mut spec = fixture(&[]);
     spec["colour"] = json!("red");
