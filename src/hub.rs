@@ -102,6 +102,10 @@ pub enum HubEvent {
     Status {
         reply: Sender<Status>,
     },
+    /// The config file changed: these are the enabled backends now, in file order.
+    Reload {
+        backends: Vec<BackendSpec>,
+    },
     /// The instance's process or connection ended by itself; `reason` says how.
     BackendExited {
         instance: InstanceId,
@@ -170,7 +174,7 @@ impl Metrics {
         &self,
         sessions: &BTreeMap<&str, usize>,
         in_flight: usize,
-        backends: &[Backend],
+        backends: &[&Backend],
     ) -> String {
         use std::fmt::Write;
         let mut out = String::new();
@@ -299,6 +303,9 @@ enum State {
         at: Instant,
     },
     Failed(String),
+    /// Taken out of the config by a reload: no instances, nothing listed. The slot stays
+    /// (indices are never reused for another name) and comes back if the name does.
+    Removed,
 }
 
 /// What a backend said it can do in its `initialize` result.
@@ -311,6 +318,8 @@ struct Caps {
 /// One configured backend and its catalog.
 struct Backend {
     spec: BackendSpec,
+    /// Where it stands in the config file: the order decides who keeps a contested name.
+    position: usize,
     state: State,
     lists: Lists,
     started: Instant,
@@ -469,8 +478,10 @@ impl Hub {
             opts,
             backends: specs
                 .into_iter()
-                .map(|spec| Backend {
+                .enumerate()
+                .map(|(position, spec)| Backend {
                     spec,
+                    position,
                     state: State::Starting,
                     lists: Lists::default(),
                     started: now,
@@ -493,16 +504,21 @@ impl Hub {
         }
     }
 
+    /// Starts backend `b`'s shared instance (or its probe).
+    fn start_backend(&mut self, b: usize) {
+        match self.start_instance(b, None) {
+            Ok(id) => self.backends[b].source = Some(id),
+            // A program that cannot be started now may be installed later.
+            Err(e) if self.backends[b].spec.policy.restart => self.schedule_restart(b, e),
+            Err(e) => self.backend_failed(b, e),
+        }
+    }
+
     /// Runs until `Shutdown`, then stops every backend and returns their supervisor threads
     /// for the caller to join.
     pub fn run(mut self, events: Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
         for b in 0..self.backends.len() {
-            match self.start_instance(b, None) {
-                Ok(id) => self.backends[b].source = Some(id),
-                // A program that cannot be started now may be installed later.
-                Err(e) if self.backends[b].spec.policy.restart => self.schedule_restart(b, e),
-                Err(e) => self.backend_failed(b, e),
-            }
+            self.start_backend(b);
         }
         self.maybe_print_summary();
         let ticker = crossbeam_channel::tick(Duration::from_millis(250));
@@ -552,6 +568,7 @@ impl Hub {
                 }
             }
             HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
+            HubEvent::Reload { backends } => self.reload(backends),
             HubEvent::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -561,11 +578,11 @@ impl Hub {
 
     fn status(&self) -> Status {
         let backends: Vec<Value> = self
-            .backends
+            .live()
             .iter()
             .map(|b| {
                 let (state, reason) = match &b.state {
-                    State::Starting => ("starting", None),
+                    State::Starting | State::Removed => ("starting", None),
                     State::Ready => ("ready", None),
                     State::Restarting { reason, .. } => ("restarting", Some(reason.clone())),
                     State::Failed(reason) => ("failed", Some(reason.clone())),
@@ -575,7 +592,7 @@ impl Hub {
                        "tools": b.lists.get(Kind::Tools).len()})
             })
             .collect();
-        let ready = self.backends.iter().any(|b| b.state == State::Ready);
+        let ready = self.live().iter().any(|b| b.state == State::Ready);
         let mut sessions: BTreeMap<&str, usize> = BTreeMap::new();
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
@@ -602,10 +619,107 @@ impl Hub {
             .collect();
         Status {
             ready,
-            settled: !self.backends.iter().any(|b| b.state == State::Starting),
+            settled: !self.live().iter().any(|b| b.state == State::Starting),
             tools,
             backends: Value::Array(backends),
-            metrics: self.metrics.render(&sessions, in_flight, &self.backends),
+            metrics: self.metrics.render(&sessions, in_flight, &self.live()),
+        }
+    }
+
+    /// The backends in the config now, in file order.
+    fn live(&self) -> Vec<&Backend> {
+        let mut live: Vec<&Backend> = self
+            .backends
+            .iter()
+            .filter(|b| b.state != State::Removed)
+            .collect();
+        live.sort_by_key(|b| b.position);
+        live
+    }
+
+    // ---- reload -------------------------------------------------------------------
+
+    /// Applies a new config: backends no longer in it stop, new ones start, changed ones
+    /// restart, and the rest keep running untouched, calls in flight included. A change
+    /// only to what clients see or to the request policy (`tools`, `descriptions`,
+    /// `prefix`, timeouts, `restart`, `maxConcurrent`) is applied without a restart.
+    fn reload(&mut self, specs: Vec<BackendSpec>) {
+        let mut changes: Vec<String> = Vec::new();
+        for b in 0..self.backends.len() {
+            let gone = self.backends[b].state != State::Removed
+                && !specs.iter().any(|s| s.name == self.backends[b].spec.name);
+            if gone {
+                changes.push(format!("removed '{}'", self.backends[b].spec.name));
+                self.retire(b, "was removed from the config");
+            }
+        }
+        let mut restarted = Vec::new();
+        for (position, spec) in specs.into_iter().enumerate() {
+            let slot = self.backends.iter().position(|b| b.spec.name == spec.name);
+            let Some(b) = slot else {
+                changes.push(format!("added '{}'", spec.name));
+                self.backends.push(Backend {
+                    spec,
+                    position,
+                    state: State::Starting,
+                    lists: Lists::default(),
+                    started: Instant::now(),
+                    source: None,
+                    backoff: FIRST_BACKOFF,
+                    ready_since: None,
+                    restarts: 0,
+                });
+                restarted.push(self.backends.len() - 1);
+                continue;
+            };
+            let backend = &mut self.backends[b];
+            backend.position = position;
+            if backend.state == State::Removed {
+                changes.push(format!("added '{}'", spec.name));
+            } else if backend.spec == spec {
+                continue;
+            } else if !needs_restart(&backend.spec, &spec) {
+                changes.push(format!("updated '{}'", spec.name));
+                backend.spec = spec;
+                continue;
+            } else {
+                changes.push(format!("restarting '{}' (changed)", spec.name));
+                self.retire(b, "was restarted with a changed config");
+            }
+            let backend = &mut self.backends[b];
+            backend.spec = spec;
+            backend.state = State::Starting;
+            backend.started = Instant::now();
+            backend.backoff = FIRST_BACKOFF;
+            backend.ready_since = None;
+            restarted.push(b);
+        }
+        if changes.is_empty() {
+            console!("config reloaded: no backend changed");
+            return;
+        }
+        console!("config reloaded: {}", changes.join(", "));
+        for b in restarted {
+            self.start_backend(b);
+        }
+        self.rebuild_registry();
+    }
+
+    /// Takes backend `b` out of service: its instances stop and whatever is pending on
+    /// them is answered with `reason`.
+    fn retire(&mut self, b: usize, reason: &str) {
+        let backend = &mut self.backends[b];
+        backend.state = State::Removed;
+        backend.source = None;
+        backend.lists = Lists::default();
+        let ids: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.backend == b)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.end_instance(id, Some(reason.to_string()));
         }
     }
 
@@ -699,6 +813,12 @@ impl Hub {
     /// needed. It may still be initializing: requests to it wait in its queue.
     fn instance_for(&mut self, b: usize, session: &str) -> Result<InstanceId, String> {
         let backend = &self.backends[b];
+        if backend.state == State::Removed {
+            return Err(format!(
+                "backend '{}' was removed from the config",
+                backend.spec.name
+            ));
+        }
         if let State::Failed(reason) = &backend.state {
             return Err(format!(
                 "backend '{}' is not available: {reason}",
@@ -2270,11 +2390,15 @@ impl Hub {
     }
 
     fn rebuild_registry(&mut self) {
-        let ready: Vec<BackendLists<'_>> = self
+        let mut ready: Vec<(usize, &Backend)> = self
             .backends
             .iter()
             .enumerate()
             .filter(|(_, b)| matches!(b.state, State::Ready | State::Restarting { .. }))
+            .collect();
+        ready.sort_by_key(|(_, b)| b.position);
+        let ready: Vec<BackendLists<'_>> = ready
+            .into_iter()
             .map(|(i, b)| BackendLists {
                 backend: i,
                 name: &b.spec.name,
@@ -2394,19 +2518,19 @@ impl Hub {
     }
 
     fn maybe_print_summary(&mut self) {
-        if self.summary_printed || self.backends.iter().any(|b| b.state == State::Starting) {
+        if self.summary_printed || self.live().iter().any(|b| b.state == State::Starting) {
             return;
         }
         self.summary_printed = true;
         let ready = self
-            .backends
+            .live()
             .iter()
             .filter(|b| b.state == State::Ready)
             .count();
         let r = &self.registry;
         console!(
             "{ready} of {} backend(s) ready, {} tool(s) exposed, {} prompt(s), {} resource(s), {} template(s):",
-            self.backends.len(),
+            self.live().len(),
             r.tools().len(),
             r.catalog(Kind::Prompts).entries().len(),
             r.catalog(Kind::Resources).entries().len(),
@@ -2450,6 +2574,14 @@ impl Hub {
         }
         threads
     }
+}
+
+/// Whether a changed backend entry needs a new process: anything about how it is started
+/// or reached does; what clients see and the request policy are read per request.
+fn needs_restart(old: &BackendSpec, new: &BackendSpec) -> bool {
+    old.transport != new.transport
+        || old.scope != new.scope
+        || old.policy.max_message != new.policy.max_message
 }
 
 /// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns

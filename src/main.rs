@@ -36,6 +36,7 @@ mod http;
 mod hub;
 mod jsonrpc;
 mod registry;
+mod reload;
 mod remote;
 #[path = "../servers/mod.rs"]
 mod servers;
@@ -67,6 +68,8 @@ OPTIONS:
     --log-level LEVEL      error, warn, info, debug or trace [default: info]
     --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
     --audit-arguments      also record each tool call's arguments in the audit log
+    --reload-interval SECS how often to look for changes to the config file; 0: only on
+                           SIGHUP [default: 2]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
@@ -85,9 +88,40 @@ OPTIONS:
     -h, --help             print this help
     -V, --version          print the version
 
+Most options can also be set in the config file's \"gateway\" object (host, port, token,
+logLevel, logDir, ...; see the README); an option given here wins.
+
 Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
 ";
 
+/// The command line as given: the settings a config file may also hold are `None` (or
+/// empty) when the flag was not used, so the file's value applies.
+struct Flags {
+    host: Option<String>,
+    port: Option<u16>,
+    config: PathBuf,
+    log_level: Option<LevelFilter>,
+    log_dir: Option<PathBuf>,
+    init_timeout: Option<Duration>,
+    keepalive: Option<Duration>,
+    page_size: Option<usize>,
+    session_idle: Option<Duration>,
+    allowed_origins: Vec<String>,
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+    token: Option<String>,
+    no_auth: bool,
+    max_sessions: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    stdio: bool,
+    audit_arguments: bool,
+    reload_interval: u64,
+    mode: Mode,
+    json: bool,
+}
+
+/// What the gateway runs with: flags, then the config's `"gateway"` settings, then defaults.
 struct Args {
     host: String,
     port: u16,
@@ -101,6 +135,7 @@ struct Args {
     allowed_origins: Vec<String>,
     ping_interval: Duration,
     ping_timeout: Duration,
+    /// `--token` or `MCP_GATEWAY_TOKEN`; the config's token is applied in `listen`.
     token: Option<String>,
     no_auth: bool,
     max_sessions: usize,
@@ -108,8 +143,53 @@ struct Args {
     tls_key: Option<PathBuf>,
     stdio: bool,
     audit_arguments: bool,
+    /// Seconds between looks at the config file; None: only on SIGHUP.
+    reload_interval: Option<Duration>,
     mode: Mode,
     json: bool,
+}
+
+impl Flags {
+    fn resolve(self, s: &config::Settings) -> Args {
+        let secs = |flag: Option<Duration>, setting: Option<Duration>, default: u64| {
+            flag.or(setting).unwrap_or(Duration::from_secs(default))
+        };
+        Args {
+            host: self
+                .host
+                .or(s.host.clone())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: self.port.or(s.port).unwrap_or(9000),
+            config: self.config,
+            log_level: self.log_level.or(s.log_level).unwrap_or(LevelFilter::Info),
+            log_dir: self
+                .log_dir
+                .or(s.log_dir.as_ref().map(PathBuf::from))
+                .unwrap_or_else(|| "logs".into()),
+            init_timeout: secs(self.init_timeout, s.init_timeout, 60),
+            keepalive: secs(self.keepalive, s.sse_keepalive, 15),
+            page_size: self.page_size.or(s.page_size).unwrap_or(500),
+            session_idle: secs(self.session_idle, s.session_idle, 1800),
+            allowed_origins: if self.allowed_origins.is_empty() {
+                s.allow_origins.clone()
+            } else {
+                self.allowed_origins
+            },
+            ping_interval: secs(self.ping_interval, s.ping_interval, 30),
+            ping_timeout: secs(self.ping_timeout, s.ping_timeout, 10),
+            token: self.token,
+            no_auth: self.no_auth,
+            max_sessions: self.max_sessions.or(s.max_sessions).unwrap_or(10_000),
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            stdio: self.stdio,
+            audit_arguments: self.audit_arguments || s.audit_arguments == Some(true),
+            reload_interval: (self.reload_interval > 0)
+                .then(|| Duration::from_secs(self.reload_interval)),
+            mode: self.mode,
+            json: self.json,
+        }
+    }
 }
 
 /// What the invocation is for: serving, or inspecting the config and backends.
@@ -123,7 +203,7 @@ enum Mode {
 }
 
 enum Command {
-    Serve(Args),
+    Serve(Flags),
     Builtin(String, lexopt::Parser),
     Help,
     Version,
@@ -131,28 +211,29 @@ enum Command {
 
 fn parse_args() -> Result<Command, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut args = Args {
-        host: "127.0.0.1".into(),
-        port: 9000,
+    let mut args = Flags {
+        host: None,
+        port: None,
         config: "config.json".into(),
-        log_level: LevelFilter::Info,
-        log_dir: "logs".into(),
-        init_timeout: Duration::from_secs(60),
-        keepalive: Duration::from_secs(15),
-        page_size: 500,
-        session_idle: Duration::from_secs(1800),
+        log_level: None,
+        log_dir: None,
+        init_timeout: None,
+        keepalive: None,
+        page_size: None,
+        session_idle: None,
         allowed_origins: Vec::new(),
-        ping_interval: Duration::from_secs(30),
-        ping_timeout: Duration::from_secs(10),
+        ping_interval: None,
+        ping_timeout: None,
         token: std::env::var("MCP_GATEWAY_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         no_auth: false,
-        max_sessions: 10_000,
+        max_sessions: None,
         tls_cert: None,
         tls_key: None,
         stdio: false,
         audit_arguments: false,
+        reload_interval: 2,
         mode: Mode::Serve,
         json: false,
     };
@@ -161,27 +242,29 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Long("host") => args.host = parser.value()?.string()?,
-            Long("port") => args.port = parser.value()?.parse()?,
+            Long("host") => args.host = Some(parser.value()?.string()?),
+            Long("port") => args.port = Some(parser.value()?.parse()?),
             Long("config") => args.config = parser.value()?.into(),
-            Long("log-level") => args.log_level = parser.value()?.parse()?,
-            Long("log-dir") => args.log_dir = parser.value()?.into(),
-            Long("init-timeout") => args.init_timeout = secs(parser.value()?.parse()?)?,
-            Long("sse-keepalive") => args.keepalive = secs(parser.value()?.parse()?)?,
-            Long("session-idle") => args.session_idle = secs(parser.value()?.parse()?)?,
-            Long("ping-interval") => args.ping_interval = secs(parser.value()?.parse()?)?,
-            Long("ping-timeout") => args.ping_timeout = secs(parser.value()?.parse()?)?,
+            Long("log-level") => args.log_level = Some(parser.value()?.parse()?),
+            Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
+            Long("init-timeout") => args.init_timeout = Some(secs(parser.value()?.parse()?)?),
+            Long("sse-keepalive") => args.keepalive = Some(secs(parser.value()?.parse()?)?),
+            Long("session-idle") => args.session_idle = Some(secs(parser.value()?.parse()?)?),
+            Long("ping-interval") => args.ping_interval = Some(secs(parser.value()?.parse()?)?),
+            Long("ping-timeout") => args.ping_timeout = Some(secs(parser.value()?.parse()?)?),
             Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
             Long("stdio") => args.stdio = true,
             Long("audit-arguments") => args.audit_arguments = true,
+            Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
-            Long("max-sessions") => args.max_sessions = parser.value()?.parse()?,
+            Long("max-sessions") => args.max_sessions = Some(parser.value()?.parse()?),
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
-                args.page_size = parser.value()?.parse()?;
-                if args.page_size == 0 {
+                let n = parser.value()?.parse()?;
+                args.page_size = Some(n);
+                if n == 0 {
                     return Err("--page-size must be at least 1".into());
                 }
             }
@@ -216,7 +299,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Builtin(name, parser)) => servers::run(&name, parser),
-        Ok(Command::Serve(args)) => match serve(args) {
+        Ok(Command::Serve(flags)) => match serve(flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(Failure::Usage(msg)) => {
                 eprintln!("{msg}");
@@ -242,20 +325,22 @@ enum Failure {
     Runtime(String),
 }
 
-fn serve(args: Args) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+fn serve(flags: Flags) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(&flags.config).map_err(|e| {
         Failure::Usage(format!(
             "config: cannot read '{}': {e}",
-            args.config.display()
+            flags.config.display()
         ))
     })?;
     let loaded = config::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| {
         Failure::Usage(format!(
             "{e}\n{} problem(s) in '{}'; nothing was started.",
             e.0.len(),
-            args.config.display()
+            flags.config.display()
         ))
     })?;
+    let args = flags.resolve(&loaded.config.settings);
+    let running_settings = loaded.config.settings.clone();
     // The log file's name needs the local time, which is only safe to read while this
     // process has a single thread, so the logger starts before anything else.
     let log_file = start_logging(&args.log_dir, args.log_level).map_err(Failure::Runtime)?;
@@ -305,6 +390,15 @@ fn serve(args: Args) -> Result<(), Failure> {
 
     let self_exe = std::env::current_exe()
         .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    reload::on_sighup();
+    let watcher = reload::Watcher::start(
+        args.config.clone(),
+        text,
+        running_settings,
+        args.reload_interval,
+        hub_tx.clone(),
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot start the config watcher: {e}")))?;
     let (backends, disabled): (Vec<_>, Vec<_>) =
         loaded.config.backends.into_iter().partition(|b| b.enabled);
     for b in &disabled {
@@ -361,6 +455,7 @@ fn serve(args: Args) -> Result<(), Failure> {
 
     let _ = signal_rx.recv();
     console!("shutting down");
+    watcher.stop();
     let writers = frontend.map(http::Frontend::stop);
     let _ = hub_tx.send(hub::HubEvent::Shutdown);
     let supervisors = hub_thread.join().unwrap_or_default();

@@ -172,6 +172,40 @@ fn audit_arguments_are_recorded_only_when_asked() {
     assert_eq!(lines[0]["arguments"], json!({"text": "recorded"}));
 }
 
+#[test]
+fn gateway_settings_come_from_the_config_and_flags_win() {
+    // The config names a port that is taken: the harness's `--port 0` must win over it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let config = json!({
+        "gateway": {"port": taken_port, "pageSize": 1, "logLevel": "debug", "auditArguments": true},
+        "fx": fixture(&[]),
+    });
+    let gw = Gateway::start(&config);
+    assert_ne!(gw.port, taken_port);
+    let c = gw.connect();
+    c.initialize();
+    let page = c.request(json!(1), "tools/list", json!({}));
+    assert_eq!(
+        page["result"]["tools"].as_array().unwrap().len(),
+        1,
+        "{page}"
+    );
+    assert!(page["result"]["nextCursor"].is_string(), "{page}");
+    c.call(json!(2), "fx__echo", json!({"text": "recorded"}));
+    assert_eq!(
+        audit_lines(&gw, 1)[0]["arguments"],
+        json!({"text": "recorded"})
+    );
+    let logs: Vec<String> = std::fs::read_dir(gw.dir.path().join("logs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(logs.iter().any(|n| n.ends_with("_DEBUG.log")), "{logs:?}");
+    drop(taken);
+}
+
 fn run_cli(args: &[&str], config: &Value) -> (i32, String) {
     let dir = util::TempDir::new();
     let path = dir.path().join("config.json");
@@ -227,4 +261,150 @@ fn tools_prints_the_catalogue_as_a_table_or_json() {
             .any(|l| l.starts_with("fx__echo") && l.contains(" echo ")),
         "{out}"
     );
+}
+
+/// The pid a fixture tool `recall` reports, and the value it kept.
+fn recall(c: &util::SseClient, id: &str, tool: &str) -> Value {
+    let r = c.call(json!(id), tool, json!({}));
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn hot_reload_applies_the_difference_while_calls_on_an_unchanged_backend_continue() {
+    let keep = fixture(&["--tag", "keep"]);
+    let v1 = json!({
+        "keep": keep, "gone": fixture(&[]), "change": fixture(&["--tag", "one"]), "view": fixture(&[]),
+    });
+    let gw = Gateway::start(&v1);
+    let c = gw.connect();
+    c.initialize();
+    c.call(json!("r"), "keep__remember", json!({"value": "before"}));
+    let changed_pid = recall(&c, "p1", "change__recall")["pid"].clone();
+    // A call in flight across the reload, and a stream of calls during it.
+    let slow = gw.connect();
+    slow.initialize();
+    slow.send(
+        &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+        "params": {"name": "keep__sleep", "arguments": {"ms": 3000, "text": "survived"}}}),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = gw.port;
+    let flag = stop.clone();
+    let caller = std::thread::spawn(move || {
+        let m = util::McpClient::connect(port);
+        let (mut ok, mut failed) = (0, Vec::new());
+        let deadline = std::time::Instant::now() + util::WAIT;
+        for i in 0..5000 {
+            if flag.load(std::sync::atomic::Ordering::Relaxed)
+                || std::time::Instant::now() > deadline
+            {
+                break;
+            }
+            let r = m.call(json!(i), "keep__echo", json!({"text": "x"}));
+            if r["result"]["content"][0]["text"] == "x" {
+                ok += 1;
+            } else {
+                failed.push(r);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        (ok, failed)
+    });
+
+    let mut view = fixture(&[]);
+    view["tools"] = json!({"allow": ["echo"]});
+    view["descriptions"] = json!({"echo": "Echo, reloaded."});
+    let v2 = json!({
+        "keep": keep, "change": fixture(&["--tag", "two"]), "view": view, "added": fixture(&[]),
+    });
+    std::fs::write(gw.dir.path().join("config.json"), v2.to_string()).unwrap();
+    assert!(
+        // (json! writes keys in alphabetical order: that is the file order here.)
+        gw.wait_stdout(
+            "config reloaded: removed 'gone', added 'added', restarting 'change' (changed), updated 'view'"
+        ),
+        "{}",
+        gw.stdout()
+    );
+    util::eventually("the new catalogue", || {
+        let names = c.tool_names();
+        names.contains(&"added__echo".to_string())
+            && names.contains(&"change__recall".to_string())
+            && !names.iter().any(|n| n.starts_with("gone__"))
+            && names.iter().filter(|n| n.starts_with("view__")).count() == 1
+    });
+    let list = c.request(json!("l"), "tools/list", json!({}));
+    let view_echo = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "view__echo")
+        .unwrap()
+        .clone();
+    assert_eq!(view_echo["description"], "Echo, reloaded.");
+    let hidden = c.call(json!("h"), "view__fail", json!({}));
+    assert!(hidden.get("error").is_some(), "{hidden}");
+    let mut changed_notice = false;
+    while let Some(m) = c.next_message(std::time::Duration::from_millis(200)) {
+        changed_notice |= m["method"] == "notifications/tools/list_changed";
+    }
+    assert!(changed_notice, "sessions are told their list changed");
+    // The changed backend runs in a new process; the unchanged one is the same process.
+    assert_ne!(recall(&c, "p2", "change__recall")["pid"], changed_pid);
+    assert_eq!(recall(&c, "k", "keep__recall")["value"], "before");
+    let slow_reply = slow.response(&json!("slow"));
+    assert_eq!(
+        slow_reply["result"]["content"][0]["text"], "survived",
+        "{slow_reply}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = caller.join().unwrap();
+    assert!(ok > 0 && failed.is_empty(), "{ok} ok, failed: {failed:#?}");
+
+    // An invalid config is refused and the running one stays.
+    std::fs::write(
+        gw.dir.path().join("config.json"),
+        r#"{"keep": {"command": 5}}"#,
+    )
+    .unwrap();
+    assert!(gw.wait_stdout("config reload REJECTED"), "{}", gw.stdout());
+    assert!(
+        gw.stdout()
+            .contains("config: backend 'keep': field 'command': expected a string"),
+        "{}",
+        gw.stdout()
+    );
+    assert!(c.tool_names().contains(&"added__echo".to_string()));
+    let r = c.call(json!("after"), "keep__echo", json!({"text": "still"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still");
+}
+
+#[test]
+fn sighup_reloads_even_with_polling_off() {
+    let mut gw = Gateway::start_with(&json!({ "a": fixture(&[]) }), &["--reload-interval", "0"]);
+    let v2 = json!({ "a": fixture(&[]), "b": fixture(&[]) });
+    std::fs::write(gw.dir.path().join("config.json"), v2.to_string()).unwrap();
+    unsafe {
+        libc::kill(gw.pid() as i32, libc::SIGHUP);
+    }
+    assert!(
+        gw.wait_stdout("config reloaded: added 'b'"),
+        "{}",
+        gw.stdout()
+    );
+    let c = gw.connect();
+    c.initialize();
+    util::eventually("b's tools", || {
+        c.tool_names().contains(&"b__echo".to_string())
+    });
+    // SIGHUP again with nothing changed: nothing restarts, and the gateway keeps running.
+    unsafe {
+        libc::kill(gw.pid() as i32, libc::SIGHUP);
+    }
+    assert!(gw.wait_stdout("config reloaded: no backend changed"));
+    assert!(util::alive(gw.pid()));
+    assert!(gw.signal_and_wait(libc::SIGTERM).success());
 }

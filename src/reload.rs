@@ -1,0 +1,151 @@
+//! Hot reload: a thread that watches the config file (its modification time and size, every
+//! couple of seconds, and SIGHUP) and hands every valid new version to the hub, which
+//! applies the difference. An invalid version is reported on the console and ignored: the
+//! gateway goes on with what it runs.
+
+use crate::config::{self, Settings};
+use crate::hub::HubEvent;
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Set by the SIGHUP handler, taken by the watcher.
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
+/// How often the watcher looks at the flag set by SIGHUP.
+const GLANCE: Duration = Duration::from_millis(200);
+
+/// Makes SIGHUP a request to reload instead of the end of the process (as daemons do).
+pub fn on_sighup() {
+    #[cfg(unix)]
+    {
+        extern "C" fn hangup(_: libc::c_int) {
+            HANGUP.store(true, Ordering::Relaxed);
+        }
+        let handler: extern "C" fn(libc::c_int) = hangup;
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGHUP, handler as libc::sighandler_t);
+        }
+    }
+}
+
+pub struct Watcher {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Watches `path`, whose current text `text` with `settings` is what runs now. With
+    /// `poll` None only SIGHUP triggers a reload.
+    pub fn start(
+        path: PathBuf,
+        text: String,
+        settings: Settings,
+        poll: Option<Duration>,
+        hub: Sender<HubEvent>,
+    ) -> std::io::Result<Watcher> {
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || {
+                let mut seen = stamp(&path);
+                let mut last_text = text;
+                let mut next_poll = poll.map(|p| Instant::now() + p);
+                loop {
+                    match stopped.recv_timeout(GLANCE) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let hangup = HANGUP.swap(false, Ordering::Relaxed);
+                    let due = next_poll.is_some_and(|t| Instant::now() >= t);
+                    if due {
+                        next_poll = poll.map(|p| Instant::now() + p);
+                    }
+                    if !hangup && !due {
+                        continue;
+                    }
+                    let now = stamp(&path);
+                    if !hangup && now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            console!(
+                                "config reload: cannot read '{}': {e}; still running the previous config",
+                                path.display()
+                            );
+                            continue;
+                        }
+                    };
+                    if !hangup && text == last_text {
+                        continue;
+                    }
+                    last_text = text;
+                    if hangup {
+                        log::info!("SIGHUP: reloading '{}'", path.display());
+                    }
+                    if let Some(backends) = check(&path, &last_text, &settings)
+                        && hub.send(HubEvent::Reload { backends }).is_err()
+                    {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Watcher { stop, thread })
+    }
+
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// What tells a changed file apart without reading it.
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Validates a new version of the config: the enabled backends to run, or None after
+/// saying on the console what is wrong with it.
+fn check(
+    path: &std::path::Path,
+    text: &str,
+    running: &Settings,
+) -> Option<Vec<config::BackendSpec>> {
+    match config::parse(text, &|name| std::env::var(name).ok()) {
+        Err(e) => {
+            console!(
+                "config reload REJECTED: {} problem(s) in '{}'; still running the previous config:\n{e}",
+                e.0.len(),
+                path.display()
+            );
+            None
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                log::warn!("{w}");
+            }
+            let changed = running.changed_fields(&loaded.config.settings);
+            if !changed.is_empty() {
+                console!(
+                    "config reload: the gateway settings {} changed; they take effect when the gateway is restarted",
+                    changed.join(", ")
+                );
+            }
+            Some(
+                loaded
+                    .config
+                    .backends
+                    .into_iter()
+                    .filter(|b| b.enabled)
+                    .collect(),
+            )
+        }
+    }
+}
