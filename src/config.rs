@@ -247,6 +247,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// The JSON Schema of the config file (`--print-config-schema`), for editors and CI.
+pub const SCHEMA: &str = include_str!("config.schema.json");
+
 /// Built-in servers this binary can run (see `servers/`).
 pub const BUILTIN_SERVERS: &[&str] = &["bash", "cmd", "powershell", "wmi"];
 
@@ -262,6 +265,8 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     // "gateway" is reserved for the gateway's own settings, in either shape.
     let mut settings = Settings::default();
     let mut top = top;
+    // "$schema" points an editor at the JSON Schema (`--print-config-schema`).
+    top.0.retain(|(k, _)| k != "$schema");
     if let Some(pos) = top.0.iter().position(|(k, _)| k == "gateway") {
         let (_, value) = top.0.remove(pos);
         settings = v.settings(&value);
@@ -1298,8 +1303,11 @@ mod tests {
         let loaded = ok(r#"{"gateway": {"token": "${TOKEN}"}, "a": {"command": "x"}}"#);
         assert_eq!(loaded.config.settings.token.as_deref(), Some("s3cret"));
         assert_eq!(loaded.config.backends.len(), 1);
-        let loaded = ok(r#"{"gateway": {"token": "t"}, "mcpServers": {"a": {"command": "x"}}}"#);
+        let loaded = ok(
+            r#"{"$schema": "./config.schema.json", "gateway": {"token": "t"}, "mcpServers": {"a": {"command": "x"}}}"#,
+        );
         assert_eq!(loaded.config.settings.token.as_deref(), Some("t"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let errs = errors(r#"{"gateway": {"command": "x", "token": 5}}"#);
         assert!(
             errs[0].contains("'gateway': field 'token': expected a string"),
@@ -1358,6 +1366,46 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    #[test]
+    fn the_schema_names_exactly_the_fields_the_parser_reads() {
+        let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+        let keys = |v: &Value| {
+            let mut k: Vec<String> = v["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        };
+        let mut settings: Vec<String> = SETTINGS_FIELDS.iter().map(|s| s.to_string()).collect();
+        settings.sort();
+        assert_eq!(keys(&schema["$defs"]["settings"]), settings);
+        let mut fields: Vec<String> = [
+            COMMON_FIELDS,
+            STDIO_FIELDS,
+            SSE_FIELDS,
+            HTTP_FIELDS,
+            BUILTIN_FIELDS,
+            &["transport"],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        fields.sort();
+        fields.dedup();
+        assert_eq!(keys(&schema["$defs"]["backend"]), fields);
+        let servers: Vec<&str> = schema["$defs"]["backend"]["properties"]["server"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(servers, BUILTIN_SERVERS);
     }
 
     #[test]

@@ -332,8 +332,14 @@ struct Backend {
     /// When the current instance became ready.
     ready_since: Option<Instant>,
     restarts: u32,
+    /// How long its first start took, once it is ready.
+    took: Option<Duration>,
+    /// While it starts: the last whole "still starting" interval said on the console.
+    reported: u64,
 }
 
+/// Seconds between "still starting" lines when the console is not a terminal.
+const PROGRESS_EVERY: u64 = 10;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Ready this long, a backend's next failure starts the backoff over.
@@ -489,6 +495,8 @@ impl Hub {
                     backoff: FIRST_BACKOFF,
                     ready_since: None,
                     restarts: 0,
+                    took: None,
+                    reported: 0,
                 })
                 .collect(),
             instances: HashMap::new(),
@@ -668,6 +676,8 @@ impl Hub {
                     backoff: FIRST_BACKOFF,
                     ready_since: None,
                     restarts: 0,
+                    took: None,
+                    reported: 0,
                 });
                 restarted.push(self.backends.len() - 1);
                 continue;
@@ -692,6 +702,8 @@ impl Hub {
             backend.started = Instant::now();
             backend.backoff = FIRST_BACKOFF;
             backend.ready_since = None;
+            backend.took = None;
+            backend.reported = 0;
             restarted.push(b);
         }
         if changes.is_empty() {
@@ -1041,6 +1053,36 @@ impl Hub {
         self.expire_requests(now);
         self.check_health(now);
         self.restart_due(now);
+        self.show_progress(now);
+    }
+
+    /// What is still starting, and for how long: on a terminal one status line rewritten
+    /// in place, otherwise a plain line per backend every `PROGRESS_EVERY` seconds.
+    fn show_progress(&mut self, now: Instant) {
+        let tty = crate::console_is_tty();
+        let mut starting = Vec::new();
+        for b in self.backends.iter_mut() {
+            if b.state != State::Starting {
+                continue;
+            }
+            let secs = now.duration_since(b.started).as_secs_f64();
+            starting.push(format!("{} {secs:.1} s", b.spec.name));
+            let interval = (secs as u64) / PROGRESS_EVERY;
+            if interval > b.reported && !tty {
+                b.reported = interval;
+                console!(
+                    "  {:<16} {:<15} starting ({} s so far)",
+                    b.spec.name,
+                    b.spec.transport.type_name(),
+                    interval * PROGRESS_EVERY
+                );
+            }
+        }
+        if starting.is_empty() {
+            crate::console_status("");
+        } else {
+            crate::console_status(&format!("starting: {}", starting.join(", ")));
+        }
     }
 
     /// Writes a finished tool call to the audit log: `result` is the raw result, or the
@@ -2143,6 +2185,7 @@ impl Hub {
         } else if is_source && self.backends[b].state == State::Starting {
             let backend = &mut self.backends[b];
             backend.state = State::Ready;
+            backend.took = Some(backend.started.elapsed());
             let took = backend.started.elapsed().as_secs_f64() * 1000.0;
             let counts = Kind::ALL.map(|k| backend.lists.get(k).len());
             let scope = if matches!(backend.spec.scope, Scope::Session { .. }) {
@@ -2522,6 +2565,39 @@ impl Hub {
             return;
         }
         self.summary_printed = true;
+        crate::console_status("");
+        console!(
+            "  {:<16} {:<15} {:<10} {:>5} {:>7} {:>9} {:>9} {:>9}",
+            "BACKEND",
+            "TYPE",
+            "STATE",
+            "TOOLS",
+            "PROMPTS",
+            "RESOURCES",
+            "TEMPLATES",
+            "START"
+        );
+        for b in self.live() {
+            let state = match b.state {
+                State::Ready => "ready",
+                State::Restarting { .. } => "restarting",
+                State::Failed(_) => "failed",
+                State::Starting | State::Removed => "starting",
+            };
+            let counts = Kind::ALL.map(|k| b.lists.get(k).len());
+            let took = b.took.map_or("-".to_string(), |t| {
+                format!("{:.0} ms", t.as_secs_f64() * 1000.0)
+            });
+            console!(
+                "  {:<16} {:<15} {state:<10} {:>5} {:>7} {:>9} {:>9} {took:>9}",
+                b.spec.name,
+                b.spec.transport.type_name(),
+                counts[0],
+                counts[1],
+                counts[2],
+                counts[3],
+            );
+        }
         let ready = self
             .live()
             .iter()

@@ -10,22 +10,68 @@ macro_rules! console {
     ($($arg:tt)*) => {{
         let line = format!($($arg)*);
         log::info!(target: "console", "{line}");
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        if crate::CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &bytes);
-        } else {
-            let mut out = std::io::stdout().lock();
-            let _ = std::io::Write::write_all(&mut out, &bytes);
-            let _ = std::io::Write::flush(&mut out);
-        }
+        crate::console_line(line);
     }};
 }
 
-/// Set once at start-up in `--stdio` mode. The one global besides the logger: the console
-/// macro is used from threads that have no handle to pass it through.
+/// Set once at start-up in `--stdio` mode. Besides the logger, the console's state is the
+/// one global: the console macro is used from threads that have no handle to pass it through.
 pub static CONSOLE_ON_STDERR: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+
+/// The transient status line shown under the console lines on a terminal ("starting: ..."),
+/// empty when none is shown.
+static STATUS_LINE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// The console stream: stdout, or stderr in `--stdio` mode.
+fn console_stream() -> Box<dyn std::io::Write> {
+    if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    }
+}
+
+/// Whether the console is a terminal (then progress is one line rewritten in place).
+pub fn console_is_tty() -> bool {
+    use std::io::IsTerminal;
+    if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    }
+}
+
+/// Prints a console line, above the status line if one is shown.
+pub fn console_line(line: String) {
+    let status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = console_stream();
+    let mut bytes = Vec::with_capacity(line.len() + status.len() + 8);
+    if !status.is_empty() {
+        bytes.extend_from_slice(b"\r\x1b[K");
+    }
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    bytes.extend_from_slice(status.as_bytes());
+    let _ = out.write_all(&bytes);
+    let _ = out.flush();
+}
+
+/// Shows `text` as the status line on a terminal (replacing the last one; "" removes it).
+/// Does nothing when the console is not a terminal.
+pub fn console_status(text: &str) {
+    if !console_is_tty() {
+        return;
+    }
+    let mut status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    if *status == text {
+        return;
+    }
+    let mut out = console_stream();
+    let _ = write!(out, "\r\x1b[K{text}");
+    let _ = out.flush();
+    *status = text.to_string();
+}
 
 mod audit;
 mod backend;
@@ -46,6 +92,7 @@ mod streamable;
 mod tree;
 
 use log::{LevelFilter, error, info};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +105,7 @@ USAGE:
     mcp-gateway check [OPTIONS]          start every backend, report each, exit 1 if any failed
     mcp-gateway tools [--json] [OPTIONS] start every backend, print the exposed tools
     mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
+    mcp-gateway --print-config-schema    print the JSON Schema of config.json
 
 OPTIONS:
     --stdio                serve one client over stdin/stdout instead of HTTP (for clients
@@ -205,6 +253,7 @@ enum Mode {
 enum Command {
     Serve(Flags),
     Builtin(String, lexopt::Parser),
+    Schema,
     Help,
     Version,
 }
@@ -242,6 +291,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Long("print-config-schema") => return Ok(Command::Schema),
             Long("host") => args.host = Some(parser.value()?.string()?),
             Long("port") => args.port = Some(parser.value()?.parse()?),
             Long("config") => args.config = parser.value()?.into(),
@@ -299,6 +349,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Builtin(name, parser)) => servers::run(&name, parser),
+        Ok(Command::Schema) => {
+            print!("{}", config::SCHEMA);
+            ExitCode::SUCCESS
+        }
         Ok(Command::Serve(flags)) => match serve(flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(Failure::Usage(msg)) => {

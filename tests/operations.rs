@@ -408,3 +408,111 @@ fn sighup_reloads_even_with_polling_off() {
     assert!(util::alive(gw.pid()));
     assert!(gw.signal_and_wait(libc::SIGTERM).success());
 }
+
+#[test]
+fn startup_shows_progress_of_a_slow_backend_then_a_table() {
+    let script = util::root().join("tests/fixtures/stdio_server.py");
+    let slow = json!({"command": "sh", "args": ["-c", format!("sleep 11; exec python3 '{}'", script.display())]});
+    let gw = Gateway::start(&json!({ "quick": fixture(&[]), "slow": slow }));
+    let out = gw.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no '{needle}' in\n{out}"))
+    };
+    // Not a terminal: plain lines, one per backend every 10 s while it starts.
+    let progress = at("slow             stdio           starting (10 s so far)");
+    let header =
+        at("BACKEND          TYPE            STATE      TOOLS PROMPTS RESOURCES TEMPLATES");
+    assert!(progress < header, "{out}");
+    let row: Vec<&str> = lines[header + 2].split_whitespace().collect();
+    assert_eq!(
+        row[..7],
+        ["slow", "stdio", "ready", "17", "1", "2", "1"],
+        "{out}"
+    );
+    let ms: f64 = row[7].parse().unwrap();
+    assert!(ms >= 11_000.0, "{out}");
+    assert!(
+        !out.contains('\x1b'),
+        "no terminal escapes when stdout is a pipe:\n{out}"
+    );
+}
+
+#[test]
+fn the_printed_schema_accepts_good_configs_and_rejects_bad_ones() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .arg("--print-config-schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = util::TempDir::new();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, &out.stdout).unwrap();
+    let shipped: Value =
+        serde_json::from_str(&std::fs::read_to_string(util::root().join("config.json")).unwrap())
+            .unwrap();
+    let good = [
+        shipped,
+        json!({
+            "gateway": {"host": "0.0.0.0", "port": 9000, "token": "${T}", "logLevel": "debug",
+                        "maxSessions": 10, "sessionIdle": 60, "allowOrigins": ["https://x"]},
+            "fs": {"type": "stdio", "command": "npx", "args": ["-y", "x"], "env": {"A": "b"},
+                   "tools": {"allow": ["read_*"], "deny": ["*delete*"]}, "descriptions": {"read": "R"},
+                   "prefix": "", "scope": "session", "idleTimeout": 60, "timeout": 5,
+                   "toolTimeouts": {"slow": 600}, "restart": "never", "maxConcurrent": 2},
+            "legacy": {"type": "sse", "url": "http://127.0.0.1:8000/sse", "command": "srv", "startupTimeout": 5},
+            "remote": {"url": "https://example.com/mcp", "headers": {"Authorization": "Bearer ${K}"}},
+            "sh": {"type": "builtin", "server": "bash", "timeout": 30, "allow": ["git *"], "enabled": false},
+        }),
+        json!({"$schema": "./config.schema.json", "mcpServers": {"gh": {"command": "github-mcp-server"}, "web": {"url": "http://h/sse", "transport": "sse"}}}),
+    ];
+    let bad = [
+        (json!({"gateway": {"port": 70000}}), "70000"),
+        (
+            json!({"a": {"type": "stdio"}}),
+            "'command' is a required property",
+        ),
+        (
+            json!({"a": {"type": "telnet", "command": "x"}}),
+            "'telnet' is not one of",
+        ),
+        (json!({"a b": {"command": "x"}}), "'a b'"),
+        (
+            json!({"a": {"command": "x", "scope": "global"}}),
+            "'global' is not one of",
+        ),
+        (json!({"a": {"server": "zsh"}}), "'zsh' is not one of"),
+        (
+            json!({"a": {"args": ["x"]}}),
+            "is not valid under any of the given schemas",
+        ),
+        (json!({"gateway": {"tokn": "x"}}), "'tokn' was unexpected"),
+    ];
+    let cases: Vec<&Value> = good.iter().chain(bad.iter().map(|(c, _)| c)).collect();
+    let mut child = std::process::Command::new(util::sdk_python())
+        .arg(util::root().join("tests/fixtures/validate_schema.py"))
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        serde_json::to_string(&cases).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let out = util::finish_within(child, util::WAIT, "the jsonschema validator", None);
+    let results: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    for (config, errors) in good.iter().zip(&results) {
+        assert!(errors.is_empty(), "{config}: {errors:?}");
+    }
+    for ((config, needle), errors) in bad.iter().zip(&results[good.len()..]) {
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{config}: expected an error with '{needle}', got {errors:?}"
+        );
+    }
+}
