@@ -444,7 +444,9 @@ fn serve(flags: Flags) -> Result<(), Failure> {
 
     let self_exe = std::env::current_exe()
         .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
-    reload::on_sighup();
+    if reload::on_sighup() {
+        info!("SIGHUP reloads the config (no terminal)");
+    }
     let watcher = reload::Watcher::start(
         args.config.clone(),
         text,

@@ -17,8 +17,17 @@ static HANGUP: AtomicBool = AtomicBool::new(false);
 /// How often the watcher looks at the flag set by SIGHUP.
 const GLANCE: Duration = Duration::from_millis(200);
 
-/// Makes SIGHUP a request to reload instead of the end of the process (as daemons do).
-pub fn on_sighup() {
+/// Without a terminal (systemd, containers, nohup), makes SIGHUP a request to reload, as
+/// daemons do, and says so. In a terminal SIGHUP keeps meaning "the terminal is gone": the
+/// Ctrl-C handler shuts the gateway down with its backends.
+pub fn on_sighup() -> bool {
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal()
+        || std::io::stdout().is_terminal()
+        || std::io::stderr().is_terminal();
+    if interactive {
+        return false;
+    }
     #[cfg(unix)]
     {
         extern "C" fn hangup(_: libc::c_int) {
@@ -30,6 +39,7 @@ pub fn on_sighup() {
             libc::signal(libc::SIGHUP, handler as libc::sighandler_t);
         }
     }
+    cfg!(unix)
 }
 
 pub struct Watcher {

@@ -516,3 +516,66 @@ fn the_printed_schema_accepts_good_configs_and_rejects_bad_ones() {
         );
     }
 }
+
+#[test]
+fn in_a_terminal_sighup_stops_the_gateway_and_its_backends() {
+    use std::io::BufRead;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two descriptors; the slave becomes the child's stdin.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0);
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({ "fx": fixture(&[]) }).to_string()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--port", "0", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdin(unsafe { std::process::Stdio::from_raw_fd(slave) })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("Connect MCP clients to ")
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the gateway's URL");
+    let port: u16 = url
+        .trim_end_matches("/mcp")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let c = util::SseClient::connect(port);
+    c.initialize();
+    let backend_pid = recall(&c, "p", "fx__recall")["pid"].as_u64().unwrap() as u32;
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    let status = util::finish_within(child, util::WAIT, "the gateway after SIGHUP", None).status;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lines.map_while(Result::ok).any(|l| l == "shutting down"),
+        "a graceful shutdown"
+    );
+    util::eventually("the backend to be gone", || !util::alive(backend_pid));
+    unsafe {
+        libc::close(master);
+    }
+}
