@@ -372,7 +372,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         );
     }
     let session = new_session_id();
-    let (tx, rx) = crossbeam_channel::bounded::<Outbound>(SESSION_QUEUE);
+    let (tx, rx) = crate::hub::Queue::new(SESSION_QUEUE);
     shared
         .live
         .lock()
@@ -434,7 +434,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
 /// (the client stopped reading, or shutdown), the session stops taking POSTs at once, even
 /// while its writer is still stuck on the dead socket.
 struct LegacySink {
-    tx: Sender<Outbound>,
+    tx: crate::hub::Queue,
     session: SessionId,
     live: Arc<Mutex<HashSet<SessionId>>>,
 }

@@ -68,9 +68,37 @@ pub trait Sink: Send {
     fn offer(&self, out: Outbound) -> Result<(), Refused>;
 }
 
-impl Sink for Sender<Outbound> {
+/// A client's queue of outgoing messages, limited by count. Unbounded underneath:
+/// crossbeam's bounded channels allocate every slot up front (about 100 KiB for 1024
+/// messages), which every idle client would pay for; a list channel grows with what is
+/// actually queued.
+#[derive(Clone)]
+pub struct Queue {
+    tx: Sender<Outbound>,
+    limit: usize,
+}
+
+impl Queue {
+    pub fn new(limit: usize) -> (Queue, Receiver<Outbound>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Queue { tx, limit }, rx)
+    }
+
+    /// Queues `out` unless `limit` messages are waiting already (the client is not
+    /// reading); gives it back when refused.
+    pub fn push(&self, out: Outbound) -> Result<(), TrySendError<Outbound>> {
+        if self.tx.len() >= self.limit {
+            return Err(TrySendError::Full(out));
+        }
+        self.tx
+            .send(out)
+            .map_err(|e| TrySendError::Disconnected(e.0))
+    }
+}
+
+impl Sink for Queue {
     fn offer(&self, out: Outbound) -> Result<(), Refused> {
-        self.try_send(out).map_err(|e| match e {
+        self.push(out).map_err(|e| match e {
             TrySendError::Full(_) => Refused::Full,
             TrySendError::Disconnected(_) => Refused::Closed,
         })

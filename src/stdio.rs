@@ -16,7 +16,7 @@ const SESSION: &str = "stdio";
 
 /// Starts the session and its two threads; `done` is told when stdin or stdout closes.
 pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHandle<()>> {
-    let (tx, rx) = crossbeam_channel::bounded::<Outbound>(crate::http::SESSION_QUEUE);
+    let (tx, rx) = crate::hub::Queue::new(crate::http::SESSION_QUEUE);
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
         sink: Box::new(tx.clone()),
@@ -63,7 +63,7 @@ pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHan
                             related: None,
                             msg: Message::Response(e.into_response()),
                         };
-                        let _ = tx.try_send(reply);
+                        let _ = tx.push(reply);
                     }
                 }
             }

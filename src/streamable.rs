@@ -7,7 +7,7 @@
 //! stream, or else on the GET stream (or in the buffer until one opens).
 
 use crate::http::{self, Shared, WRITER_STACK, header, respond, text};
-use crate::hub::{HubEvent, Outbound, PROTOCOL_VERSIONS, Refused, SessionId, Sink};
+use crate::hub::{HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Refused, SessionId, Sink};
 use crate::jsonrpc::{self, Message, Request};
 use crate::sse;
 use crossbeam_channel::{Sender, TrySendError, select};
@@ -67,7 +67,7 @@ struct Event {
 
 struct State {
     /// Open POST response streams, by the client request id (raw JSON text).
-    requests: HashMap<String, Sender<Outbound>>,
+    requests: HashMap<String, Queue>,
     /// The standalone GET stream, with a generation so a replaced one can tell.
     get: Option<(u64, Sender<Event>)>,
     get_generation: u64,
@@ -106,6 +106,9 @@ impl State {
         }
         self.events.push_back(event.clone());
         if let Some((_, tx)) = &self.get {
+            if tx.len() >= http::SESSION_QUEUE {
+                return Err(Refused::Full);
+            }
             match tx.try_send(event.clone()) {
                 Ok(()) => self.delivered = event.id,
                 Err(TrySendError::Full(_)) => return Err(Refused::Full),
@@ -133,7 +136,7 @@ impl Sink for SessionSink {
                 if last {
                     st.requests.remove(key);
                 }
-                match tx.try_send(out) {
+                match tx.push(out) {
                     Ok(()) => return Ok(()),
                     Err(TrySendError::Full(_)) => return Err(Refused::Full),
                     // The client left that stream: the message goes to the GET stream.
@@ -287,7 +290,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                     .as_deref()
                     .is_some_and(|p| p.get().contains("progressToken"))
         });
-    let (tx, rx) = crossbeam_channel::bounded::<Outbound>(STREAM_QUEUE);
+    let (tx, rx) = Queue::new(STREAM_QUEUE);
     {
         let mut st = session.lock();
         if let Some(dup) = ids.iter().find(|id| st.requests.contains_key(*id)) {
@@ -542,7 +545,8 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
     }
     let last_event: Option<u64> =
         http::header_value(&rq, "Last-Event-ID").and_then(|v| v.trim().parse().ok());
-    let (tx, rx) = crossbeam_channel::bounded::<Event>(http::SESSION_QUEUE);
+    // Limited by count in `queue_for_get`; unbounded so an idle stream costs no slots.
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
     let (generation, backlog) = {
         let mut st = session.lock();
         st.get_generation += 1;
