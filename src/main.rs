@@ -339,6 +339,14 @@ fn secs(n: u64) -> Result<Duration, lexopt::Error> {
 }
 
 fn main() -> ExitCode {
+    if cfg!(panic = "abort") {
+        // The release build aborts on panic: end the backends' process trees first.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            tree::kill_all();
+        }));
+    }
     match parse_args() {
         Ok(Command::Help) => {
             print!("{HELP}");
@@ -721,9 +729,7 @@ fn client_url(addr: std::net::SocketAddr) -> String {
 
 /// Logs to stderr and to `DIR/log_YYYYMMDD_HHMMSS_LEVEL.log`; returns the file's path.
 fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
-    use simplelog::{
-        ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger,
-    };
+    use simplelog::{CombinedLogger, ConfigBuilder, WriteLogger};
     let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     let stamp = now
         .format(time::macros::format_description!(
@@ -747,7 +753,8 @@ fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
         .set_time_level(LevelFilter::Off)
         .build();
     CombinedLogger::init(vec![
-        TermLogger::new(level, term_config, TerminalMode::Stderr, ColorChoice::Never),
+        // Plain lines on stderr (simplelog's TermLogger would bring a colour library).
+        WriteLogger::new(level, term_config, std::io::stderr()),
         WriteLogger::new(level, file_config.build(), file),
     ])
     .map_err(|e| format!("cannot start logging: {e}"))?;

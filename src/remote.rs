@@ -24,14 +24,80 @@ use ureq::Agent;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest JSON body read from a backend.
 const MAX_BODY: u64 = 64 * 1024 * 1024;
-const THREAD_STACK: usize = 128 * 1024;
+/// Room for a TLS handshake (rustls needs more than 128 KiB in a debug build); only what
+/// is touched costs memory.
+const THREAD_STACK: usize = 512 * 1024;
 
 fn agent() -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        .tls_config(tls())
         .build()
         .into()
+}
+
+/// Where Unix systems keep their CA bundle (Debian/Ubuntu/Alpine/Arch, Fedora/RHEL,
+/// openSUSE, RHEL's extracted bundle, BSD/macOS/Alpine).
+#[cfg(not(windows))]
+const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// TLS to HTTPS backends: on Unix, trusting the system's CA bundle (or `SSL_CERT_FILE`),
+/// read once; on Windows, the bundled Mozilla roots.
+fn tls() -> ureq::tls::TlsConfig {
+    #[cfg(not(windows))]
+    {
+        static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+        let roots = ROOTS.get_or_init(|| {
+            let given = std::env::var("SSL_CERT_FILE")
+                .ok()
+                .filter(|f| !f.is_empty());
+            let (path, certs) = load_roots(given.as_deref());
+            match &path {
+                Some(p) => info!("HTTPS backends: {} CA certificate(s) from {p}", certs.len()),
+                None => warn!(
+                    "HTTPS backends: no CA bundle found (looked at {}); set SSL_CERT_FILE to one",
+                    CA_BUNDLES.join(", ")
+                ),
+            }
+            certs.into()
+        });
+        ureq::tls::TlsConfig::builder()
+            .root_certs(roots.clone())
+            .build()
+    }
+    #[cfg(windows)]
+    ureq::tls::TlsConfig::default()
+}
+
+/// The certificates of the first CA bundle found: `given`, else the usual places.
+#[cfg(not(windows))]
+fn load_roots(given: Option<&str>) -> (Option<String>, Vec<ureq::tls::Certificate<'static>>) {
+    let candidates: Vec<&str> = match given {
+        Some(g) => vec![g],
+        None => CA_BUNDLES.to_vec(),
+    };
+    for path in candidates {
+        let Ok(pem) = std::fs::read(path) else {
+            continue;
+        };
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            return (Some(path.to_string()), certs);
+        }
+    }
+    (None, Vec::new())
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
@@ -681,6 +747,7 @@ impl Remote {
         };
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls())
             .timeout_global(Some(Duration::from_secs(2)))
             .build()
             .into();

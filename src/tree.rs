@@ -7,6 +7,15 @@
 
 use std::process::{Child, Command};
 
+/// Unix: the process groups this process has started and not yet ended, for `kill_all`.
+#[cfg(unix)]
+static GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(unix)]
+fn groups() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Sets up `cmd` so that the child it starts heads a tree of its own.
 pub fn prepare(cmd: &mut Command) {
     #[cfg(unix)]
@@ -27,12 +36,36 @@ pub fn prepare(cmd: &mut Command) {
 pub fn adopt(child: &Child) {
     #[cfg(windows)]
     job::adopt(child);
-    #[cfg(not(windows))]
+    #[cfg(unix)]
+    groups().push(child.id());
+    #[cfg(not(any(unix, windows)))]
     let _ = child;
+}
+
+/// Ends every tree this process started and has not ended yet: the last act of a panic
+/// (the release build aborts on panic, which would otherwise leave them running). On
+/// Windows the job objects do it: the OS closes their handles when the process ends.
+pub fn kill_all() {
+    #[cfg(unix)]
+    kill_groups(std::mem::take(&mut *groups()));
+}
+
+#[cfg(unix)]
+fn kill_groups(groups: Vec<u32>) {
+    for pid in groups {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) on a process group we started; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Ends the tree started by process `pid` (it may be gone already).
 pub fn kill(pid: u32) {
+    #[cfg(unix)]
+    groups().retain(|&p| p != pid);
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
@@ -51,7 +84,9 @@ pub fn kill(pid: u32) {
 pub fn release(pid: u32) {
     #[cfg(windows)]
     job::release(pid);
-    #[cfg(not(windows))]
+    #[cfg(unix)]
+    groups().retain(|&p| p != pid);
+    #[cfg(not(any(unix, windows)))]
     let _ = pid;
 }
 
@@ -170,6 +205,43 @@ mod job {
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_all_ends_every_tree_not_yet_ended() {
+        let start = |script: &str| {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", script]);
+            prepare(&mut cmd);
+            let child = cmd.spawn().unwrap();
+            adopt(&child);
+            child
+        };
+        // A tree with a grandchild, and one ended the usual way first.
+        let mut tree = start("sleep 30 & sleep 30");
+        let mut ended = start("sleep 30");
+        kill_child(&mut ended);
+        assert!(!groups().contains(&ended.id()));
+        assert!(groups().contains(&tree.id()));
+        // What kill_all does, on this tree only (other tests' trees share the registry).
+        groups().retain(|&p| p != tree.id());
+        kill_groups(vec![tree.id()]);
+        let status = tree.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // SAFETY: probing a process group with signal 0.
+        while unsafe { libc::kill(-(tree.id() as i32), 0) } == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the grandchild outlived kill_all"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }

@@ -123,30 +123,7 @@ fn a_duplicate_request_id_in_flight_is_refused() {
 #[test]
 fn tls_serves_https_with_the_given_certificate() {
     let dir = util::TempDir::new();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl makes a test certificate");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = util::self_signed_cert(dir.path(), "localhost", &[]);
     let gw = Gateway::start_with(
         &json!({ "fx": fixture(&[]) }),
         &[

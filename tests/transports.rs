@@ -441,6 +441,50 @@ fn configured_headers_reach_a_remote_backend_and_client_credentials_never_do() {
     assert_eq!(seen["mcp-protocol-version"], "2025-11-25", "{seen}");
 }
 
+#[test]
+fn an_https_backend_is_trusted_through_the_ca_bundle_named_by_ssl_cert_file() {
+    let dir = util::TempDir::new();
+    // Its own trust anchor, but not a CA: webpki refuses a CA certificate as a server's.
+    let (cert, key) = util::self_signed_cert(
+        dir.path(),
+        "127.0.0.1",
+        &[
+            "subjectAltName=IP:127.0.0.1",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    );
+    let port = util::free_port();
+    let _server = Killed(
+        Command::new("python3")
+            .arg(root().join("tests/fixtures/http_headers_server.py"))
+            .arg(port.to_string())
+            .arg("--tls")
+            .args([&cert, &key])
+            .spawn()
+            .unwrap(),
+    );
+    util::wait_listening(port);
+    let config = json!({ "h": {"type": "http", "url": format!("https://127.0.0.1:{port}/mcp"), "restart": "never"} });
+    // Trusted: the certificate is the whole bundle named by SSL_CERT_FILE.
+    let gw = Gateway::start_env(&config, &[], &[("SSL_CERT_FILE", cert.to_str().unwrap())]);
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "h__headers", json!({}));
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}\n{}\n{}", gw.stdout(), gw.stderr()));
+    let seen: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(seen["host"], format!("127.0.0.1:{port}"), "{seen}");
+    drop(gw);
+    // Not trusted by the system's bundle: the backend fails, saying why.
+    let gw = Gateway::start(&config);
+    let out = gw.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.to_lowercase().contains("certificate"), "{out}");
+}
+
 /// A child process killed when the test ends, however it ends.
 struct Killed(Child);
 

@@ -15,17 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let secs = env("SOAK_SECS", 120);
-    let clients = env("SOAK_CLIENTS", 16) as usize;
-    let kill_every = Duration::from_secs(env("SOAK_KILL_EVERY", 10));
+    let secs = util::env_number("SOAK_SECS", 120);
+    let clients = util::env_number("SOAK_CLIENTS", 16) as usize;
+    let kill_every = Duration::from_secs(util::env_number("SOAK_KILL_EVERY", 10));
     let gw = util::Gateway::start_with(
         &json!({ "fx": util::fixture(&[]), "steady": util::fixture(&[]) }),
         &["--sse-keepalive", "2", "--log-level", "warn"],

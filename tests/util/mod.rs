@@ -15,6 +15,41 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A self-signed certificate for `subject` (and its key) made by `openssl` in `dir`, with
+/// extra `-addext` extensions; returns (cert.pem, key.pem).
+pub fn self_signed_cert(dir: &Path, subject: &str, extensions: &[&str]) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+    ])
+    .arg(format!("/CN={subject}"));
+    for ext in extensions {
+        cmd.args(["-addext", ext]);
+    }
+    let made = cmd
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes a test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
+
+/// A whole-number setting from the environment (benches), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `cond` until it holds or `WAIT` passes; says whether it held.
 pub fn poll(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
@@ -103,6 +138,11 @@ impl Gateway {
 
     /// Starts the gateway and waits until it prints the URL clients should use.
     pub fn start_with(config: &Value, extra: &[&str]) -> Gateway {
+        Gateway::start_env(config, extra, &[])
+    }
+
+    /// `start_with`, with these variables added to the gateway's environment.
+    pub fn start_env(config: &Value, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let dir = TempDir::new();
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");
@@ -112,6 +152,7 @@ impl Gateway {
             .arg("--log-dir")
             .arg(dir.path().join("logs"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
