@@ -419,7 +419,22 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
-    raise_fd_limit();
+    let fds = raise_fd_limit();
+    let mut args = args;
+    let (capacity, limits) = session_capacity(
+        args.max_sessions,
+        loaded.config.backends.len(),
+        fds,
+        max_map_count(),
+    );
+    if capacity < args.max_sessions {
+        log::warn!(
+            "serving at most {capacity} sessions, not {}: {}",
+            args.max_sessions,
+            limits.join("; ")
+        );
+        args.max_sessions = capacity;
+    }
 
     if args.mode != Mode::Serve {
         return inspect(args, loaded.config.backends);
@@ -761,8 +776,9 @@ fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Each stream holds a socket: let the process use every descriptor the hard limit allows.
-fn raise_fd_limit() {
+/// Each stream holds a socket: lets the process use every descriptor the hard limit
+/// allows; returns the limit in force (None where there is none to read).
+fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -771,12 +787,76 @@ fn raise_fd_limit() {
         };
         // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-                lim.rlim_cur = lim.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return None;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every Unix
+        (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
     }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The memory mappings a process may have (Linux's `vm.max_map_count`).
+fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What an open SSE session holds: two descriptors (tiny_http keeps a read and a write
+/// handle on the socket) and two threads (tiny_http's connection thread and the writer),
+/// each a stack, its guard page and a signal stack with its own: eight mappings.
+const FDS_PER_SESSION: u64 = 2;
+const MAPS_PER_SESSION: u64 = 8;
+/// Descriptors for everything else: logs, the listener, short requests; and per backend.
+const FD_RESERVE: u64 = 64;
+const FDS_PER_BACKEND: u64 = 8;
+const MAP_RESERVE: u64 = 1024;
+
+/// How many sessions fit in the process's limits, and which limits bind. Running out of
+/// descriptors or mappings would end tiny_http's accept thread (its `unwrap`s), so sessions
+/// beyond this are refused with 503 instead, like `--max-sessions`.
+fn session_capacity(
+    requested: usize,
+    backends: usize,
+    fds: Option<u64>,
+    maps: Option<u64>,
+) -> (usize, Vec<String>) {
+    let mut capacity = requested as u64;
+    let mut limits = Vec::new();
+    if let Some(fds) = fds {
+        let reserve = FD_RESERVE + FDS_PER_BACKEND * backends as u64;
+        let fit = fds.saturating_sub(reserve) / FDS_PER_SESSION;
+        if fit < capacity {
+            capacity = fit;
+            limits.push(format!(
+                "the open-file limit is {fds} and each session needs {FDS_PER_SESSION} (raise it with 'ulimit -n' or LimitNOFILE=)"
+            ));
+        }
+    }
+    if let Some(maps) = maps {
+        let fit = maps.saturating_sub(MAP_RESERVE) / MAPS_PER_SESSION;
+        if fit < capacity {
+            capacity = fit;
+            limits.push(format!(
+                "vm.max_map_count is {maps} and each session needs {MAPS_PER_SESSION} mappings (raise it with 'sysctl vm.max_map_count=262144')"
+            ));
+        }
+    }
+    (capacity.max(1) as usize, limits)
 }
 
 #[cfg(test)]
@@ -806,6 +886,22 @@ mod tests {
         );
         assert_eq!(auth_decision(false, None, true), Auth::Open { warn: true });
         assert!(matches!(auth_decision(false, None, false), Auth::Generated(t) if t.len() == 32));
+    }
+
+    #[test]
+    fn sessions_are_capped_by_descriptors_and_mappings() {
+        assert_eq!(session_capacity(10_000, 2, None, None), (10_000, vec![]));
+        assert_eq!(
+            session_capacity(10_000, 2, Some(1_048_576), Some(262_144)).0,
+            10_000
+        );
+        let (n, why) = session_capacity(10_000, 2, Some(20_000), Some(262_144));
+        assert_eq!(n, (20_000 - 64 - 16) / 2);
+        assert!(why[0].contains("open-file limit is 20000"), "{why:?}");
+        let (n, why) = session_capacity(10_000, 2, Some(1_048_576), Some(65_530));
+        assert_eq!(n, (65_530 - 1024) / 8);
+        assert!(why[0].contains("vm.max_map_count is 65530"), "{why:?}");
+        assert_eq!(session_capacity(10_000, 0, Some(10), None).0, 1);
     }
 
     #[test]

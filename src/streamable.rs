@@ -476,7 +476,11 @@ fn answer_json(
     );
 }
 
-/// Answers requests on an SSE stream: everything related to them, then their replies.
+/// Answers requests that may take a while or say things before their reply. A reply that
+/// comes first and alone goes back as plain JSON, and the connection stays open for the
+/// client's next request; anything else first (progress, a server request), or a quiet
+/// `keepalive` period, makes the answer an SSE stream: everything related to the
+/// requests, then their replies.
 fn answer_stream(
     rq: HttpRequest,
     session: &StreamSession,
@@ -485,6 +489,43 @@ fn answer_stream(
     keepalive: std::time::Duration,
     bytes_out: &std::sync::atomic::AtomicU64,
 ) {
+    let first = match rx.recv_timeout(keepalive) {
+        Ok(out) => Some(out),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            return respond(
+                rq,
+                text(404, "the session ended before the request was answered"),
+            );
+        }
+    };
+    if let Some(out) = &first
+        && let Message::Response(r) = &out.msg
+        && open.len() == 1
+        && r.id
+            .as_ref()
+            .is_some_and(|id| open.contains(id.raw().get()))
+    {
+        let body = out.msg.to_json();
+        debug!("> {}: {body}", session.id);
+        bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let response = tiny_http::Response::from_string(body)
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Mcp-Session-Id", &session.id));
+        return respond(rq, response);
+    }
+    let event = |out: Outbound, open: &mut HashSet<String>| {
+        if let Message::Response(r) = &out.msg
+            && let Some(id) = &r.id
+        {
+            open.remove(id.raw().get());
+        }
+        let json = out.msg.to_json();
+        debug!("> {}: {json}", session.id);
+        bytes_out.fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let id = session.lock().next_id();
+        sse::chunk(sse::event_with_id(id, "message", &json).as_bytes())
+    };
     let priming = session
         .lock()
         .version
@@ -499,22 +540,15 @@ fn answer_stream(
             format!("id: {id}\nretry: 1000\ndata: \n\n").as_bytes(),
         ));
     }
+    match first {
+        Some(out) => head.extend(event(out, &mut open)),
+        None => head.extend(sse::chunk(sse::KEEPALIVE.as_bytes())),
+    }
     let mut result = http::send(&mut w, &head);
     while result.is_ok() && !open.is_empty() {
         let bytes = select! {
             recv(rx) -> out => match out {
-                Ok(out) => {
-                    if let Message::Response(r) = &out.msg
-                        && let Some(id) = &r.id
-                    {
-                        open.remove(id.raw().get());
-                    }
-                    let json = out.msg.to_json();
-                    debug!("> {}: {json}", session.id);
-                    bytes_out.fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    let id = session.lock().next_id();
-                    sse::chunk(sse::event_with_id(id, "message", &json).as_bytes())
-                }
+                Ok(out) => event(out, &mut open),
                 Err(_) => break, // the session ended
             },
             default(keepalive) => sse::chunk(sse::KEEPALIVE.as_bytes()),

@@ -210,3 +210,53 @@ fn a_client_that_vanishes_mid_call_has_its_calls_cancelled() {
         "the vanished client's call was never cancelled: {state}"
     );
 }
+
+#[test]
+fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
+    // 160 descriptors: (160 - 64 reserved - 8 for the one backend) / 2 per session = 44.
+    let gw = Gateway::start_full(
+        &json!({ "fx": fixture(&[]) }),
+        &["--sse-keepalive", "1"],
+        &[],
+        Some(160),
+    );
+    assert!(
+        gw.wait_stderr("serving at most 44 sessions, not 10000: the open-file limit is 160"),
+        "{}",
+        gw.stderr()
+    );
+    let open_stream = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        std::io::Write::write_all(
+            r.get_mut(),
+            b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .unwrap();
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut r, &mut status).unwrap();
+        (status, r)
+    };
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        let (status, r) = open_stream();
+        if status.contains(" 200 ") {
+            open.push(r);
+        } else {
+            assert!(status.contains(" 503 "), "{status}");
+            refused += 1;
+        }
+    }
+    assert_eq!((open.len(), refused), (44, 16));
+    drop(open);
+    // Still serving, and sessions are free again once those streams closed (each writer
+    // notices at its next keep-alive).
+    util::eventually("a session can be opened again", || {
+        open_stream().0.contains(" 200 ")
+    });
+    let c = SseClient::connect(gw.port);
+    c.initialize();
+    let r = c.call(json!(1), "fx__echo", json!({"text": "alive"}));
+    assert_eq!(r["result"]["content"][0]["text"], "alive");
+}

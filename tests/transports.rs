@@ -110,6 +110,24 @@ fn check_over_mcp(gw: &Gateway, backend: &str) {
     assert_eq!(progress.len(), 2, "{all:?}");
     assert!(progress.iter().all(|p| p["params"]["progressToken"] == 9));
     assert_eq!(all.last().unwrap()["id"], 2);
+    // A reply with nothing before it comes back as plain JSON; one preceded by progress
+    // on an SSE stream.
+    let content_type = |body: Value| {
+        let (status, headers, text) = McpClient::post(gw.port, Some(&c.session), &[], &body);
+        assert_eq!(status, 200, "{text}");
+        headers
+            .into_iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let echo = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": format!("{backend}__echo"), "arguments": {"message": "json"}}});
+    assert_eq!(content_type(echo), "application/json");
+    let long = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": format!("{backend}__trigger-long-running-operation"),
+                   "arguments": {"duration": 0.2, "steps": 2}, "_meta": {"progressToken": 10}}});
+    assert_eq!(content_type(long), "text/event-stream");
 }
 
 #[test]

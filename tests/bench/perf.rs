@@ -51,29 +51,50 @@ fn main() {
     )
     .unwrap();
     let mut report = Report::default();
+    // PERF_ONLY=latency,throughput,blob,memory,cold picks phases (all by default).
+    let only = std::env::var("PERF_ONLY").ok();
+    let phase = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p == name))
+    };
+    let trivial = TrivialServer::start();
+    let gw = Gw::start(&config, dir.path(), &[]);
 
     // ---- latency, 1 client ------------------------------------------------------
-    let trivial = TrivialServer::start();
-    let mut stdio_runs = Vec::new();
-    let mut http_runs = Vec::new();
-    let mut sse_runs = Vec::new();
-    let mut mcp_runs = Vec::new();
-    let gw = Gw::start(&config, dir.path(), &[]);
-    for _ in 0..runs {
-        stdio_runs.push(Percentiles::of(latency_stdio(&me, CALLS)));
-        http_runs.push(Percentiles::of(latency_http(trivial.addr, CALLS)));
-        sse_runs.push(Percentiles::of(latency_sse(gw.addr, CALLS)));
-        mcp_runs.push(Percentiles::of(latency_mcp(gw.addr, CALLS)));
+    if phase("latency") {
+        let mut stdio_runs = Vec::new();
+        let mut http_runs = Vec::new();
+        let mut sse_runs = Vec::new();
+        let mut mcp_runs = Vec::new();
+        let mut sse_cost = Vec::new();
+        let mut mcp_cost = Vec::new();
+        for _ in 0..runs {
+            stdio_runs.push(Percentiles::of(latency_stdio(&me, CALLS)));
+            http_runs.push(Percentiles::of(latency_http(trivial.addr, CALLS)));
+            let before = Cost::of(gw.pid());
+            sse_runs.push(Percentiles::of(latency_sse(gw.addr, CALLS)));
+            let between = Cost::of(gw.pid());
+            mcp_runs.push(Percentiles::of(latency_mcp(gw.addr, CALLS)));
+            sse_cost.push(between.since(&before, CALLS));
+            mcp_cost.push(Cost::of(gw.pid()).since(&between, CALLS));
+        }
+        for (what, cost) in [("/sse", &sse_cost), ("/mcp", &mcp_cost)] {
+            let cpu = median(cost.iter().map(|c| c.0).collect());
+            let switches = median(cost.iter().map(|c| c.1).collect());
+            report.note(format!(
+                "per call through {what}: {cpu:.0} µs of gateway CPU, {switches:.1} context switches in the gateway's live threads (each a thread handing the message on; per-request threads that ended are not counted)"
+            ));
+        }
+        let base = |runs: &[Percentiles]| median(runs.iter().map(|p| p.p50).collect());
+        let baseline = base(&stdio_runs) + base(&http_runs);
+        report.latency("direct stdio round trip (baseline)", &stdio_runs, None);
+        report.latency("loopback HTTP round trip (baseline)", &http_runs, None);
+        report.latency("through /sse", &sse_runs, Some(baseline));
+        report.latency("through /mcp", &mcp_runs, Some(baseline));
     }
-    let base = |runs: &[Percentiles]| median(runs.iter().map(|p| p.p50).collect());
-    let baseline = base(&stdio_runs) + base(&http_runs);
-    report.latency("direct stdio round trip (baseline)", &stdio_runs, None);
-    report.latency("loopback HTTP round trip (baseline)", &http_runs, None);
-    report.latency("through /sse", &sse_runs, Some(baseline));
-    report.latency("through /mcp", &mcp_runs, Some(baseline));
 
     // ---- throughput ---------------------------------------------------------------
-    for clients in [16, 64] {
+    for clients in [16, 64].into_iter().filter(|_| phase("throughput")) {
         let mut trivial_runs = Vec::new();
         let mut sse = Vec::new();
         let mut mcp = Vec::new();
@@ -112,33 +133,39 @@ fn main() {
     }
 
     // ---- 1 MiB result ---------------------------------------------------------------
-    let direct: Vec<f64> = (0..runs).map(|_| blob_stdio(&me)).collect();
-    let through: Vec<f64> = (0..runs).map(|_| blob_mcp(gw.addr)).collect();
-    let through_sse: Vec<f64> = (0..runs).map(|_| blob_sse(gw.addr)).collect();
-    let d = median(direct.clone());
-    report.row("1 MiB result, direct stdio (baseline)", "ms", &direct, None);
-    report.row("1 MiB result through /mcp", "ms", &through, Some(d));
-    report.row("1 MiB result through /sse", "ms", &through_sse, Some(d));
+    if phase("blob") {
+        let direct: Vec<f64> = (0..runs).map(|_| blob_stdio(&me)).collect();
+        let through: Vec<f64> = (0..runs).map(|_| blob_mcp(gw.addr)).collect();
+        let through_sse: Vec<f64> = (0..runs).map(|_| blob_sse(gw.addr)).collect();
+        let d = median(direct.clone());
+        report.row("1 MiB result, direct stdio (baseline)", "ms", &direct, None);
+        report.row("1 MiB result through /mcp", "ms", &through, Some(d));
+        report.row("1 MiB result through /sse", "ms", &through_sse, Some(d));
+    }
     drop(gw);
 
     // ---- memory ---------------------------------------------------------------------
-    memory(&config, dir.path(), idle_clients, &mut report);
+    if phase("memory") {
+        memory(&config, dir.path(), idle_clients, &mut report);
+    }
 
     // ---- cold start -----------------------------------------------------------------
-    let own: Vec<f64> = (0..runs).map(|_| backend_start(&me)).collect();
-    let cold: Vec<f64> = (0..runs).map(|_| cold_start(&config, dir.path())).collect();
-    let own_ms = median(own.clone());
-    report.row(
-        "backend's own start to tools/list (baseline)",
-        "ms",
-        &own,
-        None,
-    );
-    report.row("gateway cold start to first tools/list", "ms", &cold, None);
-    report.note(format!(
-        "cold start added by the gateway: {:.1} ms (median)",
-        median(cold) - own_ms
-    ));
+    if phase("cold") {
+        let own: Vec<f64> = (0..runs).map(|_| backend_start(&me)).collect();
+        let cold: Vec<f64> = (0..runs).map(|_| cold_start(&config, dir.path())).collect();
+        let own_ms = median(own.clone());
+        report.row(
+            "backend's own start to tools/list (baseline)",
+            "ms",
+            &own,
+            None,
+        );
+        report.row("gateway cold start to first tools/list", "ms", &cold, None);
+        report.note(format!(
+            "cold start added by the gateway: {:.1} ms (median)",
+            median(cold) - own_ms
+        ));
+    }
 
     // ---- binary size ----------------------------------------------------------------
     let bench_bin = PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"));
@@ -789,7 +816,7 @@ impl Gw {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("gateway.stderr")).unwrap())
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -868,6 +895,7 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
     let gw = Gw::start(config, dir, &["--sse-keepalive", &keepalive.to_string()]);
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(gw.pid());
+    let (idle_threads, idle_maps) = (count_lines(gw.pid(), "task"), count_lines(gw.pid(), "maps"));
     report.value("gateway RSS, idle", "KiB", idle as f64);
     let mut streams: Vec<TcpStream> = Vec::with_capacity(clients);
     let mut measured = Vec::new();
@@ -876,8 +904,11 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
             match open_idle_stream(gw.addr) {
                 Ok(s) => streams.push(s),
                 Err(e) => {
+                    let log =
+                        std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(3).collect();
                     report.note(format!(
-                        "could open only {} idle SSE clients: {e}",
+                        "could open only {} idle SSE clients: {e}; the gateway's last words: {tail:?}",
                         streams.len()
                     ));
                     break;
@@ -902,6 +933,16 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
     {
         let per = (rss.saturating_sub(idle)) as f64 / n as f64;
         report.value("RSS per idle SSE client", "KiB", per);
+        let threads = count_lines(gw.pid(), "task").saturating_sub(idle_threads);
+        let maps = count_lines(gw.pid(), "maps").saturating_sub(idle_maps);
+        report.note(format!(
+            "per idle SSE client: {:.2} threads, {:.2} memory mappings (vm.max_map_count here: {})",
+            threads as f64 / n as f64,
+            maps as f64 / n as f64,
+            std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                .unwrap_or_default()
+                .trim()
+        ));
     }
     // Every stream gets its keep-alive: drain what came so far, wait one period and a bit,
     // and look for a new keep-alive on each.
@@ -949,6 +990,50 @@ fn open_idle_stream(addr: SocketAddr) -> std::io::Result<TcpStream> {
         return Err(std::io::Error::other("more than the endpoint event"));
     }
     Ok(r.into_inner())
+}
+
+/// A process's CPU seconds and context switches (all its threads) so far.
+struct Cost(f64, u64);
+
+impl Cost {
+    fn of(pid: u32) -> Cost {
+        let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                    .flat_map(|status| {
+                        status
+                            .lines()
+                            .filter(|l| l.contains("ctxt_switches"))
+                            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                            .collect::<Vec<u64>>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        Cost(cpu_of(pid), switches)
+    }
+
+    /// Per call since `earlier`: (CPU µs, context switches).
+    fn since(&self, earlier: &Cost, calls: usize) -> (f64, f64) {
+        (
+            (self.0 - earlier.0) * 1e6 / calls as f64,
+            self.1.saturating_sub(earlier.1) as f64 / calls as f64,
+        )
+    }
+}
+
+/// Entries of /proc/PID/task (threads) or lines of /proc/PID/maps (mappings).
+fn count_lines(pid: u32, what: &str) -> usize {
+    let path = format!("/proc/{pid}/{what}");
+    if what == "task" {
+        std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+    } else {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -143,10 +143,37 @@ impl Gateway {
 
     /// `start_with`, with these variables added to the gateway's environment.
     pub fn start_env(config: &Value, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_full(config, extra, env, None)
+    }
+
+    /// `start_env`, the gateway's open-file limit (soft and hard) set to `nofile` if given.
+    pub fn start_full(
+        config: &Value,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Gateway {
         let dir = TempDir::new();
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .args(["--port", "0", "--config"])
             .arg(&config_path)
             .arg("--log-dir")
