@@ -26,10 +26,14 @@ impl Audit {
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || {
-                for record in rx {
-                    let mut line = record.to_string();
-                    line.push('\n');
-                    if let Err(e) = file.write_all(line.as_bytes()).and_then(|_| file.flush()) {
+                // What has queued up meanwhile goes out in the same write.
+                while let Ok(first) = rx.recv() {
+                    let mut lines = String::new();
+                    for record in std::iter::once(first).chain(rx.try_iter()) {
+                        lines.push_str(&record.to_string());
+                        lines.push('\n');
+                    }
+                    if let Err(e) = file.write_all(lines.as_bytes()) {
                         log::warn!("audit: cannot write: {e}");
                     }
                 }

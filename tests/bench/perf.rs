@@ -171,9 +171,9 @@ fn main() {
     let bench_bin = PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"));
     report.note(format!("gateway measured: {}", gateway_bin().display()));
     report.size("release binary (this build)", &bench_bin);
+    // target/release/mcp-gateway -> target/x86_64-unknown-linux-musl/release/mcp-gateway
     let musl = bench_bin
         .parent()
-        .and_then(Path::parent)
         .and_then(Path::parent)
         .map(|target| target.join("x86_64-unknown-linux-musl/release/mcp-gateway"));
     match musl {
@@ -536,7 +536,8 @@ impl Sse {
     fn next_event(&mut self) -> (String, String) {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
-                let ev: String = self.pending.drain(..end + 2).collect();
+                let ev = self.pending[..end].to_string();
+                self.pending.drain(..end + 2);
                 let mut name = "message".to_string();
                 let mut data = String::new();
                 for line in ev.lines() {
