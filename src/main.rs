@@ -816,11 +816,12 @@ fn max_map_count() -> Option<u64> {
         .ok()
 }
 
-/// What an open SSE session holds: two descriptors (tiny_http keeps a read and a write
-/// handle on the socket) and two threads (tiny_http's connection thread and the writer),
-/// each a stack, its guard page and a signal stack with its own: eight mappings.
-const FDS_PER_SESSION: u64 = 2;
-const MAPS_PER_SESSION: u64 = 8;
+/// What a client holds at most, counted for its stream and one kept-alive POST connection:
+/// each connection two descriptors (tiny_http keeps a read and a write handle on the
+/// socket) and a tiny_http thread, and the stream a writer thread; each thread a stack,
+/// its guard page and a signal stack with its own: four mappings.
+const FDS_PER_SESSION: u64 = 4;
+const MAPS_PER_SESSION: u64 = 12;
 /// Descriptors for everything else: logs, the listener, short requests; and per backend.
 const FD_RESERVE: u64 = 64;
 const FDS_PER_BACKEND: u64 = 8;
@@ -896,10 +897,10 @@ mod tests {
             10_000
         );
         let (n, why) = session_capacity(10_000, 2, Some(20_000), Some(262_144));
-        assert_eq!(n, (20_000 - 64 - 16) / 2);
+        assert_eq!(n, (20_000 - 64 - 16) / 4);
         assert!(why[0].contains("open-file limit is 20000"), "{why:?}");
         let (n, why) = session_capacity(10_000, 2, Some(1_048_576), Some(65_530));
-        assert_eq!(n, (65_530 - 1024) / 8);
+        assert_eq!(n, (65_530 - 1024) / 12);
         assert!(why[0].contains("vm.max_map_count is 65530"), "{why:?}");
         assert_eq!(session_capacity(10_000, 0, Some(10), None).0, 1);
     }

@@ -213,7 +213,7 @@ fn a_client_that_vanishes_mid_call_has_its_calls_cancelled() {
 
 #[test]
 fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
-    // 160 descriptors: (160 - 64 reserved - 8 for the one backend) / 2 per session = 44.
+    // 160 descriptors: (160 - 64 reserved - 8 for the one backend) / 4 per session = 22.
     let gw = Gateway::start_full(
         &json!({ "fx": fixture(&[]) }),
         &["--sse-keepalive", "1"],
@@ -221,7 +221,7 @@ fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
         Some(160),
     );
     assert!(
-        gw.wait_stderr("serving at most 44 sessions, not 10000: the open-file limit is 160"),
+        gw.wait_stderr("serving at most 22 sessions, not 10000: the open-file limit is 160"),
         "{}",
         gw.stderr()
     );
@@ -248,7 +248,7 @@ fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
             refused += 1;
         }
     }
-    assert_eq!((open.len(), refused), (44, 16));
+    assert_eq!((open.len(), refused), (22, 38));
     drop(open);
     // Still serving, and sessions are free again once those streams closed (each writer
     // notices at its next keep-alive).
