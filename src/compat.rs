@@ -24,6 +24,18 @@ pub fn needs_downgrade(version: &str) -> bool {
     older(version, "2025-11-25")
 }
 
+/// Whether a `tools/call` or `prompts/get` result may need `downgrade_result` for
+/// `version`: only before 2025-06-18, and only if its text names something such a client
+/// lacks. A substring scan, so a large result for a current client is never parsed; text
+/// with `\u` escapes (which could spell a name) is always parsed.
+pub fn result_may_need_downgrade(version: &str, raw: &str) -> bool {
+    older(version, "2025-06-18")
+        && (raw.contains("structuredContent")
+            || raw.contains("resource_link")
+            || (older(version, "2025-03-26") && raw.contains("audio"))
+            || raw.contains("\\u"))
+}
+
 /// Removes what `version` does not know from one list item.
 pub fn downgrade_item(kind: Kind, item: &mut Map<String, Value>, version: &str) {
     if older(version, "2025-11-25") {
@@ -145,5 +157,27 @@ mod tests {
         assert!(r.get("structuredContent").is_none());
         assert!(!needs_downgrade("2025-11-25"));
         assert!(needs_downgrade("2025-06-18"));
+        let plain = r#"{"content": [{"type": "text", "text": "hi"}]}"#;
+        assert!(!result_may_need_downgrade(
+            "2025-06-18",
+            r#"{"structuredContent": {}}"#
+        ));
+        assert!(!result_may_need_downgrade("2025-03-26", plain));
+        assert!(result_may_need_downgrade(
+            "2025-03-26",
+            r#"{"structuredContent": {}}"#
+        ));
+        assert!(result_may_need_downgrade(
+            "2024-11-05",
+            r#"[{"type": "audio"}]"#
+        ));
+        assert!(!result_may_need_downgrade(
+            "2025-03-26",
+            r#"[{"type": "audio"}]"#
+        ));
+        assert!(result_may_need_downgrade(
+            "2025-03-26",
+            r#"{"\u0073tructuredContent": 1}"#
+        ));
     }
 }

@@ -486,7 +486,7 @@ fn stream(
                     let json = out.msg.to_json();
                     debug!("> {session}: {json}");
                     bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
-                    sse::chunk(sse::event("message", &json).as_bytes())
+                    sse::chunked_event(None, "message", &json)
                 }
                 Err(_) => {
                     let _ = send(&mut w, sse::LAST_CHUNK);

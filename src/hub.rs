@@ -1133,7 +1133,12 @@ impl Hub {
         }
         let (bytes, is_error, error) = match result {
             Ok(raw) => {
-                let r: Option<R> = serde_json::from_str(raw.get()).ok();
+                // Parsed only when it can say something: results can be megabytes.
+                let r: Option<R> = raw
+                    .get()
+                    .contains("isError")
+                    .then(|| serde_json::from_str(raw.get()).ok())
+                    .flatten();
                 (
                     raw.get().len(),
                     r.and_then(|r| r.is_error).unwrap_or(false),
@@ -2004,8 +2009,8 @@ impl Hub {
                     .get(&session)
                     .map_or(PROTOCOL_VERSIONS[0], |s| s.version);
                 if let Ok(result) = &mut outcome
-                    && compat::needs_downgrade(version)
                     && matches!(method.as_str(), "tools/call" | "prompts/get")
+                    && compat::result_may_need_downgrade(version, result.get())
                     && let Ok(mut v) = serde_json::from_str::<Value>(result.get())
                 {
                     compat::downgrade_result(&method, &mut v, version);

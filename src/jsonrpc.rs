@@ -251,32 +251,53 @@ impl Message {
     }
 
     pub fn to_json(&self) -> String {
-        let out = match self {
-            Message::Request(r) => serde_json::to_string(&WireRequest {
-                jsonrpc: "2.0",
-                id: r.id.raw(),
-                method: &r.method,
-                params: r.params.as_deref(),
-            }),
-            Message::Notification(n) => serde_json::to_string(&WireNotification {
-                jsonrpc: "2.0",
-                method: &n.method,
-                params: n.params.as_deref(),
-            }),
+        // Sized for the raw payload up front: growing by doubling would copy a megabyte
+        // result a dozen times on the way.
+        let payload = match self {
+            Message::Request(r) => r.params.as_deref().map_or(0, |p| p.get().len()),
+            Message::Notification(n) => n.params.as_deref().map_or(0, |p| p.get().len()),
+            Message::Response(r) => r.outcome.as_ref().map_or(0, |p| p.get().len()),
+        };
+        let mut buf = Vec::with_capacity(payload + 128);
+        let written = match self {
+            Message::Request(r) => serde_json::to_writer(
+                &mut buf,
+                &WireRequest {
+                    jsonrpc: "2.0",
+                    id: r.id.raw(),
+                    method: &r.method,
+                    params: r.params.as_deref(),
+                },
+            ),
+            Message::Notification(n) => serde_json::to_writer(
+                &mut buf,
+                &WireNotification {
+                    jsonrpc: "2.0",
+                    method: &n.method,
+                    params: n.params.as_deref(),
+                },
+            ),
             Message::Response(r) => match &r.outcome {
-                Ok(result) => serde_json::to_string(&WireResult {
-                    jsonrpc: "2.0",
-                    id: r.id.as_ref().map(Id::raw),
-                    result,
-                }),
-                Err(error) => serde_json::to_string(&WireError {
-                    jsonrpc: "2.0",
-                    id: r.id.as_ref().map(Id::raw),
-                    error,
-                }),
+                Ok(result) => serde_json::to_writer(
+                    &mut buf,
+                    &WireResult {
+                        jsonrpc: "2.0",
+                        id: r.id.as_ref().map(Id::raw),
+                        result,
+                    },
+                ),
+                Err(error) => serde_json::to_writer(
+                    &mut buf,
+                    &WireError {
+                        jsonrpc: "2.0",
+                        id: r.id.as_ref().map(Id::raw),
+                        error,
+                    },
+                ),
             },
         };
-        out.expect("serializing strings and raw JSON cannot fail")
+        written.expect("serializing strings and raw JSON into memory cannot fail");
+        String::from_utf8(buf).expect("serde_json writes UTF-8")
     }
 }
 

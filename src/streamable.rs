@@ -524,7 +524,7 @@ fn answer_stream(
         debug!("> {}: {json}", session.id);
         bytes_out.fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let id = session.lock().next_id();
-        sse::chunk(sse::event_with_id(id, "message", &json).as_bytes())
+        sse::chunked_event(Some(id), "message", &json)
     };
     let priming = session
         .lock()
@@ -612,7 +612,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
             let mut w = rq.into_writer();
             let mut bytes = http::sse_head(&format!("Mcp-Session-Id: {}\r\n", session.id)).into_bytes();
             for e in &backlog {
-                bytes.extend(sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes()));
+                bytes.extend(sse::chunked_event(Some(e.id), "message", &e.json));
             }
             let mut result = http::send(&mut w, &bytes);
             while result.is_ok() {
@@ -620,7 +620,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
                     recv(rx) -> e => match e {
                         Ok(e) => {
                             shared.bytes_out.fetch_add(e.json.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                            sse::chunk(sse::event_with_id(e.id, "message", &e.json).as_bytes())
+                            sse::chunked_event(Some(e.id), "message", &e.json)
                         }
                         Err(_) => {
                             let _ = http::send(&mut w, sse::LAST_CHUNK);
