@@ -98,8 +98,12 @@ impl Frontend {
         addr: &str,
         tls: Option<(&std::path::Path, &std::path::Path)>,
     ) -> Result<Server, String> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        no_delay(&listener);
         let Some((cert, key)) = tls else {
-            return Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"));
+            return Server::from_listener(listener, None)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"));
         };
         #[cfg(feature = "tls")]
         {
@@ -110,7 +114,7 @@ impl Frontend {
                 certificate: read(cert)?,
                 private_key: read(key)?,
             };
-            Server::https(addr, config)
+            Server::from_listener(listener, Some(config))
                 .map_err(|e| format!("cannot listen with TLS on {addr}: {e}"))
         }
         #[cfg(not(feature = "tls"))]
@@ -186,6 +190,36 @@ impl Frontend {
         }
         self.writers
     }
+}
+
+/// Sets TCP_NODELAY on the listener, which the connections it accepts inherit (Linux):
+/// tiny_http writes a response's head and body separately and does not set it, and with
+/// Nagle's algorithm the last piece of a large answer can wait out the client's delayed
+/// ACK (40 ms on Linux).
+fn no_delay(listener: &std::net::TcpListener) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int from the pointer given, for the socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            debug!(
+                "http: cannot set TCP_NODELAY: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = listener;
 }
 
 fn handle(shared: &Arc<Shared>, rq: Request) {
