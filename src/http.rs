@@ -42,6 +42,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Sessions (of both transports) beyond this get 503.
     pub max_sessions: usize,
+    /// This instance's tag, the start of every session id it mints (`--instance-id`), so a
+    /// load balancer can send a session's requests to the instance that holds it.
+    pub instance: String,
 }
 
 pub struct Frontend {
@@ -405,7 +408,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
             text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")),
         );
     }
-    let session = new_session_id();
+    let session = new_session_id(&shared.opts.instance);
     let (tx, rx) = crate::hub::Queue::new(SESSION_QUEUE);
     shared
         .live
@@ -440,7 +443,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
     let shared2 = shared.clone();
     let writing = shared.writers.enter();
     let spawned = thread::Builder::new()
-        .name(format!("sse-{}", &session[..8]))
+        .name(format!("sse-{}", short(&session)))
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;
@@ -649,10 +652,21 @@ pub fn header(name: &str, value: &str) -> Header {
 }
 
 /// 128 random bits, hex: unguessable, and safe in a URL and a header.
-pub fn new_session_id() -> SessionId {
+/// 128 random bits as 32 hex digits (tokens, and the secret part of session ids).
+pub fn new_secret() -> String {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).expect("the OS random source is available");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A session id: `<instance>.<32 random hex digits>`.
+pub fn new_session_id(instance: &str) -> SessionId {
+    format!("{instance}.{}", new_secret())
+}
+
+/// The last 8 characters of a session id (its random part), for thread names.
+pub fn short(session: &str) -> &str {
+    &session[session.len().saturating_sub(8)..]
 }
 
 #[cfg(test)]

@@ -118,6 +118,8 @@ OPTIONS:
     --audit-arguments      also record each tool call's arguments in the audit log
     --reload-interval SECS how often to look for changes to the config file; 0: only on
                            SIGHUP [default: 2]
+    --instance-id ID       this instance's tag, the start of every session id it mints, for
+                           sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
@@ -165,6 +167,7 @@ struct Flags {
     stdio: bool,
     audit_arguments: bool,
     reload_interval: u64,
+    instance_id: Option<String>,
     mode: Mode,
     json: bool,
 }
@@ -193,6 +196,7 @@ struct Args {
     audit_arguments: bool,
     /// Seconds between looks at the config file; None: only on SIGHUP.
     reload_interval: Option<Duration>,
+    instance_id: Option<String>,
     mode: Mode,
     json: bool,
 }
@@ -234,6 +238,7 @@ impl Flags {
             audit_arguments: self.audit_arguments || s.audit_arguments == Some(true),
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),
+            instance_id: self.instance_id,
             mode: self.mode,
             json: self.json,
         }
@@ -251,7 +256,7 @@ enum Mode {
 }
 
 enum Command {
-    Serve(Flags),
+    Serve(Box<Flags>),
     Builtin(String, lexopt::Parser),
     Schema,
     Help,
@@ -283,6 +288,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         stdio: false,
         audit_arguments: false,
         reload_interval: 2,
+        instance_id: None,
         mode: Mode::Serve,
         json: false,
     };
@@ -307,6 +313,11 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("stdio") => args.stdio = true,
             Long("audit-arguments") => args.audit_arguments = true,
             Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
+            Long("instance-id") => {
+                let id = parser.value()?.string()?;
+                check_instance_id(&id)?;
+                args.instance_id = Some(id);
+            }
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
             Long("max-sessions") => args.max_sessions = Some(parser.value()?.parse()?),
@@ -328,7 +339,55 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(Command::Serve(args))
+    Ok(Command::Serve(Box::new(args)))
+}
+
+/// An instance tag: 1 to 32 letters, digits and '-', so session ids stay plain ASCII and a
+/// balancer can cut the tag at the first '.'.
+fn check_instance_id(id: &str) -> Result<(), lexopt::Error> {
+    if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!(
+            "--instance-id '{id}': use 1 to 32 letters, digits and '-' (it starts every session id)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The default instance tag: the host name (letters, digits and '-' only, at most 24) and
+/// the port, so two instances on one host differ too.
+fn default_instance_id(port: u16) -> String {
+    let host = host_name().unwrap_or_default();
+    let mut tag: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(24)
+        .collect();
+    if tag.trim_matches('-').is_empty() {
+        tag = "gateway".into();
+    }
+    format!("{tag}-{port}")
+}
+
+fn host_name() -> Option<String> {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into the buffer given.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return None;
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]);
+        // The short name: "web-1.example.com" -> "web-1".
+        Some(name.split('.').next().unwrap_or("").to_string())
+    }
+    #[cfg(windows)]
+    return std::env::var("COMPUTERNAME").ok();
+    #[cfg(not(any(unix, windows)))]
+    None
 }
 
 fn secs(n: u64) -> Result<Duration, lexopt::Error> {
@@ -361,7 +420,7 @@ fn main() -> ExitCode {
             print!("{}", config::SCHEMA);
             ExitCode::SUCCESS
         }
-        Ok(Command::Serve(flags)) => match serve(flags) {
+        Ok(Command::Serve(flags)) => match serve(*flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(Failure::Usage(msg)) => {
                 eprintln!("{msg}");
@@ -520,6 +579,10 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 session_idle: args.session_idle,
                 token: h.token,
                 max_sessions: args.max_sessions,
+                instance: args
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| default_instance_id(h.addr.port())),
             };
             let frontend = http::Frontend::start(h.server, hub_tx.clone(), options)
                 .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
@@ -567,7 +630,7 @@ fn auth_decision(loopback: bool, token: Option<String>, no_auth: bool) -> Auth {
         (Some(t), _, _) => Auth::Given(t),
         (None, true, _) => Auth::Open { warn: false },
         (None, false, true) => Auth::Open { warn: true },
-        (None, false, false) => Auth::Generated(http::new_session_id()),
+        (None, false, false) => Auth::Generated(http::new_secret()),
     }
 }
 
@@ -903,6 +966,17 @@ mod tests {
         assert_eq!(n, (65_530 - 1024) / 12);
         assert!(why[0].contains("vm.max_map_count is 65530"), "{why:?}");
         assert_eq!(session_capacity(10_000, 0, Some(10), None).0, 1);
+    }
+
+    #[test]
+    fn instance_ids_are_tags_a_balancer_can_cut() {
+        assert!(check_instance_id("gw-a").is_ok());
+        for bad in ["", "a.b", "a b", "x".repeat(33).as_str(), "ü"] {
+            assert!(check_instance_id(bad).is_err(), "{bad:?}");
+        }
+        let id = default_instance_id(9000);
+        assert!(id.ends_with("-9000"), "{id}");
+        assert!(check_instance_id(&id).is_ok(), "{id}");
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
     let writing = shared.writers.enter();
     let shared = shared.clone();
     let spawned = thread::Builder::new()
-        .name(format!("mcp-{}", &session.id[..8]))
+        .name(format!("mcp-{}", http::short(&session.id)))
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;
@@ -380,7 +380,7 @@ fn parse_batch(
 }
 
 fn open_session(shared: &Arc<Shared>) -> Option<Arc<StreamSession>> {
-    let id = http::new_session_id();
+    let id = http::new_session_id(&shared.opts.instance);
     let session = Arc::new(StreamSession {
         id: id.clone(),
         state: Mutex::new(State {
@@ -605,7 +605,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
     let writing = shared.writers.enter();
     let shared = shared.clone();
     let spawned = thread::Builder::new()
-        .name(format!("get-{}", &session.id[..8]))
+        .name(format!("get-{}", http::short(&session.id)))
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;

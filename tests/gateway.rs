@@ -21,7 +21,9 @@ fn sse_client_gets_endpoint_event_then_initializes() {
         "{}",
         c.endpoint
     );
-    assert_eq!(c.session().len(), 32);
+    // <instance tag>.<32 random hex digits>
+    let (_, secret) = c.session().rsplit_once('.').unwrap();
+    assert_eq!(secret.len(), 32);
     let init = c.initialize();
     assert_eq!(init["protocolVersion"], "2025-06-18");
     assert_eq!(init["serverInfo"]["name"], "mcp-gateway");

@@ -540,3 +540,38 @@ fn a_local_sse_server_stops_with_the_gateway() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
     });
 }
+
+#[test]
+fn session_ids_carry_the_instance_tag_and_another_instances_get_404() {
+    let gw = Gateway::start_with(
+        &json!({ "be": util::fixture(&[]) }),
+        &["--instance-id", "gw-a"],
+    );
+    let legacy = gw.connect();
+    let mcp = McpClient::connect(gw.port);
+    for id in [legacy.session(), mcp.session.as_str()] {
+        let (tag, secret) = id.split_once('.').unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(tag, "gw-a");
+        assert!(
+            secret.len() == 32 && secret.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    // A session another instance minted (as after a restart, or a balancer's mistake): 404,
+    // so the client starts over with a new session.
+    let elsewhere = format!("gw-b.{}", &mcp.session["gw-a.".len()..]);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let (status, _, _) = McpClient::post(gw.port, Some(&elsewhere), &[], &ping);
+    assert_eq!(status, 404);
+    let path = format!(
+        "/messages?sessionId=gw-b.{}",
+        &legacy.session()["gw-a.".len()..]
+    );
+    let (status, _, body) = util::http(gw.port, "POST", &path, &[], ping.to_string().as_bytes());
+    assert_eq!(status, 404, "{body}");
+    // Without --instance-id the tag is the host name and the port.
+    let gw = Gateway::start(&json!({ "be": util::fixture(&[]) }));
+    let mcp = McpClient::connect(gw.port);
+    let tag = mcp.session.split_once('.').unwrap().0.to_string();
+    assert!(tag.ends_with(&format!("-{}", gw.port)), "{tag}");
+}
