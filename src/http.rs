@@ -52,6 +52,7 @@ pub struct Frontend {
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     writers: Writers,
+    shared: Arc<Shared>,
 }
 
 /// Counts the threads writing to clients, so shutdown can let them finish.
@@ -93,6 +94,8 @@ pub struct Shared {
     live: Arc<Mutex<HashSet<SessionId>>>,
     pub streams: Streams,
     pub opts: Options,
+    /// Set when a drain begins: no new sessions, and /readyz says 503.
+    pub draining: AtomicBool,
 }
 
 impl Frontend {
@@ -142,6 +145,7 @@ impl Frontend {
             live: Arc::default(),
             streams: Streams::default(),
             opts,
+            draining: AtomicBool::new(false),
         });
         let mut workers = Vec::new();
         for i in 0..WORKERS {
@@ -178,7 +182,14 @@ impl Frontend {
             stopping,
             workers,
             writers,
+            shared,
         })
+    }
+
+    /// Starts a drain: new sessions get 503 and /readyz turns 503 (so a balancer sends new
+    /// clients elsewhere); existing sessions go on.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
     }
 
     /// Stops taking requests; open streams end when the hub drops their sessions. Returns
@@ -288,9 +299,12 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str) {
         return respond(rq, text(503, "the gateway is not answering"));
     };
     if path == "/readyz" {
+        let draining = shared.draining.load(Ordering::SeqCst);
+        let ready = status.ready && !draining;
         let body =
-            serde_json::json!({"ready": status.ready, "backends": status.backends}).to_string();
-        let code = if status.ready { 200 } else { 503 };
+            serde_json::json!({"ready": ready, "draining": draining, "backends": status.backends})
+                .to_string();
+        let code = if ready { 200 } else { 503 };
         return respond(
             rq,
             Response::from_string(body)
@@ -336,10 +350,27 @@ fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether another session may start (the limit counts both transports).
-pub fn room_for_a_session(shared: &Shared) -> bool {
+/// The 503 for a session that may not start: the gateway is draining, or at its session
+/// limit (which counts both transports); None if it may.
+pub fn no_room(shared: &Shared) -> Option<Response<io::Cursor<Vec<u8>>>> {
+    if shared.draining.load(Ordering::SeqCst) {
+        return Some(
+            text(
+                503,
+                "this gateway is draining; connect again (to another instance)",
+            )
+            .with_header(header("Retry-After", "1")),
+        );
+    }
     let live = shared.live.lock().map(|l| l.len()).unwrap_or(0);
-    live + shared.streams.count() < shared.opts.max_sessions
+    if live + shared.streams.count() < shared.opts.max_sessions {
+        return None;
+    }
+    warn!(
+        "http: refused a new session: {} sessions is the limit",
+        shared.opts.max_sessions
+    );
+    Some(text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")))
 }
 
 /// DNS-rebinding protection: a present Origin must be a loopback one or configured, and on
@@ -398,15 +429,8 @@ pub fn header_value<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn open_stream(shared: &Arc<Shared>, rq: Request) {
-    if !room_for_a_session(shared) {
-        warn!(
-            "http: refused a new session: {} sessions is the limit",
-            shared.opts.max_sessions
-        );
-        return respond(
-            rq,
-            text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")),
-        );
+    if let Some(refusal) = no_room(shared) {
+        return respond(rq, refusal);
     }
     let session = new_session_id(&shared.opts.instance);
     let (tx, rx) = crate::hub::Queue::new(SESSION_QUEUE);
@@ -526,6 +550,8 @@ fn stream(
                     sse::chunked_event(None, "message", &json)
                 }
                 Err(_) => {
+                    // The gateway is stopping: ask the client to come back in a second.
+                    let _ = send(&mut w, &sse::chunk(sse::RETRY.as_bytes()));
                     let _ = send(&mut w, sse::LAST_CHUNK);
                     return "closed by the gateway".into();
                 }

@@ -148,6 +148,8 @@ pub struct Status {
     pub ready: bool,
     /// No backend is still starting.
     pub settled: bool,
+    /// Client requests waiting for a backend's answer.
+    pub in_flight: usize,
     /// The exposed tools: name, backend, original name, description.
     pub tools: Vec<Value>,
     pub backends: Value,
@@ -656,6 +658,7 @@ impl Hub {
         Status {
             ready,
             settled: !self.live().iter().any(|b| b.state == State::Starting),
+            in_flight,
             tools,
             backends: Value::Array(backends),
             metrics: self.metrics.render(&sessions, in_flight, &self.live()),

@@ -118,6 +118,9 @@ OPTIONS:
     --audit-arguments      also record each tool call's arguments in the audit log
     --reload-interval SECS how often to look for changes to the config file; 0: only on
                            SIGHUP [default: 2]
+    --drain-timeout SECS   on SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz
+                           503) and let calls in flight finish for up to this long; a
+                           second signal stops at once [default: 0, no drain]
     --instance-id ID       this instance's tag, the start of every session id it mints, for
                            sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
@@ -168,6 +171,7 @@ struct Flags {
     audit_arguments: bool,
     reload_interval: u64,
     instance_id: Option<String>,
+    drain_timeout: u64,
     mode: Mode,
     json: bool,
 }
@@ -197,6 +201,8 @@ struct Args {
     /// Seconds between looks at the config file; None: only on SIGHUP.
     reload_interval: Option<Duration>,
     instance_id: Option<String>,
+    /// Seconds a SIGTERM/Ctrl-C waits for calls in flight before stopping; 0: none.
+    drain_timeout: u64,
     mode: Mode,
     json: bool,
 }
@@ -239,6 +245,7 @@ impl Flags {
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),
             instance_id: self.instance_id,
+            drain_timeout: self.drain_timeout,
             mode: self.mode,
             json: self.json,
         }
@@ -289,6 +296,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         audit_arguments: false,
         reload_interval: 2,
         instance_id: None,
+        drain_timeout: 0,
         mode: Mode::Serve,
         json: false,
     };
@@ -313,6 +321,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("stdio") => args.stdio = true,
             Long("audit-arguments") => args.audit_arguments = true,
             Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
+            Long("drain-timeout") => args.drain_timeout = parser.value()?.parse()?,
             Long("instance-id") => {
                 let id = parser.value()?.string()?;
                 check_instance_id(&id)?;
@@ -596,6 +605,16 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     };
 
     let _ = signal_rx.recv();
+    if let Some(f) = &frontend
+        && args.drain_timeout > 0
+    {
+        drain(
+            f,
+            &hub_tx,
+            &signal_rx,
+            Duration::from_secs(args.drain_timeout),
+        );
+    }
     console!("shutting down");
     watcher.stop();
     let writers = frontend.map(http::Frontend::stop);
@@ -614,6 +633,44 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     info!("stopped");
     log::logger().flush();
     Ok(())
+}
+
+/// A drain: no new sessions, then wait until no call is in flight, the time is up, or a
+/// second signal comes.
+fn drain(
+    frontend: &http::Frontend,
+    hub: &crossbeam_channel::Sender<hub::HubEvent>,
+    signal: &crossbeam_channel::Receiver<()>,
+    limit: Duration,
+) {
+    frontend.drain();
+    let in_flight = || {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = hub.send(hub::HubEvent::Status { reply: tx });
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_or(0, |s: hub::Status| s.in_flight)
+    };
+    console!(
+        "draining: new sessions get 503; waiting up to {} s for {} call(s) in flight (signal again to stop now)",
+        limit.as_secs(),
+        in_flight()
+    );
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = in_flight();
+        if left == 0 {
+            console!("drained: no call in flight");
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            console!("drain time is up with {left} call(s) in flight");
+            return;
+        }
+        if signal.recv_timeout(Duration::from_millis(100)).is_ok() {
+            console!("second signal: stopping now");
+            return;
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]

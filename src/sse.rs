@@ -22,6 +22,9 @@ pub fn event(name: &str, data: &str) -> String {
 /// the stream.
 pub const KEEPALIVE: &str = ": keepalive\n\n";
 
+/// Sent as a stream ends because the gateway stops: reconnect after a second.
+pub const RETRY: &str = "retry: 1000\n\n";
+
 /// Wraps `payload` as one HTTP/1.1 chunk.
 pub fn chunk(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 12);

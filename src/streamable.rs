@@ -254,16 +254,8 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                     ),
                 );
             }
-            if !http::room_for_a_session(shared) {
-                warn!(
-                    "http: refused a new session: {} sessions is the limit",
-                    shared.opts.max_sessions
-                );
-                return respond(
-                    rq,
-                    text(503, "too many sessions; try again later")
-                        .with_header(header("Retry-After", "5")),
-                );
+            if let Some(refusal) = http::no_room(shared) {
+                return respond(rq, refusal);
             }
             match open_session(shared) {
                 Some(s) => s,

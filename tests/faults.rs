@@ -260,3 +260,44 @@ fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
     let r = c.call(json!(1), "fx__echo", json!({"text": "alive"}));
     assert_eq!(r["result"]["content"][0]["text"], "alive");
 }
+
+#[test]
+fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
+    let mut gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--drain-timeout", "20"]);
+    let c = gw.connect();
+    c.initialize();
+    c.send(
+        &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+        "params": {"name": "fx__sleep", "arguments": {"ms": 1500, "text": "finished"}}}),
+    );
+    util::eventually("the call to be in flight", || {
+        util::http(gw.port, "GET", "/metrics", &[], b"")
+            .2
+            .contains("mcp_gateway_requests_in_flight 1")
+    });
+    unsafe {
+        libc::kill(gw.pid() as i32, libc::SIGTERM);
+    }
+    assert!(
+        gw.wait_stdout("draining: new sessions get 503"),
+        "{}",
+        gw.stdout()
+    );
+    let (status, _, body) = util::http(gw.port, "GET", "/sse", &[], b"");
+    assert_eq!(status, 503, "{body}");
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "late", "version": "1"}}});
+    let (status, _, _) = util::McpClient::post(gw.port, None, &[], &init);
+    assert_eq!(status, 503);
+    let (status, _, body) = util::http(gw.port, "GET", "/readyz", &[], b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"draining\":true"), "{body}");
+    // The call in flight finishes normally, then the gateway stops by itself.
+    let r = c.response(&json!("slow"));
+    assert_eq!(r["result"]["content"][0]["text"], "finished", "{r}");
+    assert!(gw.wait_exit().success());
+    assert!(
+        gw.stdout().contains("drained: no call in flight"),
+        "{}",
+        gw.stdout()
+    );
+}

@@ -267,15 +267,17 @@ impl Gateway {
         unsafe {
             libc::kill(self.child.id() as i32, signal);
         }
+        self.wait_exit()
+    }
+
+    /// Waits (up to `WAIT`) for the gateway to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not exit after signal {signal}"
-            );
+            assert!(Instant::now() < deadline, "gateway did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
