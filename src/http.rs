@@ -45,6 +45,8 @@ pub struct Options {
     /// This instance's tag, the start of every session id it mints (`--instance-id`), so a
     /// load balancer can send a session's requests to the instance that holds it.
     pub instance: String,
+    /// Proxies whose `X-Forwarded-For`/`-Proto` are believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub struct Frontend {
@@ -236,15 +238,42 @@ fn no_delay(listener: &std::net::TcpListener) {
     let _ = listener;
 }
 
+/// Who sent a request, for the log: the peer address, or — when the peer is a trusted
+/// proxy — the client it names in `X-Forwarded-For` (the last address it added), with the
+/// scheme from `X-Forwarded-Proto`, and the proxy.
+pub fn client_of(rq: &Request, opts: &Options) -> String {
+    let peer = rq
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "?".into());
+    let trusted = rq
+        .remote_addr()
+        .is_some_and(|a| opts.trusted_proxies.contains(&a.ip()));
+    if !trusted {
+        return peer;
+    }
+    let Some(client) = header_value(rq, "X-Forwarded-For")
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    else {
+        return peer;
+    };
+    match header_value(rq, "X-Forwarded-Proto") {
+        Some(proto) => format!("{client} ({} via {peer})", proto.trim()),
+        None => format!("{client} (via {peer})"),
+    }
+}
+
 fn handle(shared: &Arc<Shared>, rq: Request) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     debug!("http: {} {path}", rq.method());
     if let Err(refusal) = check_origin_and_host(&rq, &shared.opts) {
         warn!(
-            "http: refused {} {path} from {:?}: {refusal}",
+            "http: refused {} {path} from {}: {refusal}",
             rq.method(),
-            rq.remote_addr()
+            client_of(&rq, &shared.opts)
         );
         return respond(rq, text(403, &refusal));
     }
@@ -255,9 +284,9 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
         && !bearer_matches(header_value(&rq, "Authorization"), token)
     {
         warn!(
-            "http: refused {} {path} from {:?}: missing or wrong bearer token",
+            "http: refused {} {path} from {}: missing or wrong bearer token",
             rq.method(),
-            rq.remote_addr()
+            client_of(&rq, &shared.opts)
         );
         let response = text(401, "this gateway needs 'Authorization: Bearer <token>'")
             .with_header(header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\""));
@@ -461,8 +490,10 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         respond(rq, text(503, "the gateway is shutting down"));
         return;
     }
-    let peer = rq.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!("session {session}: stream opened by {peer}");
+    info!(
+        "session {session}: stream opened by {}",
+        client_of(&rq, &shared.opts)
+    );
     let writer = rq.into_writer();
     let shared2 = shared.clone();
     let writing = shared.writers.enter();

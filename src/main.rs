@@ -121,6 +121,8 @@ OPTIONS:
     --drain-timeout SECS   on SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz
                            503) and let calls in flight finish for up to this long; a
                            second signal stops at once [default: 0, no drain]
+    --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log
+                           (repeatable)
     --instance-id ID       this instance's tag, the start of every session id it mints, for
                            sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
@@ -171,6 +173,7 @@ struct Flags {
     audit_arguments: bool,
     reload_interval: u64,
     instance_id: Option<String>,
+    trusted_proxies: Vec<std::net::IpAddr>,
     drain_timeout: u64,
     mode: Mode,
     json: bool,
@@ -201,6 +204,7 @@ struct Args {
     /// Seconds between looks at the config file; None: only on SIGHUP.
     reload_interval: Option<Duration>,
     instance_id: Option<String>,
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Seconds a SIGTERM/Ctrl-C waits for calls in flight before stopping; 0: none.
     drain_timeout: u64,
     mode: Mode,
@@ -246,6 +250,7 @@ impl Flags {
                 .then(|| Duration::from_secs(self.reload_interval)),
             instance_id: self.instance_id,
             drain_timeout: self.drain_timeout,
+            trusted_proxies: self.trusted_proxies,
             mode: self.mode,
             json: self.json,
         }
@@ -297,6 +302,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         reload_interval: 2,
         instance_id: None,
         drain_timeout: 0,
+        trusted_proxies: Vec::new(),
         mode: Mode::Serve,
         json: false,
     };
@@ -322,6 +328,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("audit-arguments") => args.audit_arguments = true,
             Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
             Long("drain-timeout") => args.drain_timeout = parser.value()?.parse()?,
+            Long("trusted-proxy") => args.trusted_proxies.push(parser.value()?.parse()?),
             Long("instance-id") => {
                 let id = parser.value()?.string()?;
                 check_instance_id(&id)?;
@@ -592,6 +599,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                     .instance_id
                     .clone()
                     .unwrap_or_else(|| default_instance_id(h.addr.port())),
+                trusted_proxies: args.trusted_proxies.clone(),
             };
             let frontend = http::Frontend::start(h.server, hub_tx.clone(), options)
                 .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;

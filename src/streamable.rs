@@ -257,7 +257,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
             if let Some(refusal) = http::no_room(shared) {
                 return respond(rq, refusal);
             }
-            match open_session(shared) {
+            match open_session(shared, &http::client_of(&rq, &shared.opts)) {
                 Some(s) => s,
                 None => return respond(rq, text(503, "the gateway is shutting down")),
             }
@@ -371,7 +371,7 @@ fn parse_batch(
     Ok(msgs)
 }
 
-fn open_session(shared: &Arc<Shared>) -> Option<Arc<StreamSession>> {
+fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>> {
     let id = http::new_session_id(&shared.opts.instance);
     let session = Arc::new(StreamSession {
         id: id.clone(),
@@ -394,7 +394,7 @@ fn open_session(shared: &Arc<Shared>) -> Option<Arc<StreamSession>> {
     };
     shared.hub.send(opened).ok()?;
     shared.streams.lock().insert(id.clone(), session.clone());
-    info!("session {id}: Streamable HTTP session started");
+    info!("session {id}: Streamable HTTP session started by {client}");
     Some(session)
 }
 

@@ -223,3 +223,39 @@ fn a_huge_header_gets_an_error_and_harms_nobody() {
     let r = c.call(json!(1), "fx__echo", json!({"text": "unharmed"}));
     assert_eq!(r["result"]["content"][0]["text"], "unharmed");
 }
+
+#[test]
+fn forwarded_client_addresses_are_logged_only_from_trusted_proxies() {
+    let sse_from = |gw: &Gateway| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        std::io::Write::write_all(
+            r.get_mut(),
+            b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\r\n",
+        )
+        .unwrap();
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut r, &mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        r
+    };
+    let trusting = Gateway::start_with(
+        &json!({ "fx": util::fixture(&[]) }),
+        &["--trusted-proxy", "127.0.0.1"],
+    );
+    let _stream = sse_from(&trusting);
+    assert!(
+        trusting.wait_stderr("stream opened by 203.0.113.7 (https via 127.0.0.1:"),
+        "{}",
+        trusting.stderr()
+    );
+    // Not a trusted proxy: the header is anybody's claim; the peer address is logged.
+    let wary = Gateway::start(&json!({ "fx": util::fixture(&[]) }));
+    let _stream = sse_from(&wary);
+    assert!(
+        wary.wait_stderr("stream opened by 127.0.0.1:"),
+        "{}",
+        wary.stderr()
+    );
+    assert!(!wary.stderr().contains("203.0.113.7"), "{}", wary.stderr());
+}
