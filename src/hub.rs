@@ -368,6 +368,38 @@ struct Backend {
     reported: u64,
 }
 
+impl Backend {
+    /// A backend about to start, at `position` in the config file.
+    fn new(spec: BackendSpec, position: usize) -> Backend {
+        Backend {
+            spec,
+            position,
+            state: State::Starting,
+            lists: Lists::default(),
+            started: Instant::now(),
+            source: None,
+            backoff: FIRST_BACKOFF,
+            ready_since: None,
+            restarts: 0,
+            took: None,
+            reported: 0,
+        }
+    }
+}
+
+impl State {
+    /// The state's name in /readyz, the metrics' view and the start-up table.
+    fn label(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Restarting { .. } => "restarting",
+            State::Failed(_) => "failed",
+            State::Removed => "removed",
+        }
+    }
+}
+
 /// Seconds between "still starting" lines when the console is not a terminal.
 const PROGRESS_EVERY: u64 = 10;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -509,25 +541,12 @@ type Params = BTreeMap<String, Box<RawValue>>;
 
 impl Hub {
     pub fn new(specs: Vec<BackendSpec>, opts: HubOptions, events_tx: Sender<HubEvent>) -> Hub {
-        let now = Instant::now();
         Hub {
             opts,
             backends: specs
                 .into_iter()
                 .enumerate()
-                .map(|(position, spec)| Backend {
-                    spec,
-                    position,
-                    state: State::Starting,
-                    lists: Lists::default(),
-                    started: now,
-                    source: None,
-                    backoff: FIRST_BACKOFF,
-                    ready_since: None,
-                    restarts: 0,
-                    took: None,
-                    reported: 0,
-                })
+                .map(|(position, spec)| Backend::new(spec, position))
                 .collect(),
             instances: HashMap::new(),
             registry: Registry::empty(),
@@ -619,12 +638,11 @@ impl Hub {
             .live()
             .iter()
             .map(|b| {
-                let (state, reason) = match &b.state {
-                    State::Starting | State::Removed => ("starting", None),
-                    State::Ready => ("ready", None),
-                    State::Restarting { reason, .. } => ("restarting", Some(reason.clone())),
-                    State::Failed(reason) => ("failed", Some(reason.clone())),
+                let reason = match &b.state {
+                    State::Restarting { reason, .. } | State::Failed(reason) => Some(reason),
+                    _ => None,
                 };
+                let state = b.state.label();
                 json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
                        "reason": reason, "restarts": b.restarts,
                        "tools": b.lists.get(Kind::Tools).len()})
@@ -697,19 +715,7 @@ impl Hub {
             let slot = self.backends.iter().position(|b| b.spec.name == spec.name);
             let Some(b) = slot else {
                 changes.push(format!("added '{}'", spec.name));
-                self.backends.push(Backend {
-                    spec,
-                    position,
-                    state: State::Starting,
-                    lists: Lists::default(),
-                    started: Instant::now(),
-                    source: None,
-                    backoff: FIRST_BACKOFF,
-                    ready_since: None,
-                    restarts: 0,
-                    took: None,
-                    reported: 0,
-                });
+                self.backends.push(Backend::new(spec, position));
                 restarted.push(self.backends.len() - 1);
                 continue;
             };
@@ -727,14 +733,12 @@ impl Hub {
                 changes.push(format!("restarting '{}' (changed)", spec.name));
                 self.retire(b, "was restarted with a changed config");
             }
-            let backend = &mut self.backends[b];
-            backend.spec = spec;
-            backend.state = State::Starting;
-            backend.started = Instant::now();
-            backend.backoff = FIRST_BACKOFF;
-            backend.ready_since = None;
-            backend.took = None;
-            backend.reported = 0;
+            // A fresh start in the same slot; the restart count goes on (it is a counter).
+            let restarts = self.backends[b].restarts;
+            self.backends[b] = Backend {
+                restarts,
+                ..Backend::new(spec, position)
+            };
             restarted.push(b);
         }
         if changes.is_empty() {
@@ -1097,9 +1101,12 @@ impl Hub {
                 continue;
             }
             let secs = now.duration_since(b.started).as_secs_f64();
-            starting.push(format!("{} {secs:.1} s", b.spec.name));
+            if tty {
+                starting.push(format!("{} {secs:.1} s", b.spec.name));
+                continue;
+            }
             let interval = (secs as u64) / PROGRESS_EVERY;
-            if interval > b.reported && !tty {
+            if interval > b.reported {
                 b.reported = interval;
                 console!(
                     "  {:<16} {:<15} starting ({} s so far)",
@@ -1109,10 +1116,12 @@ impl Hub {
                 );
             }
         }
-        if starting.is_empty() {
-            crate::console_status("");
-        } else {
-            crate::console_status(&format!("starting: {}", starting.join(", ")));
+        if tty {
+            let line = match starting.is_empty() {
+                true => String::new(),
+                false => format!("starting: {}", starting.join(", ")),
+            };
+            crate::console_status(&line);
         }
     }
 
@@ -2614,12 +2623,7 @@ impl Hub {
             "START"
         );
         for b in self.live() {
-            let state = match b.state {
-                State::Ready => "ready",
-                State::Restarting { .. } => "restarting",
-                State::Failed(_) => "failed",
-                State::Starting | State::Removed => "starting",
-            };
+            let state = b.state.label();
             let counts = Kind::ALL.map(|k| b.lists.get(k).len());
             let took = b.took.map_or("-".to_string(), |t| {
                 format!("{:.0} ms", t.as_secs_f64() * 1000.0)

@@ -33,13 +33,17 @@ fn console_stream() -> Box<dyn std::io::Write> {
 }
 
 /// Whether the console is a terminal (then progress is one line rewritten in place).
+/// Asked once (the hub asks on every tick), after `CONSOLE_ON_STDERR` is settled.
 pub fn console_is_tty() -> bool {
     use std::io::IsTerminal;
-    if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-        std::io::stderr().is_terminal()
-    } else {
-        std::io::stdout().is_terminal()
-    }
+    static TTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TTY.get_or_init(|| {
+        if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        }
+    })
 }
 
 /// Prints a console line, above the status line if one is shown.

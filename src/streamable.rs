@@ -282,6 +282,8 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                     .as_deref()
                     .is_some_and(|p| p.get().contains("progressToken"))
         });
+    // Only an initialize result says which version the session speaks.
+    let initializing = requests.iter().any(|r| r.method == "initialize");
     let (tx, rx) = Queue::new(STREAM_QUEUE);
     {
         let mut st = session.lock();
@@ -321,7 +323,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         .spawn(move || {
             let _writing = writing;
             if quick {
-                answer_json(rq, &session, &rx, &ids, &shared.bytes_out);
+                answer_json(rq, &session, &rx, &ids, initializing, &shared.bytes_out);
             } else {
                 answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
             }
@@ -430,12 +432,32 @@ pub fn reap_idle(shared: &Arc<Shared>) {
     }
 }
 
+/// What a POST gets when its session ends before its request is answered.
+const ENDED: &str = "the session ended before the request was answered";
+
+/// Sends `msg` as the POST's JSON body (the connection stays open for the next request).
+fn reply_json(
+    rq: HttpRequest,
+    session: &StreamSession,
+    msg: &Message,
+    bytes_out: &std::sync::atomic::AtomicU64,
+) {
+    let body = msg.to_json();
+    debug!("> {}: {body}", session.id);
+    bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let response = tiny_http::Response::from_string(body)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Mcp-Session-Id", &session.id));
+    respond(rq, response);
+}
+
 /// Answers one quick request with a JSON body.
 fn answer_json(
     rq: HttpRequest,
     session: &StreamSession,
     rx: &crossbeam_channel::Receiver<Outbound>,
     ids: &HashSet<String>,
+    initializing: bool,
     bytes_out: &std::sync::atomic::AtomicU64,
 ) {
     for out in rx {
@@ -448,24 +470,16 @@ fn answer_json(
             let _ = session.lock().queue_for_get(&out.msg);
             continue;
         }
-        if let Ok(result) = &r.outcome
+        if initializing
+            && let Ok(result) = &r.outcome
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(result.get())
             && let Some(version) = v.get("protocolVersion").and_then(|v| v.as_str())
         {
             session.lock().version = Some(version.to_string());
         }
-        let body = out.msg.to_json();
-        debug!("> {}: {body}", session.id);
-        bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let response = tiny_http::Response::from_string(body)
-            .with_header(header("Content-Type", "application/json"))
-            .with_header(header("Mcp-Session-Id", &session.id));
-        return respond(rq, response);
+        return reply_json(rq, session, &out.msg, bytes_out);
     }
-    respond(
-        rq,
-        text(404, "the session ended before the request was answered"),
-    );
+    respond(rq, text(404, ENDED));
 }
 
 /// Answers requests that may take a while or say things before their reply. A reply that
@@ -485,10 +499,7 @@ fn answer_stream(
         Ok(out) => Some(out),
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-            return respond(
-                rq,
-                text(404, "the session ended before the request was answered"),
-            );
+            return respond(rq, text(404, ENDED));
         }
     };
     if let Some(out) = &first
@@ -498,13 +509,7 @@ fn answer_stream(
             .as_ref()
             .is_some_and(|id| open.contains(id.raw().get()))
     {
-        let body = out.msg.to_json();
-        debug!("> {}: {body}", session.id);
-        bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let response = tiny_http::Response::from_string(body)
-            .with_header(header("Content-Type", "application/json"))
-            .with_header(header("Mcp-Session-Id", &session.id));
-        return respond(rq, response);
+        return reply_json(rq, session, &out.msg, bytes_out);
     }
     let event = |out: Outbound, open: &mut HashSet<String>| {
         if let Message::Response(r) = &out.msg

@@ -225,18 +225,7 @@ fn sessions_beyond_the_open_file_limit_get_503_and_the_gateway_lives_on() {
         "{}",
         gw.stderr()
     );
-    let open_stream = || {
-        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-        let mut r = std::io::BufReader::new(s);
-        std::io::Write::write_all(
-            r.get_mut(),
-            b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
-        )
-        .unwrap();
-        let mut status = String::new();
-        std::io::BufRead::read_line(&mut r, &mut status).unwrap();
-        (status, r)
-    };
+    let open_stream = || util::raw_sse(gw.port, "");
     let mut open = Vec::new();
     let mut refused = 0;
     for _ in 0..60 {
@@ -270,11 +259,7 @@ fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
         &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
         "params": {"name": "fx__sleep", "arguments": {"ms": 1500, "text": "finished"}}}),
     );
-    util::eventually("the call to be in flight", || {
-        util::http(gw.port, "GET", "/metrics", &[], b"")
-            .2
-            .contains("mcp_gateway_requests_in_flight 1")
-    });
+    in_flight(&gw, 1);
     unsafe {
         libc::kill(gw.pid() as i32, libc::SIGTERM);
     }
@@ -300,4 +285,38 @@ fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
         "{}",
         gw.stdout()
     );
+}
+
+#[test]
+fn a_second_signal_ends_a_drain_at_once() {
+    let mut gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--drain-timeout", "60"]);
+    let c = gw.connect();
+    c.initialize();
+    c.send(
+        &json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+        "params": {"name": "fx__sleep", "arguments": {"ms": 30000}}}),
+    );
+    in_flight(&gw, 1);
+    unsafe {
+        libc::kill(gw.pid() as i32, libc::SIGTERM);
+    }
+    assert!(gw.wait_stdout("draining:"), "{}", gw.stdout());
+    assert!(gw.signal_and_wait(libc::SIGTERM).success());
+    assert!(
+        gw.stdout().contains("second signal: stopping now"),
+        "{}",
+        gw.stdout()
+    );
+    // The call still in flight is answered, not dropped.
+    let r = c.response(&json!("long"));
+    assert!(util::error_message(&r).contains("shutting down"), "{r}");
+}
+
+/// Waits until the gateway's metrics show `n` requests in flight.
+fn in_flight(gw: &Gateway, n: usize) {
+    util::eventually(&format!("{n} request(s) in flight"), || {
+        util::http(gw.port, "GET", "/metrics", &[], b"")
+            .2
+            .contains(&format!("mcp_gateway_requests_in_flight {n}"))
+    });
 }

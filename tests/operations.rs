@@ -225,6 +225,20 @@ fn run_cli(args: &[&str], config: &Value) -> (i32, String) {
 }
 
 #[test]
+fn a_bad_instance_id_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--instance-id", "a.b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--instance-id 'a.b': use 1 to 32 letters, digits and '-'"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_exits_zero_only_when_every_backend_comes_up() {
     let (code, out) = run_cli(&["check"], &json!({ "fx": fixture(&[]) }));
     assert_eq!(code, 0, "{out}");
@@ -380,6 +394,18 @@ fn hot_reload_applies_the_difference_while_calls_on_an_unchanged_backend_continu
     assert!(c.tool_names().contains(&"added__echo".to_string()));
     let r = c.call(json!("after"), "keep__echo", json!({"text": "still"}));
     assert_eq!(r["result"]["content"][0]["text"], "still");
+
+    // A config that is gone (an editor's rename dance, a bad deploy) is said once, not
+    // applied; the gateway serves on.
+    std::fs::remove_file(gw.dir.path().join("config.json")).unwrap();
+    assert!(
+        gw.wait_stdout("config reload: cannot read"),
+        "{}",
+        gw.stdout()
+    );
+    let r = c.call(json!("gone"), "keep__echo", json!({"text": "on"}));
+    assert_eq!(r["result"]["content"][0]["text"], "on");
+    assert_eq!(gw.stdout().matches("config reload: cannot read").count(), 1);
 }
 
 #[test]

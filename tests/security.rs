@@ -227,17 +227,12 @@ fn a_huge_header_gets_an_error_and_harms_nobody() {
 #[test]
 fn forwarded_client_addresses_are_logged_only_from_trusted_proxies() {
     let sse_from = |gw: &Gateway| {
-        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-        let mut r = std::io::BufReader::new(s);
-        std::io::Write::write_all(
-            r.get_mut(),
-            b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\r\n",
-        )
-        .unwrap();
-        let mut status = String::new();
-        std::io::BufRead::read_line(&mut r, &mut status).unwrap();
+        let (status, stream) = util::raw_sse(
+            gw.port,
+            "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n",
+        );
         assert!(status.contains(" 200 "), "{status}");
-        r
+        stream
     };
     let trusting = Gateway::start_with(
         &json!({ "fx": util::fixture(&[]) }),

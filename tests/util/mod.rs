@@ -42,6 +42,20 @@ pub fn self_signed_cert(dir: &Path, subject: &str, extensions: &[&str]) -> (Path
     (cert, key)
 }
 
+/// Opens `GET /sse` by hand with extra header lines (each ending in CRLF); returns the
+/// status line and the open connection, to hold the stream or drop it.
+pub fn raw_sse(port: u16, headers: &str) -> (String, BufReader<TcpStream>) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(s);
+    let head = format!(
+        "GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n"
+    );
+    r.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    (status, r)
+}
+
 /// A whole-number setting from the environment (benches), or `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
