@@ -15,7 +15,7 @@ use log::{debug, info, warn};
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -96,8 +96,33 @@ pub struct Shared {
     live: Arc<Mutex<HashSet<SessionId>>>,
     pub streams: Streams,
     pub opts: Options,
-    /// Set when a drain begins: no new sessions, and /readyz says 503.
+    /// Set when a drain begins: no new sessions or requests, and /readyz says 503.
     pub draining: AtomicBool,
+    /// Requests let in (`admit`) and not yet handed to the hub.
+    entering: AtomicUsize,
+}
+
+/// A request let in before any drain began, on its way to the hub; dropped once it is
+/// there (or refused), so a drain can tell when every such request is in the hub's count.
+pub struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// Lets a new JSON-RPC request in, unless a drain has begun. Hold the guard until the
+    /// request has been sent to the hub.
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        self.entering.fetch_add(1, Ordering::SeqCst);
+        if self.draining.load(Ordering::SeqCst) {
+            self.entering.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Admitted(&self.entering))
+    }
 }
 
 impl Frontend {
@@ -148,6 +173,7 @@ impl Frontend {
             streams: Streams::default(),
             opts,
             draining: AtomicBool::new(false),
+            entering: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for i in 0..WORKERS {
@@ -189,9 +215,18 @@ impl Frontend {
     }
 
     /// Starts a drain: new sessions get 503 and /readyz turns 503 (so a balancer sends new
-    /// clients elsewhere); existing sessions go on.
+    /// clients elsewhere); new requests in existing sessions get 404 (so their clients start
+    /// a session elsewhere), while responses and notifications, which may be what a call in
+    /// flight waits for, still go through. Returns once every request let in before is in
+    /// the hub's in-flight count.
     pub fn drain(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.shared.entering.load(Ordering::SeqCst) > 0
+            && std::time::Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Stops taking requests; open streams end when the hub drops their sessions. Returns
@@ -280,9 +315,16 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
     if path == "/healthz" {
         return respond(rq, text(200, "ok"));
     }
-    if let Some(token) = &shared.opts.token
-        && !bearer_matches(header_value(&rq, "Authorization"), token)
-    {
+    let authorized = shared
+        .opts
+        .token
+        .as_ref()
+        .is_none_or(|token| bearer_matches(header_value(&rq, "Authorization"), token));
+    // Probes (Kubernetes, HAProxy) get the verdict without the token; only the details need it.
+    if path == "/readyz" && rq.method() == &Method::Get {
+        return status(shared, rq, path, authorized);
+    }
+    if !authorized {
         warn!(
             "http: refused {} {path} from {}: missing or wrong bearer token",
             rq.method(),
@@ -304,7 +346,7 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             text(405, "use POST on /messages").with_header(header("Allow", "POST")),
         ),
         (_, "/mcp" | "/mcp/") => crate::streamable::handle(shared, rq),
-        (Method::Get, "/readyz" | "/metrics") => status(shared, rq, path),
+        (Method::Get, "/metrics") => status(shared, rq, path, true),
         _ => respond(
             rq,
             text(
@@ -315,9 +357,9 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
     }
 }
 
-/// `/readyz` (200 when a backend is ready, else 503; per-backend state as JSON) and
-/// `/metrics` (Prometheus text).
-fn status(shared: &Arc<Shared>, rq: Request, path: &str) {
+/// `/readyz` (200 when a backend is ready and no drain has begun, else 503; with
+/// `details`, each backend's state as JSON) and `/metrics` (Prometheus text).
+fn status(shared: &Arc<Shared>, rq: Request, path: &str, details: bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let status = shared
         .hub
@@ -330,9 +372,12 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str) {
     if path == "/readyz" {
         let draining = shared.draining.load(Ordering::SeqCst);
         let ready = status.ready && !draining;
-        let body =
+        let body = if details {
             serde_json::json!({"ready": ready, "draining": draining, "backends": status.backends})
-                .to_string();
+        } else {
+            serde_json::json!({"ready": ready, "draining": draining})
+        }
+        .to_string();
         let code = if ready { 200 } else { 503 };
         return respond(
             rq,
@@ -681,6 +726,18 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
     if log::log_enabled!(log::Level::Debug) {
         debug!("< {session}: {}", String::from_utf8_lossy(&body));
     }
+    let admitted = match &msg {
+        Message::Request(_) => match shared.admit() {
+            Some(guard) => Some(guard),
+            None => {
+                return respond(
+                    rq,
+                    draining_session(&session, "open a new stream with GET /sse"),
+                );
+            }
+        },
+        _ => None,
+    };
     if shared
         .hub
         .send(HubEvent::FromClient { session, msg })
@@ -688,7 +745,19 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
     {
         return respond(rq, text(503, "the gateway is shutting down"));
     }
+    drop(admitted);
     respond(rq, text(202, "Accepted"));
+}
+
+/// The 404 for a new request in a session of a draining gateway: the session takes no new
+/// work, so the client starts another (which the balancer sends to another instance).
+pub fn draining_session(session: &str, start_again: &str) -> Response<io::Cursor<Vec<u8>>> {
+    text(
+        404,
+        &format!(
+            "session '{session}' takes no new requests: this gateway is draining; {start_again}"
+        ),
+    )
 }
 
 pub fn respond<R: Read>(rq: Request, response: Response<R>) {

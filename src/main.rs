@@ -123,8 +123,9 @@ OPTIONS:
     --reload-interval SECS how often to look for changes to the config file; 0: only on
                            SIGHUP [default: 2]
     --drain-timeout SECS   on SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz
-                           503) and let calls in flight finish for up to this long; a
-                           second signal stops at once [default: 0, no drain]
+                           503) and new requests in open ones (404), and let calls in
+                           flight finish for up to this long; a second signal stops at
+                           once [default: 0, no drain]
     --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log
                            (repeatable)
     --instance-id ID       this instance's tag, the start of every session id it mints, for
@@ -663,7 +664,7 @@ fn drain(
             .map_or(0, |s: hub::Status| s.in_flight)
     };
     console!(
-        "draining: new sessions get 503; waiting up to {} s for {} call(s) in flight (signal again to stop now)",
+        "draining: new sessions get 503, new requests in open sessions 404; waiting up to {} s for {} call(s) in flight (signal again to stop now)",
         limit.as_secs(),
         in_flight()
     );

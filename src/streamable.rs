@@ -238,6 +238,27 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         Ok(m) => m,
         Err(e) => return respond(rq, http::parse_error_response(e)),
     };
+    let is_request = |m: &Message| matches!(m, Message::Request(_));
+    // Held until the requests are with the hub, so a drain can count them.
+    let admitted = if msgs.iter().any(is_request) {
+        match shared.admit() {
+            Some(guard) => Some(guard),
+            None => {
+                return respond(
+                    rq,
+                    match &session {
+                        Some(s) => {
+                            http::draining_session(&s.id, "send initialize to start a new one")
+                        }
+                        None => http::no_room(shared)
+                            .unwrap_or_else(|| text(503, "the gateway is shutting down")),
+                    },
+                );
+            }
+        }
+    } else {
+        None
+    };
     let session = match session {
         Some(s) => s,
         None => {
@@ -311,6 +332,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
             return respond(rq, text(503, "the gateway is shutting down"));
         }
     }
+    drop(admitted);
     if !had_requests {
         return respond(rq, text(202, "Accepted"));
     }
@@ -620,6 +642,9 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
                             sse::chunked_event(Some(e.id), "message", &e.json)
                         }
                         Err(_) => {
+                            // The session ended (or the gateway is stopping): a client
+                            // that reconnects should wait a second.
+                            let _ = http::send(&mut w, &sse::chunk(sse::RETRY.as_bytes()));
                             let _ = http::send(&mut w, sse::LAST_CHUNK);
                             break;
                         }

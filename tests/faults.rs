@@ -5,6 +5,7 @@ mod util;
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -255,6 +256,13 @@ fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
     let mut gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--drain-timeout", "20"]);
     let c = gw.connect();
     c.initialize();
+    let m = util::McpClient::connect(gw.port);
+    let (status, mut get_stream) = util::raw_stream(
+        gw.port,
+        "/mcp",
+        &format!("Mcp-Session-Id: {}\r\n", m.session),
+    );
+    assert!(status.contains(" 200 "), "{status}");
     c.send(
         &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
         "params": {"name": "fx__sleep", "arguments": {"ms": 1500, "text": "finished"}}}),
@@ -276,10 +284,33 @@ fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
     let (status, _, body) = util::http(gw.port, "GET", "/readyz", &[], b"");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"draining\":true"), "{body}");
+    // An open session takes no new request (404: start a new session elsewhere), but
+    // still takes notifications and responses, which a call in flight may be waiting for.
+    let (status, body) = c.post_raw(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "fx__echo", "arguments": {"text": "late"}}})
+        .to_string(),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("draining"), "{body}");
+    let (status, body) = c.post_raw(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "nothing"}})
+            .to_string(),
+    );
+    assert_eq!(status, 202, "{body}");
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "fx__echo", "arguments": {"text": "late"}}});
+    let (status, _, body) = util::McpClient::post(gw.port, Some(&m.session), &[], &call);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("draining"), "{body}");
     // The call in flight finishes normally, then the gateway stops by itself.
     let r = c.response(&json!("slow"));
     assert_eq!(r["result"]["content"][0]["text"], "finished", "{r}");
     assert!(gw.wait_exit().success());
+    // Streams end with a hint to reconnect after a second.
+    let mut rest = String::new();
+    let _ = get_stream.read_to_string(&mut rest);
+    assert!(rest.contains("retry: 1000"), "{rest}");
     assert!(
         gw.stdout().contains("drained: no call in flight"),
         "{}",

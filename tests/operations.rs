@@ -78,14 +78,16 @@ fn health_readiness_and_metrics_after_known_traffic() {
 }
 
 #[test]
-fn readiness_is_503_without_a_ready_backend_and_the_token_guards_all_but_healthz() {
+fn readiness_is_503_without_a_ready_backend_and_the_token_guards_the_details() {
     let mut broken = fixture(&[]);
     broken["command"] = json!("/nonexistent/server");
     let gw = Gateway::start_with(&json!({ "broken": broken }), &["--token", "t0ken"]);
     let (status, _, _) = http(gw.port, "GET", "/healthz", &[], b"");
     assert_eq!(status, 200, "healthz needs no token");
-    let (status, _, _) = http(gw.port, "GET", "/readyz", &[], b"");
-    assert_eq!(status, 401);
+    // A probe without the token gets the verdict, and nothing about the backends.
+    let (status, _, body) = http(gw.port, "GET", "/readyz", &[], b"");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, r#"{"draining":false,"ready":false}"#);
     let (status, _, _) = http(gw.port, "GET", "/metrics", &[], b"");
     assert_eq!(status, 401);
     let (status, _, body) = http(
@@ -96,6 +98,10 @@ fn readiness_is_503_without_a_ready_backend_and_the_token_guards_all_but_healthz
         b"",
     );
     assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("\"broken\"") && body.contains("nonexistent"),
+        "{body}"
+    );
     let (status, _, _) = http(
         gw.port,
         "GET",

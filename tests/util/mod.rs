@@ -45,10 +45,15 @@ pub fn self_signed_cert(dir: &Path, subject: &str, extensions: &[&str]) -> (Path
 /// Opens `GET /sse` by hand with extra header lines (each ending in CRLF); returns the
 /// status line and the open connection, to hold the stream or drop it.
 pub fn raw_sse(port: u16, headers: &str) -> (String, BufReader<TcpStream>) {
+    raw_stream(port, "/sse", headers)
+}
+
+/// `raw_sse` for any path (a Streamable HTTP GET stream on /mcp, say).
+pub fn raw_stream(port: u16, path: &str, headers: &str) -> (String, BufReader<TcpStream>) {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut r = BufReader::new(s);
     let head = format!(
-        "GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n"
     );
     r.get_mut().write_all(head.as_bytes()).unwrap();
     let mut status = String::new();
@@ -374,7 +379,13 @@ pub struct SseClient {
 
 impl SseClient {
     pub fn connect(port: u16) -> SseClient {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        SseClient::try_connect(port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `connect`, saying what went wrong instead of failing the test.
+    pub fn try_connect(port: u16) -> Result<SseClient, String> {
+        let stream =
+            TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
         let mut w = stream.try_clone().unwrap();
         write!(
             w,
@@ -384,7 +395,9 @@ impl SseClient {
         let mut r = BufReader::new(stream.try_clone().unwrap());
         let mut status = String::new();
         r.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "GET /sse: {status}");
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(format!("GET /sse: {status}"));
+        }
         let mut headers = Vec::new();
         loop {
             let mut line = String::new();
@@ -394,18 +407,15 @@ impl SseClient {
             }
             headers.push(line.trim().to_ascii_lowercase());
         }
-        assert!(
-            headers.contains(&"content-type: text/event-stream".to_string()),
-            "{headers:?}"
-        );
-        assert!(
-            headers.contains(&"cache-control: no-cache".to_string()),
-            "{headers:?}"
-        );
-        assert!(
-            headers.contains(&"transfer-encoding: chunked".to_string()),
-            "{headers:?}"
-        );
+        for wanted in [
+            "content-type: text/event-stream",
+            "cache-control: no-cache",
+            "transfer-encoding: chunked",
+        ] {
+            if !headers.iter().any(|h| h == wanted) {
+                return Err(format!("GET /sse: no '{wanted}' in {headers:?}"));
+            }
+        }
         let (tx, events) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
             let mut pending = String::new();
@@ -435,15 +445,22 @@ impl SseClient {
                 }
             }
         });
-        let first = events.recv_timeout(WAIT).expect("endpoint event");
-        assert_eq!(first.event, "endpoint");
-        SseClient {
+        let first = events
+            .recv_timeout(WAIT)
+            .map_err(|e| format!("GET /sse: no endpoint event: {e}"))?;
+        if first.event != "endpoint" {
+            return Err(format!(
+                "GET /sse: '{}' event before the endpoint",
+                first.event
+            ));
+        }
+        Ok(SseClient {
             port,
             endpoint: first.data,
             stream,
             events,
             backlog: RefCell::new(Vec::new()),
-        }
+        })
     }
 
     pub fn session(&self) -> &str {
@@ -501,21 +518,26 @@ impl SseClient {
 
     /// Waits for the response with this id, keeping other messages for later.
     pub fn response(&self, id: &Value) -> Value {
+        self.wait_response(id, WAIT)
+            .unwrap_or_else(|| panic!("no response with id {id}"))
+    }
+
+    /// The response with this id, if it comes within `wait` (None also when the stream
+    /// ends first).
+    pub fn wait_response(&self, id: &Value, wait: Duration) -> Option<Value> {
         let found = self
             .backlog
             .borrow()
             .iter()
             .position(|m| &m["id"] == id && m.get("method").is_none());
         if let Some(pos) = found {
-            return self.backlog.borrow_mut().remove(pos);
+            return Some(self.backlog.borrow_mut().remove(pos));
         }
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + wait;
         loop {
-            let msg = self
-                .recv(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|| panic!("no response with id {id}"));
+            let msg = self.recv(deadline.saturating_duration_since(Instant::now()))?;
             if &msg["id"] == id && msg.get("method").is_none() {
-                return msg;
+                return Some(msg);
             }
             self.backlog.borrow_mut().push(msg);
         }
@@ -671,24 +693,33 @@ impl McpClient {
     }
 
     pub fn connect(port: u16) -> McpClient {
+        McpClient::try_connect(port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `connect`, saying what went wrong instead of failing the test.
+    pub fn try_connect(port: u16) -> Result<McpClient, String> {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw-mcp", "version": "1"}}});
         let (status, headers, body) = McpClient::post(port, None, &[], &init);
-        assert_eq!(status, 200, "{body}");
+        if status != 200 {
+            return Err(format!("initialize: {status} {body}"));
+        }
         let session = headers
             .iter()
             .find(|(k, _)| k == "mcp-session-id")
             .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("no Mcp-Session-Id in {headers:?}"));
+            .ok_or_else(|| format!("no Mcp-Session-Id in {headers:?}"))?;
         let c = McpClient { port, session };
-        let (status, _, _) = McpClient::post(
+        let (status, _, body) = McpClient::post(
             port,
             Some(&c.session),
             &[],
             &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         );
-        assert_eq!(status, 202);
-        c
+        if status != 202 {
+            return Err(format!("notifications/initialized: {status} {body}"));
+        }
+        Ok(c)
     }
 
     /// Sends a request and returns every message of its answer (the response last).
