@@ -1,0 +1,504 @@
+//! Several instances behind a load balancer: two gateways with nginx, or HAProxy, in front
+//! of them, run with the README's configuration for it; sessions of both transports
+//! through it; one instance drained with SIGTERM while calls go on.
+
+mod util;
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use util::{Gateway, McpClient, SseClient, TempDir, fixture};
+
+/// A program on PATH, or where Debian puts daemons.
+fn binary(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let debian = PathBuf::from("/usr/sbin").join(name);
+        debian.is_file().then_some(debian)
+    })
+}
+
+/// The README's `lang` block for several instances, pointed at these ports: the instances'
+/// 127.0.0.1:9001 and :9002, and the line `listen_line` (TLS, in the README) replaced by
+/// `listen`; lines starting with one of `drop` (certificates) left out.
+fn readme_block(
+    lang: &str,
+    a: u16,
+    b: u16,
+    listen_line: &str,
+    listen: &str,
+    drop: &[&str],
+) -> String {
+    let readme = std::fs::read_to_string(util::root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Running several instances")
+        .expect("README section 'Running several instances'")..];
+    let fence = format!("```{lang}\n");
+    let block = &section[section
+        .find(&fence)
+        .unwrap_or_else(|| panic!("a {lang} block"))
+        + fence.len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut out = String::new();
+    for line in block.lines() {
+        let t = line.trim();
+        if drop.iter().any(|d| t.starts_with(d)) {
+            continue;
+        }
+        if t == listen_line {
+            out.push_str(listen);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert!(
+        out.contains(listen),
+        "the README's {lang} block has '{listen_line}'"
+    );
+    for (from, to) in [("127.0.0.1:9001", a), ("127.0.0.1:9002", b)] {
+        assert!(out.contains(from), "the README's {lang} block names {from}");
+        out = out.replace(from, &format!("127.0.0.1:{to}"));
+    }
+    out
+}
+
+/// A load balancer in front of two instances, on a loopback port of its own.
+struct Balancer {
+    child: Child,
+    dir: TempDir,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Balancer {
+    /// nginx, with the README's block inside a minimal configuration of its own files.
+    fn nginx(binary: &Path, a: u16, b: u16) -> Balancer {
+        let dir = TempDir::new();
+        let port = util::free_port();
+        let d = dir.path().display();
+        let block = readme_block(
+            "nginx",
+            a,
+            b,
+            "listen 443 ssl http2;",
+            &format!("    listen 127.0.0.1:{port};"),
+            &["ssl_certificate"],
+        );
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             {user}events {{ worker_connections 1024; }}\n\
+             http {{\n\
+             access_log {d}/access.log;\n\
+             client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+             {block}\n}}\n",
+            // As root, nginx would run its worker as 'nobody', who cannot use these folders.
+            user = if unsafe { libc::geteuid() } == 0 {
+                "user root;\n"
+            } else {
+                ""
+            },
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new(binary);
+        cmd.arg("-p").arg(dir.path());
+        cmd.arg("-e").arg(dir.path().join("error.log"));
+        cmd.arg("-c").arg(&path);
+        let log = dir.path().join("error.log");
+        Balancer::start(cmd, dir, port, log)
+    }
+
+    /// HAProxy, with the README's block as its whole configuration.
+    fn haproxy(binary: &Path, a: u16, b: u16) -> Balancer {
+        let dir = TempDir::new();
+        let port = util::free_port();
+        let conf = readme_block(
+            "haproxy",
+            a,
+            b,
+            "bind :443 ssl crt /etc/haproxy/certs/mcp.example.com.pem",
+            &format!("    bind 127.0.0.1:{port}"),
+            &[],
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new(binary);
+        // -db: in the foreground; its log goes to stderr.
+        cmd.arg("-db").arg("-f").arg(&path);
+        let log = dir.path().join("stderr.log");
+        Balancer::start(cmd, dir, port, log)
+    }
+
+    fn start(mut cmd: Command, dir: TempDir, port: u16, log: PathBuf) -> Balancer {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start the balancer");
+        let balancer = Balancer {
+            child,
+            dir,
+            port,
+            log,
+        };
+        let listening = util::poll(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        assert!(
+            listening,
+            "the balancer did not listen:\n{}",
+            balancer.log()
+        );
+        balancer
+    }
+
+    fn log(&self) -> String {
+        let stderr = self.dir.path().join("stderr.log");
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        if self.log == stderr {
+            return read(&stderr);
+        }
+        read(&stderr) + &read(&self.log)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// What became of a call.
+enum Outcome {
+    /// Its result, as expected.
+    Answered,
+    /// The session is gone (404): start another and send the call again.
+    SessionGone,
+    /// Anything else: an error result, no answer, an unexpected HTTP status.
+    Failed(String),
+}
+
+/// A session of either transport, through the balancer.
+enum Session {
+    Legacy(SseClient),
+    Streamable(McpClient),
+}
+
+impl Session {
+    fn open(port: u16, legacy: bool) -> Result<Session, String> {
+        if legacy {
+            let c = SseClient::try_connect(port)?;
+            let init = json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "cluster", "version": "1"}}});
+            let (status, body) = c.post_raw(&init.to_string());
+            if status != 202 {
+                return Err(format!("initialize: {status} {body}"));
+            }
+            c.wait_response(&json!("init"), Duration::from_secs(10))
+                .ok_or("initialize: no answer")?;
+            let (status, body) = c.post_raw(
+                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+            );
+            if status != 202 {
+                return Err(format!("notifications/initialized: {status} {body}"));
+            }
+            Ok(Session::Legacy(c))
+        } else {
+            McpClient::try_connect(port).map(Session::Streamable)
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Session::Legacy(c) => c.session(),
+            Session::Streamable(c) => &c.session,
+        }
+    }
+
+    fn call(&self, id: u64, text: &str) -> Outcome {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "fx__sleep", "arguments": {"ms": 20, "text": text}}});
+        let reply = match self {
+            Session::Legacy(c) => match c.post_raw(&request.to_string()) {
+                (202, _) => match c.wait_response(&json!(id), Duration::from_secs(20)) {
+                    Some(reply) => reply,
+                    None => return Outcome::Failed(format!("call {id} accepted, never answered")),
+                },
+                (404, _) => return Outcome::SessionGone,
+                (status, body) => return Outcome::Failed(format!("POST: {status} {body}")),
+            },
+            Session::Streamable(c) => {
+                match McpClient::post(c.port, Some(&c.session), &[], &request) {
+                    (200, headers, body) => {
+                        let kind = headers
+                            .iter()
+                            .find(|(k, _)| k == "content-type")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
+                        match util::messages_in(&kind, &body).pop() {
+                            Some(reply) => reply,
+                            None => return Outcome::Failed(format!("call {id}: empty answer")),
+                        }
+                    }
+                    (404, _, _) => return Outcome::SessionGone,
+                    (status, _, body) => return Outcome::Failed(format!("POST: {status} {body}")),
+                }
+            }
+        };
+        if reply["id"] == json!(id) && reply["result"]["content"][0]["text"] == text {
+            Outcome::Answered
+        } else {
+            Outcome::Failed(format!("call {id}: {reply}"))
+        }
+    }
+}
+
+/// The tag of a session id: what comes before its first '.'.
+fn tag(session: &str) -> &str {
+    session.split('.').next().unwrap_or("")
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Every session opened, with when (false: before the drain began).
+    sessions: Vec<(String, bool)>,
+    failures: Vec<String>,
+}
+
+#[test]
+fn two_instances_behind_nginx_share_the_load_and_one_drains_without_losing_a_call() {
+    cluster("nginx", Balancer::nginx);
+}
+
+#[test]
+fn two_instances_behind_haproxy_share_the_load_and_one_drains_without_losing_a_call() {
+    cluster("haproxy", Balancer::haproxy);
+}
+
+/// Two instances behind `name`; 20 sessions, half of each transport, through it; then one
+/// instance drained while the calls go on.
+fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
+    let Some(program) = binary(name) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is required in CI (tests/run installs it)"
+        );
+        eprintln!("SKIPPED: {name} is not installed (tests/run installs it when it can)");
+        return;
+    };
+    const CLIENTS: usize = 20;
+    const CALLS_BEFORE: u64 = 5;
+    const CALLS_AFTER: u64 = 5;
+    let config = json!({ "fx": fixture(&[]) });
+    let mut a = Gateway::start_with(&config, &["--instance-id", "gw-a", "--drain-timeout", "60"]);
+    let b = Gateway::start_with(&config, &["--instance-id", "gw-b", "--drain-timeout", "60"]);
+    let balancer = start(&program, a.port, b.port);
+    let port = balancer.port;
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let reopened = Arc::new(AtomicUsize::new(0));
+    // Calls gw-a answered, and 404s it gave, between SIGTERM and its exit.
+    let answered_in_drain = Arc::new(AtomicUsize::new(0));
+    let gone_in_drain = Arc::new(AtomicUsize::new(0));
+    // 404s for gw-a's sessions after it stopped (from gw-b, where the balancer sends them).
+    let gone_after = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(AtomicBool::new(false));
+    let a_gone = Arc::new(AtomicBool::new(false));
+    // Clients whose first calls are done: the drain starts when all are.
+    let warm = Arc::new(AtomicUsize::new(0));
+    let on_a_seen = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut workers = Vec::new();
+    for n in 0..CLIENTS {
+        let (tally, calls, reopened) = (tally.clone(), calls.clone(), reopened.clone());
+        let (draining, a_gone, warm) = (draining.clone(), a_gone.clone(), warm.clone());
+        let (answered_in_drain, gone_in_drain) = (answered_in_drain.clone(), gone_in_drain.clone());
+        let (gone_after, on_a_seen) = (gone_after.clone(), on_a_seen.clone());
+        workers.push(std::thread::spawn(move || {
+            let legacy = n % 2 == 0;
+            let open = |tally: &Mutex<Tally>| loop {
+                match Session::open(port, legacy) {
+                    Ok(s) => {
+                        let during = draining.load(Ordering::SeqCst);
+                        tally
+                            .lock()
+                            .unwrap()
+                            .sessions
+                            .push((s.id().to_string(), during));
+                        return Some(s);
+                    }
+                    Err(e) => {
+                        tally
+                            .lock()
+                            .unwrap()
+                            .failures
+                            .push(format!("client {n}: {e}"));
+                        if Instant::now() > deadline {
+                            return None;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            };
+            let Some(mut session) = open(&tally) else {
+                return;
+            };
+            // Every other session on gw-a pauses after its first calls until gw-a has
+            // stopped, so it meets the stopped instance rather than the draining one.
+            let mut pauses = false;
+            let mut after = 0;
+            let mut id = 0u64;
+            while Instant::now() < deadline {
+                if pauses {
+                    pauses = false;
+                    while !a_gone.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                id += 1;
+                let text = format!("client {n} call {id}");
+                loop {
+                    match session.call(id, &text) {
+                        Outcome::Answered => {
+                            if draining.load(Ordering::SeqCst)
+                                && !a_gone.load(Ordering::SeqCst)
+                                && tag(session.id()) == "gw-a"
+                            {
+                                answered_in_drain.fetch_add(1, Ordering::SeqCst);
+                            }
+                            break;
+                        }
+                        Outcome::SessionGone => {
+                            if a_gone.load(Ordering::SeqCst) {
+                                gone_after.fetch_add(1, Ordering::SeqCst);
+                            } else {
+                                gone_in_drain.fetch_add(1, Ordering::SeqCst);
+                            }
+                            reopened.fetch_add(1, Ordering::SeqCst);
+                            match open(&tally) {
+                                Some(s) => session = s,
+                                None => return,
+                            }
+                        }
+                        Outcome::Failed(why) => {
+                            tally
+                                .lock()
+                                .unwrap()
+                                .failures
+                                .push(format!("client {n}: {why}"));
+                            break;
+                        }
+                    }
+                }
+                calls.fetch_add(1, Ordering::SeqCst);
+                if id == CALLS_BEFORE {
+                    pauses = tag(session.id()) == "gw-a"
+                        && on_a_seen.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+                    warm.fetch_add(1, Ordering::SeqCst);
+                }
+                if a_gone.load(Ordering::SeqCst) {
+                    after += 1;
+                    if after == CALLS_AFTER {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    let all_warm = util::poll(|| warm.load(Ordering::SeqCst) == CLIENTS);
+    assert!(
+        all_warm,
+        "clients stuck: {:#?}",
+        tally.lock().unwrap().failures
+    );
+    let before = calls.load(Ordering::SeqCst);
+    {
+        let t = tally.lock().unwrap();
+        assert!(t.failures.is_empty(), "{:#?}", t.failures);
+        let on_a = t.sessions.iter().filter(|(s, _)| tag(s) == "gw-a").count();
+        let on_b = t.sessions.iter().filter(|(s, _)| tag(s) == "gw-b").count();
+        assert_eq!(on_a + on_b, CLIENTS, "{:?}", t.sessions);
+        assert!(
+            on_a >= 2 && on_b > 0,
+            "both instances serve sessions: {on_a} and {on_b}"
+        );
+    }
+
+    // Drain gw-a while the calls go on.
+    draining.store(true, Ordering::SeqCst);
+    let drain_started = Instant::now();
+    unsafe {
+        libc::kill(a.pid() as i32, libc::SIGTERM);
+    }
+    let status = a.wait_exit();
+    let drain_took = drain_started.elapsed();
+    a_gone.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().expect("a client thread panicked");
+    }
+    assert!(status.success(), "gw-a: {status}\n{}", a.stderr());
+    assert!(
+        a.stdout().contains("drained: no call in flight"),
+        "{}",
+        a.stdout()
+    );
+
+    let t = tally.lock().unwrap();
+    let total = calls.load(Ordering::SeqCst);
+    let first: Vec<&str> = t
+        .sessions
+        .iter()
+        .filter(|(_, d)| !d)
+        .map(|(s, _)| tag(s))
+        .collect();
+    let on_a = first.iter().filter(|&&g| g == "gw-a").count();
+    let later: Vec<&str> = t
+        .sessions
+        .iter()
+        .filter(|(_, d)| *d)
+        .map(|(s, _)| tag(s))
+        .collect();
+    eprintln!(
+        "{name}: {CLIENTS} sessions ({on_a} on gw-a, {} on gw-b); {before} calls before the drain, \
+         {} during and after it; gw-a drained and stopped in {} ms (meanwhile calls answered: \
+         {}, refused with 404: {}); {} more 404s after it stopped; {} sessions \
+         re-initialized after a 404 (all on gw-b: {}); failures: {}",
+        CLIENTS - on_a,
+        total - before,
+        drain_took.as_millis(),
+        answered_in_drain.load(Ordering::SeqCst),
+        gone_in_drain.load(Ordering::SeqCst),
+        gone_after.load(Ordering::SeqCst),
+        later.len(),
+        later.iter().all(|&g| g == "gw-b"),
+        t.failures.len(),
+    );
+    assert!(
+        t.failures.is_empty(),
+        "{:#?}\n{name}:\n{}",
+        t.failures,
+        balancer.log()
+    );
+    // Every session that was on gw-a moved, to gw-b, and nothing else moved.
+    assert_eq!(later.len(), on_a, "{:?}", t.sessions);
+    assert!(later.iter().all(|&g| g == "gw-b"), "{later:?}");
+    assert_eq!(reopened.load(Ordering::SeqCst), on_a);
+    // Both ways a session can meet its instance's end were taken.
+    assert!(gone_in_drain.load(Ordering::SeqCst) > 0 && gone_after.load(Ordering::SeqCst) > 0);
+    assert!(total >= before + CLIENTS * CALLS_AFTER as usize);
+    // gw-b served on.
+    let c = McpClient::connect(b.port);
+    assert!(tag(&c.session) == "gw-b");
+}
