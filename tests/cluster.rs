@@ -286,8 +286,8 @@ fn two_instances_behind_haproxy_share_the_load_and_one_drains_without_losing_a_c
     cluster("haproxy", Balancer::haproxy);
 }
 
-/// Two instances behind `name`; 20 sessions, half of each transport, through it; then one
-/// instance drained while the calls go on.
+/// Two instances behind `name`; the official SDK clients through it; 20 sessions, half of
+/// each transport, through it; then one instance drained while the calls go on.
 fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
     let Some(program) = binary(name) else {
         assert!(
@@ -300,11 +300,35 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
     const CLIENTS: usize = 20;
     const CALLS_BEFORE: u64 = 5;
     const CALLS_AFTER: u64 = 5;
-    let config = json!({ "fx": fixture(&[]) });
+    let config = json!({
+        "fx": fixture(&[]),
+        "ev": {"type": "stdio", "command": "node", "args": [util::everything()]},
+    });
     let mut a = Gateway::start_with(&config, &["--instance-id", "gw-a", "--drain-timeout", "60"]);
     let b = Gateway::start_with(&config, &["--instance-id", "gw-b", "--drain-timeout", "60"]);
     let balancer = start(&program, a.port, b.port);
     let port = balancer.port;
+
+    // The official SDK clients, over both transports, through the balancer.
+    let python = util::sdk_python();
+    let base = format!("http://127.0.0.1:{port}");
+    for url in [format!("{base}/mcp"), format!("{base}/sse")] {
+        for (program, script, who) in [
+            (python.as_path(), "tests/python/sdk_transports.py", "python"),
+            (
+                Path::new("node"),
+                "tests/node/sdk_transports.mjs",
+                "typescript",
+            ),
+        ] {
+            let seen = util::run_client(&a, program, script, &url, &["ev"]);
+            assert_eq!(
+                seen["ev"],
+                format!("Echo: {who} via ev"),
+                "{who} over {url} through {name}"
+            );
+        }
+    }
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let calls = Arc::new(AtomicUsize::new(0));
