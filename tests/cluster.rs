@@ -460,14 +460,34 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         );
     }
 
+    // A long call in flight on gw-a when the drain begins: the drain lasts until it is
+    // answered, so the other sessions on gw-a meet the draining instance for sure. (The
+    // legacy transport's 202 means the gateway holds the request.)
+    let slow = (0..20)
+        .filter_map(|_| SseClient::try_connect(port).ok())
+        .find(|c| tag(c.session()) == "gw-a")
+        .expect("a session on gw-a");
+    let (status, body) = slow.post_raw(
+        &json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+            "params": {"name": "fx__sleep", "arguments": {"ms": 1000, "text": "finished"}}})
+        .to_string(),
+    );
+    assert_eq!(status, 202, "{body}");
+
     // Drain gw-a while the calls go on.
     draining.store(true, Ordering::SeqCst);
     let drain_started = Instant::now();
     unsafe {
         libc::kill(a.pid() as i32, libc::SIGTERM);
     }
+    let answer = slow.wait_response(&json!("slow"), Duration::from_secs(20));
     let status = a.wait_exit();
     let drain_took = drain_started.elapsed();
+    let answer = answer.expect("the call in flight at the drain was answered");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "finished",
+        "{answer}"
+    );
     a_gone.store(true, Ordering::SeqCst);
     for w in workers {
         w.join().expect("a client thread panicked");
@@ -496,8 +516,8 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         .collect();
     eprintln!(
         "{name}: {CLIENTS} sessions ({on_a} on gw-a, {} on gw-b); {before} calls before the drain, \
-         {} during and after it; gw-a drained and stopped in {} ms (meanwhile calls answered: \
-         {}, refused with 404: {}); {} more 404s after it stopped; {} sessions \
+         {} during and after it; gw-a drained (a 1 s call in flight) and stopped in {} ms (meanwhile calls \
+         answered: {}, refused with 404: {}); {} more 404s after it stopped; {} sessions \
          re-initialized after a 404 (all on gw-b: {}); failures: {}",
         CLIENTS - on_a,
         total - before,
