@@ -238,9 +238,21 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         Ok(m) => m,
         Err(e) => return respond(rq, http::parse_error_response(e)),
     };
-    let is_request = |m: &Message| matches!(m, Message::Request(_));
+    if session.is_none()
+        && !matches!(msgs.as_slice(), [Message::Request(r)] if r.method == "initialize")
+    {
+        // Also what a client probing for protocol 2026-07-28 gets: a plain 400, so it
+        // falls back to initialize.
+        return respond(
+            rq,
+            text(
+                400,
+                "missing Mcp-Session-Id header: start a session with initialize",
+            ),
+        );
+    }
     // Held until the requests are with the hub, so a drain can count them.
-    let admitted = if msgs.iter().any(is_request) {
+    let admitted = if msgs.iter().any(|m| matches!(m, Message::Request(_))) {
         match shared.admit() {
             Some(guard) => Some(guard),
             None => {
@@ -262,19 +274,6 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
     let session = match session {
         Some(s) => s,
         None => {
-            let initialize =
-                matches!(msgs.as_slice(), [Message::Request(r)] if r.method == "initialize");
-            if !initialize {
-                // Also what a client probing for protocol 2026-07-28 gets: a plain 400, so
-                // it falls back to initialize.
-                return respond(
-                    rq,
-                    text(
-                        400,
-                        "missing Mcp-Session-Id header: start a session with initialize",
-                    ),
-                );
-            }
             if let Some(refusal) = http::no_room(shared) {
                 return respond(rq, refusal);
             }

@@ -303,6 +303,9 @@ fn a_drain_refuses_new_sessions_and_lets_calls_in_flight_finish() {
     let (status, _, body) = util::McpClient::post(gw.port, Some(&m.session), &[], &call);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("draining"), "{body}");
+    // Without a session it is the usual 400, draining or not.
+    let (status, _, body) = util::McpClient::post(gw.port, None, &[], &call);
+    assert_eq!(status, 400, "{body}");
     // The call in flight finishes normally, then the gateway stops by itself.
     let r = c.response(&json!("slow"));
     assert_eq!(r["result"]["content"][0]["text"], "finished", "{r}");
