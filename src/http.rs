@@ -281,10 +281,7 @@ pub fn client_of(rq: &Request, opts: &Options) -> String {
         .remote_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "?".into());
-    let trusted = rq
-        .remote_addr()
-        .is_some_and(|a| opts.trusted_proxies.contains(&a.ip()));
-    if !trusted {
+    if !from_trusted_proxy(rq, opts) {
         return peer;
     }
     let Some(client) = header_value(rq, "X-Forwarded-For")
@@ -298,6 +295,37 @@ pub fn client_of(rq: &Request, opts: &Options) -> String {
         Some(proto) => format!("{client} ({} via {peer})", proto.trim()),
         None => format!("{client} (via {peer})"),
     }
+}
+
+fn from_trusted_proxy(rq: &Request, opts: &Options) -> bool {
+    rq.remote_addr()
+        .is_some_and(|a| opts.trusted_proxies.contains(&a.ip()))
+}
+
+/// The path a trusted proxy serves the gateway under (`X-Forwarded-Prefix: /gw`), to put
+/// before the endpoint the legacy transport announces; empty from anyone else, or when
+/// the value is not a plain path.
+fn forwarded_prefix(rq: &Request, opts: &Options) -> String {
+    let Some(prefix) =
+        header_value(rq, "X-Forwarded-Prefix").filter(|_| from_trusted_proxy(rq, opts))
+    else {
+        return String::new();
+    };
+    let prefix = prefix.trim().trim_end_matches('/');
+    if prefix.is_empty() {
+        return String::new();
+    }
+    let plain = prefix.starts_with('/')
+        && prefix.len() <= 256
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~%".contains(&b));
+    if !plain {
+        debug!("http: ignored X-Forwarded-Prefix '{prefix}': not a plain path");
+        return String::new();
+    }
+    prefix.to_string()
 }
 
 fn handle(shared: &Arc<Shared>, rq: Request) {
@@ -539,6 +567,10 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
         "session {session}: stream opened by {}",
         client_of(&rq, &shared.opts)
     );
+    let endpoint = format!(
+        "{}/messages?sessionId={session}",
+        forwarded_prefix(&rq, &shared.opts)
+    );
     let writer = rq.into_writer();
     let shared2 = shared.clone();
     let writing = shared.writers.enter();
@@ -550,6 +582,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
             let why = stream(
                 writer,
                 &rx,
+                &endpoint,
                 &session,
                 shared2.opts.keepalive,
                 &shared2.bytes_out,
@@ -606,11 +639,12 @@ pub fn sse_head(extra: &str) -> String {
 fn stream(
     mut w: Box<dyn Write + Send>,
     rx: &Receiver<Outbound>,
+    endpoint: &str,
     session: &str,
     keepalive: Duration,
     bytes_out: &std::sync::atomic::AtomicU64,
 ) -> String {
-    let endpoint = sse::event("endpoint", &format!("/messages?sessionId={session}"));
+    let endpoint = sse::event("endpoint", endpoint);
     let mut out = sse_head("").into_bytes();
     out.extend(sse::chunk(endpoint.as_bytes()));
     if let Err(e) = send(&mut w, &out) {

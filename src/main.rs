@@ -126,8 +126,8 @@ OPTIONS:
                            503) and new requests in open ones (404), and let calls in
                            flight finish for up to this long; a second signal stops at
                            once [default: 0, no drain]
-    --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log
-                           (repeatable)
+    --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log, and
+                           its X-Forwarded-Prefix in the legacy endpoint (repeatable)
     --instance-id ID       this instance's tag, the start of every session id it mints, for
                            sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]

@@ -4,6 +4,7 @@
 mod util;
 
 use serde_json::json;
+use std::io::BufRead;
 use std::time::Duration;
 use util::{Gateway, McpClient, fixture};
 
@@ -253,4 +254,37 @@ fn forwarded_client_addresses_are_logged_only_from_trusted_proxies() {
         wary.stderr()
     );
     assert!(!wary.stderr().contains("203.0.113.7"), "{}", wary.stderr());
+}
+
+#[test]
+fn a_trusted_proxy_can_put_a_path_prefix_before_the_legacy_endpoint() {
+    let endpoint = |gw: &Gateway, prefix: &str| {
+        let (status, mut stream) =
+            util::raw_sse(gw.port, &format!("X-Forwarded-Prefix: {prefix}\r\n"));
+        assert!(status.contains(" 200 "), "{status}");
+        let mut line = String::new();
+        while !line.starts_with("data: ") {
+            line.clear();
+            assert!(
+                stream.read_line(&mut line).unwrap() > 0,
+                "no endpoint event"
+            );
+        }
+        line["data: ".len()..].trim().to_string()
+    };
+    let trusting = Gateway::start_with(
+        &json!({ "fx": util::fixture(&[]) }),
+        &["--trusted-proxy", "127.0.0.1"],
+    );
+    let e = endpoint(&trusting, "/team-a/gw/");
+    assert!(e.starts_with("/team-a/gw/messages?sessionId="), "{e}");
+    // What is not a plain path is ignored.
+    for bad in ["team-a", "/a b", "/x\"><script>", "//evil.example", "/"] {
+        let e = endpoint(&trusting, bad);
+        assert!(e.starts_with("/messages?sessionId="), "{bad}: {e}");
+    }
+    // From anyone else the header is ignored.
+    let wary = Gateway::start(&json!({ "fx": util::fixture(&[]) }));
+    let e = endpoint(&wary, "/team-a/gw");
+    assert!(e.starts_with("/messages?sessionId="), "{e}");
 }
