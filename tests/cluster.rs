@@ -276,6 +276,117 @@ struct Tally {
     failures: Vec<String>,
 }
 
+/// What the clients and the test share.
+#[derive(Default)]
+struct Run {
+    tally: Mutex<Tally>,
+    /// Calls answered as expected.
+    calls: AtomicUsize,
+    /// Sessions started again after a 404.
+    reopened: AtomicUsize,
+    /// Calls answered on gw-a's sessions, and 404s for them, between SIGTERM and its exit.
+    answered_in_drain: AtomicUsize,
+    gone_in_drain: AtomicUsize,
+    /// 404s for gw-a's sessions after it stopped (from gw-b, where the balancer sends them).
+    gone_after: AtomicUsize,
+    /// Clients whose first calls are done: the drain starts when all are.
+    warm: AtomicUsize,
+    /// Sessions on gw-a counted at warm-up, to pick every other one to pause.
+    on_a_seen: AtomicUsize,
+    draining: AtomicBool,
+    a_gone: AtomicBool,
+}
+
+const CLIENTS: usize = 20;
+const CALLS_BEFORE: u64 = 5;
+const CALLS_AFTER: u64 = 5;
+
+/// Client `n` (legacy if even, else Streamable HTTP): a session through the balancer at
+/// `port`, calls until it has made `CALLS_AFTER` after gw-a stopped, a new session after
+/// each 404.
+fn client(n: usize, port: u16, run: &Run, deadline: Instant) {
+    let legacy = n.is_multiple_of(2);
+    let open = || loop {
+        match Session::open(port, legacy) {
+            Ok(s) => {
+                let during = run.draining.load(Ordering::SeqCst);
+                let id = s.id().to_string();
+                run.tally.lock().unwrap().sessions.push((id, during));
+                return Some(s);
+            }
+            Err(e) => {
+                let failure = format!("client {n}: {e}");
+                run.tally.lock().unwrap().failures.push(failure);
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let Some(mut session) = open() else {
+        return;
+    };
+    // Every other session on gw-a pauses after its first calls until gw-a has stopped, so
+    // it meets the stopped instance rather than the draining one.
+    let mut pauses = false;
+    let mut after = 0;
+    let mut id = 0u64;
+    while Instant::now() < deadline {
+        if pauses {
+            pauses = false;
+            while !run.a_gone.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        id += 1;
+        let text = format!("client {n} call {id}");
+        loop {
+            match session.call(id, &text) {
+                Outcome::Answered => {
+                    if run.draining.load(Ordering::SeqCst)
+                        && !run.a_gone.load(Ordering::SeqCst)
+                        && tag(session.id()) == "gw-a"
+                    {
+                        run.answered_in_drain.fetch_add(1, Ordering::SeqCst);
+                    }
+                    run.calls.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                Outcome::SessionGone => {
+                    let count = if run.a_gone.load(Ordering::SeqCst) {
+                        &run.gone_after
+                    } else {
+                        &run.gone_in_drain
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    run.reopened.fetch_add(1, Ordering::SeqCst);
+                    match open() {
+                        Some(s) => session = s,
+                        None => return,
+                    }
+                }
+                Outcome::Failed(why) => {
+                    let failure = format!("client {n}: {why}");
+                    run.tally.lock().unwrap().failures.push(failure);
+                    break;
+                }
+            }
+        }
+        if id == CALLS_BEFORE {
+            pauses = tag(session.id()) == "gw-a"
+                && run.on_a_seen.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+            run.warm.fetch_add(1, Ordering::SeqCst);
+        }
+        if run.a_gone.load(Ordering::SeqCst) {
+            after += 1;
+            if after == CALLS_AFTER {
+                break;
+            }
+        }
+    }
+}
+
 #[test]
 fn two_instances_behind_nginx_share_the_load_and_one_drains_without_losing_a_call() {
     cluster("nginx", Balancer::nginx);
@@ -297,9 +408,6 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         eprintln!("SKIPPED: {name} is not installed (tests/run installs it when it can)");
         return;
     };
-    const CLIENTS: usize = 20;
-    const CALLS_BEFORE: u64 = 5;
-    const CALLS_AFTER: u64 = 5;
     let config = json!({
         "fx": fixture(&[]),
         "ev": {"type": "stdio", "command": "node", "args": [util::everything()]},
@@ -330,126 +438,23 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         }
     }
 
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let reopened = Arc::new(AtomicUsize::new(0));
-    // Calls gw-a answered, and 404s it gave, between SIGTERM and its exit.
-    let answered_in_drain = Arc::new(AtomicUsize::new(0));
-    let gone_in_drain = Arc::new(AtomicUsize::new(0));
-    // 404s for gw-a's sessions after it stopped (from gw-b, where the balancer sends them).
-    let gone_after = Arc::new(AtomicUsize::new(0));
-    let draining = Arc::new(AtomicBool::new(false));
-    let a_gone = Arc::new(AtomicBool::new(false));
-    // Clients whose first calls are done: the drain starts when all are.
-    let warm = Arc::new(AtomicUsize::new(0));
-    let on_a_seen = Arc::new(AtomicUsize::new(0));
+    let run = Arc::new(Run::default());
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut workers = Vec::new();
-    for n in 0..CLIENTS {
-        let (tally, calls, reopened) = (tally.clone(), calls.clone(), reopened.clone());
-        let (draining, a_gone, warm) = (draining.clone(), a_gone.clone(), warm.clone());
-        let (answered_in_drain, gone_in_drain) = (answered_in_drain.clone(), gone_in_drain.clone());
-        let (gone_after, on_a_seen) = (gone_after.clone(), on_a_seen.clone());
-        workers.push(std::thread::spawn(move || {
-            let legacy = n % 2 == 0;
-            let open = |tally: &Mutex<Tally>| loop {
-                match Session::open(port, legacy) {
-                    Ok(s) => {
-                        let during = draining.load(Ordering::SeqCst);
-                        tally
-                            .lock()
-                            .unwrap()
-                            .sessions
-                            .push((s.id().to_string(), during));
-                        return Some(s);
-                    }
-                    Err(e) => {
-                        tally
-                            .lock()
-                            .unwrap()
-                            .failures
-                            .push(format!("client {n}: {e}"));
-                        if Instant::now() > deadline {
-                            return None;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            };
-            let Some(mut session) = open(&tally) else {
-                return;
-            };
-            // Every other session on gw-a pauses after its first calls until gw-a has
-            // stopped, so it meets the stopped instance rather than the draining one.
-            let mut pauses = false;
-            let mut after = 0;
-            let mut id = 0u64;
-            while Instant::now() < deadline {
-                if pauses {
-                    pauses = false;
-                    while !a_gone.load(Ordering::SeqCst) && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
-                id += 1;
-                let text = format!("client {n} call {id}");
-                loop {
-                    match session.call(id, &text) {
-                        Outcome::Answered => {
-                            if draining.load(Ordering::SeqCst)
-                                && !a_gone.load(Ordering::SeqCst)
-                                && tag(session.id()) == "gw-a"
-                            {
-                                answered_in_drain.fetch_add(1, Ordering::SeqCst);
-                            }
-                            break;
-                        }
-                        Outcome::SessionGone => {
-                            if a_gone.load(Ordering::SeqCst) {
-                                gone_after.fetch_add(1, Ordering::SeqCst);
-                            } else {
-                                gone_in_drain.fetch_add(1, Ordering::SeqCst);
-                            }
-                            reopened.fetch_add(1, Ordering::SeqCst);
-                            match open(&tally) {
-                                Some(s) => session = s,
-                                None => return,
-                            }
-                        }
-                        Outcome::Failed(why) => {
-                            tally
-                                .lock()
-                                .unwrap()
-                                .failures
-                                .push(format!("client {n}: {why}"));
-                            break;
-                        }
-                    }
-                }
-                calls.fetch_add(1, Ordering::SeqCst);
-                if id == CALLS_BEFORE {
-                    pauses = tag(session.id()) == "gw-a"
-                        && on_a_seen.fetch_add(1, Ordering::SeqCst) % 2 == 1;
-                    warm.fetch_add(1, Ordering::SeqCst);
-                }
-                if a_gone.load(Ordering::SeqCst) {
-                    after += 1;
-                    if after == CALLS_AFTER {
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    let all_warm = util::poll(|| warm.load(Ordering::SeqCst) == CLIENTS);
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let run = run.clone();
+            std::thread::spawn(move || client(n, port, &run, deadline))
+        })
+        .collect();
+    let all_warm = util::poll(|| run.warm.load(Ordering::SeqCst) == CLIENTS);
     assert!(
         all_warm,
         "clients stuck: {:#?}",
-        tally.lock().unwrap().failures
+        run.tally.lock().unwrap().failures
     );
-    let before = calls.load(Ordering::SeqCst);
+    let before = run.calls.load(Ordering::SeqCst);
     {
-        let t = tally.lock().unwrap();
+        let t = run.tally.lock().unwrap();
         assert!(t.failures.is_empty(), "{:#?}", t.failures);
         let on_a = t.sessions.iter().filter(|(s, _)| tag(s) == "gw-a").count();
         let on_b = t.sessions.iter().filter(|(s, _)| tag(s) == "gw-b").count();
@@ -475,7 +480,7 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
     assert_eq!(status, 202, "{body}");
 
     // Drain gw-a while the calls go on.
-    draining.store(true, Ordering::SeqCst);
+    run.draining.store(true, Ordering::SeqCst);
     let drain_started = Instant::now();
     unsafe {
         libc::kill(a.pid() as i32, libc::SIGTERM);
@@ -488,7 +493,7 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         answer["result"]["content"][0]["text"], "finished",
         "{answer}"
     );
-    a_gone.store(true, Ordering::SeqCst);
+    run.a_gone.store(true, Ordering::SeqCst);
     for w in workers {
         w.join().expect("a client thread panicked");
     }
@@ -499,8 +504,8 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         a.stdout()
     );
 
-    let t = tally.lock().unwrap();
-    let total = calls.load(Ordering::SeqCst);
+    let t = run.tally.lock().unwrap();
+    let total = run.calls.load(Ordering::SeqCst);
     let first: Vec<&str> = t
         .sessions
         .iter()
@@ -522,9 +527,9 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
         CLIENTS - on_a,
         total - before,
         drain_took.as_millis(),
-        answered_in_drain.load(Ordering::SeqCst),
-        gone_in_drain.load(Ordering::SeqCst),
-        gone_after.load(Ordering::SeqCst),
+        run.answered_in_drain.load(Ordering::SeqCst),
+        run.gone_in_drain.load(Ordering::SeqCst),
+        run.gone_after.load(Ordering::SeqCst),
         later.len(),
         later.iter().all(|&g| g == "gw-b"),
         t.failures.len(),
@@ -538,9 +543,11 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
     // Every session that was on gw-a moved, to gw-b, and nothing else moved.
     assert_eq!(later.len(), on_a, "{:?}", t.sessions);
     assert!(later.iter().all(|&g| g == "gw-b"), "{later:?}");
-    assert_eq!(reopened.load(Ordering::SeqCst), on_a);
+    assert_eq!(run.reopened.load(Ordering::SeqCst), on_a);
     // Both ways a session can meet its instance's end were taken.
-    assert!(gone_in_drain.load(Ordering::SeqCst) > 0 && gone_after.load(Ordering::SeqCst) > 0);
+    assert!(
+        run.gone_in_drain.load(Ordering::SeqCst) > 0 && run.gone_after.load(Ordering::SeqCst) > 0
+    );
     assert!(total >= before + CLIENTS * CALLS_AFTER as usize);
     // gw-b served on.
     let c = McpClient::connect(b.port);
