@@ -482,9 +482,7 @@ fn cluster(name: &str, start: fn(&Path, u16, u16) -> Balancer) {
     // Drain gw-a while the calls go on.
     run.draining.store(true, Ordering::SeqCst);
     let drain_started = Instant::now();
-    unsafe {
-        libc::kill(a.pid() as i32, libc::SIGTERM);
-    }
+    a.signal(libc::SIGTERM);
     let answer = slow.wait_response(&json!("slow"), Duration::from_secs(20));
     let status = a.wait_exit();
     let drain_took = drain_started.elapsed();

@@ -419,9 +419,7 @@ fn sighup_reloads_even_with_polling_off() {
     let mut gw = Gateway::start_with(&json!({ "a": fixture(&[]) }), &["--reload-interval", "0"]);
     let v2 = json!({ "a": fixture(&[]), "b": fixture(&[]) });
     std::fs::write(gw.dir.path().join("config.json"), v2.to_string()).unwrap();
-    unsafe {
-        libc::kill(gw.pid() as i32, libc::SIGHUP);
-    }
+    gw.signal(libc::SIGHUP);
     assert!(
         gw.wait_stdout("config reloaded: added 'b'"),
         "{}",
@@ -433,9 +431,7 @@ fn sighup_reloads_even_with_polling_off() {
         c.tool_names().contains(&"b__echo".to_string())
     });
     // SIGHUP again with nothing changed: nothing restarts, and the gateway keeps running.
-    unsafe {
-        libc::kill(gw.pid() as i32, libc::SIGHUP);
-    }
+    gw.signal(libc::SIGHUP);
     assert!(gw.wait_stdout("config reloaded: no backend changed"));
     assert!(util::alive(gw.pid()));
     assert!(gw.signal_and_wait(libc::SIGTERM).success());

@@ -297,13 +297,13 @@ fn text_of(reply: &Value) -> &str {
         .unwrap_or_else(|| panic!("not a tool result: {reply}"))
 }
 
-fn latency_stdio(me: &Path, n: usize) -> Vec<Duration> {
-    let mut d = Direct::start(me);
-    d.initialize();
+/// Times `n` echo calls of `tool` made with `call`, checking each answer.
+fn timed_echoes(n: usize, tool: &str, mut call: impl FnMut(&Value) -> Value) -> Vec<Duration> {
     (0..n as u64)
         .map(|i| {
+            let request = echo_call(i + 1, tool);
             let t = Instant::now();
-            let r = d.call(&echo_call(i + 1, "echo"));
+            let r = call(&request);
             let took = t.elapsed();
             assert_eq!(text_of(&r).len(), PAYLOAD);
             took
@@ -311,15 +311,27 @@ fn latency_stdio(me: &Path, n: usize) -> Vec<Duration> {
         .collect()
 }
 
-fn blob_stdio(me: &Path) -> f64 {
-    let mut d = Direct::start(me);
-    d.initialize();
-    d.call(&blob_call(1, "blob")); // warm
+/// Milliseconds of one 1 MiB result from `tool` made with `call`, after a first one to warm.
+fn timed_blob(tool: &str, mut call: impl FnMut(&Value) -> Value) -> f64 {
+    call(&blob_call(1, tool));
+    let request = blob_call(2, tool);
     let t = Instant::now();
-    let r = d.call(&blob_call(2, "blob"));
+    let r = call(&request);
     let took = ms(t.elapsed());
     assert_eq!(text_of(&r).len(), MIB);
     took
+}
+
+fn latency_stdio(me: &Path, n: usize) -> Vec<Duration> {
+    let mut d = Direct::start(me);
+    d.initialize();
+    timed_echoes(n, "echo", |rq| d.call(rq))
+}
+
+fn blob_stdio(me: &Path) -> f64 {
+    let mut d = Direct::start(me);
+    d.initialize();
+    timed_blob("blob", |rq| d.call(rq))
 }
 
 fn backend_start(me: &Path) -> f64 {
@@ -633,49 +645,23 @@ fn latency_http(addr: SocketAddr, n: usize) -> Vec<Duration> {
 fn latency_sse(addr: SocketAddr, n: usize) -> Vec<Duration> {
     let mut s = Sse::open(addr);
     s.initialize();
-    (0..n as u64)
-        .map(|i| {
-            let t = Instant::now();
-            let r = s.call(&echo_call(i + 1, "echo__echo"));
-            let took = t.elapsed();
-            assert_eq!(text_of(&r).len(), PAYLOAD);
-            took
-        })
-        .collect()
+    timed_echoes(n, "echo__echo", |rq| s.call(rq))
 }
 
 fn latency_mcp(addr: SocketAddr, n: usize) -> Vec<Duration> {
     let mut m = Mcp::open(addr);
-    (0..n as u64)
-        .map(|i| {
-            let t = Instant::now();
-            let r = m.call(&echo_call(i + 1, "echo__echo"));
-            let took = t.elapsed();
-            assert_eq!(text_of(&r).len(), PAYLOAD);
-            took
-        })
-        .collect()
+    timed_echoes(n, "echo__echo", |rq| m.call(rq))
 }
 
 fn blob_mcp(addr: SocketAddr) -> f64 {
     let mut m = Mcp::open(addr);
-    m.call(&blob_call(1, "echo__blob"));
-    let t = Instant::now();
-    let r = m.call(&blob_call(2, "echo__blob"));
-    let took = ms(t.elapsed());
-    assert_eq!(text_of(&r).len(), MIB);
-    took
+    timed_blob("echo__blob", |rq| m.call(rq))
 }
 
 fn blob_sse(addr: SocketAddr) -> f64 {
     let mut s = Sse::open(addr);
     s.initialize();
-    s.call(&blob_call(1, "echo__blob"));
-    let t = Instant::now();
-    let r = s.call(&blob_call(2, "echo__blob"));
-    let took = ms(t.elapsed());
-    assert_eq!(text_of(&r).len(), MIB);
-    took
+    timed_blob("echo__blob", |rq| s.call(rq))
 }
 
 // ---- throughput -----------------------------------------------------------------------

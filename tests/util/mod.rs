@@ -281,11 +281,17 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Sends `signal` and waits for the gateway to exit.
-    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+    /// Sends `signal` (SIGTERM, SIGHUP...) to the gateway.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory effects; the pid is our child's.
         unsafe {
             libc::kill(self.child.id() as i32, signal);
         }
+    }
+
+    /// Sends `signal` and waits for the gateway to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        self.signal(signal);
         self.wait_exit()
     }
 
@@ -309,9 +315,7 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
+            self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
