@@ -100,6 +100,9 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Requests let in (`admit`) and not yet handed to the hub.
     entering: AtomicUsize,
+    /// New sessions (503) and new requests in open sessions (404) refused by a drain.
+    refused_sessions: AtomicUsize,
+    refused_requests: AtomicUsize,
 }
 
 /// A request let in before any drain began, on its way to the hub; dropped once it is
@@ -174,6 +177,8 @@ impl Frontend {
             opts,
             draining: AtomicBool::new(false),
             entering: AtomicUsize::new(0),
+            refused_sessions: AtomicUsize::new(0),
+            refused_requests: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for i in 0..WORKERS {
@@ -227,6 +232,14 @@ impl Frontend {
         {
             thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// How many new sessions and new requests in open sessions the drain refused.
+    pub fn refused_while_draining(&self) -> (usize, usize) {
+        (
+            self.shared.refused_sessions.load(Ordering::Relaxed),
+            self.shared.refused_requests.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops taking requests; open streams end when the hub drops their sessions. Returns
@@ -456,13 +469,7 @@ fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
 /// limit (which counts both transports); None if it may.
 pub fn no_room(shared: &Shared) -> Option<Response<io::Cursor<Vec<u8>>>> {
     if shared.draining.load(Ordering::SeqCst) {
-        return Some(
-            text(
-                503,
-                "this gateway is draining; connect again (to another instance)",
-            )
-            .with_header(header("Retry-After", "1")),
-        );
+        return Some(draining_refusal(shared));
     }
     let live = shared.live.lock().map(|l| l.len()).unwrap_or(0);
     if live + shared.streams.count() < shared.opts.max_sessions {
@@ -473,6 +480,16 @@ pub fn no_room(shared: &Shared) -> Option<Response<io::Cursor<Vec<u8>>>> {
         shared.opts.max_sessions
     );
     Some(text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")))
+}
+
+/// The 503 for a new session during a drain (counted for the drain's last console line).
+pub fn draining_refusal(shared: &Shared) -> Response<io::Cursor<Vec<u8>>> {
+    shared.refused_sessions.fetch_add(1, Ordering::Relaxed);
+    text(
+        503,
+        "this gateway is draining; connect again (to another instance)",
+    )
+    .with_header(header("Retry-After", "1"))
 }
 
 /// DNS-rebinding protection: a present Origin must be a loopback one or configured, and on
@@ -766,7 +783,7 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
             None => {
                 return respond(
                     rq,
-                    draining_session(&session, "open a new stream with GET /sse"),
+                    draining_session(shared, &session, "open a new stream with GET /sse"),
                 );
             }
         },
@@ -785,7 +802,13 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
 
 /// The 404 for a new request in a session of a draining gateway: the session takes no new
 /// work, so the client starts another (which the balancer sends to another instance).
-pub fn draining_session(session: &str, start_again: &str) -> Response<io::Cursor<Vec<u8>>> {
+/// Counted for the drain's last console line.
+pub fn draining_session(
+    shared: &Shared,
+    session: &str,
+    start_again: &str,
+) -> Response<io::Cursor<Vec<u8>>> {
+    shared.refused_requests.fetch_add(1, Ordering::Relaxed);
     text(
         404,
         &format!(
@@ -811,7 +834,6 @@ pub fn header(name: &str, value: &str) -> Header {
         .expect("header names and values are ASCII")
 }
 
-/// 128 random bits, hex: unguessable, and safe in a URL and a header.
 /// 128 random bits as 32 hex digits (tokens, and the secret part of session ids).
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 16];

@@ -669,21 +669,22 @@ fn drain(
         in_flight()
     );
     let deadline = std::time::Instant::now() + limit;
-    loop {
+    let end = loop {
         let left = in_flight();
         if left == 0 {
-            console!("drained: no call in flight");
-            return;
+            break "drained: no call in flight".to_string();
         }
         if std::time::Instant::now() >= deadline {
-            console!("drain time is up with {left} call(s) in flight");
-            return;
+            break format!("drain time is up with {left} call(s) in flight");
         }
         if signal.recv_timeout(Duration::from_millis(100)).is_ok() {
-            console!("second signal: stopping now");
-            return;
+            break "second signal: stopping now".to_string();
         }
-    }
+    };
+    let (sessions, requests) = frontend.refused_while_draining();
+    console!(
+        "{end}; refused meanwhile: {sessions} new session(s), {requests} new request(s) in open sessions"
+    );
 }
 
 #[derive(Debug, PartialEq)]

@@ -22,7 +22,7 @@ pub fn event(name: &str, data: &str) -> String {
 /// the stream.
 pub const KEEPALIVE: &str = ": keepalive\n\n";
 
-/// Sent as a stream ends because the gateway stops: reconnect after a second.
+/// Sent as a stream ends (the gateway stops, the session ended): reconnect after a second.
 pub const RETRY: &str = "retry: 1000\n\n";
 
 /// Wraps `payload` as one HTTP/1.1 chunk.

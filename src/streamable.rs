@@ -259,11 +259,12 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                 return respond(
                     rq,
                     match &session {
-                        Some(s) => {
-                            http::draining_session(&s.id, "send initialize to start a new one")
-                        }
-                        None => http::no_room(shared)
-                            .unwrap_or_else(|| text(503, "the gateway is shutting down")),
+                        Some(s) => http::draining_session(
+                            shared,
+                            &s.id,
+                            "send initialize to start a new one",
+                        ),
+                        None => http::draining_refusal(shared),
                     },
                 );
             }
