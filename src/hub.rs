@@ -172,9 +172,22 @@ struct Histogram {
 /// Request counters and latencies, by backend.
 #[derive(Default)]
 struct Metrics {
-    /// (backend, method, outcome) → count.
-    requests: BTreeMap<(String, String, &'static str), u64>,
-    latency: BTreeMap<String, Histogram>,
+    by_backend: BTreeMap<String, BackendMetrics>,
+}
+
+#[derive(Default)]
+struct BackendMetrics {
+    /// method → outcome → count.
+    requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    latency: Histogram,
+}
+
+/// The entry for `key`, allocating its owned key only the first time (this runs per call).
+fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 /// Writes the `# HELP` and `# TYPE` lines that open one Prometheus metric family.
@@ -185,11 +198,11 @@ pub(crate) fn metric_family(out: &mut String, name: &str, kind: &str, help: &str
 
 impl Metrics {
     fn record(&mut self, backend: &str, method: &str, outcome: &'static str, took: Duration) {
-        *self
-            .requests
-            .entry((backend.to_string(), method.to_string(), outcome))
+        let m = entry_for(&mut self.by_backend, backend);
+        *entry_for(&mut m.requests, method)
+            .entry(outcome)
             .or_default() += 1;
-        let h = self.latency.entry(backend.to_string()).or_default();
+        let h = &mut m.latency;
         let secs = took.as_secs_f64();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
@@ -214,11 +227,15 @@ impl Metrics {
             "counter",
             "Requests routed to backends, by outcome.",
         );
-        for ((backend, method, outcome), n) in &self.requests {
-            let _ = writeln!(
-                out,
-                "mcp_gateway_requests_total{{backend=\"{backend}\",method=\"{method}\",outcome=\"{outcome}\"}} {n}"
-            );
+        for (backend, m) in &self.by_backend {
+            for (method, outcomes) in &m.requests {
+                for (outcome, n) in outcomes {
+                    let _ = writeln!(
+                        out,
+                        "mcp_gateway_requests_total{{backend=\"{backend}\",method=\"{method}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
         }
         metric_family(
             &mut out,
@@ -226,7 +243,7 @@ impl Metrics {
             "histogram",
             "Time from a request reaching the hub to its answer.",
         );
-        for (backend, h) in &self.latency {
+        for (backend, h) in self.by_backend.iter().map(|(b, m)| (b, &m.latency)) {
             for (le, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
                     out,
@@ -2766,6 +2783,37 @@ fn brief(msg: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_count_by_backend_method_and_outcome_in_order() {
+        let mut m = Metrics::default();
+        let ms = Duration::from_millis;
+        m.record("b", "tools/call", "ok", ms(3));
+        m.record("a", "tools/call", "error", ms(30));
+        m.record("b", "tools/call", "ok", ms(200));
+        m.record("b", "prompts/get", "timeout", ms(4));
+        let text = m.render(&BTreeMap::new(), 0, &[]);
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("mcp_gateway_requests_total{"))
+            .collect();
+        assert_eq!(
+            requests,
+            [
+                r#"mcp_gateway_requests_total{backend="a",method="tools/call",outcome="error"} 1"#,
+                r#"mcp_gateway_requests_total{backend="b",method="prompts/get",outcome="timeout"} 1"#,
+                r#"mcp_gateway_requests_total{backend="b",method="tools/call",outcome="ok"} 2"#,
+            ]
+        );
+        for line in [
+            r#"mcp_gateway_request_duration_seconds_bucket{backend="b",le="0.005"} 2"#,
+            r#"mcp_gateway_request_duration_seconds_bucket{backend="b",le="0.25"} 3"#,
+            r#"mcp_gateway_request_duration_seconds_count{backend="b"} 3"#,
+            r#"mcp_gateway_request_duration_seconds_count{backend="a"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
