@@ -92,7 +92,6 @@ mod remote;
 mod servers;
 mod sse;
 mod stdio;
-mod streamable;
 mod tree;
 
 use log::{LevelFilter, error, info};

@@ -9,7 +9,8 @@
 use crate::hub::{self, HubEvent, Outbound, SessionId};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
-use crate::streamable::Streams;
+
+pub mod streamable;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+use streamable::Streams;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 /// Largest request body accepted (413 above it).
@@ -206,7 +208,7 @@ impl Frontend {
                     .clamp(Duration::from_millis(250), Duration::from_secs(30));
                 while !stopping2.load(Ordering::SeqCst) {
                     thread::sleep(every);
-                    crate::streamable::reap_idle(&shared2);
+                    streamable::reap_idle(&shared2);
                 }
             })?;
         let writers = shared.writers.clone();
@@ -386,7 +388,7 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             rq,
             text(405, "use POST on /messages").with_header(header("Allow", "POST")),
         ),
-        (_, "/mcp" | "/mcp/") => crate::streamable::handle(shared, rq),
+        (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq),
         (Method::Get, "/metrics") => status(shared, rq, path, true),
         _ => respond(
             rq,
