@@ -36,6 +36,12 @@ pub struct Settings {
     pub ping_timeout: Option<Duration>,
     pub sse_keepalive: Option<Duration>,
     pub allow_origins: Vec<String>,
+    /// The HTTP layer's limits: time for a request head, for a body, for an idle
+    /// kept-alive connection; connections open at once.
+    pub header_timeout: Option<Duration>,
+    pub body_timeout: Option<Duration>,
+    pub connection_idle: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 impl Settings {
@@ -56,6 +62,10 @@ impl Settings {
             self.ping_timeout == other.ping_timeout,
             self.sse_keepalive == other.sse_keepalive,
             self.allow_origins == other.allow_origins,
+            self.header_timeout == other.header_timeout,
+            self.body_timeout == other.body_timeout,
+            self.connection_idle == other.connection_idle,
+            self.max_connections == other.max_connections,
         ];
         SETTINGS_FIELDS
             .iter()
@@ -82,6 +92,10 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "pingTimeout",
     "sseKeepalive",
     "allowOrigins",
+    "headerTimeout",
+    "bodyTimeout",
+    "connectionIdle",
+    "maxConnections",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -420,6 +434,12 @@ impl Validator<'_> {
                 "pingInterval" => s.ping_interval = secs(self, key),
                 "pingTimeout" => s.ping_timeout = secs(self, key),
                 "sseKeepalive" => s.sse_keepalive = secs(self, key),
+                "headerTimeout" => s.header_timeout = secs(self, key),
+                "bodyTimeout" => s.body_timeout = secs(self, key),
+                "connectionIdle" => s.connection_idle = secs(self, key),
+                "maxConnections" => {
+                    s.max_connections = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
+                }
                 "allowOrigins" => match value {
                     Value::Array(items) if items.iter().all(Value::is_string) => {
                         s.allow_origins = items

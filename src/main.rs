@@ -139,6 +139,12 @@ OPTIONS:
                            generated and printed when none is given)
     --no-auth              serve a non-loopback --host without a token (not recommended)
     --max-sessions N       sessions beyond this get 503 [default: 10000]
+    --max-connections N    client connections open at once; new ones beyond get 503
+                           [default: what the open-file limit allows, at most 20000]
+    --header-timeout SECS  time for a request head, from a connection's first byte
+                           [default: 60]
+    --body-timeout SECS    time for a whole request body [default: 60]
+    --connection-idle SECS close a kept-alive connection idle this long [default: 75]
     --tls-cert FILE        serve HTTPS with this PEM certificate chain (with --tls-key;
                            builds with --features tls)
     --tls-key FILE         the PEM private key for --tls-cert
@@ -171,6 +177,10 @@ struct Flags {
     token: Option<String>,
     no_auth: bool,
     max_sessions: Option<usize>,
+    max_connections: Option<usize>,
+    header_timeout: Option<Duration>,
+    body_timeout: Option<Duration>,
+    connection_idle: Option<Duration>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stdio: bool,
@@ -201,6 +211,11 @@ struct Args {
     token: Option<String>,
     no_auth: bool,
     max_sessions: usize,
+    /// None: as many as the process's limits allow.
+    max_connections: Option<usize>,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    connection_idle: Duration,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     stdio: bool,
@@ -246,6 +261,10 @@ impl Flags {
             token: self.token,
             no_auth: self.no_auth,
             max_sessions: self.max_sessions.or(s.max_sessions).unwrap_or(10_000),
+            max_connections: self.max_connections.or(s.max_connections),
+            header_timeout: secs(self.header_timeout, s.header_timeout, 60),
+            body_timeout: secs(self.body_timeout, s.body_timeout, 60),
+            connection_idle: secs(self.connection_idle, s.connection_idle, 75),
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             stdio: self.stdio,
@@ -299,6 +318,10 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             .filter(|t| !t.is_empty()),
         no_auth: false,
         max_sessions: None,
+        max_connections: None,
+        header_timeout: None,
+        body_timeout: None,
+        connection_idle: None,
         tls_cert: None,
         tls_key: None,
         stdio: false,
@@ -341,6 +364,16 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
             Long("max-sessions") => args.max_sessions = Some(parser.value()?.parse()?),
+            Long("max-connections") => {
+                let n = parser.value()?.parse()?;
+                if n == 0 {
+                    return Err("--max-connections must be at least 1".into());
+                }
+                args.max_connections = Some(n);
+            }
+            Long("header-timeout") => args.header_timeout = Some(secs(parser.value()?.parse()?)?),
+            Long("body-timeout") => args.body_timeout = Some(secs(parser.value()?.parse()?)?),
+            Long("connection-idle") => args.connection_idle = Some(secs(parser.value()?.parse()?)?),
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
                 let n = parser.value()?.parse()?;
@@ -499,13 +532,10 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         log::warn!("{w}");
     }
     let fds = raise_fd_limit();
+    let maps = max_map_count();
     let mut args = args;
-    let (capacity, limits) = session_capacity(
-        args.max_sessions,
-        loaded.config.backends.len(),
-        fds,
-        max_map_count(),
-    );
+    let backend_count = loaded.config.backends.len();
+    let (capacity, limits) = session_capacity(args.max_sessions, backend_count, fds, maps);
     if capacity < args.max_sessions {
         log::warn!(
             "serving at most {capacity} sessions, not {}: {}",
@@ -514,6 +544,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         );
         args.max_sessions = capacity;
     }
+    let connections = connection_capacity(args.max_connections, backend_count, fds, maps);
 
     if args.mode != Mode::Serve {
         return inspect(args, loaded.config.backends);
@@ -605,7 +636,14 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                     .unwrap_or_else(|| default_instance_id(h.addr.port())),
                 trusted_proxies: args.trusted_proxies.clone(),
             };
-            let frontend = http::Frontend::start(h.server, hub_tx.clone(), options)
+            let limits = http::server::Limits {
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                idle_timeout: args.connection_idle,
+                max_connections: connections,
+                max_body: http::MAX_BODY,
+            };
+            let frontend = http::Frontend::start(h.listener, limits, hub_tx.clone(), options)
                 .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
             (Some(frontend), None)
         }
@@ -814,7 +852,7 @@ fn inspect(args: Args, backends: Vec<config::BackendSpec>) -> Result<(), Failure
 
 /// The HTTP side of start-up: the listener, the URL to show, and the token it requires.
 struct Listening {
-    server: tiny_http::Server,
+    listener: http::server::Listener,
     addr: std::net::SocketAddr,
     client_url: String,
     token: Option<String>,
@@ -830,10 +868,11 @@ fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Failure
             ));
         }
     };
-    let server =
-        http::Frontend::bind(&listen_addr(&args.host, args.port), tls).map_err(Failure::Runtime)?;
-    let addr = http::Frontend::local_addr(&server)
-        .ok_or_else(|| Failure::Runtime("the listener has no IP address".into()))?;
+    let listener = http::server::Listener::bind(&listen_addr(&args.host, args.port), tls)
+        .map_err(Failure::Runtime)?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(format!("the listener has no address: {e}")))?;
     let mut client_url = client_url(addr);
     if tls.is_some() {
         client_url = client_url.replacen("http://", "https://", 1);
@@ -857,7 +896,7 @@ fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Failure
         }
     };
     Ok(Listening {
-        server,
+        listener,
         addr,
         client_url,
         token,
@@ -949,20 +988,23 @@ fn max_map_count() -> Option<u64> {
         .ok()
 }
 
-/// What a client holds at most, counted for its stream and one kept-alive POST connection:
-/// each connection two descriptors (tiny_http keeps a read and a write handle on the
-/// socket) and a tiny_http thread, and the stream a writer thread; each thread a stack,
-/// its guard page and a signal stack with its own: four mappings.
+/// What a session is budgeted: its stream and three connections of calls in parallel (a
+/// descriptor each), and three threads (the stream's writer and two connections'), each a
+/// stack, its guard page and a signal stack with its own: four mappings. The connection cap
+/// bounds what clients open beyond that.
 const FDS_PER_SESSION: u64 = 4;
 const MAPS_PER_SESSION: u64 = 12;
+/// What one client connection holds: a descriptor and a thread.
+const MAPS_PER_CONNECTION: u64 = 4;
+/// Connections served at once when `maxConnections` is not set and the limits allow it.
+const DEFAULT_MAX_CONNECTIONS: u64 = 20_000;
 /// Descriptors for everything else: logs, the listener, short requests; and per backend.
 const FD_RESERVE: u64 = 64;
 const FDS_PER_BACKEND: u64 = 8;
 const MAP_RESERVE: u64 = 1024;
 
-/// How many sessions fit in the process's limits, and which limits bind. Running out of
-/// descriptors or mappings would end tiny_http's accept thread (its `unwrap`s), so sessions
-/// beyond this are refused with 503 instead, like `--max-sessions`.
+/// How many sessions fit in the process's limits, and which limits bind. Sessions beyond
+/// this are refused with 503, like `--max-sessions`, before the process runs out.
 fn session_capacity(
     requested: usize,
     backends: usize,
@@ -991,6 +1033,34 @@ fn session_capacity(
         }
     }
     (capacity.max(1) as usize, limits)
+}
+
+/// How many client connections the HTTP layer keeps open at once: `maxConnections` when
+/// set (beyond the open-file limit the accept loop copes: it backs off and answers 503),
+/// else as many as the open-file limit and `vm.max_map_count` leave room for, at most
+/// `DEFAULT_MAX_CONNECTIONS`.
+fn connection_capacity(
+    configured: Option<usize>,
+    backends: usize,
+    fds: Option<u64>,
+    maps: Option<u64>,
+) -> usize {
+    let fit_fds = fds.map(|f| f.saturating_sub(FD_RESERVE + FDS_PER_BACKEND * backends as u64));
+    let fit_maps = maps.map(|m| m.saturating_sub(MAP_RESERVE) / MAPS_PER_CONNECTION);
+    let fit = [fit_fds, fit_maps].into_iter().flatten().min();
+    match configured {
+        Some(n) => {
+            if let Some(fit) = fit.filter(|&fit| (n as u64) > fit) {
+                log::warn!(
+                    "maxConnections is {n}, but the process's limits leave room for about {fit}: past that, new connections get 503 while descriptors are short"
+                );
+            }
+            n
+        }
+        None => fit
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .clamp(1, DEFAULT_MAX_CONNECTIONS) as usize,
+    }
 }
 
 #[cfg(test)]
@@ -1036,6 +1106,22 @@ mod tests {
         assert_eq!(n, (65_530 - 1024) / 12);
         assert!(why[0].contains("vm.max_map_count is 65530"), "{why:?}");
         assert_eq!(session_capacity(10_000, 0, Some(10), None).0, 1);
+    }
+
+    #[test]
+    fn connections_are_capped_by_descriptors_unless_configured() {
+        assert_eq!(connection_capacity(None, 0, None, None), 20_000);
+        assert_eq!(
+            connection_capacity(None, 2, Some(1_048_576), Some(262_144)),
+            20_000
+        );
+        assert_eq!(connection_capacity(None, 2, Some(256), None), 256 - 64 - 16);
+        assert_eq!(
+            connection_capacity(None, 0, Some(1_048_576), Some(65_530)),
+            (65_530 - 1024) / 4
+        );
+        assert_eq!(connection_capacity(None, 0, Some(10), None), 1);
+        assert_eq!(connection_capacity(Some(1000), 0, Some(128), None), 1000);
     }
 
     #[test]

@@ -10,25 +10,23 @@ use crate::hub::{self, HubEvent, Outbound, SessionId};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
 
+pub mod server;
 pub mod streamable;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
+use server::{Request, Response};
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 use streamable::Streams;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Messages queued for one client before it counts as not reading and is dropped.
 pub const SESSION_QUEUE: usize = 1024;
-/// Threads that take requests off the socket; each request is quick (parse, hand over).
-const WORKERS: usize = 4;
 /// Stack of a stream writer thread: it only formats and writes events.
 pub const WRITER_STACK: usize = 64 * 1024;
 
@@ -52,9 +50,8 @@ pub struct Options {
 }
 
 pub struct Frontend {
-    server: Arc<Server>,
+    server: server::Server,
     stopping: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
     writers: Writers,
     shared: Arc<Shared>,
 }
@@ -105,6 +102,8 @@ pub struct Shared {
     /// New sessions (503) and new requests in open sessions (404) refused by a drain.
     refused_sessions: AtomicUsize,
     refused_requests: AtomicUsize,
+    /// The HTTP layer's connection counters, for the metrics.
+    pub connections: Arc<server::Counters>,
 }
 
 /// A request let in before any drain began, on its way to the hub; dropped once it is
@@ -131,43 +130,14 @@ impl Shared {
 }
 
 impl Frontend {
-    /// Listens on `addr`, with TLS when `tls` names a certificate and key (PEM files).
-    pub fn bind(
-        addr: &str,
-        tls: Option<(&std::path::Path, &std::path::Path)>,
-    ) -> Result<Server, String> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        no_delay(&listener);
-        let Some((cert, key)) = tls else {
-            return Server::from_listener(listener, None)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"));
-        };
-        #[cfg(feature = "tls")]
-        {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).map_err(|e| format!("cannot read '{}': {e}", p.display()))
-            };
-            let config = tiny_http::SslConfig {
-                certificate: read(cert)?,
-                private_key: read(key)?,
-            };
-            Server::from_listener(listener, Some(config))
-                .map_err(|e| format!("cannot listen with TLS on {addr}: {e}"))
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            let _ = (cert, key);
-            Err("this build has no TLS support: build with `cargo build --release --features tls`, or put a TLS-terminating proxy in front".into())
-        }
-    }
-
-    pub fn local_addr(server: &Server) -> Option<SocketAddr> {
-        server.server_addr().to_ip()
-    }
-
-    pub fn start(server: Server, hub: Sender<HubEvent>, opts: Options) -> io::Result<Frontend> {
-        let server = Arc::new(server);
+    /// Serves the listener (`server::Listener::bind`) with these limits: a thread per
+    /// connection, each answering its own requests.
+    pub fn start(
+        listener: server::Listener,
+        limits: server::Limits,
+        hub: Sender<HubEvent>,
+        opts: Options,
+    ) -> io::Result<Frontend> {
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             hub,
@@ -181,24 +151,13 @@ impl Frontend {
             entering: AtomicUsize::new(0),
             refused_sessions: AtomicUsize::new(0),
             refused_requests: AtomicUsize::new(0),
+            connections: Arc::default(),
         });
-        let mut workers = Vec::new();
-        for i in 0..WORKERS {
-            let (server, stopping, shared) = (server.clone(), stopping.clone(), shared.clone());
-            workers.push(
-                thread::Builder::new()
-                    .name(format!("http-{i}"))
-                    .spawn(move || {
-                        loop {
-                            match server.recv() {
-                                Ok(rq) => handle(&shared, rq),
-                                Err(_) if stopping.load(Ordering::SeqCst) => break,
-                                Err(e) => debug!("http: accept error: {e}"),
-                            }
-                        }
-                    })?,
-            );
-        }
+        let handler = {
+            let shared = shared.clone();
+            Arc::new(move |rq: Request<'_>| handle(&shared, rq))
+        };
+        let server = server::serve(listener, limits, handler, shared.connections.clone())?;
         let (shared2, stopping2) = (shared.clone(), stopping.clone());
         thread::Builder::new()
             .name("http-reaper".into())
@@ -215,7 +174,6 @@ impl Frontend {
         Ok(Frontend {
             server,
             stopping,
-            workers,
             writers,
             shared,
         })
@@ -248,81 +206,44 @@ impl Frontend {
     /// the writers, to wait for them once the hub has answered everything.
     pub fn stop(self) -> Writers {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
+        self.server.stop();
         self.writers
     }
-}
-
-/// Sets TCP_NODELAY on the listener, which the connections it accepts inherit (Linux):
-/// tiny_http writes a response's head and body separately and does not set it, and with
-/// Nagle's algorithm the last piece of a large answer can wait out the client's delayed
-/// ACK (40 ms on Linux).
-fn no_delay(listener: &std::net::TcpListener) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads an int from the pointer given, for the socket we own.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            debug!(
-                "http: cannot set TCP_NODELAY: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = listener;
 }
 
 /// Who sent a request, for the log: the peer address, or — when the peer is a trusted
 /// proxy — the client it names in `X-Forwarded-For` (the last address it added), with the
 /// scheme from `X-Forwarded-Proto`, and the proxy.
-pub fn client_of(rq: &Request, opts: &Options) -> String {
-    let peer = rq
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "?".into());
+pub fn client_of(rq: &Request<'_>, opts: &Options) -> String {
+    let peer = rq.remote_addr().to_string();
     if !from_trusted_proxy(rq, opts) {
         return peer;
     }
-    let Some(client) = header_value(rq, "X-Forwarded-For")
+    let Some(client) = rq
+        .header("X-Forwarded-For")
         .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|c| !c.is_empty())
     else {
         return peer;
     };
-    match header_value(rq, "X-Forwarded-Proto") {
+    match rq.header("X-Forwarded-Proto") {
         Some(proto) => format!("{client} ({} via {peer})", proto.trim()),
         None => format!("{client} (via {peer})"),
     }
 }
 
-fn from_trusted_proxy(rq: &Request, opts: &Options) -> bool {
-    rq.remote_addr()
-        .is_some_and(|a| opts.trusted_proxies.contains(&a.ip()))
+fn from_trusted_proxy(rq: &Request<'_>, opts: &Options) -> bool {
+    opts.trusted_proxies.contains(&rq.remote_addr().ip())
 }
 
 /// The path a trusted proxy serves the gateway under (`X-Forwarded-Prefix: /gw`), to put
 /// before the endpoint the legacy transport announces; empty from anyone else, or when
 /// the value is not a plain path.
-fn forwarded_prefix(rq: &Request, opts: &Options) -> String {
-    let Some(prefix) =
-        header_value(rq, "X-Forwarded-Prefix").filter(|_| from_trusted_proxy(rq, opts))
+fn forwarded_prefix(rq: &Request<'_>, opts: &Options) -> String {
+    let Some(prefix) = rq
+        .header("X-Forwarded-Prefix")
+        .filter(|_| from_trusted_proxy(rq, opts))
     else {
         return String::new();
     };
@@ -343,7 +264,7 @@ fn forwarded_prefix(rq: &Request, opts: &Options) -> String {
     prefix.to_string()
 }
 
-fn handle(shared: &Arc<Shared>, rq: Request) {
+fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     debug!("http: {} {path}", rq.method());
@@ -353,18 +274,18 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             rq.method(),
             client_of(&rq, &shared.opts)
         );
-        return respond(rq, text(403, &refusal));
+        return rq.respond(Response::text(403, &refusal));
     }
     if path == "/healthz" {
-        return respond(rq, text(200, "ok"));
+        return rq.respond(Response::text(200, "ok"));
     }
     let authorized = shared
         .opts
         .token
         .as_ref()
-        .is_none_or(|token| bearer_matches(header_value(&rq, "Authorization"), token));
+        .is_none_or(|token| bearer_matches(rq.header("Authorization"), token));
     // Probes (Kubernetes, HAProxy) get the verdict without the token; only the details need it.
-    if path == "/readyz" && rq.method() == &Method::Get {
+    if path == "/readyz" && rq.method() == "GET" {
         return status(shared, rq, path, authorized);
     }
     if !authorized {
@@ -373,36 +294,31 @@ fn handle(shared: &Arc<Shared>, rq: Request) {
             rq.method(),
             client_of(&rq, &shared.opts)
         );
-        let response = text(401, "this gateway needs 'Authorization: Bearer <token>'")
-            .with_header(header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\""));
-        return respond(rq, response);
+        let response = Response::text(401, "this gateway needs 'Authorization: Bearer <token>'")
+            .with_header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\"");
+        return rq.respond(response);
     }
     match (rq.method(), path) {
-        (Method::Get, "/sse") => open_stream(shared, rq),
-        (Method::Post, "/messages" | "/messages/") => post_message(shared, rq, query),
-        (_, "/sse") => respond(
-            rq,
-            text(405, "use GET on /sse").with_header(header("Allow", "GET")),
-        ),
-        (_, "/messages" | "/messages/") => respond(
-            rq,
-            text(405, "use POST on /messages").with_header(header("Allow", "POST")),
-        ),
+        ("GET", "/sse") => open_stream(shared, rq),
+        ("POST", "/messages" | "/messages/") => post_message(shared, rq, query),
+        (_, "/sse") => {
+            rq.respond(Response::text(405, "use GET on /sse").with_header("Allow", "GET"))
+        }
+        (_, "/messages" | "/messages/") => {
+            rq.respond(Response::text(405, "use POST on /messages").with_header("Allow", "POST"))
+        }
         (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq),
-        (Method::Get, "/metrics") => status(shared, rq, path, true),
-        _ => respond(
-            rq,
-            text(
-                404,
-                "not found: the MCP endpoints are /mcp (Streamable HTTP) and /sse (HTTP+SSE)",
-            ),
-        ),
+        ("GET", "/metrics") => status(shared, rq, path, true),
+        _ => rq.respond(Response::text(
+            404,
+            "not found: the MCP endpoints are /mcp (Streamable HTTP) and /sse (HTTP+SSE)",
+        )),
     }
 }
 
 /// `/readyz` (200 when a backend is ready and no drain has begun, else 503; with
 /// `details`, each backend's state as JSON) and `/metrics` (Prometheus text).
-fn status(shared: &Arc<Shared>, rq: Request, path: &str, details: bool) {
+fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let status = shared
         .hub
@@ -410,7 +326,7 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str, details: bool) {
         .ok()
         .and_then(|_| rx.recv_timeout(Duration::from_secs(5)).ok());
     let Some(status) = status else {
-        return respond(rq, text(503, "the gateway is not answering"));
+        return rq.respond(Response::text(503, "the gateway is not answering"));
     };
     if path == "/readyz" {
         let draining = shared.draining.load(Ordering::SeqCst);
@@ -422,12 +338,7 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str, details: bool) {
         }
         .to_string();
         let code = if ready { 200 } else { 503 };
-        return respond(
-            rq,
-            Response::from_string(body)
-                .with_status_code(code)
-                .with_header(header("Content-Type", "application/json")),
-        );
+        return rq.respond(Response::json(code, body));
     }
     let mut body = status.metrics;
     use std::fmt::Write as _;
@@ -447,11 +358,36 @@ fn status(shared: &Arc<Shared>, rq: Request, path: &str, details: bool) {
         "mcp_gateway_client_bytes_total{{direction=\"out\"}} {}",
         shared.bytes_out.load(Ordering::Relaxed)
     );
-    respond(
-        rq,
-        Response::from_string(body)
-            .with_header(header("Content-Type", "text/plain; version=0.0.4")),
+    let c = &shared.connections;
+    hub::metric_family(
+        &mut body,
+        "mcp_gateway_http_connections",
+        "gauge",
+        "Client connections open now.",
     );
+    let _ = writeln!(
+        body,
+        "mcp_gateway_http_connections {}",
+        c.open.load(Ordering::Relaxed)
+    );
+    hub::metric_family(
+        &mut body,
+        "mcp_gateway_http_connections_total",
+        "counter",
+        "Client connections accepted, refused (over the cap or out of descriptors), and closed by a head, body or idle timeout.",
+    );
+    for (outcome, n) in [
+        ("accepted", &c.accepted),
+        ("refused", &c.refused),
+        ("timed_out", &c.timed_out),
+    ] {
+        let _ = writeln!(
+            body,
+            "mcp_gateway_http_connections_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    rq.respond(Response::new(200, "text/plain; version=0.0.4", body));
 }
 
 /// Whether an Authorization header carries the token, compared in constant time.
@@ -469,7 +405,7 @@ fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
 
 /// The 503 for a session that may not start: the gateway is draining, or at its session
 /// limit (which counts both transports); None if it may.
-pub fn no_room(shared: &Shared) -> Option<Response<io::Cursor<Vec<u8>>>> {
+pub fn no_room(shared: &Shared) -> Option<Response> {
     if shared.draining.load(Ordering::SeqCst) {
         return Some(draining_refusal(shared));
     }
@@ -481,23 +417,23 @@ pub fn no_room(shared: &Shared) -> Option<Response<io::Cursor<Vec<u8>>>> {
         "http: refused a new session: {} sessions is the limit",
         shared.opts.max_sessions
     );
-    Some(text(503, "too many sessions; try again later").with_header(header("Retry-After", "5")))
+    Some(Response::text(503, "too many sessions; try again later").with_header("Retry-After", "5"))
 }
 
 /// The 503 for a new session during a drain (counted for the drain's last console line).
-pub fn draining_refusal(shared: &Shared) -> Response<io::Cursor<Vec<u8>>> {
+pub fn draining_refusal(shared: &Shared) -> Response {
     shared.refused_sessions.fetch_add(1, Ordering::Relaxed);
-    text(
+    Response::text(
         503,
         "this gateway is draining; connect again (to another instance)",
     )
-    .with_header(header("Retry-After", "1"))
+    .with_header("Retry-After", "1")
 }
 
 /// DNS-rebinding protection: a present Origin must be a loopback one or configured, and on
 /// a loopback listener the Host must name a loopback address.
-fn check_origin_and_host(rq: &Request, opts: &Options) -> Result<(), String> {
-    if let Some(origin) = header_value(rq, "Origin") {
+fn check_origin_and_host(rq: &Request<'_>, opts: &Options) -> Result<(), String> {
+    if let Some(origin) = rq.header("Origin") {
         let allowed = opts.allowed_origins.iter().any(|o| o == "*" || o == origin)
             || origin_host(origin).is_some_and(is_loopback_name);
         if !allowed {
@@ -507,7 +443,7 @@ fn check_origin_and_host(rq: &Request, opts: &Options) -> Result<(), String> {
         }
     }
     if opts.loopback
-        && let Some(host) = header_value(rq, "Host")
+        && let Some(host) = rq.header("Host")
         && !is_loopback_name(strip_port(host))
     {
         return Err(format!(
@@ -542,16 +478,9 @@ fn is_loopback_name(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-pub fn header_value<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
-    rq.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
-fn open_stream(shared: &Arc<Shared>, rq: Request) {
+fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
     if let Some(refusal) = no_room(shared) {
-        return respond(rq, refusal);
+        return rq.respond(refusal);
     }
     let session = new_session_id(&shared.opts.instance);
     let (tx, rx) = crate::hub::Queue::new(SESSION_QUEUE);
@@ -579,7 +508,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request) {
             .lock()
             .expect("session set lock")
             .remove(&session);
-        respond(rq, text(503, "the gateway is shutting down"));
+        rq.respond(Response::text(503, "the gateway is shutting down"));
         return;
     }
     info!(
@@ -656,7 +585,7 @@ pub fn sse_head(extra: &str) -> String {
 
 /// Writes the stream until the hub drops the session or the client goes away; says which.
 fn stream(
-    mut w: Box<dyn Write + Send>,
+    mut w: server::Stream,
     rx: &Receiver<Outbound>,
     endpoint: &str,
     session: &str,
@@ -693,36 +622,15 @@ fn stream(
     }
 }
 
-pub fn send(w: &mut Box<dyn Write + Send>, bytes: &[u8]) -> io::Result<()> {
+pub fn send(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     w.write_all(bytes)?;
     w.flush()
 }
 
-/// Reads a request body up to `MAX_BODY`; the error is the response to send instead.
-pub fn read_body(rq: &mut Request) -> Result<Vec<u8>, Response<io::Cursor<Vec<u8>>>> {
-    let mut body = Vec::new();
-    let read = rq
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
-    if let Err(e) = read {
-        return Err(text(400, &format!("cannot read the request body: {e}")));
-    }
-    if body.len() > MAX_BODY {
-        return Err(text(
-            413,
-            &format!("request body over the {MAX_BODY}-byte limit"),
-        ));
-    }
-    Ok(body)
-}
-
 /// A 400 whose body is the JSON-RPC error for a message that could not be parsed.
-pub fn parse_error_response(e: jsonrpc::ParseError) -> Response<io::Cursor<Vec<u8>>> {
+pub fn parse_error_response(e: jsonrpc::ParseError) -> Response {
     let body = Message::Response(e.into_response()).to_json();
-    Response::from_string(body)
-        .with_status_code(400)
-        .with_header(header("Content-Type", "application/json"))
+    Response::json(400, body)
 }
 
 pub fn parse_body(body: &[u8]) -> Result<Message, jsonrpc::ParseError> {
@@ -735,14 +643,12 @@ pub fn parse_body(body: &[u8]) -> Result<Message, jsonrpc::ParseError> {
         .and_then(Message::parse)
 }
 
-fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
+fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
     let Some(session) = query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k == "sessionId" || k == "session_id").then(|| v.to_string())
     }) else {
-        return respond(
-            rq,
-            text(
+        return rq.respond(Response::text(
                 400,
                 "missing 'sessionId' query parameter: open GET /sse first and POST to the endpoint it sends",
             ),
@@ -754,17 +660,14 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
         .expect("session set lock")
         .contains(&session);
     if !known {
-        return respond(
-            rq,
-            text(
-                404,
-                &format!("unknown session '{session}': open a new stream with GET /sse"),
-            ),
-        );
+        return rq.respond(Response::text(
+            404,
+            &format!("unknown session '{session}': open a new stream with GET /sse"),
+        ));
     }
-    let body = match read_body(&mut rq) {
+    let body = match rq.read_body() {
         Ok(b) => b,
-        Err(response) => return respond(rq, response),
+        Err(response) => return rq.respond(response),
     };
     shared
         .bytes_in
@@ -773,7 +676,7 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
         Ok(msg) => msg,
         Err(e) => {
             debug!("session {session}: bad message: {e}");
-            return respond(rq, parse_error_response(e));
+            return rq.respond(parse_error_response(e));
         }
     };
     if log::log_enabled!(log::Level::Debug) {
@@ -783,10 +686,11 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
         Message::Request(_) => match shared.admit() {
             Some(guard) => Some(guard),
             None => {
-                return respond(
-                    rq,
-                    draining_session(shared, &session, "open a new stream with GET /sse"),
-                );
+                return rq.respond(draining_session(
+                    shared,
+                    &session,
+                    "open a new stream with GET /sse",
+                ));
             }
         },
         _ => None,
@@ -796,44 +700,23 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request, query: &str) {
         .send(HubEvent::FromClient { session, msg })
         .is_err()
     {
-        return respond(rq, text(503, "the gateway is shutting down"));
+        return rq.respond(Response::text(503, "the gateway is shutting down"));
     }
     drop(admitted);
-    respond(rq, text(202, "Accepted"));
+    rq.respond(Response::text(202, "Accepted"));
 }
 
 /// The 404 for a new request in a session of a draining gateway: the session takes no new
 /// work, so the client starts another (which the balancer sends to another instance).
 /// Counted for the drain's last console line.
-pub fn draining_session(
-    shared: &Shared,
-    session: &str,
-    start_again: &str,
-) -> Response<io::Cursor<Vec<u8>>> {
+pub fn draining_session(shared: &Shared, session: &str, start_again: &str) -> Response {
     shared.refused_requests.fetch_add(1, Ordering::Relaxed);
-    text(
+    Response::text(
         404,
         &format!(
             "session '{session}' takes no new requests: this gateway is draining; {start_again}"
         ),
     )
-}
-
-pub fn respond<R: Read>(rq: Request, response: Response<R>) {
-    if let Err(e) = rq.respond(response) {
-        debug!("http: client went away before the response: {e}");
-    }
-}
-
-pub fn text(status: u16, body: &str) -> Response<io::Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
-}
-
-pub fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("header names and values are ASCII")
 }
 
 /// 128 random bits as 32 hex digits (tokens, and the secret part of session ids).

@@ -6,7 +6,8 @@
 //! message with the request it relates to, and this module puts it on that request's POST
 //! stream, or else on the GET stream (or in the buffer until one opens).
 
-use crate::http::{self, Shared, WRITER_STACK, header, respond, text};
+use crate::http::server::{Request as HttpRequest, Response};
+use crate::http::{self, Shared, WRITER_STACK};
 use crate::hub::{HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Refused, SessionId, Sink};
 use crate::jsonrpc::{self, Message, Request};
 use crate::sse;
@@ -16,7 +17,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
-use tiny_http::{Method, Request as HttpRequest};
 
 /// GET-stream events kept for `Last-Event-ID` replay.
 const REPLAY: usize = 1000;
@@ -157,17 +157,17 @@ impl Drop for SessionSink {
     }
 }
 
-pub fn handle(shared: &Arc<Shared>, rq: HttpRequest) {
-    if let Some(v) = http::header_value(&rq, "MCP-Protocol-Version")
+pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>) {
+    if let Some(v) = rq.header("MCP-Protocol-Version")
         && !PROTOCOL_VERSIONS.contains(&v)
     {
         let msg = format!(
             "unsupported MCP-Protocol-Version '{v}' (this gateway speaks {})",
             PROTOCOL_VERSIONS.join(", ")
         );
-        return respond(rq, text(400, &msg));
+        return rq.respond(Response::text(400, &msg));
     }
-    let session = match http::header_value(&rq, "Mcp-Session-Id") {
+    let session = match rq.header("Mcp-Session-Id") {
         None => None,
         Some(id) => {
             let found = shared.streams.lock().get(id).cloned();
@@ -178,7 +178,7 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest) {
                     let msg = format!(
                         "unknown or ended session '{id}': send initialize to start a new one"
                     );
-                    return respond(rq, text(404, &msg));
+                    return rq.respond(Response::text(404, &msg));
                 }
             }
         }
@@ -187,43 +187,40 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest) {
         s.lock().last_seen = Instant::now();
     }
     match rq.method() {
-        Method::Post => post(shared, rq, session),
-        Method::Get => match session {
+        "POST" => post(shared, rq, session),
+        "GET" => match session {
             Some(s) => open_get_stream(shared, rq, s),
-            None => respond(rq, text(400, "missing Mcp-Session-Id header")),
+            None => rq.respond(Response::text(400, "missing Mcp-Session-Id header")),
         },
-        Method::Delete => match session {
+        "DELETE" => match session {
             Some(s) => {
                 end_session(shared, &s, "the client ended it");
-                respond(rq, text(200, "session ended"));
+                rq.respond(Response::text(200, "session ended"));
             }
-            None => respond(rq, text(400, "missing Mcp-Session-Id header")),
+            None => rq.respond(Response::text(400, "missing Mcp-Session-Id header")),
         },
-        _ => respond(
-            rq,
-            text(405, "use POST, GET or DELETE on /mcp")
-                .with_header(header("Allow", "GET, POST, DELETE")),
+        _ => rq.respond(
+            Response::text(405, "use POST, GET or DELETE on /mcp")
+                .with_header("Allow", "GET, POST, DELETE"),
         ),
     }
 }
 
-fn accepts(rq: &HttpRequest, kind: &str) -> bool {
-    http::header_value(rq, "Accept").is_none_or(|a| a.contains(kind) || a.contains("*/*"))
+fn accepts(rq: &HttpRequest<'_>, kind: &str) -> bool {
+    rq.header("Accept")
+        .is_none_or(|a| a.contains(kind) || a.contains("*/*"))
 }
 
-fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSession>>) {
+fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<StreamSession>>) {
     if !accepts(&rq, "application/json") && !accepts(&rq, "text/event-stream") {
-        return respond(
-            rq,
-            text(
-                406,
-                "Accept must include application/json and text/event-stream",
-            ),
-        );
+        return rq.respond(Response::text(
+            406,
+            "Accept must include application/json and text/event-stream",
+        ));
     }
-    let body = match http::read_body(&mut rq) {
+    let body = match rq.read_body() {
         Ok(b) => b,
-        Err(response) => return respond(rq, response),
+        Err(response) => return rq.respond(response),
     };
     shared
         .bytes_in
@@ -236,37 +233,29 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
     };
     let msgs = match parsed {
         Ok(m) => m,
-        Err(e) => return respond(rq, http::parse_error_response(e)),
+        Err(e) => return rq.respond(http::parse_error_response(e)),
     };
     if session.is_none()
         && !matches!(msgs.as_slice(), [Message::Request(r)] if r.method == "initialize")
     {
         // Also what a client probing for protocol 2026-07-28 gets: a plain 400, so it
         // falls back to initialize.
-        return respond(
-            rq,
-            text(
-                400,
-                "missing Mcp-Session-Id header: start a session with initialize",
-            ),
-        );
+        return rq.respond(Response::text(
+            400,
+            "missing Mcp-Session-Id header: start a session with initialize",
+        ));
     }
     // Held until the requests are with the hub, so a drain can count them.
     let admitted = if msgs.iter().any(|m| matches!(m, Message::Request(_))) {
         match shared.admit() {
             Some(guard) => Some(guard),
             None => {
-                return respond(
-                    rq,
-                    match &session {
-                        Some(s) => http::draining_session(
-                            shared,
-                            &s.id,
-                            "send initialize to start a new one",
-                        ),
-                        None => http::draining_refusal(shared),
-                    },
-                );
+                return rq.respond(match &session {
+                    Some(s) => {
+                        http::draining_session(shared, &s.id, "send initialize to start a new one")
+                    }
+                    None => http::draining_refusal(shared),
+                });
             }
         }
     } else {
@@ -276,11 +265,11 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
         Some(s) => s,
         None => {
             if let Some(refusal) = http::no_room(shared) {
-                return respond(rq, refusal);
+                return rq.respond(refusal);
             }
             match open_session(shared, &http::client_of(&rq, &shared.opts)) {
                 Some(s) => s,
-                None => return respond(rq, text(503, "the gateway is shutting down")),
+                None => return rq.respond(Response::text(503, "the gateway is shutting down")),
             }
         }
     };
@@ -315,7 +304,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
                 message: format!("request id {dup} is already in flight in this session"),
                 id: None,
             };
-            return respond(rq, http::parse_error_response(e));
+            return rq.respond(http::parse_error_response(e));
         }
         for id in &ids {
             st.requests.insert(id.clone(), tx.clone());
@@ -329,29 +318,20 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest, session: Option<Arc<StreamSes
             msg,
         };
         if shared.hub.send(event).is_err() {
-            return respond(rq, text(503, "the gateway is shutting down"));
+            return rq.respond(Response::text(503, "the gateway is shutting down"));
         }
     }
     drop(admitted);
     if !had_requests {
-        return respond(rq, text(202, "Accepted"));
+        return rq.respond(Response::text(202, "Accepted"));
     }
-    let keepalive = shared.opts.keepalive;
-    let writing = shared.writers.enter();
-    let shared = shared.clone();
-    let spawned = thread::Builder::new()
-        .name(format!("mcp-{}", http::short(&session.id)))
-        .stack_size(WRITER_STACK)
-        .spawn(move || {
-            let _writing = writing;
-            if quick {
-                answer_json(rq, &session, &rx, &ids, initializing, &shared.bytes_out);
-            } else {
-                answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
-            }
-        });
-    if let Err(e) = spawned {
-        warn!("http: cannot start a response thread: {e}");
+    // The connection's own thread waits for the answer and writes it.
+    let _writing = shared.writers.enter();
+    if quick {
+        answer_json(rq, &session, &rx, &ids, initializing, &shared.bytes_out);
+    } else {
+        let keepalive = shared.opts.keepalive;
+        answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
     }
 }
 
@@ -459,7 +439,7 @@ const ENDED: &str = "the session ended before the request was answered";
 
 /// Sends `msg` as the POST's JSON body (the connection stays open for the next request).
 fn reply_json(
-    rq: HttpRequest,
+    rq: HttpRequest<'_>,
     session: &StreamSession,
     msg: &Message,
     bytes_out: &std::sync::atomic::AtomicU64,
@@ -467,15 +447,12 @@ fn reply_json(
     let body = msg.to_json();
     debug!("> {}: {body}", session.id);
     bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let response = tiny_http::Response::from_string(body)
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Mcp-Session-Id", &session.id));
-    respond(rq, response);
+    rq.respond(Response::json(200, body).with_header("Mcp-Session-Id", &session.id));
 }
 
 /// Answers one quick request with a JSON body.
 fn answer_json(
-    rq: HttpRequest,
+    rq: HttpRequest<'_>,
     session: &StreamSession,
     rx: &crossbeam_channel::Receiver<Outbound>,
     ids: &HashSet<String>,
@@ -501,7 +478,7 @@ fn answer_json(
         }
         return reply_json(rq, session, &out.msg, bytes_out);
     }
-    respond(rq, text(404, ENDED));
+    rq.respond(Response::text(404, ENDED));
 }
 
 /// Answers requests that may take a while or say things before their reply. A reply that
@@ -510,7 +487,7 @@ fn answer_json(
 /// `keepalive` period, makes the answer an SSE stream: everything related to the
 /// requests, then their replies.
 fn answer_stream(
-    rq: HttpRequest,
+    rq: HttpRequest<'_>,
     session: &StreamSession,
     rx: &crossbeam_channel::Receiver<Outbound>,
     mut open: HashSet<String>,
@@ -521,7 +498,7 @@ fn answer_stream(
         Ok(out) => Some(out),
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-            return respond(rq, text(404, ENDED));
+            return rq.respond(Response::text(404, ENDED));
         }
     };
     if let Some(out) = &first
@@ -592,12 +569,16 @@ fn answer_stream(
     }
 }
 
-fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSession>) {
+fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest<'_>, session: Arc<StreamSession>) {
     if !accepts(&rq, "text/event-stream") {
-        return respond(rq, text(406, "GET /mcp needs Accept: text/event-stream"));
+        return rq.respond(Response::text(
+            406,
+            "GET /mcp needs Accept: text/event-stream",
+        ));
     }
-    let last_event: Option<u64> =
-        http::header_value(&rq, "Last-Event-ID").and_then(|v| v.trim().parse().ok());
+    let last_event: Option<u64> = rq
+        .header("Last-Event-ID")
+        .and_then(|v| v.trim().parse().ok());
     // Limited by count in `queue_for_get`; unbounded so an idle stream costs no slots.
     let (tx, rx) = crossbeam_channel::unbounded::<Event>();
     let (generation, backlog) = {
@@ -623,12 +604,12 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest, session: Arc<StreamSes
     let keepalive = shared.opts.keepalive;
     let writing = shared.writers.enter();
     let shared = shared.clone();
+    let mut w = rq.into_writer();
     let spawned = thread::Builder::new()
         .name(format!("get-{}", http::short(&session.id)))
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let _writing = writing;
-            let mut w = rq.into_writer();
             let mut bytes = http::sse_head(&format!("Mcp-Session-Id: {}\r\n", session.id)).into_bytes();
             for e in &backlog {
                 bytes.extend(sse::chunked_event(Some(e.id), "message", &e.json));

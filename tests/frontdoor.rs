@@ -1,0 +1,408 @@
+//! The front door under storms, floods, stalls and exhaustion: the gateway's own HTTP layer
+//! (src/http/server.rs) keeps serving whatever clients do to it.
+
+mod util;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use util::{Gateway, McpClient, SseClient, fixture};
+
+/// What comes back on `s` within `wait`: the bytes read until the server closes the
+/// connection or the time is up, and whether it closed.
+fn read_until_close(s: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (String::from_utf8_lossy(&got).into_owned(), false);
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // A reset is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway")
+}
+
+fn healthz(port: u16) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let (answer, _) = read_until_close(&mut s, Duration::from_secs(5));
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One legacy client: stream, initialize, a call; returns the open client.
+fn sse_client(port: u16, n: usize) -> Result<SseClient, String> {
+    let c = SseClient::try_connect(port)?;
+    let init = c.request(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "storm", "version": "1"}}),
+    );
+    if init.get("result").is_none() {
+        return Err(format!("initialize: {init}"));
+    }
+    c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let text = format!("sse {n}");
+    let r = c.call(json!(1), "fx__echo", json!({ "text": text }));
+    if r["result"]["content"][0]["text"] != text {
+        return Err(format!("call: {r}"));
+    }
+    Ok(c)
+}
+
+/// One Streamable HTTP client: initialize, a GET stream held open, a call.
+fn mcp_client(port: u16, n: usize) -> Result<(McpClient, BufReader<TcpStream>), String> {
+    let c = McpClient::try_connect(port)?;
+    let (status, stream) =
+        util::raw_stream(port, "/mcp", &format!("Mcp-Session-Id: {}\r\n", c.session));
+    if !status.contains(" 200 ") {
+        return Err(format!("GET /mcp: {status}"));
+    }
+    let text = format!("mcp {n}");
+    let r = c.call(json!(1), "fx__echo", json!({ "text": text }));
+    if r["result"]["content"][0]["text"] != text {
+        return Err(format!("call: {r}"));
+    }
+    Ok((c, stream))
+}
+
+#[test]
+fn a_reconnect_storm_of_200_clients_is_served_in_every_round() {
+    const CLIENTS: usize = 200;
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let port = gw.port;
+    for round in 1..=3 {
+        // All start at once, and all hold their streams until every one is done.
+        let start = Arc::new(Barrier::new(CLIENTS));
+        let done = Arc::new(Barrier::new(CLIENTS));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|n| {
+                let (start, done) = (start.clone(), done.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let outcome = std::panic::catch_unwind(|| {
+                        if n % 2 == 0 {
+                            sse_client(port, n).map(|c| Box::new(c) as Box<dyn std::any::Any>)
+                        } else {
+                            mcp_client(port, n).map(|c| Box::new(c) as Box<dyn std::any::Any>)
+                        }
+                    });
+                    let outcome = match outcome {
+                        Ok(Ok(held)) => Ok(held),
+                        Ok(Err(e)) => Err(e),
+                        Err(panic) => Err(panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_else(|| "panicked".into())),
+                    };
+                    done.wait();
+                    outcome.err().map(|e| format!("client {n}: {e}"))
+                })
+            })
+            .collect();
+        let failures: Vec<String> = clients
+            .into_iter()
+            .filter_map(|c| c.join().expect("client threads catch their panics"))
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "round {round}: {} of {CLIENTS} clients were not served: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(healthz(port), Some(200));
+}
+
+#[test]
+fn connections_over_the_cap_get_503_at_once_and_the_port_keeps_serving() {
+    // 256 descriptors leave room for 256 - 64 - 8 = 184 connections.
+    let gw = Gateway::start_full(&json!({ "fx": fixture(&[]) }), &[], &[], Some(256));
+    let mut held: Vec<TcpStream> = (0..200).map(|_| connect(gw.port)).collect();
+    // The last ones were turned away with a 503 naming the limit, without waiting.
+    let mut refused = 0;
+    for s in held.iter_mut().rev().take(16) {
+        let (answer, closed) = read_until_close(s, Duration::from_secs(5));
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("too many connections"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(
+                closed && answer.is_empty(),
+                "neither a 503 nor a close: {answer:?}"
+            );
+        }
+    }
+    assert!(refused > 0, "no connection over the cap got a 503");
+    util::eventually("the log names the refusals", || {
+        gw.stderr()
+            .contains("refused a connection: too many connections")
+    });
+    drop(held);
+    util::eventually("/healthz answers after the clients left", || {
+        healthz(gw.port) == Some(200)
+    });
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "fx__echo", json!({"text": "after the flood"}));
+    assert_eq!(r["result"]["content"][0]["text"], "after the flood");
+}
+
+#[test]
+fn running_out_of_descriptors_never_closes_the_port() {
+    // A cap above what 128 descriptors allow: accept itself fails with EMFILE.
+    let gw = Gateway::start_full(
+        &json!({ "fx": fixture(&[]) }),
+        &["--max-connections", "1000"],
+        &[],
+        Some(128),
+    );
+    let held: Vec<TcpStream> = (0..150).map(|_| connect(gw.port)).collect();
+    util::eventually("the accept error is logged", || {
+        gw.stderr().contains("cannot accept connections")
+    });
+    // While exhausted, a new client is told so (or closed), not left hanging.
+    let mut s = connect(gw.port);
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (answer, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(
+        answer.starts_with("HTTP/1.1 503") || (closed && answer.is_empty()),
+        "a client during exhaustion got {answer:?} (closed: {closed})"
+    );
+    if answer.starts_with("HTTP/1.1 503") {
+        assert!(answer.contains("out of file descriptors"), "{answer}");
+    }
+    drop(s);
+    drop(held);
+    util::eventually("/healthz answers once descriptors are free", || {
+        healthz(gw.port) == Some(200)
+    });
+    util::eventually("the recovery is logged", || {
+        gw.stderr().contains("accepting connections again")
+    });
+    assert_eq!(
+        gw.stderr().matches("cannot accept connections").count(),
+        1,
+        "one line per episode:\n{}",
+        gw.stderr()
+    );
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "fx__echo", json!({"text": "still listening"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still listening");
+}
+
+#[test]
+fn slow_heads_slow_bodies_and_idle_connections_are_closed_at_their_timeouts() {
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &[
+            "--header-timeout",
+            "2",
+            "--body-timeout",
+            "2",
+            "--connection-idle",
+            "2",
+        ],
+    );
+    let c = McpClient::connect(gw.port);
+    let limit = Duration::from_secs(10);
+
+    // A head dribbled a byte every 300 ms never completes: 408, then closed.
+    let mut slow_head = connect(gw.port);
+    let dribble = slow_head.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        let mut w = dribble;
+        for b in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(60)
+        {
+            if w.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    // A body that stops after 10 of its 100 bytes: 408, then closed.
+    let mut slow_body = connect(gw.port);
+    slow_body
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"")
+        .unwrap();
+    // A connection that says nothing, and one kept alive after one request.
+    let mut silent = connect(gw.port);
+    let mut kept = connect(gw.port);
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 17];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200 OK\r\n");
+
+    // Meanwhile another client is served.
+    let r = c.call(json!(1), "fx__echo", json!({"text": "unhindered"}));
+    assert_eq!(r["result"]["content"][0]["text"], "unhindered");
+
+    let (answer, closed) = read_until_close(&mut slow_head, limit);
+    assert!(
+        closed && answer.starts_with("HTTP/1.1 408"),
+        "slow head: {answer:?}"
+    );
+    assert!(
+        answer.contains("request head did not arrive within 2 s"),
+        "{answer}"
+    );
+    let (answer, closed) = read_until_close(&mut slow_body, limit);
+    assert!(
+        closed && answer.starts_with("HTTP/1.1 408"),
+        "slow body: {answer:?}"
+    );
+    assert!(
+        answer.contains("request body did not arrive within 2 s"),
+        "{answer}"
+    );
+    let (answer, closed) = read_until_close(&mut silent, limit);
+    assert!(closed && answer.is_empty(), "silent: {answer:?}");
+    let (rest, closed) = read_until_close(&mut kept, limit);
+    assert!(closed && rest.ends_with("ok"), "kept-alive: {rest:?}");
+    let _ = dribbler.join();
+
+    let r = c.call(json!(2), "fx__echo", json!({"text": "still served"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still served");
+    let metrics = util::http(gw.port, "GET", "/metrics", &[], b"").2;
+    let timed_out: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_gateway_http_connections_total{outcome=\"timed_out\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no timed_out count in\n{metrics}"));
+    assert!(timed_out >= 2, "{metrics}");
+}
+
+#[test]
+fn a_huge_content_length_gets_413_without_waiting_for_the_body() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let mut s = connect(gw.port);
+    s.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 104857600\r\n\r\n0123456789")
+        .unwrap();
+    let (answer, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection stays open after a 413: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(answer.contains("over the 16777216-byte limit"), "{answer}");
+    assert_eq!(healthz(gw.port), Some(200));
+}
+
+/// Reads one response (head and Content-Length body) from a kept-alive connection.
+fn read_response(r: &mut BufReader<TcpStream>) -> (String, Vec<(String, String)>, String) {
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').expect("a header line");
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (
+        status.trim().to_string(),
+        headers,
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+#[test]
+fn chunked_bodies_expect_continue_and_pipelined_requests_are_served() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let s = connect(gw.port);
+    s.set_read_timeout(Some(util::WAIT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    .to_string();
+    let (a, b) = init.split_at(init.len() / 2);
+    // A chunked body in two chunks, with a chunk extension and a trailer.
+    write!(
+        w,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n{:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nX-Trailer: t\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+    .unwrap();
+    let (status, headers, body) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("a session id");
+    let result: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        result["result"]["serverInfo"]["name"], "mcp-gateway",
+        "{result}"
+    );
+
+    // Expect: 100-continue: the body goes only after the interim response.
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "fx__echo", "arguments": {"text": "continued"}}})
+    .to_string();
+    write!(
+        w,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        call.len()
+    )
+    .unwrap();
+    let mut interim = String::new();
+    r.read_line(&mut interim).unwrap();
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n");
+    let mut blank = String::new();
+    r.read_line(&mut blank).unwrap();
+    w.write_all(call.as_bytes()).unwrap();
+    let (status, _, body) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("continued"), "{body}");
+
+    // Two requests in one write: two answers, in order, on the same connection.
+    w.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .unwrap();
+    let (first, _, body) = read_response(&mut r);
+    assert_eq!((first.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+    let (second, _, _) = read_response(&mut r);
+    assert_eq!(second, "HTTP/1.1 404 Not Found");
+
+    // A malformed head gets 400 and the connection closes.
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    assert!(
+        headers.contains(&("connection".into(), "close".into())),
+        "{headers:?}"
+    );
+}
