@@ -1,0 +1,541 @@
+//! One request on a connection: its head (parsed with `httparse`), how its body is framed
+//! and read, and the answer: a whole `Response`, or the socket taken as a `Stream`.
+//!
+//! Knows nothing of routes or MCP; the connection loop in `server.rs` makes a `Request` for
+//! each head it reads and hands it to the handler.
+
+use super::{Conn, Limits, MAX_HEAD, MAX_HEADERS, ReadError, Slot, Socket};
+use log::debug;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A body left unread up to this size is read and dropped, so the connection can be kept.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// A parsed request head.
+pub struct Head {
+    method: String,
+    target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    headers: Vec<(String, String)>,
+}
+
+/// Parses a head from the start of `buf` and removes it from there; None if more bytes are
+/// needed.
+pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Response::text(
+                431,
+                &format!("more than {MAX_HEADERS} header lines"),
+            ));
+        }
+        Err(e) => return Err(Response::text(400, &format!("malformed request head: {e}"))),
+    };
+    let head = Head {
+        method: parsed.method.unwrap_or_default().to_string(),
+        target: parsed.path.unwrap_or_default().to_string(),
+        version: parsed.version.unwrap_or(1),
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    buf.drain(..len);
+    Ok(Some(head))
+}
+
+impl Head {
+    fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How the body is framed, and whether the connection may be kept after this request.
+    /// An error (a body whose end cannot be known) closes the connection.
+    pub(super) fn framing(&self) -> Result<(Body, bool), Response> {
+        let connection = self
+            .headers_named("Connection")
+            .collect::<Vec<_>>()
+            .join(",")
+            .to_ascii_lowercase();
+        let mut tokens = connection.split(',').map(str::trim);
+        let keep_alive = if self.version == 0 {
+            tokens.any(|t| t == "keep-alive")
+        } else {
+            !tokens.any(|t| t == "close")
+        };
+        let te: Vec<&str> = self.headers_named("Transfer-Encoding").collect();
+        let lengths: Vec<&str> = self.headers_named("Content-Length").collect();
+        if !te.is_empty() {
+            if !lengths.is_empty() {
+                return Err(Response::text(
+                    400,
+                    "a request may not have both Transfer-Encoding and Content-Length",
+                ));
+            }
+            let all = te.join(",");
+            let last = all.rsplit(',').next().unwrap_or("").trim();
+            if !last.eq_ignore_ascii_case("chunked") {
+                return Err(Response::text(
+                    501,
+                    &format!("unsupported Transfer-Encoding '{all}' (only chunked is)"),
+                ));
+            }
+            return Ok((Body::Chunked, keep_alive));
+        }
+        if lengths.is_empty() {
+            return Ok((Body::Done, keep_alive));
+        }
+        let values: Vec<&str> = lengths
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .collect();
+        let agreed = values
+            .iter()
+            .all(|v| *v == values[0] && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+        match values[0].parse::<u64>() {
+            Ok(0) if agreed => Ok((Body::Done, keep_alive)),
+            Ok(n) if agreed => Ok((Body::Length(n), keep_alive)),
+            _ => Err(Response::text(
+                400,
+                &format!("invalid Content-Length '{}'", lengths.join(", ")),
+            )),
+        }
+    }
+}
+
+/// How much of a request's body is still to be read.
+#[derive(Debug, PartialEq)]
+pub(super) enum Body {
+    Length(u64),
+    Chunked,
+    Done,
+}
+
+/// One request on a connection. The handler answers it with `respond`, or takes the
+/// socket for a stream with `into_writer`; a request dropped unanswered gets a 500.
+pub struct Request<'c> {
+    pub(super) conn: &'c mut Conn,
+    pub(super) head: Head,
+    pub(super) body: Body,
+    /// Whether `100 Continue` was sent.
+    pub(super) continued: bool,
+    pub(super) answered: bool,
+    pub(super) limits: &'c Limits,
+}
+
+impl Request<'_> {
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+
+    /// The request target: path and query.
+    pub fn url(&self) -> &str {
+        &self.head.target
+    }
+
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads the whole body (sending `100 Continue` first when the client waits for it).
+    /// The error is the response to send instead: 413 over the size limit, 408 when the
+    /// body does not arrive in time, 400 when it is malformed or cut short.
+    pub fn read_body(&mut self) -> Result<Vec<u8>, Response> {
+        let max = self.limits.max_body as u64;
+        if let Body::Length(n) = self.body
+            && n > max
+        {
+            self.conn.keep_alive = false;
+            return Err(too_large(max));
+        }
+        if self.body == Body::Done {
+            return Ok(Vec::new());
+        }
+        self.send_continue();
+        let deadline = Instant::now() + self.limits.body_timeout;
+        let mut out = Vec::new();
+        let read = match self.body {
+            Body::Length(n) => self.read_exact_into(&mut out, n as usize, deadline),
+            Body::Chunked => self.read_chunked(&mut out, max, deadline),
+            Body::Done => Ok(()),
+        };
+        if let Err(response) = read {
+            // What is left of the body stays unread: the connection closes after the answer.
+            self.conn.keep_alive = false;
+            return Err(response);
+        }
+        self.body = Body::Done;
+        Ok(out)
+    }
+
+    fn send_continue(&mut self) {
+        let expects = self
+            .header("Expect")
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
+        if expects && self.head.version == 1 && !self.continued {
+            self.continued = true;
+            let socket = self.conn.socket();
+            let _ = socket
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|_| socket.flush());
+        }
+    }
+
+    /// Appends `n` body bytes to `out`: first those already read, then from the socket.
+    fn read_exact_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<(), Response> {
+        let have = n.min(self.conn.buf.len());
+        out.extend(self.conn.buf.drain(..have));
+        let mut left = n - have;
+        while left > 0 {
+            // Straight into `out`, in pieces of at most 1 MiB, so nothing is copied twice.
+            let start = out.len();
+            let piece = left.min(1024 * 1024);
+            out.resize(start + piece, 0);
+            let socket = self.conn.socket();
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let got = if wait.is_zero() || socket.tcp().set_read_timeout(Some(wait)).is_err() {
+                Err(io::ErrorKind::TimedOut.into())
+            } else {
+                socket.read(&mut out[start..])
+            };
+            match got {
+                Ok(0) => {
+                    out.truncate(start);
+                    return Err(Response::text(400, "the request body ended early"));
+                }
+                Ok(got) => {
+                    out.truncate(start + got);
+                    left -= got;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => out.truncate(start),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(self.body_timed_out());
+                }
+                Err(e) => {
+                    return Err(Response::text(
+                        400,
+                        &format!("cannot read the request body: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn body_timed_out(&self) -> Response {
+        debug!(
+            "http: {}: request body not complete in time",
+            self.conn.peer
+        );
+        Response::text(
+            408,
+            &format!(
+                "the request body did not arrive within {} s",
+                self.limits.body_timeout.as_secs()
+            ),
+        )
+    }
+
+    /// A chunked body: size lines, chunks, the last chunk and its trailers (dropped).
+    fn read_chunked(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: u64,
+        deadline: Instant,
+    ) -> Result<(), Response> {
+        let malformed =
+            |what: &str| Response::text(400, &format!("malformed chunked body: {what}"));
+        loop {
+            let (len, size) = match httparse::parse_chunk_size(&self.conn.buf) {
+                Ok(httparse::Status::Complete(found)) => found,
+                Ok(httparse::Status::Partial) => {
+                    if self.conn.buf.len() > 1024 {
+                        return Err(malformed("a chunk size line over 1024 bytes"));
+                    }
+                    self.more(deadline)?;
+                    continue;
+                }
+                Err(_) => return Err(malformed("an invalid chunk size")),
+            };
+            self.conn.buf.drain(..len);
+            if size == 0 {
+                return self.skip_trailers(deadline);
+            }
+            if out.len() as u64 + size > max {
+                return Err(too_large(max));
+            }
+            self.read_exact_into(out, size as usize, deadline)?;
+            while self.conn.buf.len() < 2 {
+                self.more(deadline)?;
+            }
+            if &self.conn.buf[..2] != b"\r\n" {
+                return Err(malformed("a chunk not followed by CRLF"));
+            }
+            self.conn.buf.drain(..2);
+        }
+    }
+
+    /// Trailer lines after the last chunk, up to the empty line.
+    fn skip_trailers(&mut self, deadline: Instant) -> Result<(), Response> {
+        loop {
+            match self.conn.buf.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    self.conn.buf.drain(..2);
+                    return Ok(());
+                }
+                Some(end) => {
+                    self.conn.buf.drain(..end + 2);
+                }
+                None if self.conn.buf.len() > MAX_HEAD => {
+                    return Err(Response::text(431, "chunked trailers too large"));
+                }
+                None => self.more(deadline)?,
+            }
+        }
+    }
+
+    fn more(&mut self, deadline: Instant) -> Result<(), Response> {
+        match self.conn.fill(deadline) {
+            Ok(_) => Ok(()),
+            Err(ReadError::TimedOut) => Err(self.body_timed_out()),
+            Err(ReadError::Closed) => Err(Response::text(400, "the request body ended early")),
+        }
+    }
+
+    /// Reads and drops a small unread body so the connection can serve the next request;
+    /// a larger one (or one the client has not sent, waiting for 100 Continue) closes it.
+    fn settle_body(&mut self) {
+        match self.body {
+            Body::Done => {}
+            Body::Length(n) if n <= DRAIN_LIMIT && !self.expects_continue() => {
+                let deadline = Instant::now() + self.limits.body_timeout;
+                let mut dropped = Vec::new();
+                if self
+                    .read_exact_into(&mut dropped, n as usize, deadline)
+                    .is_err()
+                {
+                    self.conn.keep_alive = false;
+                }
+                self.body = Body::Done;
+            }
+            _ => {
+                self.conn.keep_alive = false;
+                self.conn.unread = true;
+            }
+        }
+    }
+
+    fn expects_continue(&self) -> bool {
+        !self.continued && self.header("Expect").is_some()
+    }
+
+    /// Sends the response. The connection then serves the client's next request, unless
+    /// either side asked to close it.
+    pub fn respond(mut self, response: Response) {
+        self.answered = true;
+        self.settle_body();
+        let head_only = self.head.method == "HEAD";
+        self.conn.write_response(&response, head_only);
+    }
+
+    /// Takes the connection for a stream: the caller writes the status line, headers and
+    /// events itself (with `Stream`), flushing as it goes. Writes that make no progress for
+    /// the idle timeout fail, so a client that stops reading cannot hold a writer forever.
+    pub fn into_writer(mut self) -> Stream {
+        self.answered = true;
+        self.body = Body::Done;
+        self.conn.keep_alive = false;
+        let socket = self
+            .conn
+            .socket
+            .take()
+            .expect("a request being answered still has its socket");
+        let _ = socket.tcp().set_read_timeout(None);
+        Stream {
+            socket,
+            _slot: self.conn.slot.take(),
+        }
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answered = true;
+            self.conn.keep_alive = false;
+            self.conn.write_response(
+                &Response::text(500, "the gateway did not answer this request"),
+                false,
+            );
+        }
+    }
+}
+
+fn too_large(max: u64) -> Response {
+    Response::text(413, &format!("request body over the {max}-byte limit"))
+}
+
+/// A connection taken for a stream; closing it (dropping) frees its place.
+pub struct Stream {
+    pub(super) socket: Socket,
+    pub(super) _slot: Option<Slot>,
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+/// A whole response: status, headers and body, written in one piece.
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "application/json", body)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The bytes on the wire.
+    pub(super) fn head_and_body(&self, head_only: bool, close: bool) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut head = String::with_capacity(128);
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (k, v) in &self.headers {
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+        let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
+        bytes
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_whole_or_ask_for_more() {
+        let mut buf =
+            b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}GET".to_vec();
+        let head = parse_head(&mut buf).ok().flatten().expect("a whole head");
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str(), head.version),
+            ("POST", "/mcp?x=1", 1)
+        );
+        assert_eq!(head.headers[1], ("Content-Length".into(), "2".into()));
+        assert_eq!(
+            buf, b"{}GET",
+            "the body and the next request stay in the buffer"
+        );
+        let mut partial = b"GET / HTTP/1.1\r\nHost:".to_vec();
+        assert!(matches!(parse_head(&mut partial), Ok(None)));
+        let mut garbage = b"\x00\x01 / HTTP/1.1\r\n\r\n".to_vec();
+        assert_eq!(parse_head(&mut garbage).err().map(|r| r.status), Some(400));
+        let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
+        let mut many = format!("GET / HTTP/1.1\r\n{many}\r\n").into_bytes();
+        assert_eq!(parse_head(&mut many).err().map(|r| r.status), Some(431));
+    }
+
+    #[test]
+    fn responses_carry_their_length_and_close_when_asked() {
+        let r = Response::text(404, "no").with_header("Allow", "GET");
+        let text = String::from_utf8(r.head_and_body(false, true)).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nAllow: GET\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+        );
+        let head = String::from_utf8(r.head_and_body(true, false)).unwrap();
+        assert!(head.ends_with("Content-Length: 2\r\n\r\n"), "{head}");
+    }
+}
