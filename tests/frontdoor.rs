@@ -46,40 +46,106 @@ fn healthz(port: u16) -> Option<u16> {
     answer.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// One legacy client: stream, initialize, a call; returns the open client.
-fn sse_client(port: u16, n: usize) -> Result<SseClient, String> {
-    let c = SseClient::try_connect(port)?;
-    let init = c.request(
-        json!(0),
-        "initialize",
-        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "storm", "version": "1"}}),
-    );
-    if init.get("result").is_none() {
-        return Err(format!("initialize: {init}"));
+/// A kept-alive connection for a client's POSTs, as SDK clients keep one (httpx, undici):
+/// a server that parks such connections on its worker threads starves the others.
+struct KeptAlive(BufReader<TcpStream>);
+
+impl KeptAlive {
+    fn open(port: u16) -> KeptAlive {
+        let s = connect(port);
+        s.set_read_timeout(Some(util::WAIT)).unwrap();
+        KeptAlive(BufReader::new(s))
     }
-    c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    fn post(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: &Value,
+    ) -> (String, Vec<(String, String)>, String) {
+        let body = body.to_string();
+        let session = session
+            .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+            .unwrap_or_default();
+        write!(
+            self.0.get_mut(),
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write a request");
+        read_response(&mut self.0)
+    }
+}
+
+fn initialize_params() -> Value {
+    json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "storm", "version": "1"}})
+}
+
+/// One legacy client: stream, then initialize and a call POSTed on one kept-alive
+/// connection; returns what it holds open.
+fn sse_client(port: u16, n: usize) -> Result<(SseClient, KeptAlive), String> {
+    let c = SseClient::try_connect(port)?;
+    let mut posts = KeptAlive::open(port);
+    let mut send = |msg: Value| {
+        let (status, _, body) = posts.post(&c.endpoint, None, &msg);
+        (status == "HTTP/1.1 202 Accepted")
+            .then_some(())
+            .ok_or(format!("POST {msg}: {status} {body}"))
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()}),
+    )?;
+    c.wait_response(&json!(0), util::WAIT)
+        .ok_or("initialize: no answer")?;
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
     let text = format!("sse {n}");
-    let r = c.call(json!(1), "fx__echo", json!({ "text": text }));
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": text}}}),
+    )?;
+    let r = c
+        .wait_response(&json!(1), util::WAIT)
+        .ok_or("call: no answer")?;
     if r["result"]["content"][0]["text"] != text {
         return Err(format!("call: {r}"));
     }
-    Ok(c)
+    Ok((c, posts))
 }
 
-/// One Streamable HTTP client: initialize, a GET stream held open, a call.
-fn mcp_client(port: u16, n: usize) -> Result<(McpClient, BufReader<TcpStream>), String> {
-    let c = McpClient::try_connect(port)?;
+/// One Streamable HTTP client: initialize and a call on one kept-alive connection, and a
+/// GET stream held open.
+fn mcp_client(port: u16, n: usize) -> Result<(KeptAlive, BufReader<TcpStream>), String> {
+    let mut posts = KeptAlive::open(port);
+    let init =
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+    let (status, headers, body) = posts.post("/mcp", None, &init);
+    if status != "HTTP/1.1 200 OK" {
+        return Err(format!("initialize: {status} {body}"));
+    }
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .ok_or("initialize: no session id")?;
+    let (status, _, _) = posts.post(
+        "/mcp",
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    if status != "HTTP/1.1 202 Accepted" {
+        return Err(format!("notifications/initialized: {status}"));
+    }
     let (status, stream) =
-        util::raw_stream(port, "/mcp", &format!("Mcp-Session-Id: {}\r\n", c.session));
+        util::raw_stream(port, "/mcp", &format!("Mcp-Session-Id: {session}\r\n"));
     if !status.contains(" 200 ") {
         return Err(format!("GET /mcp: {status}"));
     }
     let text = format!("mcp {n}");
-    let r = c.call(json!(1), "fx__echo", json!({ "text": text }));
-    if r["result"]["content"][0]["text"] != text {
-        return Err(format!("call: {r}"));
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": text}}});
+    let (status, _, body) = posts.post("/mcp", Some(&session), &call);
+    if status != "HTTP/1.1 200 OK" || !body.contains(&text) {
+        return Err(format!("call: {status} {body}"));
     }
-    Ok((c, stream))
+    Ok((posts, stream))
 }
 
 #[test]
@@ -91,9 +157,10 @@ fn a_reconnect_storm_of_200_clients_is_served_in_every_round() {
         // All start at once, and all hold their streams until every one is done.
         let start = Arc::new(Barrier::new(CLIENTS));
         let done = Arc::new(Barrier::new(CLIENTS));
+        let (report, results) = crossbeam_channel::unbounded();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|n| {
-                let (start, done) = (start.clone(), done.clone());
+                let (start, done, report) = (start.clone(), done.clone(), report.clone());
                 std::thread::spawn(move || {
                     start.wait();
                     let outcome = std::panic::catch_unwind(|| {
@@ -111,21 +178,34 @@ fn a_reconnect_storm_of_200_clients_is_served_in_every_round() {
                             .cloned()
                             .unwrap_or_else(|| "panicked".into())),
                     };
+                    let _ = report.send(outcome.as_ref().err().map(|e| format!("client {n}: {e}")));
                     done.wait();
-                    outcome.err().map(|e| format!("client {n}: {e}"))
                 })
             })
             .collect();
-        let failures: Vec<String> = clients
-            .into_iter()
-            .filter_map(|c| c.join().expect("client threads catch their panics"))
-            .collect();
+        // Every client answers within 60 s (its steps wait 20 s at most), or the round fails.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut failures = Vec::new();
+        let mut answered = 0;
+        while answered < CLIENTS {
+            match results.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(outcome) => {
+                    answered += 1;
+                    failures.extend(outcome);
+                }
+                Err(_) => break,
+            }
+        }
         assert!(
-            failures.is_empty(),
-            "round {round}: {} of {CLIENTS} clients were not served: {:?}",
+            failures.is_empty() && answered == CLIENTS,
+            "round {round}: {} of {CLIENTS} clients were not served, {} still waiting after 60 s: {:?}",
             failures.len(),
+            CLIENTS - answered,
             &failures[..failures.len().min(5)]
         );
+        for c in clients {
+            c.join().expect("client threads catch their panics");
+        }
         std::thread::sleep(Duration::from_secs(3));
     }
     assert_eq!(healthz(port), Some(200));
