@@ -42,6 +42,9 @@ pub struct Settings {
     pub body_timeout: Option<Duration>,
     pub connection_idle: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// The environment variables the `token` setting names (`${VAR}`): the gateway's own
+    /// secrets, which no backend inherits.
+    pub secret_variables: Vec<String>,
 }
 
 impl Settings {
@@ -456,6 +459,9 @@ impl Validator<'_> {
                     SETTINGS_FIELDS.join(", ")
                 )),
             }
+        }
+        if let Some(token) = obj.get("token").and_then(Value::as_str) {
+            s.secret_variables = variable_names(token);
         }
         s
     }
@@ -1013,6 +1019,16 @@ fn infer_type(obj: &Map<String, Value>) -> Option<&'static str> {
 
 /// Expands `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
 /// An unset variable without a default is an error, never a silent empty string.
+/// The variables `${...}` references in `text`, in order.
+pub fn variable_names(text: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    let _ = expand_vars(text, &|name| {
+        names.borrow_mut().push(name.to_string());
+        Some("x".into())
+    });
+    names.into_inner()
+}
+
 pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -1333,6 +1349,20 @@ mod tests {
             errs[0].contains("'gateway': field 'token': expected a string"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn the_variables_the_token_setting_reads_are_known() {
+        let loaded = parse(
+            r#"{"gateway": {"token": "${GW_TOKEN}${GW_SALT:-x}", "logDir": "${HOME}/logs"}, "a": {"command": "x"}}"#,
+            &|_| Some("v".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.settings.secret_variables,
+            ["GW_TOKEN", "GW_SALT"]
+        );
+        assert_eq!(variable_names("$${NOT} ${A} ${B:-d} ${}"), ["A", "B"]);
     }
 
     #[test]

@@ -313,9 +313,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         allowed_origins: Vec::new(),
         ping_interval: None,
         ping_timeout: None,
-        token: std::env::var("MCP_GATEWAY_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
         no_auth: false,
         max_sessions: None,
         max_connections: None,
@@ -513,6 +511,8 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             flags.config.display()
         ))
     })?;
+    // Before any thread starts, so nothing reads the environment while it changes.
+    let withheld = withhold_secrets(&loaded.config.settings.secret_variables);
     let args = flags.resolve(&loaded.config.settings);
     let running_settings = loaded.config.settings.clone();
     // The log file's name needs the local time, which is only safe to read while this
@@ -584,6 +584,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         args.config.clone(),
         text,
         running_settings,
+        withheld,
         args.reload_interval,
         hub_tx.clone(),
     )
@@ -722,6 +723,28 @@ fn drain(
     console!(
         "{end}; refused meanwhile: {sessions} new session(s), {requests} new request(s) in open sessions"
     );
+}
+
+/// The gateway's own token variable.
+const TOKEN_VARIABLE: &str = "MCP_GATEWAY_TOKEN";
+
+/// Takes the gateway's secrets out of its environment, so no backend, built-in server or
+/// command it starts inherits them: `MCP_GATEWAY_TOKEN` and the variables the `token`
+/// setting names (`${VAR}`). A backend whose own `env` names one still gets it (its `env`
+/// is expanded from the values returned here). Must run while the process has one thread.
+fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
+    let mut withheld = Vec::new();
+    for name in std::iter::once(TOKEN_VARIABLE).chain(names.iter().map(String::as_str)) {
+        if let Some(value) = std::env::var_os(name) {
+            // SAFETY: called from `serve` before it starts any thread, so no other thread
+            // reads or writes the environment meanwhile.
+            unsafe { std::env::remove_var(name) };
+            if let Ok(value) = value.into_string() {
+                withheld.push((name.to_string(), value));
+            }
+        }
+    }
+    withheld
 }
 
 #[derive(Debug, PartialEq)]

@@ -49,11 +49,13 @@ pub struct Watcher {
 
 impl Watcher {
     /// Watches `path`, whose current text `text` with `settings` is what runs now. With
-    /// `poll` None only SIGHUP triggers a reload.
+    /// `poll` None only SIGHUP triggers a reload. `withheld` are the variables taken out of
+    /// the environment (the gateway's secrets), still there for `${VAR}` in a new version.
     pub fn start(
         path: PathBuf,
         text: String,
         settings: Settings,
+        withheld: Vec<(String, String)>,
         poll: Option<Duration>,
         hub: Sender<HubEvent>,
     ) -> std::io::Result<Watcher> {
@@ -99,7 +101,7 @@ impl Watcher {
                     if hangup {
                         log::info!("SIGHUP: reloading '{}'", path.display());
                     }
-                    if let Some(backends) = check(&path, &last_text, &settings)
+                    if let Some(backends) = check(&path, &last_text, &settings, &withheld)
                         && hub.send(HubEvent::Reload { backends }).is_err()
                     {
                         return;
@@ -127,8 +129,16 @@ fn check(
     path: &std::path::Path,
     text: &str,
     running: &Settings,
+    withheld: &[(String, String)],
 ) -> Option<Vec<config::BackendSpec>> {
-    match config::parse(text, &|name| std::env::var(name).ok()) {
+    let lookup = |name: &str| {
+        withheld
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    match config::parse(text, &lookup) {
         Err(e) => {
             console!(
                 "config reload REJECTED: {} problem(s) in '{}'; still running the previous config:\n{e}",

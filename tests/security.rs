@@ -288,3 +288,69 @@ fn a_trusted_proxy_can_put_a_path_prefix_before_the_legacy_endpoint() {
     let e = endpoint(&wary, "/team-a/gw");
     assert!(e.starts_with("/messages?sessionId="), "{e}");
 }
+
+/// The environment of each process the gateway started directly (its backends).
+fn children_environments(pid: u32) -> Vec<Vec<String>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the gateway's threads");
+    let mut children: Vec<String> = Vec::new();
+    for task in tasks.flatten() {
+        let listed = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(listed.split_whitespace().map(String::from));
+    }
+    children
+        .iter()
+        .filter_map(|child| std::fs::read(format!("/proc/{child}/environ")).ok())
+        .map(|env| {
+            env.split(|b| *b == 0)
+                .filter(|v| !v.is_empty())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_gateways_token_never_reaches_a_backends_environment() {
+    let mut given = fixture(&[]);
+    given["env"] =
+        json!({"MCP_GATEWAY_TOKEN": "${MCP_GATEWAY_TOKEN}", "GW_SECRET": "${GW_SECRET}"});
+    let config = json!({"gateway": {"token": "${GW_SECRET}"}, "fx": fixture(&[]), "given": given});
+    let gw = Gateway::start_env(
+        &config,
+        &[],
+        &[
+            ("MCP_GATEWAY_TOKEN", "tok-from-env"),
+            ("GW_SECRET", "tok-from-config"),
+            ("GW_PLAIN", "kept"),
+        ],
+    );
+    let envs = children_environments(gw.pid());
+    assert_eq!(envs.len(), 2, "two backends: {envs:?}");
+    let has = |env: &Vec<String>, var: &str| env.iter().any(|v| v == var);
+    // Both keep the rest of the gateway's environment.
+    assert!(envs.iter().all(|e| has(e, "GW_PLAIN=kept")), "{envs:?}");
+    // Only the backend whose own env names them gets the secrets.
+    let with_secrets = envs
+        .iter()
+        .filter(|e| has(e, "MCP_GATEWAY_TOKEN=tok-from-env") && has(e, "GW_SECRET=tok-from-config"))
+        .count();
+    let without = envs
+        .iter()
+        .filter(|e| {
+            !e.iter()
+                .any(|v| v.starts_with("MCP_GATEWAY_TOKEN=") || v.starts_with("GW_SECRET="))
+        })
+        .count();
+    assert_eq!((with_secrets, without), (1, 1), "{envs:?}");
+    // The token still guards the gateway.
+    let (status, _, _) = util::http(gw.port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 401);
+    let (status, _, _) = util::http(
+        gw.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer tok-from-env")],
+        b"",
+    );
+    assert_eq!(status, 200);
+}

@@ -515,7 +515,8 @@ impl Conn {
         if socket.tcp().set_read_timeout(Some(left)).is_err() {
             return Err(ReadError::Closed);
         }
-        let mut chunk = [0u8; 16 * 1024];
+        // One page: an idle connection waiting here touches no more of its stack.
+        let mut chunk = [0u8; 4096];
         match socket.read(&mut chunk) {
             Ok(0) => Err(ReadError::Closed),
             Ok(n) => {
