@@ -5,11 +5,13 @@
 //! (console lines go to stderr in this mode). Stdin closing ends the gateway, as a stdio
 //! server should.
 
+use crate::backend::{Line, read_line_limited};
+use crate::http::MAX_BODY;
 use crate::hub::{HubEvent, Outbound};
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{self, Message};
 use crossbeam_channel::Sender;
 use log::{debug, warn};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::thread::{self, JoinHandle};
 
 const SESSION: &str = "stdio";
@@ -45,26 +47,50 @@ pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHan
     thread::Builder::new()
         .name("stdio-reader".into())
         .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if line.trim().is_empty() {
+            let answer = |e: jsonrpc::ParseError| {
+                let reply = Outbound {
+                    related: None,
+                    msg: Message::Response(e.into_response()),
+                };
+                let _ = tx.push(reply);
+            };
+            let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+            let mut line = Vec::new();
+            loop {
+                // Only the end of input ends the session: a bad line gets the error the HTTP
+                // path gives the same body, and the next line is read.
+                match read_line_limited(&mut input, &mut line, MAX_BODY) {
+                    Ok(Line::End) => break,
+                    Ok(Line::TooLong(size)) => {
+                        warn!("stdio: a line of {size} bytes, over the {MAX_BODY}-byte limit");
+                        answer(jsonrpc::ParseError {
+                            code: jsonrpc::INVALID_REQUEST,
+                            message: format!(
+                                "message of {size} bytes is over the {MAX_BODY}-byte limit"
+                            ),
+                            id: None,
+                        });
+                        continue;
+                    }
+                    Ok(Line::Text) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        warn!("stdio: cannot read stdin: {e}");
+                        break;
+                    }
+                }
+                if line.trim_ascii().is_empty() {
                     continue;
                 }
-                match Message::parse(&line) {
+                match crate::http::parse_body(line.trim_ascii()) {
                     Ok(msg) => {
-                        debug!("< {SESSION}: {line}");
+                        debug!("< {SESSION}: {}", String::from_utf8_lossy(&line).trim_end());
                         let _ = hub.send(HubEvent::FromClient {
                             session: SESSION.into(),
                             msg,
                         });
                     }
-                    Err(e) => {
-                        let reply = Outbound {
-                            related: None,
-                            msg: Message::Response(e.into_response()),
-                        };
-                        let _ = tx.push(reply);
-                    }
+                    Err(e) => answer(e),
                 }
             }
             debug!("stdio: stdin closed; stopping");

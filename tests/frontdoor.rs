@@ -486,3 +486,66 @@ fn chunked_bodies_expect_continue_and_pipelined_requests_are_served() {
         "{headers:?}"
     );
 }
+
+#[test]
+fn stdio_front_end_answers_bad_bytes_and_oversized_lines_and_serves_on() {
+    use std::process::{Command, Stdio};
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({ "fx": fixture(&[]) }).to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--stdio", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        stdin
+            .write_all(
+                b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"ping\", \"x\": \"\xff\xfe\"}\n",
+            )
+            .unwrap();
+        let mut big = vec![b' '; 16 * 1024 * 1024 + 10];
+        big.push(b'\n');
+        stdin.write_all(&big).unwrap();
+        stdin
+            .write_all(b"{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": \"ping\"}\n")
+            .unwrap();
+        stdin // closed by the test once the answers are in
+    });
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended after {answers:?}"
+        );
+        answers.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    drop(writer.join().unwrap());
+    assert_eq!(answers[0]["error"]["code"], -32700, "{answers:?}");
+    assert!(
+        answers[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not UTF-8"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1]["error"]["code"], -32600, "{answers:?}");
+    assert!(
+        answers[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the 16777216-byte limit"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2], json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "only the end of input ends it: {status}");
+}
