@@ -1,6 +1,7 @@
 //! mcp-gateway: one binary that serves the tools of many MCP servers through one endpoint.
 //!
-//! `main` owns the command line, the logger and the order of start-up and shutdown; the
+//! `main` owns the logger and the order of start-up and shutdown (the command line is
+//! `cli.rs`'s); the
 //! work itself happens in the hub (routing), the backends (child processes) and the HTTP
 //! front end, each on its own threads.
 
@@ -79,6 +80,7 @@ pub fn console_status(text: &str) {
 
 mod audit;
 mod backend;
+mod cli;
 mod compat;
 mod config;
 mod glob;
@@ -95,359 +97,12 @@ mod sse;
 mod stdio;
 mod tree;
 
+use cli::{Args, Command, Flags, HELP, Mode, TOKEN_VARIABLE, default_instance_id, parse_args};
 use log::{LevelFilter, error, info};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-
-const HELP: &str = "\
-mcp-gateway: serve the tools of many MCP servers through one endpoint
-
-USAGE:
-    mcp-gateway [OPTIONS]
-    mcp-gateway check [OPTIONS]          start every backend, report each, exit 1 if any failed
-    mcp-gateway tools [--json] [OPTIONS] start every backend, print the exposed tools
-    mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
-    mcp-gateway --print-config-schema    print the JSON Schema of config.json
-
-OPTIONS:
-    --stdio                serve one client over stdin/stdout instead of HTTP (for clients
-                           that start servers as child processes, like Claude Desktop)
-    --host HOST            address to listen on [default: 127.0.0.1]
-    --port PORT            port to listen on; 0 picks a free one [default: 9000]
-    --config FILE          backends to serve [default: config.json]
-    --log-level LEVEL      error, warn, info, debug or trace [default: info]
-    --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
-    --audit-arguments      also record each tool call's arguments in the audit log
-    --reload-interval SECS how often to look for changes to the config file; 0: only on
-                           SIGHUP [default: 2]
-    --drain-timeout SECS   on SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz
-                           503) and new requests in open ones (404), and let calls in
-                           flight finish for up to this long; a second signal stops at
-                           once [default: 0, no drain]
-    --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log, and
-                           its X-Forwarded-Prefix in the legacy endpoint (repeatable)
-    --instance-id ID       this instance's tag, the start of every session id it mints, for
-                           sticky routing behind a load balancer [default: HOSTNAME-PORT]
-    --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
-    --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
-    --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
-    --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
-    --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
-    --token TOKEN          require 'Authorization: Bearer TOKEN' on every request
-                           (also MCP_GATEWAY_TOKEN; on a non-loopback --host one is
-                           generated and printed when none is given)
-    --no-auth              serve a non-loopback --host without a token (not recommended)
-    --max-sessions N       sessions beyond this get 503 [default: 10000]
-    --max-connections N    client connections open at once; new ones beyond get 503
-                           [default: what the open-file limit allows, at most 20000]
-    --header-timeout SECS  time for a request head, from a connection's first byte
-                           [default: 60]
-    --body-timeout SECS    time for a whole request body [default: 60]
-    --connection-idle SECS close a kept-alive connection idle this long [default: 75]
-    --tls-cert FILE        serve HTTPS with this PEM certificate chain (with --tls-key;
-                           builds with --features tls)
-    --tls-key FILE         the PEM private key for --tls-cert
-    --ping-interval SECS   ping a backend that has been quiet this long [default: 30]
-    --ping-timeout SECS    restart a backend that does not answer a ping in time [default: 10]
-    -h, --help             print this help
-    -V, --version          print the version
-
-Most options can also be set in the config file's \"gateway\" object (host, port, token,
-logLevel, logDir, ...; see the README); an option given here wins.
-
-Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
-";
-
-/// The command line as given: the settings a config file may also hold are `None` (or
-/// empty) when the flag was not used, so the file's value applies.
-struct Flags {
-    host: Option<String>,
-    port: Option<u16>,
-    config: PathBuf,
-    log_level: Option<LevelFilter>,
-    log_dir: Option<PathBuf>,
-    init_timeout: Option<Duration>,
-    keepalive: Option<Duration>,
-    page_size: Option<usize>,
-    session_idle: Option<Duration>,
-    allowed_origins: Vec<String>,
-    ping_interval: Option<Duration>,
-    ping_timeout: Option<Duration>,
-    token: Option<String>,
-    no_auth: bool,
-    max_sessions: Option<usize>,
-    max_connections: Option<usize>,
-    header_timeout: Option<Duration>,
-    body_timeout: Option<Duration>,
-    connection_idle: Option<Duration>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    stdio: bool,
-    audit_arguments: bool,
-    reload_interval: u64,
-    instance_id: Option<String>,
-    trusted_proxies: Vec<std::net::IpAddr>,
-    drain_timeout: u64,
-    mode: Mode,
-    json: bool,
-}
-
-/// What the gateway runs with: flags, then the config's `"gateway"` settings, then defaults.
-struct Args {
-    host: String,
-    port: u16,
-    config: PathBuf,
-    log_level: LevelFilter,
-    log_dir: PathBuf,
-    init_timeout: Duration,
-    keepalive: Duration,
-    page_size: usize,
-    session_idle: Duration,
-    allowed_origins: Vec<String>,
-    ping_interval: Duration,
-    ping_timeout: Duration,
-    /// `--token` or `MCP_GATEWAY_TOKEN`; the config's token is applied in `listen`.
-    token: Option<String>,
-    no_auth: bool,
-    max_sessions: usize,
-    /// None: as many as the process's limits allow.
-    max_connections: Option<usize>,
-    header_timeout: Duration,
-    body_timeout: Duration,
-    connection_idle: Duration,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    stdio: bool,
-    audit_arguments: bool,
-    /// Seconds between looks at the config file; None: only on SIGHUP.
-    reload_interval: Option<Duration>,
-    instance_id: Option<String>,
-    trusted_proxies: Vec<std::net::IpAddr>,
-    /// Seconds a SIGTERM/Ctrl-C waits for calls in flight before stopping; 0: none.
-    drain_timeout: u64,
-    mode: Mode,
-    json: bool,
-}
-
-impl Flags {
-    fn resolve(self, s: &config::Settings) -> Args {
-        let secs = |flag: Option<Duration>, setting: Option<Duration>, default: u64| {
-            flag.or(setting).unwrap_or(Duration::from_secs(default))
-        };
-        Args {
-            host: self
-                .host
-                .or(s.host.clone())
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            port: self.port.or(s.port).unwrap_or(9000),
-            config: self.config,
-            log_level: self.log_level.or(s.log_level).unwrap_or(LevelFilter::Info),
-            log_dir: self
-                .log_dir
-                .or(s.log_dir.as_ref().map(PathBuf::from))
-                .unwrap_or_else(|| "logs".into()),
-            init_timeout: secs(self.init_timeout, s.init_timeout, 60),
-            keepalive: secs(self.keepalive, s.sse_keepalive, 15),
-            page_size: self.page_size.or(s.page_size).unwrap_or(500),
-            session_idle: secs(self.session_idle, s.session_idle, 1800),
-            allowed_origins: if self.allowed_origins.is_empty() {
-                s.allow_origins.clone()
-            } else {
-                self.allowed_origins
-            },
-            ping_interval: secs(self.ping_interval, s.ping_interval, 30),
-            ping_timeout: secs(self.ping_timeout, s.ping_timeout, 10),
-            token: self.token,
-            no_auth: self.no_auth,
-            max_sessions: self.max_sessions.or(s.max_sessions).unwrap_or(10_000),
-            max_connections: self.max_connections.or(s.max_connections),
-            header_timeout: secs(self.header_timeout, s.header_timeout, 60),
-            body_timeout: secs(self.body_timeout, s.body_timeout, 60),
-            connection_idle: secs(self.connection_idle, s.connection_idle, 75),
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            stdio: self.stdio,
-            audit_arguments: self.audit_arguments || s.audit_arguments == Some(true),
-            reload_interval: (self.reload_interval > 0)
-                .then(|| Duration::from_secs(self.reload_interval)),
-            instance_id: self.instance_id,
-            drain_timeout: self.drain_timeout,
-            trusted_proxies: self.trusted_proxies,
-            mode: self.mode,
-            json: self.json,
-        }
-    }
-}
-
-/// What the invocation is for: serving, or inspecting the config and backends.
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Serve,
-    /// `check`: start every backend, report, exit non-zero if any failed.
-    Check,
-    /// `tools`: start every backend, print the exposed catalogue.
-    Tools,
-}
-
-enum Command {
-    Serve(Box<Flags>),
-    Builtin(String, lexopt::Parser),
-    Schema,
-    Help,
-    Version,
-}
-
-fn parse_args() -> Result<Command, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut args = Flags {
-        host: None,
-        port: None,
-        config: "config.json".into(),
-        log_level: None,
-        log_dir: None,
-        init_timeout: None,
-        keepalive: None,
-        page_size: None,
-        session_idle: None,
-        allowed_origins: Vec::new(),
-        ping_interval: None,
-        ping_timeout: None,
-        token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
-        no_auth: false,
-        max_sessions: None,
-        max_connections: None,
-        header_timeout: None,
-        body_timeout: None,
-        connection_idle: None,
-        tls_cert: None,
-        tls_key: None,
-        stdio: false,
-        audit_arguments: false,
-        reload_interval: 2,
-        instance_id: None,
-        drain_timeout: 0,
-        trusted_proxies: Vec::new(),
-        mode: Mode::Serve,
-        json: false,
-    };
-    let mut parser = lexopt::Parser::from_env();
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
-            Short('V') | Long("version") => return Ok(Command::Version),
-            Long("print-config-schema") => return Ok(Command::Schema),
-            Long("host") => args.host = Some(parser.value()?.string()?),
-            Long("port") => args.port = Some(parser.value()?.parse()?),
-            Long("config") => args.config = parser.value()?.into(),
-            Long("log-level") => args.log_level = Some(parser.value()?.parse()?),
-            Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
-            Long("init-timeout") => args.init_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("sse-keepalive") => args.keepalive = Some(secs(parser.value()?.parse()?)?),
-            Long("session-idle") => args.session_idle = Some(secs(parser.value()?.parse()?)?),
-            Long("ping-interval") => args.ping_interval = Some(secs(parser.value()?.parse()?)?),
-            Long("ping-timeout") => args.ping_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("token") => args.token = Some(parser.value()?.string()?),
-            Long("no-auth") => args.no_auth = true,
-            Long("stdio") => args.stdio = true,
-            Long("audit-arguments") => args.audit_arguments = true,
-            Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
-            Long("drain-timeout") => args.drain_timeout = parser.value()?.parse()?,
-            Long("trusted-proxy") => args.trusted_proxies.push(parser.value()?.parse()?),
-            Long("instance-id") => {
-                let id = parser.value()?.string()?;
-                check_instance_id(&id)?;
-                args.instance_id = Some(id);
-            }
-            Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
-            Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
-            Long("max-sessions") => args.max_sessions = Some(parser.value()?.parse()?),
-            Long("max-connections") => {
-                let n = parser.value()?.parse()?;
-                if n == 0 {
-                    return Err("--max-connections must be at least 1".into());
-                }
-                args.max_connections = Some(n);
-            }
-            Long("header-timeout") => args.header_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("body-timeout") => args.body_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("connection-idle") => args.connection_idle = Some(secs(parser.value()?.parse()?)?),
-            Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
-            Long("page-size") => {
-                let n = parser.value()?.parse()?;
-                args.page_size = Some(n);
-                if n == 0 {
-                    return Err("--page-size must be at least 1".into());
-                }
-            }
-            Value(v) if v == "check" && args.mode == Mode::Serve => args.mode = Mode::Check,
-            Value(v) if v == "tools" && args.mode == Mode::Serve => args.mode = Mode::Tools,
-            Long("json") => args.json = true,
-            Value(v) if v == "builtin" => {
-                let name = parser.value()?.string()?;
-                return Ok(Command::Builtin(name, parser));
-            }
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok(Command::Serve(Box::new(args)))
-}
-
-/// An instance tag: 1 to 32 letters, digits and '-', so session ids stay plain ASCII and a
-/// balancer can cut the tag at the first '.'.
-fn check_instance_id(id: &str) -> Result<(), lexopt::Error> {
-    if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return Err(format!(
-            "--instance-id '{id}': use 1 to 32 letters, digits and '-' (it starts every session id)"
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// The default instance tag: the host name (letters, digits and '-' only, at most 24) and
-/// the port, so two instances on one host differ too.
-fn default_instance_id(port: u16) -> String {
-    let host = host_name().unwrap_or_default();
-    let mut tag: String = host
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(24)
-        .collect();
-    if tag.trim_matches('-').is_empty() {
-        tag = "gateway".into();
-    }
-    format!("{tag}-{port}")
-}
-
-fn host_name() -> Option<String> {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most buf.len() bytes into the buffer given.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if rc != 0 {
-            return None;
-        }
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        let name = String::from_utf8_lossy(&buf[..end]);
-        // The short name: "web-1.example.com" -> "web-1".
-        Some(name.split('.').next().unwrap_or("").to_string())
-    }
-    #[cfg(windows)]
-    return std::env::var("COMPUTERNAME").ok();
-    #[cfg(not(any(unix, windows)))]
-    None
-}
-
-fn secs(n: u64) -> Result<Duration, lexopt::Error> {
-    if n == 0 {
-        return Err("a duration must be at least 1 second".into());
-    }
-    Ok(Duration::from_secs(n))
-}
 
 fn main() -> ExitCode {
     if cfg!(panic = "abort") {
@@ -726,9 +381,6 @@ fn drain(
     );
 }
 
-/// The gateway's own token variable.
-const TOKEN_VARIABLE: &str = "MCP_GATEWAY_TOKEN";
-
 /// Takes the gateway's secrets out of its environment, so no backend, built-in server or
 /// command it starts inherits them: `MCP_GATEWAY_TOKEN` and the variables the `token`
 /// setting names (`${VAR}`). A backend whose own `env` names one still gets it (its `env`
@@ -999,17 +651,6 @@ mod tests {
         );
         assert_eq!(auth_decision(false, None, true), Auth::Open { warn: true });
         assert!(matches!(auth_decision(false, None, false), Auth::Generated(t) if t.len() == 32));
-    }
-
-    #[test]
-    fn instance_ids_are_tags_a_balancer_can_cut() {
-        assert!(check_instance_id("gw-a").is_ok());
-        for bad in ["", "a.b", "a b", "x".repeat(33).as_str(), "ü"] {
-            assert!(check_instance_id(bad).is_err(), "{bad:?}");
-        }
-        let id = default_instance_id(9000);
-        assert!(id.ends_with("-9000"), "{id}");
-        assert!(check_instance_id(&id).is_ok(), "{id}");
     }
 
     #[test]
