@@ -8,31 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use util::{Gateway, McpClient, SseClient, fixture};
-
-/// What comes back on `s` within `wait`: the bytes read until the server closes the
-/// connection or the time is up, and whether it closed.
-fn read_until_close(s: &mut TcpStream, wait: Duration) -> (String, bool) {
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (String::from_utf8_lossy(&got).into_owned(), false);
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            // A reset is a close too.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return (String::from_utf8_lossy(&got).into_owned(), true);
-            }
-            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
-        }
-    }
-}
+use util::{Gateway, McpClient, SseClient, fixture, read_response, read_until_close};
 
 fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway")
@@ -386,34 +362,6 @@ fn a_huge_content_length_gets_413_without_waiting_for_the_body() {
     assert_eq!(healthz(gw.port), Some(200));
 }
 
-/// Reads one response (head and Content-Length body) from a kept-alive connection.
-fn read_response(r: &mut BufReader<TcpStream>) -> (String, Vec<(String, String)>, String) {
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':').expect("a header line");
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    (
-        status.trim().to_string(),
-        headers,
-        String::from_utf8(body).unwrap(),
-    )
-}
-
 #[test]
 fn chunked_bodies_expect_continue_and_pipelined_requests_are_served() {
     let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
@@ -489,20 +437,8 @@ fn chunked_bodies_expect_continue_and_pipelined_requests_are_served() {
 
 #[test]
 fn stdio_front_end_answers_bad_bytes_and_oversized_lines_and_serves_on() {
-    use std::process::{Command, Stdio};
-    let dir = util::TempDir::new();
-    let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({ "fx": fixture(&[]) }).to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .args(["--stdio", "--config"])
-        .arg(&config)
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _dir) =
+        util::stdio_gateway(&json!({ "fx": fixture(&[]) }), std::process::Stdio::null());
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         stdin

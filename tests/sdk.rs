@@ -147,20 +147,10 @@ fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
 #[test]
 fn stdio_mode_writes_only_protocol_messages_on_stdout() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
-    let dir = util::TempDir::new();
-    let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({ "fx": util::fixture(&[]) }).to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .args(["--stdio", "--config"])
-        .arg(&config)
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, _dir) = util::stdio_gateway(
+        &json!({ "fx": util::fixture(&[]) }),
+        std::process::Stdio::piped(),
+    );
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}}})).unwrap();
     writeln!(stdin, "not json").unwrap();

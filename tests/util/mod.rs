@@ -367,6 +367,81 @@ pub fn http(
     (status, headers, body.to_string())
 }
 
+/// Header lines up to the blank line that ends a response head: (lower-case name, value).
+pub fn read_headers(r: &mut impl BufRead) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            return headers;
+        }
+        let (k, v) = line.split_once(':').expect("a header line");
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+}
+
+/// One response (status line, headers, Content-Length body) from a kept-alive connection.
+pub fn read_response(r: &mut impl BufRead) -> (String, Vec<(String, String)>, String) {
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let headers = read_headers(r);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (
+        status.trim().to_string(),
+        headers,
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+/// What comes back on `s` within `wait`: the bytes read until the server closes the
+/// connection or the time is up, and whether it closed (a reset counts as closing).
+pub fn read_until_close(s: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (String::from_utf8_lossy(&got).into_owned(), false);
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// Starts the gateway with `--stdio` on `config`, stdin and stdout piped; the directory
+/// holds its config and logs.
+pub fn stdio_gateway(config: &Value, stderr: Stdio) -> (Child, TempDir) {
+    let dir = TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--stdio", "--config"])
+        .arg(&path)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the gateway binary");
+    (child, dir)
+}
+
 pub struct SseEvent {
     pub event: String,
     pub data: String,
@@ -402,22 +477,17 @@ impl SseClient {
         if !status.starts_with("HTTP/1.1 200") {
             return Err(format!("GET /sse: {status}"));
         }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            headers.push(line.trim().to_ascii_lowercase());
-        }
-        for wanted in [
-            "content-type: text/event-stream",
-            "cache-control: no-cache",
-            "transfer-encoding: chunked",
+        let headers = read_headers(&mut r);
+        for (name, value) in [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+            ("transfer-encoding", "chunked"),
         ] {
-            if !headers.iter().any(|h| h == wanted) {
-                return Err(format!("GET /sse: no '{wanted}' in {headers:?}"));
+            if !headers
+                .iter()
+                .any(|(k, v)| k == name && v.eq_ignore_ascii_case(value))
+            {
+                return Err(format!("GET /sse: no '{name}: {value}' in {headers:?}"));
             }
         }
         let (tx, events) = crossbeam_channel::unbounded();
