@@ -202,7 +202,7 @@ impl Server {
 /// loop backs off (10 ms, doubling to 1 s) and tries again; while descriptors run out, the
 /// spare one lets it take each waiting client and answer 503 rather than leave it hanging.
 fn accept_loop(listener: Listener, ctx: &Arc<Ctx>) {
-    let mut spare = Spare::open();
+    let mut spare = spare_descriptor();
     let mut failing: Option<(Instant, u64)> = None;
     let mut backoff = Duration::from_millis(10);
     let mut next = 0u64;
@@ -251,7 +251,7 @@ fn accept_loop(listener: Listener, ctx: &Arc<Ctx>) {
                     (Instant::now(), 0)
                 });
                 *count += 1;
-                if out_of_descriptors(&e) && spare.release() {
+                if out_of_descriptors(&e) && spare.take().is_some() {
                     // With the spare descriptor free, take the next client (waiting for one
                     // if none is) and tell it; then at once the next, without backing off,
                     // so no client waits behind others that will be refused anyway.
@@ -263,7 +263,7 @@ fn accept_loop(listener: Listener, ctx: &Arc<Ctx>) {
                             "the gateway is out of file descriptors; try again later",
                         );
                     }
-                    spare = Spare::open();
+                    spare = spare_descriptor();
                     if ctx.stopping.load(Ordering::SeqCst) {
                         break;
                     }
@@ -287,22 +287,13 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     }
 }
 
-/// A descriptor held in reserve (of /dev/null) and given up when the process runs out,
-/// so the accept loop can still take a client and answer it.
-struct Spare(#[allow(dead_code)] Option<std::fs::File>); // held only to be closed
-
-impl Spare {
-    fn open() -> Spare {
-        #[cfg(unix)]
-        return Spare(std::fs::File::open("/dev/null").ok());
-        #[cfg(not(unix))]
-        Spare(None)
-    }
-
-    /// Closes the spare descriptor; false if there was none.
-    fn release(&mut self) -> bool {
-        self.0.take().is_some()
-    }
+/// A descriptor held in reserve (of /dev/null), given up when the process runs out so
+/// the accept loop can still take a client and answer it. None where there is no EMFILE.
+fn spare_descriptor() -> Option<std::fs::File> {
+    #[cfg(unix)]
+    return std::fs::File::open("/dev/null").ok();
+    #[cfg(not(unix))]
+    None
 }
 
 /// Answers a connection that will not be served with a 503 and closes it, without
@@ -505,8 +496,9 @@ impl Conn {
             .expect("a connection with a request being read still has its socket")
     }
 
-    /// Reads more bytes into `buf`, waiting until `deadline` at most.
-    fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+    /// Reads into `dst`, waiting until `deadline` at most; Ok(0) means interrupted (try
+    /// again). The end of the stream or a failed read is `Closed`.
+    fn read_before(&mut self, dst: &mut [u8], deadline: Instant) -> Result<usize, ReadError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ReadError::TimedOut);
@@ -515,14 +507,9 @@ impl Conn {
         if socket.tcp().set_read_timeout(Some(left)).is_err() {
             return Err(ReadError::Closed);
         }
-        // One page: an idle connection waiting here touches no more of its stack.
-        let mut chunk = [0u8; 4096];
-        match socket.read(&mut chunk) {
+        match socket.read(dst) {
             Ok(0) => Err(ReadError::Closed),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
+            Ok(n) => Ok(n),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -534,6 +521,15 @@ impl Conn {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
             Err(_) => Err(ReadError::Closed),
         }
+    }
+
+    /// Reads more bytes into `buf`, waiting until `deadline` at most.
+    fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        // One page: an idle connection waiting here touches no more of its stack.
+        let mut chunk = [0u8; 4096];
+        let n = self.read_before(&mut chunk, deadline)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
     }
 
     /// The next request head; None when the client closed the connection or let it idle

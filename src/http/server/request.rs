@@ -6,7 +6,7 @@
 
 use super::{Conn, Limits, MAX_HEAD, MAX_HEADERS, ReadError, Slot, Socket};
 use log::debug;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -222,38 +222,10 @@ impl Request<'_> {
             let start = out.len();
             let piece = left.min(1024 * 1024);
             out.resize(start + piece, 0);
-            let socket = self.conn.socket();
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let got = if wait.is_zero() || socket.tcp().set_read_timeout(Some(wait)).is_err() {
-                Err(io::ErrorKind::TimedOut.into())
-            } else {
-                socket.read(&mut out[start..])
-            };
-            match got {
-                Ok(0) => {
-                    out.truncate(start);
-                    return Err(Response::text(400, "the request body ended early"));
-                }
-                Ok(got) => {
-                    out.truncate(start + got);
-                    left -= got;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => out.truncate(start),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(self.body_timed_out());
-                }
-                Err(e) => {
-                    return Err(Response::text(
-                        400,
-                        &format!("cannot read the request body: {e}"),
-                    ));
-                }
-            }
+            let read = self.conn.read_before(&mut out[start..], deadline);
+            let got = self.body_read(read);
+            out.truncate(start + got.as_ref().map_or(0, |n| *n));
+            left -= got?;
         }
         Ok(())
     }
@@ -331,8 +303,14 @@ impl Request<'_> {
     }
 
     fn more(&mut self, deadline: Instant) -> Result<(), Response> {
-        match self.conn.fill(deadline) {
-            Ok(_) => Ok(()),
+        let read = self.conn.fill(deadline);
+        self.body_read(read).map(|_| ())
+    }
+
+    /// A read of the body as the bytes it gave, or the response that ends the request.
+    fn body_read(&self, read: Result<usize, ReadError>) -> Result<usize, Response> {
+        match read {
+            Ok(n) => Ok(n),
             Err(ReadError::TimedOut) => Err(self.body_timed_out()),
             Err(ReadError::Closed) => Err(Response::text(400, "the request body ended early")),
         }
