@@ -485,3 +485,36 @@ fn stdio_front_end_answers_bad_bytes_and_oversized_lines_and_serves_on() {
     let status = child.wait().unwrap();
     assert!(status.success(), "only the end of input ends it: {status}");
 }
+
+#[test]
+fn a_legacy_client_that_hangs_up_has_its_call_cancelled_within_seconds() {
+    // The default 15 s keep-alive: the hang-up must be noticed without a write.
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let c = gw.connect();
+    c.initialize();
+    let endpoint = c.endpoint.clone();
+    c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "fx__sleep", "arguments": {"ms": 30000}}}));
+    let watcher = McpClient::connect(gw.port);
+    let cancelled = || {
+        let r = watcher.call(json!("s"), "fx__state", json!({}));
+        let state: Value =
+            serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+        state["cancelled"].as_array().map_or(0, Vec::len)
+    };
+    // Time for the call to reach the backend.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cancelled(), 0);
+    c.close();
+    let closed = Instant::now();
+    let deadline = closed + Duration::from_secs(5);
+    while cancelled() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the call was not cancelled within 5 s of the client hanging up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, body) = util::http(gw.port, "POST", &endpoint, &[], b"{}");
+    assert_eq!(status, 404, "a POST to the closed session: {body}");
+}

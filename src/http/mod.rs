@@ -598,8 +598,10 @@ fn stream(
     if let Err(e) = send(&mut w, &out) {
         return format!("client closed: {e}");
     }
+    let hangup = w.hangup();
     loop {
         let bytes = select! {
+            recv(hangup) -> _ => return "client hung up".into(),
             recv(rx) -> out => match out {
                 Ok(out) => {
                     let json = out.msg.to_json();

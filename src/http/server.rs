@@ -11,8 +11,10 @@
 //! prompt 503. The accept loop never ends on an error: it says so once, backs off and keeps
 //! listening (with a spare descriptor to turn clients away while descriptors run out).
 
+mod hangup;
 mod request;
 
+use hangup::Hangups;
 use request::{Head, parse_head};
 pub use request::{Request, Response, Stream};
 
@@ -140,6 +142,7 @@ pub struct Counters {
 
 struct Ctx {
     limits: Limits,
+    hangups: Hangups,
     handler: Arc<Handler>,
     stopping: AtomicBool,
     counters: Arc<Counters>,
@@ -162,6 +165,7 @@ pub fn serve(
     let addr = listener.local_addr()?;
     let ctx = Arc::new(Ctx {
         limits,
+        hangups: Hangups::start(),
         handler,
         stopping: AtomicBool::new(false),
         counters,
@@ -478,6 +482,7 @@ impl Conn {
                 continued: false,
                 answered: false,
                 limits: &ctx.limits,
+                hangups: &ctx.hangups,
             };
             if ctx.stopping.load(Ordering::SeqCst) {
                 rq.respond(Response::text(503, "the gateway is shutting down"));

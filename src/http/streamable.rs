@@ -615,8 +615,10 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest<'_>, session: Arc<Strea
                 bytes.extend(sse::chunked_event(Some(e.id), "message", &e.json));
             }
             let mut result = http::send(&mut w, &bytes);
+            let hangup = w.hangup();
             while result.is_ok() {
                 let bytes = select! {
+                    recv(hangup) -> _ => break,
                     recv(rx) -> e => match e {
                         Ok(e) => {
                             shared.bytes_out.fetch_add(e.json.len() as u64, std::sync::atomic::Ordering::Relaxed);

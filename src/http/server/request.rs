@@ -4,6 +4,7 @@
 //! Knows nothing of routes or MCP; the connection loop in `server.rs` makes a `Request` for
 //! each head it reads and hands it to the handler.
 
+use super::hangup::{Hangups, Watch};
 use super::{Conn, Limits, MAX_HEAD, MAX_HEADERS, ReadError, Slot, Socket};
 use log::debug;
 use std::io::{self, Write};
@@ -138,6 +139,7 @@ pub struct Request<'c> {
     pub(super) continued: bool,
     pub(super) answered: bool,
     pub(super) limits: &'c Limits,
+    pub(super) hangups: &'c Hangups,
 }
 
 impl Request<'_> {
@@ -354,7 +356,8 @@ impl Request<'_> {
 
     /// Takes the connection for a stream: the caller writes the status line, headers and
     /// events itself (with `Stream`), flushing as it goes. Writes that make no progress for
-    /// the idle timeout fail, so a client that stops reading cannot hold a writer forever.
+    /// the idle timeout fail, so a client that stops reading cannot hold a writer forever;
+    /// `Stream::hangup` says at once when the client closes the connection.
     pub fn into_writer(mut self) -> Stream {
         self.answered = true;
         self.body = Body::Done;
@@ -366,6 +369,7 @@ impl Request<'_> {
             .expect("a request being answered still has its socket");
         let _ = socket.tcp().set_read_timeout(None);
         Stream {
+            watch: self.hangups.watch(socket.tcp()),
             socket,
             _slot: self.conn.slot.take(),
         }
@@ -391,8 +395,18 @@ fn too_large(max: u64) -> Response {
 
 /// A connection taken for a stream; closing it (dropping) frees its place.
 pub struct Stream {
+    /// Declared first, so it stops watching before the socket closes.
+    watch: Watch,
     pub(super) socket: Socket,
     pub(super) _slot: Option<Slot>,
+}
+
+impl Stream {
+    /// Gets a message when the client hangs up (where that can be watched; elsewhere the
+    /// next write fails instead).
+    pub fn hangup(&self) -> crossbeam_channel::Receiver<()> {
+        self.watch.rx.clone()
+    }
 }
 
 impl Write for Stream {
