@@ -44,6 +44,8 @@ OPTIONS:
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
     --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
+    --session-unused SECS  end a session with no request but initialize this long after
+                           it opened [default: 60]
     --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
     --token TOKEN          require 'Authorization: Bearer TOKEN' on every request
                            (also MCP_GATEWAY_TOKEN; on a non-loopback --host one is
@@ -82,6 +84,7 @@ pub struct Flags {
     pub keepalive: Option<Duration>,
     pub page_size: Option<usize>,
     pub session_idle: Option<Duration>,
+    pub session_unused: Option<Duration>,
     pub allowed_origins: Vec<String>,
     pub ping_interval: Option<Duration>,
     pub ping_timeout: Option<Duration>,
@@ -115,6 +118,7 @@ pub struct Args {
     pub keepalive: Duration,
     pub page_size: usize,
     pub session_idle: Duration,
+    pub session_unused: Duration,
     pub allowed_origins: Vec<String>,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
@@ -162,6 +166,7 @@ impl Flags {
             keepalive: secs(self.keepalive, s.sse_keepalive, 15),
             page_size: self.page_size.or(s.page_size).unwrap_or(500),
             session_idle: secs(self.session_idle, s.session_idle, 1800),
+            session_unused: secs(self.session_unused, s.session_unused, 60),
             allowed_origins: if self.allowed_origins.is_empty() {
                 s.allow_origins.clone()
             } else {
@@ -221,6 +226,7 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
         keepalive: None,
         page_size: None,
         session_idle: None,
+        session_unused: None,
         allowed_origins: Vec::new(),
         ping_interval: None,
         ping_timeout: None,
@@ -256,6 +262,7 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             Long("init-timeout") => args.init_timeout = Some(secs(parser.value()?.parse()?)?),
             Long("sse-keepalive") => args.keepalive = Some(secs(parser.value()?.parse()?)?),
             Long("session-idle") => args.session_idle = Some(secs(parser.value()?.parse()?)?),
+            Long("session-unused") => args.session_unused = Some(secs(parser.value()?.parse()?)?),
             Long("ping-interval") => args.ping_interval = Some(secs(parser.value()?.parse()?)?),
             Long("ping-timeout") => args.ping_timeout = Some(secs(parser.value()?.parse()?)?),
             Long("token") => args.token = Some(parser.value()?.string()?),

@@ -285,6 +285,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 allowed_origins: args.allowed_origins,
                 loopback: h.addr.ip().is_loopback(),
                 session_idle: args.session_idle,
+                session_unused: args.session_unused,
                 token: h.token,
                 max_sessions: args.max_sessions,
                 instance: args

@@ -518,3 +518,80 @@ fn a_legacy_client_that_hangs_up_has_its_call_cancelled_within_seconds() {
     let (status, _, body) = util::http(gw.port, "POST", &endpoint, &[], b"{}");
     assert_eq!(status, 404, "a POST to the closed session: {body}");
 }
+
+/// A Streamable HTTP session that has sent only initialize; its id.
+fn initialize_only(port: u16) -> Result<String, String> {
+    let init =
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+    let (status, headers, body) = McpClient::post(port, None, &[], &init);
+    if status != 200 {
+        return Err(format!("{status} {body}"));
+    }
+    Ok(headers
+        .into_iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v)
+        .expect("a session id"))
+}
+
+/// The status of a notification to a Streamable HTTP session: 202 while it lasts, 404
+/// once ended (a notification is no request, so it does not make the session used).
+fn notify_status(port: u16, session: &str) -> u16 {
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    McpClient::post(port, Some(session), &[], &note).0
+}
+
+#[test]
+fn sessions_that_never_send_a_request_are_ended_and_make_room_at_the_cap() {
+    // Unused sessions end after 8 s; at the cap, one unused for 2 s (a quarter) makes room.
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &["--session-unused", "8", "--max-sessions", "4"],
+    );
+    // In use: a request after initialize, on each transport.
+    let used = McpClient::connect(gw.port);
+    let r = used.call(json!(1), "fx__echo", json!({"text": "in use"}));
+    assert_eq!(r["result"]["content"][0]["text"], "in use");
+    let legacy_used = gw.connect();
+    legacy_used.initialize();
+    assert!(!legacy_used.tool_names().is_empty());
+    // Unused: initialize only; then, 2.5 s later, a legacy stream that never initializes.
+    let idle = initialize_only(gw.port).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let legacy_idle = gw.connect();
+    let endpoint = legacy_idle.endpoint.clone();
+    // At the cap (4), a new client is let in by ending the session unused for 2 s; the
+    // younger unused one keeps its time.
+    let newcomer = initialize_only(gw.port).expect("a new session at the cap");
+    assert_eq!(notify_status(gw.port, &idle), 404);
+    assert!(
+        gw.wait_stderr("made room for a new client at the 4-session limit"),
+        "{}",
+        gw.stderr()
+    );
+    // A notification keeps the legacy stream's session open but does not make it used.
+    let note = br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#;
+    assert_eq!(util::http(gw.port, "POST", &endpoint, &[], note).0, 202);
+    // After --session-unused, unused sessions of both transports are ended.
+    util::eventually("the unused sessions are ended", || {
+        notify_status(gw.port, &newcomer) == 404
+            && util::http(gw.port, "POST", &endpoint, &[], b"{}").0 == 404
+    });
+    assert!(
+        gw.wait_stderr("no request but initialize in 8 s"),
+        "{}",
+        gw.stderr()
+    );
+    // Sessions in use stay; with every session in use, a new one gets 503.
+    let r = used.call(json!(2), "fx__echo", json!({"text": "still in use"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still in use");
+    let r = legacy_used.call(json!(3), "fx__echo", json!({"text": "legacy too"}));
+    assert_eq!(r["result"]["content"][0]["text"], "legacy too");
+    let more: Vec<McpClient> = (0..2).map(|_| McpClient::connect(gw.port)).collect();
+    for (i, c) in more.iter().enumerate() {
+        let r = c.call(json!(i), "fx__echo", json!({"text": "more"}));
+        assert_eq!(r["result"]["content"][0]["text"], "more");
+    }
+    let refused = initialize_only(gw.port).expect_err("no room: every session is in use");
+    assert!(refused.starts_with("503"), "{refused}");
+}

@@ -20,6 +20,8 @@ pub struct Settings {
     pub max_sessions: Option<usize>,
     pub page_size: Option<usize>,
     pub session_idle: Option<Duration>,
+    /// A session that sent no request but `initialize` this long after it opened is ended.
+    pub session_unused: Option<Duration>,
     pub init_timeout: Option<Duration>,
     pub ping_interval: Option<Duration>,
     pub ping_timeout: Option<Duration>,
@@ -49,6 +51,7 @@ impl Settings {
             self.max_sessions == other.max_sessions,
             self.page_size == other.page_size,
             self.session_idle == other.session_idle,
+            self.session_unused == other.session_unused,
             self.init_timeout == other.init_timeout,
             self.ping_interval == other.ping_interval,
             self.ping_timeout == other.ping_timeout,
@@ -79,6 +82,7 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "maxSessions",
     "pageSize",
     "sessionIdle",
+    "sessionUnused",
     "initTimeout",
     "pingInterval",
     "pingTimeout",
@@ -142,6 +146,7 @@ impl Validator<'_> {
                     s.page_size = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
                 }
                 "sessionIdle" => s.session_idle = secs(self, key),
+                "sessionUnused" => s.session_unused = secs(self, key),
                 "initTimeout" => s.init_timeout = secs(self, key),
                 "pingInterval" => s.ping_interval = secs(self, key),
                 "pingTimeout" => s.ping_timeout = secs(self, key),

@@ -11,14 +11,15 @@ use crate::jsonrpc::{self, Message};
 use crate::sse;
 
 pub mod server;
+mod sessions;
 pub mod streamable;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 use server::{Request, Response};
-use std::collections::HashSet;
+use sessions::{Live, LiveSessions, no_room};
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 use streamable::Streams;
@@ -38,6 +39,8 @@ pub struct Options {
     pub loopback: bool,
     /// A Streamable HTTP session with no request for this long is ended.
     pub session_idle: Duration,
+    /// A session with no request but `initialize` this long after it opened is ended.
+    pub session_unused: Duration,
     /// Every request must carry `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
     /// Sessions (of both transports) beyond this get 503.
@@ -92,7 +95,7 @@ pub struct Shared {
     pub bytes_in: std::sync::atomic::AtomicU64,
     pub bytes_out: std::sync::atomic::AtomicU64,
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
-    live: Arc<Mutex<HashSet<SessionId>>>,
+    live: LiveSessions,
     pub streams: Streams,
     pub opts: Options,
     /// Set when a drain begins: no new sessions or requests, and /readyz says 503.
@@ -163,11 +166,12 @@ impl Frontend {
             .name("http-reaper".into())
             .stack_size(WRITER_STACK)
             .spawn(move || {
-                let every = (shared2.opts.session_idle / 4)
+                let every = (shared2.opts.session_idle.min(shared2.opts.session_unused) / 4)
                     .clamp(Duration::from_millis(250), Duration::from_secs(30));
                 while !stopping2.load(Ordering::SeqCst) {
                     thread::sleep(every);
                     streamable::reap_idle(&shared2);
+                    sessions::reap_unused(&shared2);
                 }
             })?;
         let writers = shared.writers.clone();
@@ -403,23 +407,6 @@ fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The 503 for a session that may not start: the gateway is draining, or at its session
-/// limit (which counts both transports); None if it may.
-pub fn no_room(shared: &Shared) -> Option<Response> {
-    if shared.draining.load(Ordering::SeqCst) {
-        return Some(draining_refusal(shared));
-    }
-    let live = shared.live.lock().map(|l| l.len()).unwrap_or(0);
-    if live + shared.streams.count() < shared.opts.max_sessions {
-        return None;
-    }
-    warn!(
-        "http: refused a new session: {} sessions is the limit",
-        shared.opts.max_sessions
-    );
-    Some(Response::text(503, "too many sessions; try again later").with_header("Retry-After", "5"))
-}
-
 /// The 503 for a new session during a drain (counted for the drain's last console line).
 pub fn draining_refusal(shared: &Shared) -> Response {
     shared.refused_sessions.fetch_add(1, Ordering::Relaxed);
@@ -488,7 +475,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
         .live
         .lock()
         .expect("no thread panics while holding the session set")
-        .insert(session.clone());
+        .insert(session.clone(), Live::new());
     let sink = LegacySink {
         tx,
         session: session.clone(),
@@ -554,7 +541,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
 struct LegacySink {
     tx: crate::hub::Queue,
     session: SessionId,
-    live: Arc<Mutex<HashSet<SessionId>>>,
+    live: LiveSessions,
 }
 
 impl crate::hub::Sink for LegacySink {
@@ -660,7 +647,7 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
         .live
         .lock()
         .expect("session set lock")
-        .contains(&session);
+        .contains_key(&session);
     if !known {
         return rq.respond(Response::text(
             404,
@@ -685,14 +672,19 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
         debug!("< {session}: {}", String::from_utf8_lossy(&body));
     }
     let admitted = match &msg {
-        Message::Request(_) => match shared.admit() {
-            Some(guard) => Some(guard),
+        Message::Request(r) => match shared.admit() {
             None => {
                 return rq.respond(draining_session(
                     shared,
                     &session,
                     "open a new stream with GET /sse",
                 ));
+            }
+            Some(guard) => {
+                if r.method != "initialize" {
+                    sessions::mark_used(&shared.live, &session);
+                }
+                Some(guard)
             }
         },
         _ => None,

@@ -77,6 +77,9 @@ struct State {
     delivered: u64,
     next_event: u64,
     last_seen: Instant,
+    opened: Instant,
+    /// It sent a request other than `initialize`.
+    used: bool,
     version: Option<String>,
     gone: bool,
 }
@@ -309,6 +312,9 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
         for id in &ids {
             st.requests.insert(id.clone(), tx.clone());
         }
+        if requests.iter().any(|r| r.method != "initialize") {
+            st.used = true;
+        }
     }
     drop(tx);
     let had_requests = !ids.is_empty();
@@ -387,6 +393,8 @@ fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>
             delivered: 0,
             next_event: 0,
             last_seen: Instant::now(),
+            opened: Instant::now(),
+            used: false,
             version: None,
             gone: false,
         }),
@@ -402,7 +410,7 @@ fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>
     Some(session)
 }
 
-fn end_session(shared: &Arc<Shared>, session: &StreamSession, why: &str) {
+pub(super) fn end_session(shared: &Shared, session: &StreamSession, why: &str) {
     shared.streams.lock().remove(&session.id);
     {
         let mut st = session.lock();
@@ -414,6 +422,19 @@ fn end_session(shared: &Arc<Shared>, session: &StreamSession, why: &str) {
     let _ = shared.hub.send(HubEvent::ClientGone {
         session: session.id.clone(),
     });
+}
+
+/// The sessions that sent no request but `initialize`, with when they opened.
+pub(super) fn unused(shared: &Shared) -> Vec<(Instant, Arc<StreamSession>)> {
+    shared
+        .streams
+        .lock()
+        .values()
+        .filter_map(|s| {
+            let st = s.lock();
+            (!st.used).then(|| (st.opened, s.clone()))
+        })
+        .collect()
 }
 
 /// Ends sessions that have been idle longer than `--session-idle` with no stream open.
