@@ -7,6 +7,8 @@
 //! token with a gateway-unique one and restoring it on the way back. It never reads a
 //! socket or a pipe, and parses no more of a message than the fields it routes on.
 
+mod unreadable;
+
 use crate::backend::{self, BackendHandle};
 use crate::compat;
 use crate::config::{BackendSpec, Scope};
@@ -1977,7 +1979,8 @@ impl Hub {
     }
 
     fn backend_response(&mut self, instance: InstanceId, resp: Response) {
-        let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
+        let gid = resp.id.as_ref().and_then(Id::as_u64);
+        let Some(gid) = gid.or_else(|| self.sole_request_for(instance, &resp)) else {
             warn!(
                 "backend '{}': response without a usable id ignored: {:?}",
                 self.name_of(instance),

@@ -353,6 +353,74 @@ impl Response {
     }
 }
 
+/// How deeply a client's message may nest arrays and objects (the envelope included).
+/// Below serde_json's 128, which Rust backends parse with; deeper is refused before it is
+/// forwarded, rather than left to time out at a backend that cannot read it.
+pub const MAX_DEPTH: usize = 100;
+
+/// What no backend should be sent, though serde_json lets it through a raw payload: a lone
+/// UTF-16 surrogate escape (`"\ud800"`: not a character, refused by strict parsers) and
+/// nesting deeper than `MAX_DEPTH`. The error is the JSON-RPC code and message to answer.
+pub fn check_payload(text: &str) -> Result<(), (i64, String)> {
+    let bytes = text.as_bytes();
+    // Most messages have neither escapes nor much nesting: two quick passes decide.
+    let opening = bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count();
+    if opening <= MAX_DEPTH && !text.contains("\\u") {
+        return Ok(());
+    }
+    let hex = |at: usize| {
+        text.get(at..at + 4)
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if bytes.get(i + 1) == Some(&b'u') {
+                    let unit = hex(i + 2).unwrap_or(0);
+                    if (0xD800..0xDC00).contains(&unit) {
+                        let low = (text.get(i + 6..i + 8) == Some("\\u"))
+                            .then(|| hex(i + 8))
+                            .flatten();
+                        if !low.is_some_and(|l| (0xDC00..0xE000).contains(&l)) {
+                            return Err(lone_surrogate(unit, i));
+                        }
+                        i += 6; // the low half is checked as read
+                    } else if (0xDC00..0xE000).contains(&unit) {
+                        return Err(lone_surrogate(unit, i));
+                    }
+                }
+                i += 1; // the escaped character
+            }
+            b'{' | b'[' if !in_string => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err((
+                        INVALID_PARAMS,
+                        format!(
+                            "the message nests arrays and objects deeper than {MAX_DEPTH} levels"
+                        ),
+                    ));
+                }
+            }
+            b'}' | b']' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn lone_surrogate(unit: u16, at: usize) -> (i64, String) {
+    (
+        PARSE_ERROR,
+        format!(
+            "parse error: a lone surrogate escape \\u{unit:04x} at byte {at} (not a character; a pair is needed)"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +509,28 @@ mod tests {
     fn invalid_request_keeps_a_readable_id() {
         let err = Message::parse(r#"{"jsonrpc":"1.0","id":9,"method":"x"}"#).unwrap_err();
         assert_eq!(err.id.and_then(|i| i.as_u64()), Some(9));
+    }
+
+    #[test]
+    fn lone_surrogates_and_deep_nesting_are_found() {
+        assert!(check_payload(r#"{"a": "plain", "b": [1, {"c": "\u00e9"}]}"#).is_ok());
+        assert!(check_payload(r#"{"emoji": "\ud83d\ude00", "x": "\\ud800"}"#).is_ok());
+        for bad in [
+            r#"{"a": "\ud800"}"#,
+            r#"{"a": "\ud800x"}"#,
+            r#"{"a": "\udc00\ud800"}"#,
+            r#"{"a": "\ud83d\u0041"}"#,
+        ] {
+            let (code, message) = check_payload(bad).expect_err(bad);
+            assert_eq!(code, PARSE_ERROR, "{bad}");
+            assert!(message.contains("lone surrogate"), "{message}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(check_payload(&deep).map_err(|e| e.0), Err(INVALID_PARAMS));
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(check_payload(&ok).is_ok());
+        // Brackets inside strings do not count.
+        let text = format!(r#"{{"s": "{}"}}"#, "[".repeat(500));
+        assert!(check_payload(&text).is_ok());
     }
 }

@@ -595,3 +595,92 @@ fn sessions_that_never_send_a_request_are_ended_and_make_room_at_the_cap() {
     let refused = initialize_only(gw.port).expect_err("no room: every session is in use");
     assert!(refused.starts_with("503"), "{refused}");
 }
+
+#[test]
+fn payloads_no_backend_can_read_are_answered_at_once() {
+    let gw = Gateway::start(&json!({
+        "fx": fixture(&[]),
+        "strict": fixture(&["--max-depth", "20"]),
+    }));
+    let c = McpClient::connect(gw.port);
+    let post = |body: &str| {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", c.session.as_str()),
+        ];
+        let (status, _, text) = util::http(gw.port, "POST", "/mcp", &headers, body.as_bytes());
+        let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (status, answer)
+    };
+    let call = |id: u32, tool: &str, args: &str| {
+        format!(
+            r#"{{"jsonrpc": "2.0", "id": {id}, "method": "tools/call", "params": {{"name": "{tool}", "arguments": {args}}}}}"#
+        )
+    };
+    // A lone surrogate: refused by the gateway, naming it, with the request's id.
+    let (status, answer) = post(&call(1, "fx__echo", r#"{"text": "\ud800"}"#));
+    assert_eq!(
+        (status, &answer["id"], &answer["error"]["code"]),
+        (400, &json!(1), &json!(-32700)),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lone surrogate escape \\ud800"),
+        "{answer}"
+    );
+    // Nesting past the documented 100 levels.
+    let deep = format!(
+        r#"{{"text": "x", "deep": {}{}}}"#,
+        "[".repeat(150),
+        "]".repeat(150)
+    );
+    let (status, answer) = post(&call(2, "fx__echo", &deep));
+    assert_eq!(
+        (status, &answer["id"], &answer["error"]["code"]),
+        (400, &json!(2), &json!(-32602)),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deeper than 100 levels"),
+        "{answer}"
+    );
+    // Within the gateway's limit but past the backend's: its id-less parse error reaches the
+    // one request in flight on it at once, not at the 120 s timeout.
+    let nested = format!(
+        r#"{{"text": "x", "deep": {}{}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let started = Instant::now();
+    let (status, answer) = post(&call(3, "strict__echo", &nested));
+    assert_eq!(
+        (status, &answer["id"], &answer["error"]["code"]),
+        (200, &json!(3), &json!(-32700)),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 20"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    // A pair is a character: it goes through.
+    let r = c.call(json!(4), "fx__echo", json!({"text": "\u{1F600}"}));
+    assert_eq!(r["result"]["content"][0]["text"], "\u{1F600}");
+    let (status, answer) = post(&call(5, "fx__echo", r#"{"text": "\ud83d\ude00"}"#));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "\u{1F600}");
+}

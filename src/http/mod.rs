@@ -622,14 +622,25 @@ pub fn parse_error_response(e: jsonrpc::ParseError) -> Response {
     Response::json(400, body)
 }
 
+/// A client's message, refused (with the JSON-RPC error to answer) when it is not UTF-8, not
+/// a JSON-RPC message, or holds what no backend should be sent (`jsonrpc::check_payload`).
 pub fn parse_body(body: &[u8]) -> Result<Message, jsonrpc::ParseError> {
-    std::str::from_utf8(body)
-        .map_err(|e| jsonrpc::ParseError {
-            code: jsonrpc::PARSE_ERROR,
-            message: format!("parse error: body is not UTF-8: {e}"),
-            id: None,
-        })
-        .and_then(Message::parse)
+    let text = std::str::from_utf8(body).map_err(|e| jsonrpc::ParseError {
+        code: jsonrpc::PARSE_ERROR,
+        message: format!("parse error: body is not UTF-8: {e}"),
+        id: None,
+    })?;
+    let msg = Message::parse(text)?;
+    jsonrpc::check_payload(text).map_err(|(code, message)| jsonrpc::ParseError {
+        code,
+        message,
+        id: match &msg {
+            Message::Request(r) => Some(r.id.clone()),
+            Message::Response(r) => r.id.clone(),
+            Message::Notification(_) => None,
+        },
+    })?;
+    Ok(msg)
 }
 
 fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {

@@ -359,6 +359,11 @@ fn parse_batch(
         )));
     }
     let text = std::str::from_utf8(body).map_err(|e| invalid(format!("body is not UTF-8: {e}")))?;
+    jsonrpc::check_payload(text).map_err(|(code, message)| jsonrpc::ParseError {
+        code,
+        message,
+        id: None,
+    })?;
     let items: Vec<Box<serde_json::value::RawValue>> =
         serde_json::from_str(text).map_err(|e| jsonrpc::ParseError {
             code: jsonrpc::PARSE_ERROR,

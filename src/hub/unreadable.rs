@@ -1,0 +1,31 @@
+//! A backend that could not read a request answers with an error whose id is null (it
+//! never got to the id). When exactly one client request is in flight on that instance,
+//! the error can only be for it: it is answered at once instead of at its timeout.
+
+use super::{Hub, InstanceId, Pending};
+use crate::jsonrpc::{INVALID_REQUEST, PARSE_ERROR, Response};
+use log::warn;
+
+impl Hub {
+    /// The gateway id of the one client request an id-less parse error can be for, if
+    /// there is exactly one in flight on `instance`.
+    pub(super) fn sole_request_for(&self, instance: InstanceId, resp: &Response) -> Option<u64> {
+        let code = resp.outcome.as_ref().err()?.code;
+        if resp.id.is_some() || !matches!(code, PARSE_ERROR | INVALID_REQUEST) {
+            return None;
+        }
+        let mut mine = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Client { .. }) && p.instance() == instance);
+        let (&gid, _) = mine.next()?;
+        if mine.next().is_some() {
+            return None;
+        }
+        warn!(
+            "backend '{}': could not read a request (error {code}, no id); the one request in flight on it gets the error",
+            self.name_of(instance)
+        );
+        Some(gid)
+    }
+}
