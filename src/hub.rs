@@ -7,7 +7,10 @@
 //! token with a gateway-unique one and restoring it on the way back. It never reads a
 //! socket or a pipe, and parses no more of a message than the fields it routes on.
 
+mod sink;
 mod unreadable;
+
+pub use sink::{Outbound, Queue, Refused, Sink};
 
 use crate::backend::{self, BackendHandle};
 use crate::compat;
@@ -17,7 +20,7 @@ use crate::jsonrpc::{
     Request, Response,
 };
 use crate::registry::{self, BackendLists, Kind, Lists, Registry};
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -47,65 +50,6 @@ const RESOURCE_NOT_FOUND: i64 = -32002;
 pub type SessionId = String;
 /// A running copy of a backend; never reused, so late events of a stopped one are ignored.
 pub type InstanceId = u64;
-
-/// A message for a client, with the client request it belongs to (its reply, or a
-/// progress notification or server request sent while it was in flight), so a transport
-/// with a stream per request can put it on the right one.
-pub struct Outbound {
-    pub related: Option<Id>,
-    pub msg: Message,
-}
-
-/// Why a session's sink did not take a message.
-pub enum Refused {
-    /// The client is not reading: its queue is full.
-    Full,
-    /// The client is gone.
-    Closed,
-}
-
-/// Where a session's messages go: implemented by each front end. `offer` runs on the hub
-/// thread, so it must never block.
-pub trait Sink: Send {
-    fn offer(&self, out: Outbound) -> Result<(), Refused>;
-}
-
-/// A client's queue of outgoing messages, limited by count. Unbounded underneath:
-/// crossbeam's bounded channels allocate every slot up front (about 100 KiB for 1024
-/// messages), which every idle client would pay for; a list channel grows with what is
-/// actually queued.
-#[derive(Clone)]
-pub struct Queue {
-    tx: Sender<Outbound>,
-    limit: usize,
-}
-
-impl Queue {
-    pub fn new(limit: usize) -> (Queue, Receiver<Outbound>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Queue { tx, limit }, rx)
-    }
-
-    /// Queues `out` unless `limit` messages are waiting already (the client is not
-    /// reading); gives it back when refused.
-    pub fn push(&self, out: Outbound) -> Result<(), TrySendError<Outbound>> {
-        if self.tx.len() >= self.limit {
-            return Err(TrySendError::Full(out));
-        }
-        self.tx
-            .send(out)
-            .map_err(|e| TrySendError::Disconnected(e.0))
-    }
-}
-
-impl Sink for Queue {
-    fn offer(&self, out: Outbound) -> Result<(), Refused> {
-        self.push(out).map_err(|e| match e {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Disconnected(_) => Refused::Closed,
-        })
-    }
-}
 
 /// Everything that happens, as the hub hears of it.
 pub enum HubEvent {
