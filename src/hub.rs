@@ -7,10 +7,10 @@
 //! token with a gateway-unique one and restoring it on the way back. It never reads a
 //! socket or a pipe, and parses no more of a message than the fields it routes on.
 
-mod sink;
+pub mod sink;
 mod unreadable;
 
-pub use sink::{Outbound, Queue, Refused, Sink};
+pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
 
 use crate::backend::{self, BackendHandle};
 use crate::compat;
@@ -2523,7 +2523,7 @@ impl Hub {
             Ok(()) => {}
             Err(Refused::Full) => {
                 warn!(
-                    "session {session}: client '{}' is not reading its stream (queue full); disconnecting it",
+                    "session {session}: client '{}' is not reading its stream (its queue is full, by count or by bytes); disconnecting it",
                     s.client
                 );
                 self.session_gone(session);

@@ -250,15 +250,19 @@ impl Message {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        // Sized for the raw payload up front: growing by doubling would copy a megabyte
-        // result a dozen times on the way.
-        let payload = match self {
+    /// The size of the raw payload (params or result), which is most of a large message.
+    pub fn payload_len(&self) -> usize {
+        match self {
             Message::Request(r) => r.params.as_deref().map_or(0, |p| p.get().len()),
             Message::Notification(n) => n.params.as_deref().map_or(0, |p| p.get().len()),
             Message::Response(r) => r.outcome.as_ref().map_or(0, |p| p.get().len()),
-        };
-        let mut buf = Vec::with_capacity(payload + 128);
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Sized for the raw payload up front: growing by doubling would copy a megabyte
+        // result a dozen times on the way.
+        let mut buf = Vec::with_capacity(self.payload_len() + 128);
         let written = match self {
             Message::Request(r) => serde_json::to_writer(
                 &mut buf,

@@ -684,3 +684,61 @@ fn payloads_no_backend_can_read_are_answered_at_once() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"]["content"][0]["text"], "\u{1F600}");
 }
+
+/// The gateway's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
+    const CALLS: usize = 60;
+    const SIZE: usize = 4 * 1024 * 1024;
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let before = rss_kib(gw.pid());
+    // A legacy stream read only as far as its endpoint, then never again.
+    let (status, mut stream) = util::raw_sse(gw.port, "");
+    assert!(status.contains(" 200 "), "{status}");
+    let mut endpoint = String::new();
+    while !endpoint.starts_with("data: ") {
+        endpoint.clear();
+        stream.read_line(&mut endpoint).unwrap();
+    }
+    let endpoint = endpoint["data: ".len()..].trim().to_string();
+    let post =
+        |msg: Value| util::http(gw.port, "POST", &endpoint, &[], msg.to_string().as_bytes()).0;
+    let init =
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+    assert_eq!(post(init), 202);
+    // 60 calls of 4 MiB each (240 MiB) for a client that reads nothing.
+    let mut accepted = 0;
+    for id in 1..=CALLS {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "fx__big", "arguments": {"bytes": SIZE}}});
+        match post(call) {
+            202 => accepted += 1,
+            404 => break, // dropped: its session takes no more POSTs
+            other => panic!("POST {id}: {other}"),
+        }
+    }
+    util::eventually("the client is dropped", || {
+        gw.stderr()
+            .contains("is not reading its stream (its queue is full, by count or by bytes)")
+    });
+    // The backend answers every call taken; the gateway drops what is for the gone client.
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = rss_kib(gw.pid()).saturating_sub(before);
+    // Its budget (16 + 4 MiB), the message being written and the socket buffers, not 240 MiB.
+    assert!(grown < 100 * 1024, "RSS grew by {grown} KiB");
+    eprintln!("{accepted} calls of {SIZE} bytes taken; RSS grew by {grown} KiB");
+    drop(stream);
+    // Everyone else is served.
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "fx__echo", json!({"text": "unaffected"}));
+    assert_eq!(r["result"]["content"][0]["text"], "unaffected");
+}

@@ -6,7 +6,7 @@
 //! into `jsonrpc::Message`s for the hub and writes what the hub sends back, flushing every
 //! event. It never talks to a backend.
 
-use crate::hub::{self, HubEvent, Outbound, SessionId};
+use crate::hub::{self, HubEvent, Outbound, Queued, SessionId};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
 
@@ -573,7 +573,7 @@ pub fn sse_head(extra: &str) -> String {
 /// Writes the stream until the hub drops the session or the client goes away; says which.
 fn stream(
     mut w: server::Stream,
-    rx: &Receiver<Outbound>,
+    rx: &Receiver<Queued>,
     endpoint: &str,
     session: &str,
     keepalive: Duration,

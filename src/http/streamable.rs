@@ -8,7 +8,9 @@
 
 use crate::http::server::{Request as HttpRequest, Response};
 use crate::http::{self, Shared, WRITER_STACK};
-use crate::hub::{HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Refused, SessionId, Sink};
+use crate::hub::{
+    Budget, Charge, HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Queued, Refused, SessionId, Sink,
+};
 use crate::jsonrpc::{self, Message, Request};
 use crate::sse;
 use crossbeam_channel::{Sender, TrySendError, select};
@@ -18,8 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
 
-/// GET-stream events kept for `Last-Event-ID` replay.
+/// GET-stream events kept for `Last-Event-ID` replay: at most this many, and at most
+/// `REPLAY_BYTES` besides the newest.
 const REPLAY: usize = 1000;
+const REPLAY_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes queued for a GET stream before its client counts as not reading.
+const GET_BYTES: usize = crate::config::DEFAULT_MAX_MESSAGE + crate::hub::sink::QUEUE_BYTES;
 /// Messages queued for one POST response stream.
 const STREAM_QUEUE: usize = 256;
 /// Methods answered at once, with nothing sent before the result: JSON responses.
@@ -65,14 +71,22 @@ struct Event {
     json: Arc<str>,
 }
 
+/// The session's open GET stream: its writer's channel and that channel's byte budget.
+struct GetStream {
+    generation: u64,
+    tx: Sender<(Event, Charge)>,
+    budget: Budget,
+}
+
 struct State {
     /// Open POST response streams, by the client request id (raw JSON text).
     requests: HashMap<String, Queue>,
     /// The standalone GET stream, with a generation so a replaced one can tell.
-    get: Option<(u64, Sender<Event>)>,
+    get: Option<GetStream>,
     get_generation: u64,
-    /// GET-stream events, newest last, for replay.
+    /// GET-stream events, newest last, for replay, and their bytes.
     events: VecDeque<Event>,
+    events_bytes: usize,
     /// Highest event id handed to a GET stream.
     delivered: u64,
     next_event: u64,
@@ -104,15 +118,23 @@ impl State {
             id: self.next_id(),
             json: msg.to_json().into(),
         };
-        if self.events.len() == REPLAY {
-            self.events.pop_front();
+        let size = event.json.len();
+        while self.events.len() >= REPLAY || (self.events_bytes + size > REPLAY_BYTES) {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.events_bytes -= old.json.len();
         }
         self.events.push_back(event.clone());
-        if let Some((_, tx)) = &self.get {
+        self.events_bytes += size;
+        if let Some(GetStream { tx, budget, .. }) = &self.get {
             if tx.len() >= http::SESSION_QUEUE {
                 return Err(Refused::Full);
             }
-            match tx.try_send(event.clone()) {
+            let Some(charge) = budget.charge(size) else {
+                return Err(Refused::Full);
+            };
+            match tx.try_send((event.clone(), charge)) {
                 Ok(()) => self.delivered = event.id,
                 Err(TrySendError::Full(_)) => return Err(Refused::Full),
                 Err(TrySendError::Disconnected(_)) => self.get = None,
@@ -395,6 +417,7 @@ fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>
             get: None,
             get_generation: 0,
             events: VecDeque::new(),
+            events_bytes: 0,
             delivered: 0,
             next_event: 0,
             last_seen: Instant::now(),
@@ -480,7 +503,7 @@ fn reply_json(
 fn answer_json(
     rq: HttpRequest<'_>,
     session: &StreamSession,
-    rx: &crossbeam_channel::Receiver<Outbound>,
+    rx: &crossbeam_channel::Receiver<Queued>,
     ids: &HashSet<String>,
     initializing: bool,
     bytes_out: &std::sync::atomic::AtomicU64,
@@ -515,7 +538,7 @@ fn answer_json(
 fn answer_stream(
     rq: HttpRequest<'_>,
     session: &StreamSession,
-    rx: &crossbeam_channel::Receiver<Outbound>,
+    rx: &crossbeam_channel::Receiver<Queued>,
     mut open: HashSet<String>,
     keepalive: std::time::Duration,
     bytes_out: &std::sync::atomic::AtomicU64,
@@ -536,7 +559,7 @@ fn answer_stream(
     {
         return reply_json(rq, session, &out.msg, bytes_out);
     }
-    let event = |out: Outbound, open: &mut HashSet<String>| {
+    let event = |out: Queued, open: &mut HashSet<String>| {
         if let Message::Response(r) = &out.msg
             && let Some(id) = &r.id
         {
@@ -606,13 +629,17 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest<'_>, session: Arc<Strea
         .header("Last-Event-ID")
         .and_then(|v| v.trim().parse().ok());
     // Limited by count in `queue_for_get`; unbounded so an idle stream costs no slots.
-    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    let (tx, rx) = crossbeam_channel::unbounded::<(Event, Charge)>();
     let (generation, backlog) = {
         let mut st = session.lock();
         st.get_generation += 1;
         let generation = st.get_generation;
         // A new GET stream replaces an older one; each message goes to one stream only.
-        st.get = Some((generation, tx));
+        st.get = Some(GetStream {
+            generation,
+            tx,
+            budget: Budget::new(GET_BYTES),
+        });
         let after = last_event.unwrap_or(st.delivered);
         let backlog: Vec<Event> = st.events.iter().filter(|e| e.id > after).cloned().collect();
         if let Some(last) = backlog.last() {
@@ -646,7 +673,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest<'_>, session: Arc<Strea
                 let bytes = select! {
                     recv(hangup) -> _ => break,
                     recv(rx) -> e => match e {
-                        Ok(e) => {
+                        Ok((e, _charge)) => {
                             shared.bytes_out.fetch_add(e.json.len() as u64, std::sync::atomic::Ordering::Relaxed);
                             sse::chunked_event(Some(e.id), "message", &e.json)
                         }
@@ -663,7 +690,7 @@ fn open_get_stream(shared: &Arc<Shared>, rq: HttpRequest<'_>, session: Arc<Strea
                 result = http::send(&mut w, &bytes);
             }
             let mut st = session.lock();
-            if st.get.as_ref().is_some_and(|(g, _)| *g == generation) {
+            if st.get.as_ref().is_some_and(|g| g.generation == generation) {
                 st.get = None;
             }
             debug!("session {}: GET stream ended", session.id);
