@@ -333,6 +333,10 @@ fn read_stdout(
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::new();
     loop {
+        // A large message's buffer is not kept for the small ones after it.
+        if buf.capacity() > 1024 * 1024 {
+            buf = Vec::new();
+        }
         let text = match read_line_limited(&mut reader, &mut buf, max_message) {
             Ok(Line::End) => break,
             Ok(Line::TooLong(size)) => {

@@ -34,6 +34,20 @@ pub fn raise_fd_limit() -> Option<u64> {
     None
 }
 
+/// Makes large blocks (a message of 256 KiB or more, and its copies) their own mappings,
+/// returned to the system as soon as they are freed. glibc's allocator otherwise raises
+/// that threshold as large blocks are freed and keeps them in its per-thread arenas: a
+/// burst of 4 MiB messages left a glibc build at 133 MiB when idle. musl's allocator, in
+/// the static release build, returns large blocks by itself, so there this does nothing.
+/// Call at start, before other threads.
+pub fn return_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread allocates yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 /// The memory mappings a process may have (Linux's `vm.max_map_count`).
 pub fn max_map_count() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")

@@ -169,6 +169,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     })?;
     // Before any thread starts, so nothing reads the environment while it changes.
     let withheld = withhold_secrets(&loaded.config.settings.secret_variables);
+    limits::return_large_blocks();
     let args = flags.resolve(&loaded.config.settings);
     let running_settings = loaded.config.settings.clone();
     // The log file's name needs the local time, which is only safe to read while this
