@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
+use crate::logging::{Rotating, Rotation};
+
 #[derive(Clone)]
 pub struct Audit {
     tx: Sender<Value>,
@@ -15,12 +17,9 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Opens (appends to) `path` and starts the writer thread.
-    pub fn open(path: &Path, arguments: bool) -> Result<Audit, String> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+    /// Opens (appends to) `path`, rotated as `rotation` says, and starts the writer thread.
+    pub fn open(path: &Path, arguments: bool, rotation: Rotation) -> Result<Audit, String> {
+        let mut file = Rotating::open(path, rotation)
             .map_err(|e| format!("cannot open the audit log '{}': {e}", path.display()))?;
         let (tx, rx) = crossbeam_channel::unbounded::<Value>();
         std::thread::Builder::new()

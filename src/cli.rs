@@ -29,6 +29,8 @@ OPTIONS:
     --config FILE          backends to serve [default: config.json]
     --log-level LEVEL      error, warn, info, debug or trace [default: info]
     --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
+    --log-max-size MIB     rotate the log and audit files at this size [default: 100]
+    --log-keep N           rotated files kept (NAME.1 is the newest) [default: 5]
     --audit-arguments      also record each tool call's arguments in the audit log
     --reload-interval SECS how often to look for changes to the config file; 0: only on
                            SIGHUP [default: 2]
@@ -80,6 +82,8 @@ pub struct Flags {
     pub config: PathBuf,
     pub log_level: Option<LevelFilter>,
     pub log_dir: Option<PathBuf>,
+    pub log_max_size: Option<u64>,
+    pub log_keep: Option<usize>,
     pub init_timeout: Option<Duration>,
     pub keepalive: Option<Duration>,
     pub page_size: Option<usize>,
@@ -114,6 +118,9 @@ pub struct Args {
     pub config: PathBuf,
     pub log_level: LevelFilter,
     pub log_dir: PathBuf,
+    /// Bytes at which the log and audit files rotate, and how many old ones are kept.
+    pub log_max_size: u64,
+    pub log_keep: usize,
     pub init_timeout: Duration,
     pub keepalive: Duration,
     pub page_size: usize,
@@ -162,6 +169,9 @@ impl Flags {
                 .log_dir
                 .or(s.log_dir.as_ref().map(PathBuf::from))
                 .unwrap_or_else(|| "logs".into()),
+            log_max_size: (self.log_max_size.or(s.log_max_size).unwrap_or(100))
+                .saturating_mul(1024 * 1024),
+            log_keep: self.log_keep.or(s.log_keep).unwrap_or(5),
             init_timeout: secs(self.init_timeout, s.init_timeout, 60),
             keepalive: secs(self.keepalive, s.sse_keepalive, 15),
             page_size: self.page_size.or(s.page_size).unwrap_or(500),
@@ -222,6 +232,8 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
         config: "config.json".into(),
         log_level: None,
         log_dir: None,
+        log_max_size: None,
+        log_keep: None,
         init_timeout: None,
         keepalive: None,
         page_size: None,
@@ -259,6 +271,14 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             Long("config") => args.config = parser.value()?.into(),
             Long("log-level") => args.log_level = Some(parser.value()?.parse()?),
             Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
+            Long("log-max-size") => {
+                let mib: u64 = parser.value()?.parse()?;
+                if mib == 0 {
+                    return Err("--log-max-size must be at least 1 (MiB)".into());
+                }
+                args.log_max_size = Some(mib);
+            }
+            Long("log-keep") => args.log_keep = Some(parser.value()?.parse()?),
             Long("init-timeout") => args.init_timeout = Some(secs(parser.value()?.parse()?)?),
             Long("sse-keepalive") => args.keepalive = Some(secs(parser.value()?.parse()?)?),
             Long("session-idle") => args.session_idle = Some(secs(parser.value()?.parse()?)?),

@@ -88,6 +88,7 @@ mod http;
 mod hub;
 mod jsonrpc;
 mod limits;
+mod logging;
 mod registry;
 mod reload;
 mod remote;
@@ -98,9 +99,8 @@ mod stdio;
 mod tree;
 
 use cli::{Args, Command, Flags, HELP, Mode, TOKEN_VARIABLE, default_instance_id, parse_args};
-use log::{LevelFilter, error, info};
+use log::{error, info};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -174,7 +174,12 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let running_settings = loaded.config.settings.clone();
     // The log file's name needs the local time, which is only safe to read while this
     // process has a single thread, so the logger starts before anything else.
-    let log_file = start_logging(&args.log_dir, args.log_level).map_err(Failure::Runtime)?;
+    let rotation = logging::Rotation {
+        max_bytes: args.log_max_size,
+        keep: args.log_keep,
+    };
+    let log_file =
+        logging::start(&args.log_dir, args.log_level, rotation).map_err(Failure::Runtime)?;
     // The audit log sits beside the log file, with the same time in its name.
     let audit_name = log_file
         .file_name()
@@ -183,8 +188,12 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         .and_then(|n| n.rsplit_once('_'))
         .map(|(stamp, _)| format!("audit_{stamp}.jsonl"))
         .unwrap_or_else(|| "audit.jsonl".into());
-    let audit = audit::Audit::open(&args.log_dir.join(audit_name), args.audit_arguments)
-        .map_err(Failure::Runtime)?;
+    let audit = audit::Audit::open(
+        &args.log_dir.join(audit_name),
+        args.audit_arguments,
+        rotation,
+    )
+    .map_err(Failure::Runtime)?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -590,40 +599,6 @@ fn client_url(addr: std::net::SocketAddr) -> String {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
     format!("http://{host}:{}", addr.port())
-}
-
-/// Logs to stderr and to `DIR/log_YYYYMMDD_HHMMSS_LEVEL.log`; returns the file's path.
-fn start_logging(dir: &Path, level: LevelFilter) -> Result<PathBuf, String> {
-    use simplelog::{CombinedLogger, ConfigBuilder, WriteLogger};
-    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year][month][day]_[hour][minute][second]"
-        ))
-        .map_err(|e| format!("cannot format the time: {e}"))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the log directory '{}': {e}", dir.display()))?;
-    let path = dir.join(format!("log_{stamp}_{}.log", level.as_str()));
-    // Appending: two runs started within one second share a file rather than clobber it.
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot create the log file '{}': {e}", path.display()))?;
-    let mut file_config = ConfigBuilder::new();
-    let _ = file_config.set_time_offset_to_local();
-    // Console lines are printed on stdout already; the terminal logger skips them.
-    let term_config = ConfigBuilder::new()
-        .add_filter_ignore_str("console")
-        .set_time_level(LevelFilter::Off)
-        .build();
-    CombinedLogger::init(vec![
-        // Plain lines on stderr (simplelog's TermLogger would bring a colour library).
-        WriteLogger::new(level, term_config, std::io::stderr()),
-        WriteLogger::new(level, file_config.build(), file),
-    ])
-    .map_err(|e| format!("cannot start logging: {e}"))?;
-    Ok(path)
 }
 
 #[cfg(test)]

@@ -742,3 +742,51 @@ fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
     let r = c.call(json!(1), "fx__echo", json!({"text": "unaffected"}));
     assert_eq!(r["result"]["content"][0]["text"], "unaffected");
 }
+
+#[test]
+fn a_flood_of_log_lines_is_limited_and_log_files_rotate() {
+    let fx = util::root().join("tests/fixtures/stdio_server.py");
+    // A backend that writes 5,000 lines of junk before it starts speaking the protocol.
+    let junk = json!({"type": "stdio", "command": "bash",
+        "args": ["-c", format!("yes junk | head -5000; exec python3 {}", fx.display())]});
+    let gw = Gateway::start_with(
+        &json!({ "junk": junk, "fx": fixture(&[]) }),
+        &[
+            "--log-level",
+            "debug",
+            "--log-max-size",
+            "1",
+            "--log-keep",
+            "2",
+        ],
+    );
+    let c = McpClient::connect(gw.port);
+    // Debug lines carry whole messages: 8 results of 300 KB fill several MiB of log.
+    for id in 0..8 {
+        let r = c.call(json!(id), "fx__big", json!({"bytes": 300_000}));
+        assert!(r["result"].is_object(), "{r}");
+    }
+    assert!(
+        gw.wait_stderr("line(s) from src/backend.rs"),
+        "no count of held-back lines in:\n{}",
+        &gw.stderr()[..2000.min(gw.stderr().len())]
+    );
+    let junk_lines = gw
+        .stderr()
+        .matches("backend 'junk': skipped a stdout line")
+        .count();
+    assert!(junk_lines <= 40, "{junk_lines} junk warnings written");
+    let logs = gw.dir.path().join("logs");
+    let names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("log_"))
+        .collect();
+    let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix));
+    assert!(has(".log") && has(".log.1") && has(".log.2"), "{names:?}");
+    assert!(!has(".log.3"), "more kept than --log-keep 2: {names:?}");
+    for name in &names {
+        let size = std::fs::metadata(logs.join(name)).unwrap().len();
+        assert!(size < 1024 * 1024 + 400_000, "{name}: {size} bytes");
+    }
+}

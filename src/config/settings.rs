@@ -16,6 +16,9 @@ pub struct Settings {
     pub port: Option<u16>,
     pub log_level: Option<log::LevelFilter>,
     pub log_dir: Option<String>,
+    /// Size (MiB) at which the log and audit files rotate, and how many old ones are kept.
+    pub log_max_size: Option<u64>,
+    pub log_keep: Option<usize>,
     pub audit_arguments: Option<bool>,
     pub max_sessions: Option<usize>,
     pub page_size: Option<usize>,
@@ -47,6 +50,8 @@ impl Settings {
             self.token == other.token,
             self.log_level == other.log_level,
             self.log_dir == other.log_dir,
+            self.log_max_size == other.log_max_size,
+            self.log_keep == other.log_keep,
             self.audit_arguments == other.audit_arguments,
             self.max_sessions == other.max_sessions,
             self.page_size == other.page_size,
@@ -78,6 +83,8 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "token",
     "logLevel",
     "logDir",
+    "logMaxSize",
+    "logKeep",
     "auditArguments",
     "maxSessions",
     "pageSize",
@@ -115,6 +122,10 @@ impl Validator<'_> {
                 "token" => s.token = self.setting_text(key, value).filter(|t| !t.is_empty()),
                 "host" => s.host = self.setting_text(key, value),
                 "logDir" => s.log_dir = self.setting_text(key, value),
+                "logMaxSize" => s.log_max_size = self.number(CTX, obj, key, "a whole number of MiB", 1).flatten(),
+                "logKeep" => {
+                    s.log_keep = self.number(CTX, obj, key, "a whole number", 0).flatten().map(|n| n as usize);
+                }
                 "logLevel" => {
                     s.log_level = self.setting_text(key, value).and_then(|l| {
                         let level = l.parse().ok();
