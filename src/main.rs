@@ -310,6 +310,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 idle_timeout: args.connection_idle,
                 max_connections: connections,
                 max_body: http::MAX_BODY,
+                body_memory: 4 * http::MAX_BODY,
             };
             let frontend = http::Frontend::start(h.listener, limits, hub_tx.clone(), options)
                 .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;

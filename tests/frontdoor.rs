@@ -790,3 +790,52 @@ fn a_flood_of_log_lines_is_limited_and_log_files_rotate() {
         assert!(size < 1024 * 1024 + 400_000, "{name}: {size} bytes");
     }
 }
+
+#[test]
+fn concurrent_large_bodies_are_bounded_in_memory() {
+    const MAX: usize = 16 * 1024 * 1024;
+    let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--body-timeout", "20"]);
+    let head = |len: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    // Four bodies of the largest size, all but their last byte sent: 64 MiB being read.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(gw.port);
+            s.write_all(head(MAX).as_bytes()).unwrap();
+            s.write_all(&vec![b' '; MAX - 1]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A fifth large body finds no room: 503 at once, not another 2 MiB held.
+    let mut s = connect(gw.port);
+    s.write_all(head(2 * 1024 * 1024).as_bytes()).unwrap();
+    let _ = s.write_all(&vec![b' '; 2 * 1024 * 1024]);
+    let (answer, _) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "{:?}",
+        &answer[..answer.len().min(200)]
+    );
+    assert!(
+        answer.contains("too many large requests at once"),
+        "{answer}"
+    );
+    // Small requests still pass, and once the large ones are gone so do large ones.
+    assert_eq!(healthz(gw.port), Some(200));
+    drop(held);
+    let init =
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+    let mut padded = init.to_string();
+    padded.push_str(&" ".repeat(2 * 1024 * 1024));
+    util::eventually("a large body is read again", || {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        util::http(gw.port, "POST", "/mcp", &headers, padded.as_bytes()).0 == 200
+    });
+}

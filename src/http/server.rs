@@ -50,6 +50,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Largest request body; 413 above it.
     pub max_body: usize,
+    /// Bytes of request bodies being read at once, over all connections; a body that would
+    /// go past it while others are being read gets 503 (one body alone always may).
+    pub body_memory: usize,
 }
 
 /// A bound listening socket, with the TLS configuration when it serves HTTPS.
@@ -143,6 +146,8 @@ pub struct Counters {
 struct Ctx {
     limits: Limits,
     hangups: Hangups,
+    /// Bytes of request bodies being read now (`Limits::body_memory`).
+    bodies: AtomicUsize,
     handler: Arc<Handler>,
     stopping: AtomicBool,
     counters: Arc<Counters>,
@@ -166,6 +171,7 @@ pub fn serve(
     let ctx = Arc::new(Ctx {
         limits,
         hangups: Hangups::start(),
+        bodies: AtomicUsize::new(0),
         handler,
         stopping: AtomicBool::new(false),
         counters,
@@ -481,8 +487,8 @@ impl Conn {
                 body,
                 continued: false,
                 answered: false,
-                limits: &ctx.limits,
-                hangups: &ctx.hangups,
+                ctx,
+                held: 0,
             };
             if ctx.stopping.load(Ordering::SeqCst) {
                 rq.respond(Response::text(503, "the gateway is shutting down"));

@@ -4,11 +4,12 @@
 //! Knows nothing of routes or MCP; the connection loop in `server.rs` makes a `Request` for
 //! each head it reads and hands it to the handler.
 
-use super::hangup::{Hangups, Watch};
-use super::{Conn, Limits, MAX_HEAD, MAX_HEADERS, ReadError, Slot, Socket};
+use super::hangup::Watch;
+use super::{Conn, Ctx, MAX_HEAD, MAX_HEADERS, ReadError, Slot, Socket};
 use log::debug;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A body left unread up to this size is read and dropped, so the connection can be kept.
@@ -138,8 +139,9 @@ pub struct Request<'c> {
     /// Whether `100 Continue` was sent.
     pub(super) continued: bool,
     pub(super) answered: bool,
-    pub(super) limits: &'c Limits,
-    pub(super) hangups: &'c Hangups,
+    pub(super) ctx: &'c Ctx,
+    /// Bytes of body memory this request holds (`Limits::body_memory`).
+    pub(super) held: usize,
 }
 
 impl Request<'_> {
@@ -169,7 +171,7 @@ impl Request<'_> {
     /// The error is the response to send instead: 413 over the size limit, 408 when the
     /// body does not arrive in time, 400 when it is malformed or cut short.
     pub fn read_body(&mut self) -> Result<Vec<u8>, Response> {
-        let max = self.limits.max_body as u64;
+        let max = self.ctx.limits.max_body as u64;
         if let Body::Length(n) = self.body
             && n > max
         {
@@ -180,13 +182,14 @@ impl Request<'_> {
             return Ok(Vec::new());
         }
         self.send_continue();
-        let deadline = Instant::now() + self.limits.body_timeout;
+        let deadline = Instant::now() + self.ctx.limits.body_timeout;
         let mut out = Vec::new();
         let read = match self.body {
             Body::Length(n) => self.read_exact_into(&mut out, n as usize, deadline),
             Body::Chunked => self.read_chunked(&mut out, max, deadline),
             Body::Done => Ok(()),
         };
+        self.release(self.held);
         if let Err(response) = read {
             // What is left of the body stays unread: the connection closes after the answer.
             self.conn.keep_alive = false;
@@ -217,19 +220,51 @@ impl Request<'_> {
         deadline: Instant,
     ) -> Result<(), Response> {
         let have = n.min(self.conn.buf.len());
+        self.hold(have)?;
         out.extend(self.conn.buf.drain(..have));
         let mut left = n - have;
         while left > 0 {
             // Straight into `out`, in pieces of at most 1 MiB, so nothing is copied twice.
             let start = out.len();
             let piece = left.min(1024 * 1024);
+            self.hold(piece)?;
             out.resize(start + piece, 0);
             let read = self.conn.read_before(&mut out[start..], deadline);
             let got = self.body_read(read);
-            out.truncate(start + got.as_ref().map_or(0, |n| *n));
+            let kept = got.as_ref().map_or(0, |n| *n);
+            out.truncate(start + kept);
+            self.release(piece - kept);
             left -= got?;
         }
         Ok(())
+    }
+
+    /// Counts `bytes` more of body memory for this request, unless that takes the bodies
+    /// being read past `body_memory` while others hold some of it.
+    fn hold(&mut self, bytes: usize) -> Result<(), Response> {
+        let bodies = &self.ctx.bodies;
+        let before = bodies.fetch_add(bytes, Ordering::SeqCst);
+        if before + bytes > self.ctx.limits.body_memory && before > self.held {
+            bodies.fetch_sub(bytes, Ordering::SeqCst);
+            debug!(
+                "http: {}: refused a body: too many large bodies at once",
+                self.conn.peer
+            );
+            return Err(Response::text(
+                503,
+                "the gateway is receiving too many large requests at once; try again",
+            )
+            .with_header("Retry-After", "1"));
+        }
+        self.held += bytes;
+        Ok(())
+    }
+
+    /// Gives back body memory (all of it once the body is read: it is the handler's now).
+    fn release(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.held);
+        self.ctx.bodies.fetch_sub(bytes, Ordering::SeqCst);
+        self.held -= bytes;
     }
 
     fn body_timed_out(&self) -> Response {
@@ -241,7 +276,7 @@ impl Request<'_> {
             408,
             &format!(
                 "the request body did not arrive within {} s",
-                self.limits.body_timeout.as_secs()
+                self.ctx.limits.body_timeout.as_secs()
             ),
         )
     }
@@ -324,7 +359,7 @@ impl Request<'_> {
         match self.body {
             Body::Done => {}
             Body::Length(n) if n <= DRAIN_LIMIT && !self.expects_continue() => {
-                let deadline = Instant::now() + self.limits.body_timeout;
+                let deadline = Instant::now() + self.ctx.limits.body_timeout;
                 let mut dropped = Vec::new();
                 if self
                     .read_exact_into(&mut dropped, n as usize, deadline)
@@ -332,6 +367,7 @@ impl Request<'_> {
                 {
                     self.conn.keep_alive = false;
                 }
+                self.release(self.held);
                 self.body = Body::Done;
             }
             _ => {
@@ -369,7 +405,7 @@ impl Request<'_> {
             .expect("a request being answered still has its socket");
         let _ = socket.tcp().set_read_timeout(None);
         Stream {
-            watch: self.hangups.watch(socket.tcp()),
+            watch: self.ctx.hangups.watch(socket.tcp()),
             socket,
             _slot: self.conn.slot.take(),
         }
@@ -378,6 +414,7 @@ impl Request<'_> {
 
 impl Drop for Request<'_> {
     fn drop(&mut self) {
+        self.release(self.held);
         if !self.answered {
             self.answered = true;
             self.conn.keep_alive = false;
