@@ -280,6 +280,14 @@ mod tests {
         );
     }
 
+    /// Moves every source's window a second on.
+    fn next_second(limited: &Limited<Seen>) {
+        let mut sources = limited.sources.lock().unwrap();
+        for w in sources.values_mut() {
+            w.started -= Duration::from_secs(2);
+        }
+    }
+
     #[test]
     fn a_flood_from_one_source_is_counted_not_written() {
         let seen = Seen::default();
@@ -304,12 +312,7 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("'quiet'")));
         assert_eq!(lines.iter().filter(|l| l.contains("< raw")).count(), 30);
         // The next second, the count comes out with the next line.
-        limited
-            .sources
-            .lock()
-            .unwrap()
-            .values_mut()
-            .for_each(|w| w.started -= Duration::from_secs(2));
+        next_second(&limited);
         line(&limited, Level::Warn, "backend 'noisy': skipped a line");
         let lines = seen.0.lock().unwrap().clone();
         assert!(
@@ -325,12 +328,7 @@ mod tests {
         limited.flush();
         let said = |prefix: &str| seen.0.lock().unwrap().iter().any(|l| l.starts_with(prefix));
         assert!(!said("6 line(s)"), "not while the source is in its second");
-        limited
-            .sources
-            .lock()
-            .unwrap()
-            .values_mut()
-            .for_each(|w| w.started -= Duration::from_secs(2));
+        next_second(&limited);
         limited.flush();
         assert!(said(
             "6 line(s) from src/backend.rs:10:backend 'noisy' were not logged"
