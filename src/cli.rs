@@ -27,7 +27,7 @@ OPTIONS:
     --host HOST            address to listen on [default: 127.0.0.1]
     --port PORT            port to listen on; 0 picks a free one [default: 9000]
     --config FILE          backends to serve [default: config.json]
-    --log-level LEVEL      error, warn, info, debug or trace [default: info]
+    --log-level LEVEL      critical, error, warning, info, debug or trace [default: info]
     --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
     --log-max-size MIB     rotate the log and audit files at this size [default: 100]
     --log-keep N           rotated files kept (NAME.1 is the newest) [default: 5]
@@ -133,6 +133,8 @@ pub struct Args {
     pub token: Option<String>,
     pub no_auth: bool,
     pub max_sessions: usize,
+    /// Whether `max_sessions` was asked for (flag or config) rather than the default.
+    pub max_sessions_set: bool,
     /// None: as many as the process's limits allow.
     pub max_connections: Option<usize>,
     pub header_timeout: Duration,
@@ -186,6 +188,7 @@ impl Flags {
             ping_timeout: secs(self.ping_timeout, s.ping_timeout, 10),
             token: self.token,
             no_auth: self.no_auth,
+            max_sessions_set: self.max_sessions.is_some() || s.max_sessions.is_some(),
             max_sessions: self.max_sessions.or(s.max_sessions).unwrap_or(10_000),
             max_connections: self.max_connections.or(s.max_connections),
             header_timeout: secs(self.header_timeout, s.header_timeout, 60),
@@ -269,7 +272,12 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             Long("host") => args.host = Some(parser.value()?.string()?),
             Long("port") => args.port = Some(parser.value()?.parse()?),
             Long("config") => args.config = parser.value()?.into(),
-            Long("log-level") => args.log_level = Some(parser.value()?.parse()?),
+            Long("log-level") => {
+                let name = parser.value()?.string()?;
+                args.log_level = Some(
+                    crate::logging::parse_level(&name).map_err(|e| format!("--log-level: {e}"))?,
+                );
+            }
             Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
             Long("log-max-size") => {
                 let mib: u64 = parser.value()?.parse()?;

@@ -16,6 +16,22 @@ use std::time::{Duration, Instant};
 /// counted and the count is logged with the next line let through.
 const LINES_PER_SECOND: u32 = 20;
 
+/// The levels `--log-level` and `logLevel` take: ours, and the names the original Python
+/// gateway documented (`warning`, `critical`), in any case.
+pub const LEVELS: &str = "debug, info, warning (or warn), error, critical, off, trace";
+
+/// A level by name (see `LEVELS`); the error says what is accepted.
+pub fn parse_level(name: &str) -> Result<LevelFilter, String> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "warning" => Ok(LevelFilter::Warn),
+        // The original's most severe level; ours is error.
+        "critical" => Ok(LevelFilter::Error),
+        other => other
+            .parse()
+            .map_err(|_| format!("expected one of {LEVELS}, got '{name}'")),
+    }
+}
+
 /// How large a log or audit file may grow, and how many full ones are kept beside it.
 #[derive(Clone, Copy, Debug)]
 pub struct Rotation {
@@ -333,6 +349,16 @@ mod tests {
         assert!(said(
             "6 line(s) from src/backend.rs:10:backend 'noisy' were not logged"
         ));
+    }
+
+    #[test]
+    fn levels_by_our_names_and_the_original_gateways() {
+        assert_eq!(parse_level("warning"), Ok(LevelFilter::Warn));
+        assert_eq!(parse_level("WARN"), Ok(LevelFilter::Warn));
+        assert_eq!(parse_level("critical"), Ok(LevelFilter::Error));
+        assert_eq!(parse_level("Debug"), Ok(LevelFilter::Debug));
+        let e = parse_level("loud").unwrap_err();
+        assert!(e.contains("'loud'") && e.contains(LEVELS), "{e}");
     }
 
     #[test]

@@ -203,7 +203,14 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let backend_count = loaded.config.backends.len();
     let (capacity, limits) = limits::session_capacity(args.max_sessions, backend_count, fds, maps);
     if capacity < args.max_sessions {
-        log::warn!(
+        // Only a limit someone asked for and cannot have is worth a warning.
+        let level = if args.max_sessions_set {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "serving at most {capacity} sessions, not {}: {}",
             args.max_sessions,
             limits.join("; ")

@@ -607,3 +607,34 @@ fn in_a_terminal_sighup_stops_the_gateway_and_its_backends() {
         libc::close(master);
     }
 }
+
+#[test]
+fn a_default_start_warns_of_nothing_and_the_original_log_levels_work() {
+    // The shipped config on this machine: the session cap the open-file limit sets is
+    // information, not a warning, when nobody asked for more sessions.
+    let shipped: Value =
+        serde_json::from_str(&std::fs::read_to_string(util::root().join("config.json")).unwrap())
+            .unwrap();
+    let gw = Gateway::start(&shipped);
+    assert!(!gw.stderr().contains("[WARN]"), "{}", gw.stderr());
+    drop(gw);
+    // Asked for and not possible: a warning.
+    let gw = Gateway::start_full(&shipped, &["--max-sessions", "10000"], &[], Some(256));
+    assert!(gw.wait_stderr("[WARN] serving at most"), "{}", gw.stderr());
+    drop(gw);
+    // The original gateway's level names.
+    for level in ["warning", "critical", "WARNING"] {
+        let gw = Gateway::start_with(&shipped, &["--log-level", level]);
+        assert!(gw.stdout().contains("Connect MCP clients"), "{level}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--log-level", "loud"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--log-level: expected one of debug, info, warning (or warn), error, critical, off, trace, got 'loud'"),
+        "{err}"
+    );
+}

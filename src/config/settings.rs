@@ -128,13 +128,9 @@ impl Validator<'_> {
                 }
                 "logLevel" => {
                     s.log_level = self.setting_text(key, value).and_then(|l| {
-                        let level = l.parse().ok();
-                        if level.is_none() {
-                            self.error(format!(
-                                "{CTX}: field 'logLevel': expected one of off, error, warn, info, debug, trace, got '{l}'"
-                            ));
-                        }
-                        level
+                        crate::logging::parse_level(&l)
+                            .map_err(|e| self.error(format!("{CTX}: field 'logLevel': {e}")))
+                            .ok()
                     });
                 }
                 "port" => match value.as_u64().and_then(|p| u16::try_from(p).ok()) {
