@@ -226,12 +226,22 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         }
         None => top.0,
     };
-    let mut backends = Vec::new();
-    for (i, (name, value)) in entries.iter().enumerate() {
-        if entries[..i].iter().any(|(earlier, _)| earlier == name) {
-            v.error(format!("config: backend '{name}' is defined twice"));
-            continue;
+    // A name defined twice keeps its first place and takes its later definition, as the
+    // original MCP-Gateway (Python's JSON reader) does; its own shipped config has two.
+    let mut unique: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        match unique.iter_mut().find(|(earlier, _)| *earlier == name) {
+            Some(earlier) => {
+                v.warn(format!(
+                    "config: backend '{name}' is defined twice; the later definition is used"
+                ));
+                earlier.1 = value;
+            }
+            None => unique.push((name, value)),
         }
+    }
+    let mut backends = Vec::new();
+    for (name, value) in &unique {
         if let Some(spec) = v.backend(name, value) {
             backends.push(spec);
         }
@@ -249,17 +259,23 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     }
 }
 
-/// Backend names become name prefixes (`<name>__<tool>`), so they are restricted.
+/// Backend names become name prefixes (`<name>__<tool>`), so they use only characters every
+/// client accepts in a tool name, and never the `__` that separates them from the tool.
 pub fn check_backend_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a backend name must not be empty".into());
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
     {
         return Err(format!(
-            "backend name '{name}' has the character {c:?}: only letters, digits and '-' are allowed, because the name prefixes every tool as '{name}__<tool>'"
+            "backend name '{name}' has the character {c:?}: only letters, digits, '-' and '_' are allowed, because the name prefixes every tool as '{name}__<tool>'"
+        ));
+    }
+    if name.contains("__") || name.ends_with('_') {
+        return Err(format!(
+            "backend name '{name}' has '__' or ends in '_': '__' separates the backend from the tool in '{name}__<tool>', so the exposed names would be ambiguous"
         ));
     }
     Ok(())
@@ -1063,7 +1079,7 @@ mod tests {
 
     #[test]
     fn backend_names_must_be_prefix_safe() {
-        for bad in ["a__b", "a_b", "a b", "a.b", ""] {
+        for bad in ["a__b", "a_", "a b", "a.b", ""] {
             let text = format!(r#"{{"{bad}": {{"command": "x"}}}}"#);
             let errs = errors(&text);
             assert!(
@@ -1072,12 +1088,27 @@ mod tests {
             );
         }
         ok(r#"{"Fs-2": {"command": "x"}}"#);
+        // The original project's names: one underscore at a time is unambiguous.
+        ok(r#"{"my_custom_tool": {"command": "x"}, "enscan_go": {"command": "y"}}"#);
     }
 
     #[test]
     fn duplicates_and_unknown_fields() {
-        let errs = errors(r#"{"a": {"command": "x"}, "a": {"command": "y"}}"#);
-        assert_eq!(errs, ["config: backend 'a' is defined twice"]);
+        let loaded = ok(r#"{"a": {"command": "x"}, "b": {"command": "z"}, "a": {"command": "y"}}"#);
+        let names: Vec<&str> = loaded
+            .config
+            .backends
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"], "the first place, the later definition");
+        assert!(
+            matches!(&loaded.config.backends[0].transport, Transport::Stdio(l) if l.command == "y")
+        );
+        assert_eq!(
+            loaded.warnings,
+            ["config: backend 'a' is defined twice; the later definition is used"]
+        );
         let loaded = ok(r#"{"a": {"command": "x", "colour": "red"}}"#);
         assert_eq!(
             loaded.warnings,
@@ -1125,7 +1156,9 @@ mod tests {
             .map(|b| b.prefix.as_str())
             .collect();
         assert_eq!(prefixes, ["a", "", "fs2"]);
-        let errs = errors(r#"{"a": {"command": "x", "prefix": "my_fs"}}"#);
+        // A prefix follows the rule for names: one '_' at a time.
+        ok(r#"{"a": {"command": "x", "prefix": "my_fs"}}"#);
+        let errs = errors(r#"{"a": {"command": "x", "prefix": "my__fs"}}"#);
         assert!(errs[0].contains("field 'prefix'"), "{errs:?}");
     }
 

@@ -154,12 +154,8 @@ enum Failure {
 }
 
 fn serve(flags: Flags) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(&flags.config).map_err(|e| {
-        Failure::Usage(format!(
-            "config: cannot read '{}': {e}",
-            flags.config.display()
-        ))
-    })?;
+    let text = std::fs::read_to_string(&flags.config)
+        .map_err(|e| Failure::Usage(unreadable_config(&flags.config, &e)))?;
     let loaded = config::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| {
         Failure::Usage(format!(
             "{e}\n{} problem(s) in '{}'; nothing was started.",
@@ -417,6 +413,24 @@ fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
         }
     }
     withheld
+}
+
+/// Why the config file cannot be read, with where a relative path was looked for and, when
+/// there is none, how to get one.
+fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
+    let mut message = format!("config: cannot read '{}'", path.display());
+    if path.is_relative()
+        && let Ok(dir) = std::env::current_dir()
+    {
+        message.push_str(&format!(" (relative to {})", dir.display()));
+    }
+    message.push_str(&format!(": {e}"));
+    if e.kind() == std::io::ErrorKind::NotFound {
+        message.push_str(
+            "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
+        );
+    }
+    message
 }
 
 #[derive(Debug, PartialEq)]

@@ -637,4 +637,21 @@ fn a_default_start_warns_of_nothing_and_the_original_log_levels_work() {
         err.contains("--log-level: expected one of debug, info, warning (or warn), error, critical, off, trace, got 'loud'"),
         "{err}"
     );
+    // No config.json where it was looked for: where that was, and how to get one.
+    let dir = util::TempDir::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let looked = format!(
+        "cannot read 'config.json' (relative to {})",
+        dir.path().display()
+    );
+    assert!(err.contains(&looked), "{err}");
+    assert!(
+        err.contains("--print-config-schema") && err.contains("--config FILE"),
+        "{err}"
+    );
 }
