@@ -6,10 +6,13 @@
 //! reports the exit and stops the whole process group). It never routes: every message
 //! goes to the hub.
 
+mod last_words;
+
 use crate::config::{BackendSpec, Launch, Transport};
 use crate::hub::{HubEvent, InstanceId};
 use crate::jsonrpc::Message;
 use crossbeam_channel::{Receiver, Sender, select};
+use last_words::LastWords;
 use log::{debug, info, warn};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -94,8 +97,8 @@ pub fn start_for(
 /// A program whose output is only logged.
 pub struct LoggedChild {
     pub child: Child,
-    /// Its last output line, for error messages.
-    pub last_line: Arc<Mutex<String>>,
+    /// Its last words, for error messages.
+    pub last_words: Arc<Mutex<LastWords>>,
     /// Disconnects once its stdout and stderr are both closed and read.
     pub drained: Receiver<()>,
 }
@@ -104,7 +107,7 @@ pub struct LoggedChild {
 /// to over HTTP).
 pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> {
     let mut child = spawn_child(name, launch, Stdio::null())?;
-    let last = Arc::new(Mutex::new(String::new()));
+    let last = Arc::new(Mutex::new(LastWords::default()));
     let (done_tx, drained) = crossbeam_channel::bounded::<()>(0);
     let outputs: [(&str, Box<dyn Read + Send>); 2] = [
         (
@@ -129,7 +132,7 @@ pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> 
     }
     Ok(LoggedChild {
         child,
-        last_line: last,
+        last_words: last,
         drained,
     })
 }
@@ -185,12 +188,27 @@ fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(dir) = &launch.cwd {
+        if !std::path::Path::new(dir).is_dir() {
+            return Err(format!(
+                "its cwd {} is not a directory",
+                crate::quoted_path(dir.as_ref(), None)
+            ));
+        }
         cmd.current_dir(dir);
     }
     crate::tree::prepare(&mut cmd);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start '{}': {e}", launch.command))?;
+    let child = cmd.spawn().map_err(|e| {
+        let program = std::path::Path::new(&launch.command);
+        let named = if program.components().count() > 1 {
+            // A relative path is taken from the cwd the child gets.
+            crate::quoted_path(program, launch.cwd.as_deref().map(std::path::Path::new))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            format!("'{}' (not found on the PATH)", launch.command)
+        } else {
+            format!("'{}'", launch.command)
+        };
+        format!("cannot start {named}: {e}")
+    })?;
     crate::tree::adopt(&child);
     info!(
         "backend '{name}': started '{}' with {} argument(s), pid {}",
@@ -213,7 +231,7 @@ pub fn start(
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
-    let last_stderr = Arc::new(Mutex::new(String::new()));
+    let last_stderr = Arc::new(Mutex::new(LastWords::default()));
 
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
@@ -269,7 +287,7 @@ fn supervise(
     stop: Receiver<()>,
     stdout_closed: Receiver<()>,
     stderr_drained: &Receiver<()>,
-    last_stderr: &Mutex<String>,
+    last_stderr: &Mutex<LastWords>,
 ) -> Option<String> {
     // The child's end shows as stdout closing, or, when something it started still holds
     // stdout open, only as its exit: so watch both.
@@ -301,11 +319,11 @@ fn supervise(
     // What it wrote before dying reaches the hub first; its last words explain it.
     let _ = stdout_closed.recv_timeout(Duration::from_secs(1));
     let _ = stderr_drained.recv_timeout(Duration::from_secs(1));
-    let tail = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    let tail = last_stderr.lock().map(|w| w.summary()).unwrap_or_default();
     let reason = if tail.is_empty() {
         format!("exited ({status})")
     } else {
-        format!("exited ({status}; last stderr line: {tail})")
+        format!("exited ({status}); its stderr ends: {tail}")
     };
     warn!("backend '{name}': {reason}");
     Some(reason)
@@ -478,7 +496,7 @@ fn sniff_id(start: &[u8]) -> Option<crate::jsonrpc::Id> {
     }
 }
 
-fn drain_stderr(name: &str, stderr: impl Read, last: &Mutex<String>) {
+fn drain_stderr(name: &str, stderr: impl Read, last: &Mutex<LastWords>) {
     let reader = BufReader::new(stderr);
     for line in reader.split(b'\n') {
         let Ok(line) = line else { break };
@@ -488,8 +506,8 @@ fn drain_stderr(name: &str, stderr: impl Read, last: &Mutex<String>) {
             continue;
         }
         info!("[{name}] {line}");
-        if let Ok(mut l) = last.lock() {
-            *l = clip(line, 300).to_string();
+        if let Ok(mut words) = last.lock() {
+            words.push(line);
         }
     }
 }

@@ -43,6 +43,11 @@ OPTIONS:
     --instance-id ID       this instance's tag, the start of every session id it mints, for
                            sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
+    --startup-wait SECS    right after the start, list requests wait this long for every
+                           backend's first start, so the first list is complete; 0: they
+                           do not wait [default: 30]
+    --no-prefix            expose tools, prompts and resources under their own names (not
+                           BACKEND__NAME) unless a backend sets its \"prefix\"
     --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
     --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
     --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
@@ -85,6 +90,8 @@ pub struct Flags {
     pub log_max_size: Option<u64>,
     pub log_keep: Option<usize>,
     pub init_timeout: Option<Duration>,
+    pub startup_wait: Option<Duration>,
+    pub no_prefix: bool,
     pub keepalive: Option<Duration>,
     pub page_size: Option<usize>,
     pub session_idle: Option<Duration>,
@@ -122,6 +129,9 @@ pub struct Args {
     pub log_max_size: u64,
     pub log_keep: usize,
     pub init_timeout: Duration,
+    pub startup_wait: Duration,
+    /// `--no-prefix`: names are the backends' own unless a backend sets a prefix.
+    pub no_prefix: bool,
     pub keepalive: Duration,
     pub page_size: usize,
     pub session_idle: Duration,
@@ -175,6 +185,11 @@ impl Flags {
                 .saturating_mul(1024 * 1024),
             log_keep: self.log_keep.or(s.log_keep).unwrap_or(5),
             init_timeout: secs(self.init_timeout, s.init_timeout, 60),
+            startup_wait: self
+                .startup_wait
+                .or(s.startup_wait)
+                .unwrap_or(Duration::from_secs(30)),
+            no_prefix: self.no_prefix,
             keepalive: secs(self.keepalive, s.sse_keepalive, 15),
             page_size: self.page_size.or(s.page_size).unwrap_or(500),
             session_idle: secs(self.session_idle, s.session_idle, 1800),
@@ -238,6 +253,8 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
         log_max_size: None,
         log_keep: None,
         init_timeout: None,
+        startup_wait: None,
+        no_prefix: false,
         keepalive: None,
         page_size: None,
         session_idle: None,
@@ -270,7 +287,13 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("print-config-schema") => return Ok(Command::Schema),
             Long("host") => args.host = Some(parser.value()?.string()?),
-            Long("port") => args.port = Some(parser.value()?.parse()?),
+            Long("port") => {
+                args.port = Some(number(
+                    &mut parser,
+                    "--port",
+                    "a port number from 0 to 65535",
+                )?)
+            }
             Long("config") => args.config = parser.value()?.into(),
             Long("log-level") => {
                 let name = parser.value()?.string()?;
@@ -280,26 +303,68 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             }
             Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
             Long("log-max-size") => {
-                let mib: u64 = parser.value()?.parse()?;
+                let mib: u64 = number(&mut parser, "--log-max-size", "a whole number of MiB")?;
                 if mib == 0 {
                     return Err("--log-max-size must be at least 1 (MiB)".into());
                 }
                 args.log_max_size = Some(mib);
             }
-            Long("log-keep") => args.log_keep = Some(parser.value()?.parse()?),
-            Long("init-timeout") => args.init_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("sse-keepalive") => args.keepalive = Some(secs(parser.value()?.parse()?)?),
-            Long("session-idle") => args.session_idle = Some(secs(parser.value()?.parse()?)?),
-            Long("session-unused") => args.session_unused = Some(secs(parser.value()?.parse()?)?),
-            Long("ping-interval") => args.ping_interval = Some(secs(parser.value()?.parse()?)?),
-            Long("ping-timeout") => args.ping_timeout = Some(secs(parser.value()?.parse()?)?),
+            Long("log-keep") => {
+                args.log_keep = Some(number(
+                    &mut parser,
+                    "--log-keep",
+                    "a whole number of files",
+                )?)
+            }
+            Long("init-timeout") => {
+                args.init_timeout = Some(seconds(&mut parser, "--init-timeout")?)
+            }
+            Long("startup-wait") => {
+                args.startup_wait = Some(Duration::from_secs(number(
+                    &mut parser,
+                    "--startup-wait",
+                    "a whole number of seconds (0: lists do not wait)",
+                )?))
+            }
+            Long("no-prefix") => args.no_prefix = true,
+            Long("sse-keepalive") => {
+                args.keepalive = Some(seconds(&mut parser, "--sse-keepalive")?)
+            }
+            Long("session-idle") => {
+                args.session_idle = Some(seconds(&mut parser, "--session-idle")?)
+            }
+            Long("session-unused") => {
+                args.session_unused = Some(seconds(&mut parser, "--session-unused")?)
+            }
+            Long("ping-interval") => {
+                args.ping_interval = Some(seconds(&mut parser, "--ping-interval")?)
+            }
+            Long("ping-timeout") => {
+                args.ping_timeout = Some(seconds(&mut parser, "--ping-timeout")?)
+            }
             Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
             Long("stdio") => args.stdio = true,
             Long("audit-arguments") => args.audit_arguments = true,
-            Long("reload-interval") => args.reload_interval = parser.value()?.parse()?,
-            Long("drain-timeout") => args.drain_timeout = parser.value()?.parse()?,
-            Long("trusted-proxy") => args.trusted_proxies.push(parser.value()?.parse()?),
+            Long("reload-interval") => {
+                args.reload_interval = number(
+                    &mut parser,
+                    "--reload-interval",
+                    "a whole number of seconds (0: only on SIGHUP)",
+                )?
+            }
+            Long("drain-timeout") => {
+                args.drain_timeout = number(
+                    &mut parser,
+                    "--drain-timeout",
+                    "a whole number of seconds (0: no drain)",
+                )?
+            }
+            Long("trusted-proxy") => args.trusted_proxies.push(number(
+                &mut parser,
+                "--trusted-proxy",
+                "an IP address like 10.0.0.1 or ::1",
+            )?),
             Long("instance-id") => {
                 let id = parser.value()?.string()?;
                 check_instance_id(&id)?;
@@ -307,20 +372,28 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             }
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
-            Long("max-sessions") => args.max_sessions = Some(parser.value()?.parse()?),
+            Long("max-sessions") => {
+                args.max_sessions = Some(number(&mut parser, "--max-sessions", "a whole number")?)
+            }
             Long("max-connections") => {
-                let n = parser.value()?.parse()?;
+                let n = number(&mut parser, "--max-connections", "a whole number")?;
                 if n == 0 {
                     return Err("--max-connections must be at least 1".into());
                 }
                 args.max_connections = Some(n);
             }
-            Long("header-timeout") => args.header_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("body-timeout") => args.body_timeout = Some(secs(parser.value()?.parse()?)?),
-            Long("connection-idle") => args.connection_idle = Some(secs(parser.value()?.parse()?)?),
+            Long("header-timeout") => {
+                args.header_timeout = Some(seconds(&mut parser, "--header-timeout")?)
+            }
+            Long("body-timeout") => {
+                args.body_timeout = Some(seconds(&mut parser, "--body-timeout")?)
+            }
+            Long("connection-idle") => {
+                args.connection_idle = Some(seconds(&mut parser, "--connection-idle")?)
+            }
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
             Long("page-size") => {
-                let n = parser.value()?.parse()?;
+                let n = number(&mut parser, "--page-size", "a whole number")?;
                 args.page_size = Some(n);
                 if n == 0 {
                     return Err("--page-size must be at least 1".into());
@@ -387,11 +460,25 @@ fn host_name() -> Option<String> {
     None
 }
 
-fn secs(n: u64) -> Result<Duration, lexopt::Error> {
-    if n == 0 {
-        return Err("a duration must be at least 1 second".into());
+/// The value of `flag` as a number (or address), or an error saying what the flag takes.
+fn number<T: std::str::FromStr>(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+    what: &str,
+) -> Result<T, lexopt::Error> {
+    let value = parser.value()?;
+    let text = value.to_string_lossy();
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{flag}: expected {what}, got '{text}'").into())
+}
+
+/// The value of `flag` as whole seconds, at least 1.
+fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, lexopt::Error> {
+    match number(parser, flag, "a whole number of seconds, at least 1")? {
+        0 => Err(format!("{flag}: expected a whole number of seconds, at least 1, got '0'").into()),
+        n => Ok(Duration::from_secs(n)),
     }
-    Ok(Duration::from_secs(n))
 }
 
 #[cfg(test)]

@@ -9,8 +9,12 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::time::Duration;
 
+mod original;
 mod settings;
+mod shapes;
+mod vars;
 pub use settings::Settings;
+pub use vars::{expand_vars, variable_names};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -32,6 +36,8 @@ pub struct BackendSpec {
     pub view: View,
     /// Tool and prompt names are exposed as `<prefix>__<name>`; `""` exposes them unchanged.
     pub prefix: String,
+    /// Whether the gateway is unready (`/readyz` 503) while this backend is not ready.
+    pub required: bool,
 }
 
 /// What clients see of a backend's tools: `tools.allow`/`tools.deny` glob patterns on the
@@ -176,11 +182,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A parsed config and the warnings (unknown fields and the like) worth printing.
+/// A parsed config, the warnings (unknown fields and the like) worth printing, and what
+/// the gateway did differently from what the file says (`notices`, one console line each).
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    pub notices: Vec<String>,
+}
+
+/// What parsing needs beyond the text.
+pub struct Context<'a> {
+    /// Resolves `${VAR}` and `${env:VAR}`.
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether a file exists: a script of the original MCP-Gateway that is not there is
+    /// served by the matching built-in server.
+    pub exists: &'a dyn Fn(&std::path::Path) -> bool,
+    /// `--no-prefix`: names are the backends' own unless a backend sets a `prefix`.
+    pub no_prefix: bool,
 }
 
 /// The JSON Schema of the config file (`--print-config-schema`), for editors and CI.
@@ -189,43 +208,35 @@ pub const SCHEMA: &str = include_str!("config.schema.json");
 /// Built-in servers this binary can run (see `servers/`).
 pub const BUILTIN_SERVERS: &[&str] = &["bash", "cmd", "powershell", "wmi"];
 
-/// Parses and validates a config file's text. `lookup` resolves `${VAR}`.
+/// Parses and validates a config file's text. `lookup` resolves `${VAR}`; files are taken
+/// to exist and names to be prefixed unless the file says otherwise.
+#[cfg(test)]
 pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    parse_in(
+        text,
+        &Context {
+            lookup,
+            exists: &|_| true,
+            no_prefix: false,
+        },
+    )
+}
+
+/// Parses and validates a config file's text in `cx`.
+pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
     let top: OrderedObject = serde_json::from_str(text)
         .map_err(|e| ConfigError(vec![format!("config: not valid JSON: {e}")]))?;
     let mut v = Validator {
         errors: Vec::new(),
         warnings: Vec::new(),
-        lookup,
+        notices: Vec::new(),
+        lookup: cx.lookup,
+        exists: cx.exists,
+        no_prefix: false,
+        inputs: Vec::new(),
     };
-    // "gateway" is reserved for the gateway's own settings, in either shape.
-    let mut settings = Settings::default();
-    let mut top = top;
-    // "$schema" points an editor at the JSON Schema (`--print-config-schema`).
-    top.0.retain(|(k, _)| k != "$schema");
-    if let Some(pos) = top.0.iter().position(|(k, _)| k == "gateway") {
-        let (_, value) = top.0.remove(pos);
-        settings = v.settings(&value);
-    }
-    let entries = match top.get("mcpServers") {
-        Some(_) => {
-            let mut entries = None;
-            for (key, value) in top.0 {
-                if key == "mcpServers" {
-                    match serde_json::from_value::<OrderedObject>(value) {
-                        Ok(servers) => entries = Some(servers.0),
-                        Err(_) => v.error(
-                            "config: 'mcpServers' must be an object mapping backend names to their settings".into(),
-                        ),
-                    }
-                } else {
-                    v.warn(format!("config: unknown top-level field '{key}' (ignored)"));
-                }
-            }
-            entries.unwrap_or_default()
-        }
-        None => top.0,
-    };
+    let (settings, entries) = v.shape(top);
+    v.no_prefix = cx.no_prefix || settings.prefix == Some(false);
     // A name defined twice keeps its first place and takes its later definition, as the
     // original MCP-Gateway (Python's JSON reader) does; its own shipped config has two.
     let mut unique: Vec<(String, Value)> = Vec::with_capacity(entries.len());
@@ -253,6 +264,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         Ok(Loaded {
             config: Config { backends, settings },
             warnings: v.warnings,
+            notices: v.notices,
         })
     } else {
         Err(ConfigError(v.errors))
@@ -284,7 +296,13 @@ pub fn check_backend_name(name: &str) -> Result<(), String> {
 struct Validator<'a> {
     errors: Vec<String>,
     warnings: Vec<String>,
+    notices: Vec<String>,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    exists: &'a dyn Fn(&std::path::Path) -> bool,
+    /// Backends without a `prefix` of their own expose their names unchanged.
+    no_prefix: bool,
+    /// VS Code's `inputs`: id and description.
+    inputs: Vec<(String, String)>,
 }
 
 /// Fields every type takes.
@@ -302,6 +320,7 @@ const COMMON_FIELDS: &[&str] = &[
     "maxTimeout",
     "toolTimeouts",
     "restart",
+    "required",
 ];
 const STDIO_FIELDS: &[&str] = &["command", "args", "env", "cwd"];
 const SSE_FIELDS: &[&str] = &["url", "command", "args", "env", "cwd", "startupTimeout"];
@@ -412,6 +431,7 @@ impl Validator<'_> {
         }
         let scope = self.scope(&ctx, obj);
         let prefix = match obj.get("prefix") {
+            None if self.no_prefix => Some(String::new()),
             None => Some(name.to_string()),
             Some(Value::String(p)) if p.is_empty() => Some(String::new()),
             Some(Value::String(p)) => match check_backend_name(p) {
@@ -433,19 +453,31 @@ impl Validator<'_> {
             }
         };
         let policy = self.policy(&ctx, obj, transport.as_ref());
-        let enabled = match obj.get("enabled") {
-            None => Some(true),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.error(format!(
-                    "{ctx}: field 'enabled': expected true or false, got {}",
-                    kind(other)
-                ));
-                None
-            }
-        };
+        let enabled = self.boolean(&ctx, obj, "enabled", true, "true or false");
         let view = self.view(&ctx, obj);
+        let required = self.boolean(
+            &ctx,
+            obj,
+            "required",
+            false,
+            "true (the gateway is not ready without it) or false",
+        );
+        let transport = match transport {
+            Some(Transport::Stdio(launch)) => {
+                Some(match original::stand_in(&launch, self.exists) {
+                    Some((builtin, server, script)) => {
+                        self.notices.push(format!(
+                        "backend '{name}': '{script}' (a script of the original MCP-Gateway) is not here; the built-in '{server}' server takes its place"
+                    ));
+                        builtin
+                    }
+                    None => Transport::Stdio(launch),
+                })
+            }
+            other => other,
+        };
         Some(BackendSpec {
+            required: required?,
             enabled: enabled?,
             view: view?,
             name: name.to_string(),
@@ -564,6 +596,28 @@ impl Validator<'_> {
             }
         };
         Some(policy)
+    }
+
+    /// An optional true/false field (`what` says what each means, for the error).
+    fn boolean(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        field: &str,
+        default: bool,
+        what: &str,
+    ) -> Option<bool> {
+        match obj.get(field) {
+            None => Some(default),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field '{field}': expected {what}, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        }
     }
 
     /// An optional whole-number field of at least `min` (`what` names its unit for the
@@ -829,7 +883,8 @@ impl Validator<'_> {
         match expand_vars(text, self.lookup) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.error(format!("{ctx}: field '{field}': {e}"));
+                let hint = self.input_hint(text);
+                self.error(format!("{ctx}: field '{field}': {e}{hint}"));
                 None
             }
         }
@@ -854,64 +909,6 @@ fn infer_type(obj: &Map<String, Value>) -> Option<&'static str> {
     }
 }
 
-/// Expands `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
-/// An unset variable without a default is an error, never a silent empty string.
-/// The variables `${...}` references in `text`, in order.
-pub fn variable_names(text: &str) -> Vec<String> {
-    let names = std::cell::RefCell::new(Vec::new());
-    let _ = expand_vars(text, &|name| {
-        names.borrow_mut().push(name.to_string());
-        Some("x".into())
-    });
-    names.into_inner()
-}
-
-pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos..];
-        if let Some(tail) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = tail;
-        } else if let Some(tail) = after.strip_prefix("${") {
-            let Some(end) = tail.find('}') else {
-                return Err(format!("unterminated '${{' in '{text}'"));
-            };
-            let inner = &tail[..end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner, None),
-            };
-            let valid = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(format!("'${{{inner}}}' is not a valid variable reference"));
-            }
-            match (
-                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
-                default,
-            ) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable '{name}' is not set (write '${{{name}:-default}}' to give a default)"
-                    ));
-                }
-            }
-            rest = &tail[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -923,12 +920,19 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A JSON object with its keys in file order, duplicates kept (so they can be reported).
-struct OrderedObject(Vec<(String, Value)>);
+/// A JSON object with its keys in file order, duplicates kept (so they can be reported),
+/// and each value's text (`.1`, same order), so an object inside keeps its order too.
+struct OrderedObject(Vec<(String, Value)>, Vec<Box<serde_json::value::RawValue>>);
 
 impl OrderedObject {
     fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The text of `key`'s value, as written.
+    fn text(&self, key: &str) -> Option<&str> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        self.1.get(i).map(|raw| raw.get())
     }
 }
 
@@ -941,11 +945,16 @@ impl<'de> Deserialize<'de> for OrderedObject {
                 f.write_str("an object mapping backend names to their settings")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Value>()? {
-                    entries.push(entry);
+                use serde::de::Error;
+                let mut object = OrderedObject(Vec::new(), Vec::new());
+                while let Some((key, raw)) =
+                    map.next_entry::<String, Box<serde_json::value::RawValue>>()?
+                {
+                    let value = serde_json::from_str(raw.get()).map_err(A::Error::custom)?;
+                    object.0.push((key, value));
+                    object.1.push(raw);
                 }
-                Ok(OrderedObject(entries))
+                Ok(object)
             }
         }
         d.deserialize_map(V)
@@ -1259,28 +1268,5 @@ mod tests {
         assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
         let errs = errors("[1,2]");
         assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
-    }
-
-    #[test]
-    fn variable_expansion() {
-        let cases = [
-            ("${HOME}/x", Ok("/home/u/x")),
-            ("${NOPE:-fallback}", Ok("fallback")),
-            ("${EMPTY:-fallback}", Ok("fallback")),
-            ("${EMPTY}", Ok("")),
-            ("a$b$${HOME}", Ok("a$b${HOME}")),
-            ("cost $5", Ok("cost $5")),
-            ("${NOPE}", Err("environment variable 'NOPE' is not set")),
-            ("${HOME", Err("unterminated")),
-            ("${1X}", Err("not a valid variable reference")),
-        ];
-        for (input, want) in cases {
-            let got = expand_vars(input, &env);
-            match (got, want) {
-                (Ok(g), Ok(w)) => assert_eq!(g, w, "{input}"),
-                (Err(g), Err(w)) => assert!(g.contains(w), "{input}: {g}"),
-                (g, w) => panic!("{input}: got {g:?}, want {w:?}"),
-            }
-        }
     }
 }

@@ -7,6 +7,7 @@
 //! token with a gateway-unique one and restoring it on the way back. It never reads a
 //! socket or a pipe, and parses no more of a message than the fields it routes on.
 
+mod first_lists;
 pub mod sink;
 mod unreadable;
 
@@ -90,8 +91,10 @@ pub enum HubEvent {
 
 /// What `/readyz` and `/metrics` show.
 pub struct Status {
-    /// At least one backend is ready.
+    /// At least one backend is ready, and every `required` one is.
     pub ready: bool,
+    /// The backends that are not ready (required or not), in file order.
+    pub not_ready: Vec<String>,
     /// No backend is still starting.
     pub settled: bool,
     /// Client requests waiting for a backend's answer.
@@ -277,6 +280,8 @@ pub struct HubOptions {
     pub ping_timeout: Duration,
     /// Where tool calls are recorded, if anywhere.
     pub audit: Option<crate::audit::Audit>,
+    /// How long list requests wait for the first start to settle (`startupWait`).
+    pub startup_wait: Duration,
 }
 
 /// What the audit log needs to know of a tool call.
@@ -498,6 +503,7 @@ pub struct Hub {
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
     summary_printed: bool,
+    first_lists: first_lists::FirstLists,
 }
 
 type Params = BTreeMap<String, Box<RawValue>>;
@@ -505,6 +511,7 @@ type Params = BTreeMap<String, Box<RawValue>>;
 impl Hub {
     pub fn new(specs: Vec<BackendSpec>, opts: HubOptions, events_tx: Sender<HubEvent>) -> Hub {
         Hub {
+            first_lists: first_lists::FirstLists::new(opts.startup_wait),
             opts,
             backends: specs
                 .into_iter()
@@ -607,11 +614,18 @@ impl Hub {
                 };
                 let state = b.state.label();
                 json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
-                       "reason": reason, "restarts": b.restarts,
+                       "required": b.spec.required, "reason": reason, "restarts": b.restarts,
                        "tools": b.lists.get(Kind::Tools).len()})
             })
             .collect();
-        let ready = self.live().iter().any(|b| b.state == State::Ready);
+        let not_ready: Vec<&Backend> = self
+            .live()
+            .into_iter()
+            .filter(|b| b.state != State::Ready)
+            .collect();
+        let ready =
+            not_ready.len() < self.live().len() && !not_ready.iter().any(|b| b.spec.required);
+        let not_ready = not_ready.iter().map(|b| b.spec.name.clone()).collect();
         let mut sessions: BTreeMap<&str, usize> = BTreeMap::new();
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
@@ -638,6 +652,7 @@ impl Hub {
             .collect();
         Status {
             ready,
+            not_ready,
             settled: !self.live().iter().any(|b| b.state == State::Starting),
             in_flight,
             tools,
@@ -1052,6 +1067,7 @@ impl Hub {
         self.check_health(now);
         self.restart_due(now);
         self.show_progress(now);
+        self.release_lists(false);
     }
 
     /// What is still starting, and for how long: on a terminal one status line rewritten
@@ -1245,6 +1261,7 @@ impl Hub {
 
     /// Answers a client request, or routes it and returns `None` (the backend answers).
     fn client_request(&mut self, session: &str, req: Request) -> Option<Response> {
+        let req = self.hold_list(session, req)?;
         let id = req.id.clone();
         let result = match req.method.as_str() {
             "initialize" => Ok(self.initialize(session, req.params.as_deref())),
@@ -2629,6 +2646,7 @@ impl Hub {
             console!("  note: {note}");
         }
         console!("{}", self.opts.ready_line);
+        self.release_lists(true);
     }
 
     fn shutdown(mut self) -> Vec<JoinHandle<()>> {
@@ -2637,7 +2655,9 @@ impl Hub {
             self.sessions.len(),
             self.pending.len()
         );
-        // Every request still waiting gets its answer before the streams close.
+        // Lists still held get what there is; every request still waiting gets its answer
+        // before the streams close.
+        self.release_lists(true);
         for (_, p) in std::mem::take(&mut self.pending) {
             if let Pending::Client { session, id, .. } = p {
                 let reply =

@@ -156,7 +156,8 @@ enum Failure {
 fn serve(flags: Flags) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&flags.config)
         .map_err(|e| Failure::Usage(unreadable_config(&flags.config, &e)))?;
-    let loaded = config::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| {
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = reload::load(&flags.config, &text, &env, flags.no_prefix).map_err(|e| {
         Failure::Usage(format!(
             "{e}\n{} problem(s) in '{}'; nothing was started.",
             e.0.len(),
@@ -216,7 +217,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let connections = limits::connection_capacity(args.max_connections, backend_count, fds, maps);
 
     if args.mode != Mode::Serve {
-        return inspect(args, loaded.config.backends);
+        return inspect(args, loaded.config.backends, &loaded.notices);
     }
     let http = if args.stdio {
         CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -234,6 +235,9 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     match &http {
         Some(h) => console!("listening on {}; starting {n} backend(s):", h.addr),
         None => console!("serving one client over stdin/stdout; starting {n} backend(s):"),
+    }
+    for notice in &loaded.notices {
+        console!("  note: {notice}");
     }
 
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
@@ -255,6 +259,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         running_settings,
         withheld,
         args.reload_interval,
+        args.no_prefix,
         hub_tx.clone(),
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the config watcher: {e}")))?;
@@ -284,6 +289,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
             audit: Some(audit),
+            startup_wait: args.startup_wait,
         },
         hub_tx.clone(),
     );
@@ -415,16 +421,24 @@ fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
     withheld
 }
 
+/// `'path'`, and for a relative one the directory it is taken from (`base`, else the
+/// current one), so an error about a missing file says where it was looked for.
+pub fn quoted_path(path: &std::path::Path, base: Option<&std::path::Path>) -> String {
+    if path.is_absolute() {
+        return format!("'{}'", path.display());
+    }
+    let dir = match base {
+        Some(b) if b.is_absolute() => b.to_path_buf(),
+        Some(b) => std::env::current_dir().unwrap_or_default().join(b),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    format!("'{}' (relative to {})", path.display(), dir.display())
+}
+
 /// Why the config file cannot be read, with where a relative path was looked for and, when
 /// there is none, how to get one.
 fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
-    let mut message = format!("config: cannot read '{}'", path.display());
-    if path.is_relative()
-        && let Ok(dir) = std::env::current_dir()
-    {
-        message.push_str(&format!(" (relative to {})", dir.display()));
-    }
-    message.push_str(&format!(": {e}"));
+    let mut message = format!("config: cannot read {}: {e}", quoted_path(path, None));
     if e.kind() == std::io::ErrorKind::NotFound {
         message.push_str(
             "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
@@ -462,8 +476,15 @@ fn listen_addr(host: &str, port: u16) -> String {
 
 /// `check` and `tools`: start the backends without serving anyone, wait until each has
 /// come up or failed, report, and stop them.
-fn inspect(args: Args, backends: Vec<config::BackendSpec>) -> Result<(), Failure> {
+fn inspect(
+    args: Args,
+    backends: Vec<config::BackendSpec>,
+    notices: &[String],
+) -> Result<(), Failure> {
     CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+    for notice in notices {
+        console!("note: {notice}");
+    }
     let (backends, _disabled): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.enabled);
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
     let self_exe = std::env::current_exe()
@@ -478,6 +499,7 @@ fn inspect(args: Args, backends: Vec<config::BackendSpec>) -> Result<(), Failure
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
             audit: None,
+            startup_wait: Duration::ZERO,
         },
         hub_tx.clone(),
     );

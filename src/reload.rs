@@ -6,7 +6,7 @@
 use crate::config::{self, Settings};
 use crate::hub::HubEvent;
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -57,6 +57,7 @@ impl Watcher {
         settings: Settings,
         withheld: Vec<(String, String)>,
         poll: Option<Duration>,
+        no_prefix: bool,
         hub: Sender<HubEvent>,
     ) -> std::io::Result<Watcher> {
         let (stop, stopped) = crossbeam_channel::bounded(1);
@@ -101,7 +102,7 @@ impl Watcher {
                     if hangup {
                         log::info!("SIGHUP: reloading '{}'", path.display());
                     }
-                    if let Some(backends) = check(&path, &last_text, &settings, &withheld)
+                    if let Some(backends) = check(&path, &last_text, &settings, &withheld, no_prefix)
                         && hub.send(HubEvent::Reload { backends }).is_err()
                     {
                         return;
@@ -114,6 +115,39 @@ impl Watcher {
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
+    }
+}
+
+/// Parses the text of the config file at `path`: relative paths are looked up from the
+/// gateway's directory (where backends start), and every message begins with the file's
+/// path instead of "config".
+pub fn load(
+    path: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    no_prefix: bool,
+) -> Result<config::Loaded, config::ConfigError> {
+    let cx = config::Context {
+        lookup,
+        exists: &|p| p.exists(),
+        no_prefix,
+    };
+    let name = format!("{}:", path.display());
+    let located = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| match l.strip_prefix("config:") {
+                Some(rest) => format!("{name}{rest}"),
+                None => l,
+            })
+            .collect()
+    };
+    match config::parse_in(text, &cx) {
+        Ok(mut loaded) => {
+            loaded.warnings = located(loaded.warnings);
+            Ok(loaded)
+        }
+        Err(e) => Err(config::ConfigError(located(e.0))),
     }
 }
 
@@ -130,6 +164,7 @@ fn check(
     text: &str,
     running: &Settings,
     withheld: &[(String, String)],
+    no_prefix: bool,
 ) -> Option<Vec<config::BackendSpec>> {
     let lookup = |name: &str| {
         withheld
@@ -138,7 +173,7 @@ fn check(
             .map(|(_, v)| v.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    match config::parse(text, &lookup) {
+    match load(path, text, &lookup, no_prefix) {
         Err(e) => {
             console!(
                 "config reload REJECTED: {} problem(s) in '{}'; still running the previous config:\n{e}",
@@ -150,6 +185,9 @@ fn check(
         Ok(loaded) => {
             for w in &loaded.warnings {
                 log::warn!("{w}");
+            }
+            for n in &loaded.notices {
+                log::info!("{n}");
             }
             let changed = running.changed_fields(&loaded.config.settings);
             if !changed.is_empty() {

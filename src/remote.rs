@@ -339,14 +339,14 @@ fn wait_until_listening(
             // Its last words explain it: let the output threads finish reading them.
             let _ = child.drained.recv_timeout(Duration::from_secs(1));
             let last = child
-                .last_line
+                .last_words
                 .lock()
-                .map(|l| l.clone())
+                .map(|w| w.summary())
                 .unwrap_or_default();
             let tail = if last.is_empty() {
                 String::new()
             } else {
-                format!("; last output line: {last}")
+                format!("; its output ends: {last}")
             };
             return Err(format!(
                 "its command exited ({status}) before listening on {url}{tail}"

@@ -508,11 +508,11 @@ fn an_invalid_config_exits_2_naming_backend_and_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("config: backend 'fs': field 'command' is required"),
+        err.contains("config.json: backend 'fs': field 'command' is required"),
         "{err}"
     );
     assert!(
-        err.contains("config: backend 'fs': field 'args': expected a list of strings"),
+        err.contains("config.json: backend 'fs': field 'args': expected a list of strings"),
         "{err}"
     );
     assert!(err.contains("backend name 'a__b'"), "{err}");

@@ -393,7 +393,7 @@ fn hot_reload_applies_the_difference_while_calls_on_an_unchanged_backend_continu
     assert!(gw.wait_stdout("config reload REJECTED"), "{}", gw.stdout());
     assert!(
         gw.stdout()
-            .contains("config: backend 'keep': field 'command': expected a string"),
+            .contains("config.json: backend 'keep': field 'command': expected a string"),
         "{}",
         gw.stdout()
     );
@@ -496,6 +496,12 @@ fn the_printed_schema_accepts_good_configs_and_rejects_bad_ones() {
             "sh": {"type": "builtin", "server": "bash", "timeout": 30, "allow": ["git *"], "enabled": false},
         }),
         json!({"$schema": "./config.schema.json", "mcpServers": {"gh": {"command": "github-mcp-server"}, "web": {"url": "http://h/sse", "transport": "sse"}}}),
+        // VS Code's shape, and the original MCP-Gateway's names and settings.
+        json!({"inputs": [{"type": "promptString", "id": "key", "description": "Key", "password": true}],
+               "servers": {"gh": {"type": "http", "url": "https://api.example.com/mcp/"},
+                           "files": {"type": "stdio", "command": "npx", "args": ["${env:HOME}"]}}}),
+        json!({"gateway": {"prefix": false, "startupWait": 0},
+               "enscan_go": {"type": "sse", "url": "http://127.0.0.1:8001/sse", "command": "uv", "required": true}}),
     ];
     let bad = [
         (json!({"gateway": {"port": 70000}}), "70000"),
@@ -518,6 +524,19 @@ fn the_printed_schema_accepts_good_configs_and_rejects_bad_ones() {
             "is not valid under any of the given schemas",
         ),
         (json!({"gateway": {"tokn": "x"}}), "'tokn' was unexpected"),
+        (
+            json!({"servers": {"a": {"type": "stdio"}}, "inputs": []}),
+            "'command' is a required property",
+        ),
+        (
+            json!({"inputs": [{"type": "promptString"}], "servers": {}}),
+            "'id' is a required property",
+        ),
+        (json!({"a_": {"command": "x"}}), "'a_'"),
+        (
+            json!({"a": {"command": "x", "required": "yes"}}),
+            "'yes' is not of type 'boolean'",
+        ),
     ];
     let cases: Vec<&Value> = good.iter().chain(bad.iter().map(|(c, _)| c)).collect();
     let mut child = std::process::Command::new(util::sdk_python())

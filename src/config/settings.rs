@@ -36,6 +36,11 @@ pub struct Settings {
     pub body_timeout: Option<Duration>,
     pub connection_idle: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// How long list requests wait for every backend's first start (0: not at all).
+    pub startup_wait: Option<Duration>,
+    /// `false`: tools, prompts and resources keep their own names unless a backend gives
+    /// a `prefix` (as the original MCP-Gateway exposed them).
+    pub prefix: Option<bool>,
     /// The environment variables the `token` setting names (`${VAR}`): the gateway's own
     /// secrets, which no backend inherits.
     pub secret_variables: Vec<String>,
@@ -66,6 +71,8 @@ impl Settings {
             self.body_timeout == other.body_timeout,
             self.connection_idle == other.connection_idle,
             self.max_connections == other.max_connections,
+            self.startup_wait == other.startup_wait,
+            self.prefix == other.prefix,
         ];
         SETTINGS_FIELDS
             .iter()
@@ -99,6 +106,8 @@ pub const SETTINGS_FIELDS: &[&str] = &[
     "bodyTimeout",
     "connectionIdle",
     "maxConnections",
+    "startupWait",
+    "prefix",
 ];
 
 impl Validator<'_> {
@@ -164,6 +173,19 @@ impl Validator<'_> {
                 "maxConnections" => {
                     s.max_connections = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
                 }
+                "startupWait" => {
+                    s.startup_wait = self
+                        .number(CTX, obj, key, "a whole number of seconds (0: lists do not wait)", 0)
+                        .flatten()
+                        .map(Duration::from_secs);
+                }
+                "prefix" => match value {
+                    Value::Bool(b) => s.prefix = Some(*b),
+                    other => self.error(format!(
+                        "{CTX}: field 'prefix': expected true (names are '<backend>__<name>') or false (names are the backends' own), got {}",
+                        kind(other)
+                    )),
+                },
                 "allowOrigins" => match value {
                     Value::Array(items) if items.iter().all(Value::is_string) => {
                         s.allow_origins = items

@@ -320,8 +320,8 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
     }
 }
 
-/// `/readyz` (200 when a backend is ready and no drain has begun, else 503; with
-/// `details`, each backend's state as JSON) and `/metrics` (Prometheus text).
+/// `/readyz` (200 when a backend is ready, every `required` one is, and no drain has
+/// begun, else 503; with `details`, which are not ready and each backend's state as JSON) and `/metrics` (Prometheus text).
 fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let status = shared
@@ -336,7 +336,8 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         let draining = shared.draining.load(Ordering::SeqCst);
         let ready = status.ready && !draining;
         let body = if details {
-            serde_json::json!({"ready": ready, "draining": draining, "backends": status.backends})
+            serde_json::json!({"ready": ready, "draining": draining,
+                               "not_ready": status.not_ready, "backends": status.backends})
         } else {
             serde_json::json!({"ready": ready, "draining": draining})
         }

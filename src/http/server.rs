@@ -114,12 +114,21 @@ fn tls_config(
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read the certificate '{}': {e}", cert.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot read the certificate {}: {e}",
+                crate::quoted_path(cert, None)
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!("no certificate in '{}'", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read the private key '{}': {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read the private key {}: {e}",
+            crate::quoted_path(key, None)
+        )
+    })?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?

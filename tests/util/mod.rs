@@ -172,10 +172,33 @@ impl Gateway {
         env: &[(&str, &str)],
         nofile: Option<u64>,
     ) -> Gateway {
+        Gateway::launch(&config.to_string(), extra, env, nofile, false)
+    }
+
+    /// Starts the gateway and returns as soon as it listens, while backends may still be
+    /// starting (before it prints the URL clients should use).
+    pub fn start_listening(config: &Value, extra: &[&str]) -> Gateway {
+        Gateway::launch(&config.to_string(), extra, &[], None, true)
+    }
+
+    /// Starts the gateway on a config file with exactly this text, in the file's directory
+    /// (where relative paths in it are taken from).
+    pub fn start_text(text: &str, extra: &[&str]) -> Gateway {
+        Gateway::launch(text, extra, &[], None, false)
+    }
+
+    fn launch(
+        text: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+        early: bool,
+    ) -> Gateway {
         let dir = TempDir::new();
         let config_path = dir.path().join("config.json");
-        std::fs::write(&config_path, config.to_string()).expect("write config");
+        std::fs::write(&config_path, text).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        cmd.current_dir(dir.path());
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
@@ -212,10 +235,15 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 // Kept before the URL is announced, so `stdout()` already holds this line.
-                let url = line
-                    .strip_prefix("Connect MCP clients to ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(|mcp| mcp.trim_end_matches("/mcp").to_string());
+                let url = if early {
+                    line.strip_prefix("listening on ")
+                        .and_then(|rest| rest.split(';').next())
+                        .map(|addr| format!("http://{addr}"))
+                } else {
+                    line.strip_prefix("Connect MCP clients to ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|mcp| mcp.trim_end_matches("/mcp").to_string())
+                };
                 lines.lock().unwrap().push(line);
                 if let Some(url) = url {
                     let _ = url_tx.send(url);

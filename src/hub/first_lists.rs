@@ -1,0 +1,74 @@
+//! Complete first lists: right after the gateway starts, a client that lists once and never
+//! looks again (many do, ignoring `list_changed`) would see only the backends that happened
+//! to be up. So until every backend has finished its first start (ready or failed), or
+//! `startupWait` has passed, list requests wait here and are answered when that happens.
+//! `initialize`, `ping` and everything else are answered at once; backends that come later
+//! (restarts, reloads) still announce themselves with `list_changed`.
+
+use super::{Hub, SessionId};
+use crate::jsonrpc::{Message, Request};
+use log::info;
+use std::time::{Duration, Instant};
+
+/// The list requests waiting for the first start to settle.
+pub(super) struct FirstLists {
+    /// Until when lists wait; `None` once they no longer do.
+    until: Option<Instant>,
+    held: Vec<(SessionId, Request)>,
+}
+
+impl FirstLists {
+    pub(super) fn new(wait: Duration) -> FirstLists {
+        FirstLists {
+            until: (!wait.is_zero()).then(|| Instant::now() + wait),
+            held: Vec::new(),
+        }
+    }
+}
+
+/// The methods whose answers are the aggregated lists.
+fn is_list(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
+    )
+}
+
+impl Hub {
+    /// Keeps a list request until the first start settles; gives it back when lists are
+    /// answered at once.
+    pub(super) fn hold_list(&mut self, session: &str, req: Request) -> Option<Request> {
+        if self.first_lists.until.is_none() || !is_list(&req.method) {
+            return Some(req);
+        }
+        self.first_lists.held.push((session.to_string(), req));
+        None
+    }
+
+    /// Answers the held list requests once every backend has settled (`settled`) or the
+    /// wait is over; from then on lists are answered at once.
+    pub(super) fn release_lists(&mut self, settled: bool) {
+        let Some(until) = self.first_lists.until else {
+            return;
+        };
+        if !settled && Instant::now() < until {
+            return;
+        }
+        self.first_lists.until = None;
+        let held = std::mem::take(&mut self.first_lists.held);
+        if !settled && !held.is_empty() {
+            info!(
+                "startupWait is over with backends still starting: {} list request(s) answered with what is ready",
+                held.len()
+            );
+        }
+        for (session, req) in held {
+            if !self.sessions.contains_key(&session) {
+                continue;
+            }
+            if let Some(reply) = self.client_request(&session, req) {
+                self.deliver(&session, Message::Response(reply));
+            }
+        }
+    }
+}
