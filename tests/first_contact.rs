@@ -77,6 +77,19 @@ fn the_first_tools_list_waits_for_backends_still_starting_on_every_front_end() {
         "{seen}"
     );
     assert_eq!(seen["call"], "first", "{seen}");
+    // A client that calls a tool it knows without listing first gets the call through too.
+    let gw = Gateway::start_listening(&slow_config(), &[]);
+    let c = util::McpClient::connect(gw.port);
+    let r = c.call(json!(1), "slow__echo", json!({"text": "direct"}));
+    assert_eq!(r["result"]["content"][0]["text"], "direct", "{r}");
+    let r = c.call(json!(2), "nobody__echo", json!({}));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tool"),
+        "{r}"
+    );
     // With --startup-wait 0 lists are answered at once: the client sees nothing yet.
     let gw = Gateway::start_listening(&slow_config(), &["--startup-wait", "0"]);
     let seen = first_list(&gw, &gw.mcp_url);

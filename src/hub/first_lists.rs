@@ -2,11 +2,14 @@
 //! looks again (many do, ignoring `list_changed`) would see only the backends that happened
 //! to be up. So until every backend has finished its first start (ready or failed), or
 //! `startupWait` has passed, list requests wait here and are answered when that happens.
-//! `initialize`, `ping` and everything else are answered at once; backends that come later
+//! So do calls of a tool or prompt no ready backend has yet (a client that knows the name
+//! from an earlier session need not list first). `initialize`, `ping` and everything else,
+//! calls to backends already up included, are answered at once; backends that come later
 //! (restarts, reloads) still announce themselves with `list_changed`.
 
 use super::{Hub, SessionId};
 use crate::jsonrpc::{Message, Request};
+use crate::registry::Kind;
 use log::info;
 use std::time::{Duration, Instant};
 
@@ -35,14 +38,31 @@ fn is_list(method: &str) -> bool {
 }
 
 impl Hub {
-    /// Keeps a list request until the first start settles; gives it back when lists are
-    /// answered at once.
+    /// Keeps a list request, or a call of a name nobody serves yet, until the first start
+    /// settles; gives it back when it is answered at once.
     pub(super) fn hold_list(&mut self, session: &str, req: Request) -> Option<Request> {
-        if self.first_lists.until.is_none() || !is_list(&req.method) {
+        if self.first_lists.until.is_none() || !(is_list(&req.method) || self.unknown_yet(&req)) {
             return Some(req);
         }
         self.first_lists.held.push((session.to_string(), req));
         None
+    }
+
+    /// A `tools/call` or `prompts/get` of a name that no ready backend serves (yet).
+    fn unknown_yet(&self, req: &Request) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: String,
+        }
+        let kind = match req.method.as_str() {
+            "tools/call" => Kind::Tools,
+            "prompts/get" => Kind::Prompts,
+            _ => return false,
+        };
+        req.params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Named>(p.get()).ok())
+            .is_some_and(|n| self.registry.catalog(kind).lookup(&n.name).is_none())
     }
 
     /// Answers the held list requests once every backend has settled (`settled`) or the
@@ -58,7 +78,7 @@ impl Hub {
         let held = std::mem::take(&mut self.first_lists.held);
         if !settled && !held.is_empty() {
             info!(
-                "startupWait is over with backends still starting: {} list request(s) answered with what is ready",
+                "startupWait is over with backends still starting: {} held request(s) answered with what is ready",
                 held.len()
             );
         }
