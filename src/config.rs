@@ -244,7 +244,9 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
         match unique.iter_mut().find(|(earlier, _)| *earlier == name) {
             Some(earlier) => {
                 v.warn(format!(
-                    "config: backend '{name}' is defined twice; the later definition is used"
+                    "config: backend '{name}' is defined twice ({} and then {}); the later definition is used",
+                    shapes::brief(&earlier.1),
+                    shapes::brief(&value)
                 ));
                 earlier.1 = value;
             }
@@ -1116,7 +1118,9 @@ mod tests {
         );
         assert_eq!(
             loaded.warnings,
-            ["config: backend 'a' is defined twice; the later definition is used"]
+            [
+                "config: backend 'a' is defined twice (command 'x' and then command 'y'); the later definition is used"
+            ]
         );
         let loaded = ok(r#"{"a": {"command": "x", "colour": "red"}}"#);
         assert_eq!(

@@ -172,9 +172,12 @@ fn the_original_projects_config_starts_ready_and_serves_bash_to_an_sdk_client() 
         assert!(out.contains(&note), "{note}\n{out}");
     }
     assert!(out.contains("4 of 4 backend(s) ready"), "{out}");
-    for twice in ["cmd", "wmi"] {
-        let warning = format!("backend '{twice}' is defined twice; the later definition is used");
-        assert!(gw.stderr().contains(&warning), "{}", gw.stderr());
+    // Each name defined twice: a warning naming both definitions, the later one used.
+    for warning in [
+        "backend 'cmd' is defined twice (command 'uv run servers/cmd_server.py' and then command 'python servers/cmd_server.py'); the later definition is used",
+        "backend 'wmi' is defined twice (command 'uv run servers/powershell_server.py' and then command 'python servers/wmi_server.py'); the later definition is used",
+    ] {
+        assert!(gw.stderr().contains(warning), "{warning}\n{}", gw.stderr());
     }
     let (status, _, body) = util::http(gw.port, "GET", "/readyz", &[], b"");
     assert_eq!(status, 200, "{body}");

@@ -92,6 +92,29 @@ impl Validator<'_> {
     }
 }
 
+/// A definition in a few words, to tell two of one name apart: what it runs or reaches.
+pub(super) fn brief(value: &Value) -> String {
+    let text = |key: &str| value.get(key).and_then(Value::as_str);
+    if let Some(command) = text("command") {
+        let args: Vec<&str> = value
+            .get("args")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let line = std::iter::once(command)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("command '{}'", crate::backend::clip(&line, 80))
+    } else if let Some(url) = text("url") {
+        format!("url '{url}'")
+    } else if let Some(server) = text("server") {
+        format!("built-in '{server}'")
+    } else {
+        "an entry with neither command, url nor server".into()
+    }
+}
+
 /// VS Code's shape: `"servers"` holds backends (an object of objects, not itself one
 /// backend's settings), usually next to `"inputs"`.
 fn is_vscode(top: &OrderedObject) -> bool {
