@@ -1,0 +1,62 @@
+//! What the hub hears and what it answers: the events front and back ends send it, and
+//! the status it reports. The contract between the hub and everything else.
+
+use super::*;
+
+pub type SessionId = String;
+/// A running copy of a backend; never reused, so late events of a stopped one are ignored.
+pub type InstanceId = u64;
+
+/// Everything that happens, as the hub hears of it.
+pub enum HubEvent {
+    /// A client session started; its messages go to `sink`.
+    ClientOpened {
+        session: SessionId,
+        sink: Box<dyn Sink>,
+        /// `sse`, `streamable-http` or `stdio`, for the metrics.
+        transport: &'static str,
+    },
+    FromClient {
+        session: SessionId,
+        msg: Message,
+    },
+    /// The client's stream ended (it closed or could not be written).
+    ClientGone {
+        session: SessionId,
+    },
+    FromBackend {
+        instance: InstanceId,
+        msg: Message,
+    },
+    /// `/readyz` and `/metrics` ask for the state of things.
+    Status {
+        reply: Sender<Status>,
+    },
+    /// The config file changed: these are the enabled backends now, in file order.
+    Reload {
+        backends: Vec<BackendSpec>,
+    },
+    /// The instance's process or connection ended by itself; `reason` says how.
+    BackendExited {
+        instance: InstanceId,
+        reason: String,
+    },
+    Shutdown,
+}
+
+/// What `/readyz` and `/metrics` show.
+pub struct Status {
+    /// At least one backend is ready, and every `required` one is.
+    pub ready: bool,
+    /// The backends that are not ready (required or not), in file order.
+    pub not_ready: Vec<String>,
+    /// No backend is still starting.
+    pub settled: bool,
+    /// Client requests waiting for a backend's answer.
+    pub in_flight: usize,
+    /// The exposed tools: name, backend, original name, description.
+    pub tools: Vec<Value>,
+    pub backends: Value,
+    /// The hub's part of the Prometheus text.
+    pub metrics: String,
+}

@@ -1,0 +1,236 @@
+//! What backends send besides answers: their requests to clients (sampling,
+//! elicitation, roots) and their notifications (progress, list_changed, logging, updates).
+
+use super::*;
+
+impl Hub {
+    pub(super) fn on_backend_message(&mut self, instance: InstanceId, msg: Message) {
+        if let Some(inst) = self.instances.get_mut(&instance) {
+            inst.last_heard = Instant::now();
+        }
+        match msg {
+            Message::Response(resp) => self.backend_response(instance, resp),
+            Message::Request(req) => self.backend_request(instance, req),
+            Message::Notification(n) => self.backend_notification(instance, n),
+        }
+    }
+
+    /// A request from a backend: `ping` is answered here; sampling, elicitation and roots go
+    /// to the client whose request is in flight there (the newest, if several).
+    pub(super) fn backend_request(&mut self, instance: InstanceId, req: Request) {
+        let name = self.name_of(instance).to_string();
+        let refuse = |hub: &Self, code, message: String| {
+            debug!("backend '{name}': {message}");
+            hub.send_instance(
+                instance,
+                Message::Response(Response::error(Some(req.id.clone()), code, message)),
+            );
+        };
+        if req.method == "ping" {
+            self.send_instance(instance, Message::Response(Response::ok(req.id, empty())));
+            return;
+        }
+        if !matches!(
+            req.method.as_str(),
+            "sampling/createMessage" | "elicitation/create" | "roots/list"
+        ) {
+            return refuse(
+                self,
+                METHOD_NOT_FOUND,
+                format!("the gateway does not forward '{}' to clients", req.method),
+            );
+        }
+        let target = self.client_for(instance);
+        let Some(session) = target.filter(|s| self.sessions.contains_key(s)) else {
+            return refuse(
+                self,
+                INTERNAL_ERROR,
+                format!(
+                    "no client request is in flight on backend '{name}', so '{}' has no client to go to",
+                    req.method
+                ),
+            );
+        };
+        let caps = &self.sessions[&session].caps;
+        let mode_url = req.method == "elicitation/create"
+            && req.params.as_deref().is_some_and(|p| {
+                serde_json::from_str::<Value>(p.get())
+                    .is_ok_and(|v| v.get("mode").and_then(Value::as_str) == Some("url"))
+            });
+        let (allowed, cap) = match req.method.as_str() {
+            "sampling/createMessage" => (caps.sampling, "sampling"),
+            "roots/list" => (caps.roots, "roots"),
+            _ if mode_url => (caps.elicitation_url, "elicitation.url"),
+            _ => (caps.elicitation_form, "elicitation"),
+        };
+        if !allowed {
+            return refuse(
+                self,
+                METHOD_NOT_FOUND,
+                format!(
+                    "the client of this session did not declare the '{cap}' capability, so it cannot answer '{}'",
+                    req.method
+                ),
+            );
+        }
+        let gid = self.alloc_id();
+        self.pending.insert(
+            gid,
+            Pending::ServerRequest {
+                session: session.clone(),
+                instance,
+                backend_id: req.id,
+            },
+        );
+        let forwarded = Request {
+            id: Id::number(gid),
+            method: req.method,
+            params: req.params,
+        };
+        let related = self.newest_in_flight(&session, instance);
+        self.deliver_related(&session, related, Message::Request(forwarded));
+    }
+
+    pub(super) fn backend_notification(&mut self, instance: InstanceId, n: Notification) {
+        let params: Map<String, Value> = n
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_default();
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        let (b, owner, ready) = (inst.backend, inst.owner.clone(), inst.ready);
+        let name = self.backends[b].spec.name.clone();
+        match n.method.as_str() {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
+                if let Some(owner) = owner {
+                    // A per-session instance's own view: its session hears of it directly.
+                    self.notify_session(&owner, &n.method, None);
+                } else if ready && self.backends[b].source == Some(instance) {
+                    info!("backend '{name}': {} ; listing again", n.method);
+                    let kinds: &[Kind] = match n.method.as_str() {
+                        "notifications/tools/list_changed" => &[Kind::Tools],
+                        "notifications/prompts/list_changed" => &[Kind::Prompts],
+                        _ => &[Kind::Resources, Kind::Templates],
+                    };
+                    for &kind in kinds {
+                        self.list(instance, kind, None);
+                    }
+                }
+            }
+            "notifications/progress" => {
+                let Some(gid) = params.get("progressToken").and_then(Value::as_u64) else {
+                    return;
+                };
+                let Some(Pending::Client {
+                    session,
+                    instance: i,
+                    progress: Some(token),
+                    id,
+                    deadline,
+                    limit,
+                    timeout,
+                    ..
+                }) = self.pending.get_mut(&gid)
+                else {
+                    debug!("backend '{name}': progress for unknown or finished token dropped");
+                    return;
+                };
+                if *i != instance {
+                    return;
+                }
+                // Progress shows the work goes on: its time is extended, up to the limit.
+                *deadline = (Instant::now() + *timeout).min(*limit);
+                let (session, token, related) = (session.clone(), token.clone(), id.clone());
+                let mut params = params;
+                params.insert("progressToken".into(), token);
+                let n = Notification {
+                    method: n.method,
+                    params: Some(jsonrpc::to_raw(&params)),
+                };
+                self.deliver_related(&session, Some(related), Message::Notification(n));
+            }
+            "notifications/message" => {
+                let rank = params
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .and_then(level_rank)
+                    .unwrap_or(0);
+                let targets: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(id, s)| owner.as_ref().is_none_or(|o| o == *id) && s.initialized)
+                    .filter(|(_, s)| s.log_level.is_none_or(|min| rank >= min))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let params = jsonrpc::to_raw(&params);
+                for s in targets {
+                    // A log line written during a request travels with that request.
+                    let related = self.newest_in_flight(&s, instance);
+                    let n = Notification {
+                        method: n.method.clone(),
+                        params: Some(params.clone()),
+                    };
+                    self.deliver_related(&s, related, Message::Notification(n));
+                }
+            }
+            "notifications/resources/updated" => {
+                let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+                    return;
+                };
+                let Some(subs) = self.subscriptions.get(&(instance, uri.to_string())) else {
+                    debug!("backend '{name}': update for '{uri}', which no session subscribed to");
+                    return;
+                };
+                let targets: Vec<SessionId> = subs.iter().cloned().collect();
+                let mut params = params.clone();
+                params.insert(
+                    "uri".into(),
+                    Value::String(self.registry.exposed_uri(b, uri)),
+                );
+                let params = Value::Object(params);
+                for s in targets {
+                    self.notify_session(
+                        &s,
+                        "notifications/resources/updated",
+                        Some(params.clone()),
+                    );
+                }
+            }
+            "notifications/cancelled" => {
+                // The backend gave up on a request it sent a client.
+                let Some(target) = params.get("requestId") else {
+                    return;
+                };
+                let found = self.pending.iter().find_map(|(gid, p)| match p {
+                    Pending::ServerRequest {
+                        instance: i,
+                        backend_id,
+                        ..
+                    } if *i == instance && backend_id.matches(target) => Some(*gid),
+                    _ => None,
+                });
+                if let Some(gid) = found
+                    && let Some(Pending::ServerRequest { session, .. }) = self.pending.remove(&gid)
+                {
+                    let mut p = json!({"requestId": gid});
+                    if let Some(r) = params.get("reason") {
+                        p["reason"] = r.clone();
+                    }
+                    self.notify_session(&session, "notifications/cancelled", Some(p));
+                }
+            }
+            "notifications/elicitation/complete" => {
+                // Goes to whoever the backend last asked; a per-session instance has one.
+                let target = self.client_for(instance);
+                if let Some(s) = target {
+                    self.notify_session(&s, &n.method, Some(Value::Object(params)));
+                }
+            }
+            other => debug!("backend '{name}': notification '{other}' not forwarded"),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The hub: the one thread that owns the routing state.
+//!
+//! It owns the session table, the pending-request table, the backends and their running
+//! instances, the subscription table and the registry. Frontends and backends only send it
+//! `HubEvent`s. It answers what the gateway owns (`initialize`, `ping`, the aggregated
+//! lists, `logging/setLevel`) and routes the rest, replacing every request id and progress
+//! token with a gateway-unique one and restoring it on the way back. It never reads a
+//! socket or a pipe, and parses no more of a message than the fields it routes on.
+
+mod events;
+mod first_lists;
+mod from_backend;
+mod lists;
+mod pending;
+mod reload;
+mod route;
+mod sessions;
+pub mod sink;
+mod status;
+mod supervise;
+mod unreadable;
+
+pub use events::{HubEvent, InstanceId, SessionId, Status};
+pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
+pub(crate) use status::metric_family;
+
+use pending::{After, AuditCall, Pending};
+use sessions::level_rank;
+use status::Metrics;
+
+use crate::backend::{self, BackendHandle};
+use crate::compat;
+use crate::config::{BackendSpec, Scope};
+use crate::jsonrpc::{
+    self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
+    Request, Response,
+};
+use crate::registry::{self, BackendLists, Kind, Lists, Registry};
+use crossbeam_channel::{Receiver, Sender, select};
+use log::{debug, info, warn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Protocol versions the gateway speaks to clients, newest first.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Most pages the gateway follows when listing one backend.
+const MAX_PAGES: usize = 1000;
+/// Log levels from least to most severe (`logging/setLevel`, `notifications/message`).
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+/// Resource-not-found, as the legacy versions define it.
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+pub struct HubOptions {
+    pub init_timeout: Duration,
+    /// This executable, which serves the built-in servers.
+    pub self_exe: String,
+    /// The line printed once every backend has settled (where clients connect).
+    pub ready_line: String,
+    /// Most items in one page of an aggregated list.
+    pub page_size: usize,
+    /// A backend quiet this long gets a `ping`; one that does not answer within
+    /// `ping_timeout` is restarted.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Where tool calls are recorded, if anywhere.
+    pub audit: Option<crate::audit::Audit>,
+    /// How long list requests wait for the first start to settle (`startupWait`).
+    pub startup_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Starting,
+    Ready,
+    /// Down, and due to be started again at `at` (its catalog stays listed meanwhile).
+    Restarting {
+        reason: String,
+        at: Instant,
+    },
+    Failed(String),
+    /// Taken out of the config by a reload: no instances, nothing listed. The slot stays
+    /// (indices are never reused for another name) and comes back if the name does.
+    Removed,
+}
+
+/// What a backend said it can do in its `initialize` result.
+#[derive(Debug, Clone, Default)]
+struct Caps {
+    lists: [bool; 4],
+    logging: bool,
+}
+
+/// One configured backend and its catalog.
+struct Backend {
+    spec: BackendSpec,
+    /// Where it stands in the config file: the order decides who keeps a contested name.
+    position: usize,
+    state: State,
+    lists: Lists,
+    started: Instant,
+    /// The instance whose lists are the catalog: the shared instance, or for per-session
+    /// backends a probe started once to learn the lists.
+    source: Option<InstanceId>,
+    /// The wait before the next restart: 1 s, doubling to 60 s, back to 1 s after a minute
+    /// of good health.
+    backoff: Duration,
+    /// When the current instance became ready.
+    ready_since: Option<Instant>,
+    restarts: u32,
+    /// How long its first start took, once it is ready.
+    took: Option<Duration>,
+    /// While it starts: the last whole "still starting" interval said on the console.
+    reported: u64,
+}
+
+impl Backend {
+    /// A backend about to start, at `position` in the config file.
+    fn new(spec: BackendSpec, position: usize) -> Backend {
+        Backend {
+            spec,
+            position,
+            state: State::Starting,
+            lists: Lists::default(),
+            started: Instant::now(),
+            source: None,
+            backoff: FIRST_BACKOFF,
+            ready_since: None,
+            restarts: 0,
+            took: None,
+            reported: 0,
+        }
+    }
+}
+
+impl State {
+    /// The state's name in /readyz, the metrics' view and the start-up table.
+    fn label(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Restarting { .. } => "restarting",
+            State::Failed(_) => "failed",
+            State::Removed => "removed",
+        }
+    }
+}
+
+/// Seconds between "still starting" lines when the console is not a terminal.
+const PROGRESS_EVERY: u64 = 10;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Ready this long, a backend's next failure starts the backoff over.
+const STABLE: Duration = Duration::from_secs(60);
+/// JSON-RPC code for a request that timed out (the SDKs' convention; not a spec code).
+const REQUEST_TIMEOUT: i64 = -32001;
+
+struct Instance {
+    backend: usize,
+    /// The session a per-session instance belongs to.
+    owner: Option<SessionId>,
+    conn: Option<BackendHandle>,
+    ready: bool,
+    caps: Caps,
+    init_deadline: Option<Instant>,
+    /// Pages gathered so far, per kind, while listing.
+    listing: [Option<Vec<Map<String, Value>>>; 4],
+    pages: [usize; 4],
+    /// Requests not sent yet: the instance is not ready, or is at its `maxConcurrent`.
+    queued: std::collections::VecDeque<Request>,
+    last_used: Instant,
+    log_level: Option<usize>,
+    /// When it last said anything, and the deadline of a health ping in flight.
+    last_heard: Instant,
+    ping_deadline: Option<Instant>,
+}
+
+/// What a client declared it can do, for requests from servers.
+#[derive(Debug, Clone, Default)]
+struct ClientCaps {
+    sampling: bool,
+    elicitation_form: bool,
+    elicitation_url: bool,
+    roots: bool,
+}
+
+struct Session {
+    sink: Box<dyn Sink>,
+    transport: &'static str,
+    initialized: bool,
+    client: String,
+    version: &'static str,
+    caps: ClientCaps,
+    log_level: Option<usize>,
+    /// This session's own instances of per-session backends, by backend.
+    instances: HashMap<usize, InstanceId>,
+}
+
+pub struct Hub {
+    opts: HubOptions,
+    backends: Vec<Backend>,
+    instances: HashMap<InstanceId, Instance>,
+    registry: Registry,
+    sessions: HashMap<SessionId, Session>,
+    pending: HashMap<u64, Pending>,
+    /// Which sessions subscribed to which URI of which instance (the backend's URI).
+    subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
+    next_id: u64,
+    events_tx: Sender<HubEvent>,
+    metrics: Metrics,
+    /// Supervisor threads of stopped instances, joined at shutdown.
+    stopped: Vec<JoinHandle<()>>,
+    summary_printed: bool,
+    first_lists: first_lists::FirstLists,
+}
+
+type Params = BTreeMap<String, Box<RawValue>>;
+
+impl Hub {
+    pub fn new(specs: Vec<BackendSpec>, opts: HubOptions, events_tx: Sender<HubEvent>) -> Hub {
+        Hub {
+            first_lists: first_lists::FirstLists::new(opts.startup_wait),
+            opts,
+            backends: specs
+                .into_iter()
+                .enumerate()
+                .map(|(position, spec)| Backend::new(spec, position))
+                .collect(),
+            instances: HashMap::new(),
+            registry: Registry::empty(),
+            sessions: HashMap::new(),
+            pending: HashMap::new(),
+            subscriptions: HashMap::new(),
+            next_id: 1,
+            events_tx,
+            metrics: Metrics::default(),
+            stopped: Vec::new(),
+            summary_printed: false,
+        }
+    }
+
+    /// Runs until `Shutdown`, then stops every backend and returns their supervisor threads
+    /// for the caller to join.
+    pub fn run(mut self, events: Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
+        for b in 0..self.backends.len() {
+            self.start_backend(b);
+        }
+        self.maybe_print_summary();
+        let ticker = crossbeam_channel::tick(Duration::from_millis(250));
+        loop {
+            select! {
+                recv(events) -> ev => match ev {
+                    Ok(HubEvent::Shutdown) | Err(_) => break,
+                    Ok(ev) => self.handle(ev),
+                },
+                recv(ticker) -> _ => self.tick(),
+            }
+        }
+        self.shutdown()
+    }
+
+    fn handle(&mut self, ev: HubEvent) {
+        match ev {
+            HubEvent::ClientOpened {
+                session,
+                sink,
+                transport,
+            } => {
+                debug!("session {session}: opened");
+                self.sessions.insert(
+                    session,
+                    Session {
+                        transport,
+                        sink,
+                        initialized: false,
+                        client: String::new(),
+                        version: PROTOCOL_VERSIONS[0],
+                        caps: ClientCaps::default(),
+                        log_level: None,
+                        instances: HashMap::new(),
+                    },
+                );
+            }
+            HubEvent::FromClient { session, msg } => {
+                if self.sessions.contains_key(&session) {
+                    self.on_client_message(session, msg);
+                }
+            }
+            HubEvent::ClientGone { session } => self.session_gone(&session),
+            HubEvent::FromBackend { instance, msg } => {
+                if self.instances.contains_key(&instance) {
+                    self.on_backend_message(instance, msg);
+                }
+            }
+            HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
+            HubEvent::Reload { backends } => self.reload(backends),
+            HubEvent::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            HubEvent::Shutdown => {}
+        }
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn name_of(&self, instance: InstanceId) -> &str {
+        self.instances
+            .get(&instance)
+            .map_or("?", |i| self.backends[i.backend].spec.name.as_str())
+    }
+
+    fn shutdown(mut self) -> Vec<JoinHandle<()>> {
+        info!(
+            "hub: shutting down: {} session(s), {} pending request(s)",
+            self.sessions.len(),
+            self.pending.len()
+        );
+        // Lists still held get what there is; every request still waiting gets its answer
+        // before the streams close.
+        self.release_lists(true);
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Pending::Client { session, id, .. } = p {
+                let reply =
+                    Response::error(Some(id), INTERNAL_ERROR, "the gateway is shutting down");
+                self.deliver(&session, Message::Response(reply));
+            }
+        }
+        self.sessions.clear(); // ends every stream, after what is queued on it
+        let mut threads = std::mem::take(&mut self.stopped);
+        for (_, mut inst) in self.instances.drain() {
+            if let Some(conn) = inst.conn.take() {
+                threads.extend(conn.stop());
+            }
+        }
+        threads
+    }
+}
+
+/// `{}`, the result of `ping`, `logging/setLevel` and friends.
+fn empty() -> Box<RawValue> {
+    RawValue::from_string("{}".into()).expect("{} is valid JSON")
+}
+
+fn brief(msg: &Message) -> String {
+    match msg {
+        Message::Request(r) => format!("request '{}'", r.method),
+        Message::Notification(n) => format!("notification '{}'", n.method),
+        Message::Response(r) => format!("response to {:?}", r.id),
+    }
+}

@@ -1,0 +1,600 @@
+//! Routing a client's request to its backend and its answer back: gateway ids, progress
+//! tokens, concurrency slots, timeouts, cancellation, the audit record.
+
+use super::*;
+
+impl Hub {
+    /// Routes a request that names a tool, prompt or resource to its backend.
+    pub(super) fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
+        let in_flight = self.pending.values().any(|p| {
+            matches!(p, Pending::Client { session: s, id, .. } if s == session && *id == req.id)
+        });
+        if in_flight {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                format!("request id {} is already in flight in this session", req.id),
+            ));
+        }
+        let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
+        let mut params: Params = match req.params.as_deref().map(|p| serde_json::from_str(p.get()))
+        {
+            Some(Ok(p)) => p,
+            _ => {
+                return Err(invalid(format!(
+                    "{}: 'params' must be an object",
+                    req.method
+                )));
+            }
+        };
+        let string = |params: &Params, key: &str| {
+            params
+                .get(key)
+                .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        };
+        let mut after = After::Nothing;
+        let backend = match req.method.as_str() {
+            "tools/call" | "prompts/get" => {
+                let kind = if req.method == "tools/call" {
+                    Kind::Tools
+                } else {
+                    Kind::Prompts
+                };
+                let what = if kind == Kind::Tools {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let name = string(&params, "name").ok_or_else(|| {
+                    invalid(format!("{}: 'params.name' must be a string", req.method))
+                })?;
+                let entry = self
+                    .registry
+                    .catalog(kind)
+                    .lookup(&name)
+                    .ok_or_else(|| invalid(format!("unknown {what} '{name}'")))?;
+                let b = entry.backend;
+                params.insert("name".into(), jsonrpc::to_raw(&entry.original));
+                b
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = string(&params, "uri").ok_or_else(|| {
+                    invalid(format!("{}: 'params.uri' must be a string", req.method))
+                })?;
+                let (b, original) = self.registry.route_uri(&uri).ok_or_else(|| {
+                    let mut e = ErrorObject::new(
+                        RESOURCE_NOT_FOUND,
+                        format!("resource not found: no backend serves '{uri}'"),
+                    );
+                    e.data = Some(jsonrpc::to_raw(&json!({"uri": uri})));
+                    e
+                })?;
+                if original != uri {
+                    params.insert("uri".into(), jsonrpc::to_raw(&original));
+                }
+                match req.method.as_str() {
+                    "resources/read" if original != uri => {
+                        after = After::MapUri {
+                            original,
+                            exposed: uri,
+                        };
+                    }
+                    "resources/subscribe" => {
+                        let instance = self
+                            .instance_for(b, session)
+                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let subscribers = self
+                            .subscriptions
+                            .entry((instance, original.clone()))
+                            .or_default();
+                        let first = subscribers.is_empty();
+                        subscribers.insert(session.to_string());
+                        if !first {
+                            // The backend already sends this URI's updates; nothing to ask it.
+                            self.deliver(session, Message::Response(Response::ok(req.id, empty())));
+                            return Ok(());
+                        }
+                        after = After::Subscribed { uri: original };
+                    }
+                    "resources/unsubscribe" => {
+                        let instance = self
+                            .instance_for(b, session)
+                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let key = (instance, original);
+                        let last = self
+                            .subscriptions
+                            .get_mut(&key)
+                            .is_some_and(|subs| subs.remove(session) && subs.is_empty());
+                        if !last {
+                            // Others still need it (or this session never subscribed).
+                            self.deliver(session, Message::Response(Response::ok(req.id, empty())));
+                            return Ok(());
+                        }
+                        self.subscriptions.remove(&key);
+                    }
+                    _ => {}
+                }
+                b
+            }
+            "completion/complete" => self.route_completion(&mut params)?,
+            other => unreachable!("route() is only called for routed methods, not '{other}'"),
+        };
+        self.forward(session, backend, req.id, req.method, params, after)
+            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))
+    }
+
+    /// `completion/complete` goes where its `ref` points: a prompt or a resource template.
+    pub(super) fn route_completion(&self, params: &mut Params) -> Result<usize, ErrorObject> {
+        let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
+        let mut reference: Map<String, Value> = params
+            .get("ref")
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .ok_or_else(|| invalid("completion/complete: 'params.ref' must be an object".into()))?;
+        let field =
+            |r: &Map<String, Value>, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+        let (b, key, original) = match field(&reference, "type").as_deref() {
+            Some("ref/prompt") => {
+                let name = field(&reference, "name").ok_or_else(|| {
+                    invalid("completion/complete: 'ref.name' must be a string".into())
+                })?;
+                let e = self
+                    .registry
+                    .catalog(Kind::Prompts)
+                    .lookup(&name)
+                    .ok_or_else(|| invalid(format!("unknown prompt '{name}'")))?;
+                (e.backend, "name", e.original.clone())
+            }
+            Some("ref/resource") => {
+                let uri = field(&reference, "uri").ok_or_else(|| {
+                    invalid("completion/complete: 'ref.uri' must be a string".into())
+                })?;
+                let (b, original) = self
+                    .registry
+                    .route_template(&uri)
+                    .or_else(|| self.registry.route_uri(&uri))
+                    .ok_or_else(|| invalid(format!("unknown resource template '{uri}'")))?;
+                (b, "uri", original)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "completion/complete: 'ref.type' must be \"ref/prompt\" or \"ref/resource\", got {other:?}"
+                )));
+            }
+        };
+        reference.insert(key.into(), Value::String(original));
+        params.insert("ref".into(), jsonrpc::to_raw(&reference));
+        Ok(b)
+    }
+
+    /// Sends a client's request on to backend `b` with a gateway id (and progress token).
+    pub(super) fn forward(
+        &mut self,
+        session: &str,
+        b: usize,
+        id: Id,
+        method: String,
+        mut params: Params,
+        after: After,
+    ) -> Result<(), String> {
+        let instance = self.instance_for(b, session)?;
+        let gid = self.alloc_id();
+        let progress = swap_progress_token(&mut params, gid);
+        // The tool's own timeout, when this is a call of a tool that has one.
+        let tool = (method == "tools/call")
+            .then(|| {
+                params
+                    .get("name")
+                    .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            })
+            .flatten();
+        let policy = &self.backends[b].spec.policy;
+        let timeout = policy.timeout_for(tool.as_deref());
+        let now = Instant::now();
+        let what = match &tool {
+            Some(t) => format!("{method} '{t}'"),
+            None => method.clone(),
+        };
+        let audit = match (&self.opts.audit, &tool) {
+            (Some(a), Some(t)) => Some(Box::new(AuditCall {
+                tool: self
+                    .registry
+                    .tools()
+                    .iter()
+                    .find(|e| e.backend == b && e.original == *t)
+                    .map_or_else(|| t.clone(), |e| e.exposed.clone()),
+                original: t.clone(),
+                arguments: a
+                    .arguments
+                    .then(|| {
+                        params
+                            .get("arguments")
+                            .and_then(|v| serde_json::from_str(v.get()).ok())
+                    })
+                    .flatten(),
+            })),
+            _ => None,
+        };
+        let request = Request {
+            id: Id::number(gid),
+            method: method.clone(),
+            params: Some(jsonrpc::to_raw(&params)),
+        };
+        self.pending.insert(
+            gid,
+            Pending::Client {
+                audit,
+                session: session.to_string(),
+                id,
+                instance,
+                method,
+                progress,
+                after,
+                deadline: now + timeout,
+                limit: now + policy.max_timeout.max(timeout),
+                timeout,
+                what,
+                started: now,
+            },
+        );
+        let inst = self
+            .instances
+            .get_mut(&instance)
+            .expect("instance_for returns a live instance");
+        inst.last_used = Instant::now();
+        inst.queued.push_back(request);
+        self.pump(instance);
+        Ok(())
+    }
+
+    /// Sends queued requests to a ready instance, as many as its `maxConcurrent` allows.
+    pub(super) fn pump(&mut self, instance: InstanceId) {
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        if !inst.ready || inst.queued.is_empty() {
+            return;
+        }
+        let limit = self.backends[inst.backend].spec.policy.max_concurrent;
+        let mut free = match limit {
+            None => usize::MAX,
+            Some(limit) => {
+                let pending = self
+                    .pending
+                    .values()
+                    .filter(|p| matches!(p, Pending::Client { instance: i, .. } if *i == instance))
+                    .count();
+                limit.saturating_sub(pending - inst.queued.len())
+            }
+        };
+        while free > 0 {
+            let Some(request) = self
+                .instances
+                .get_mut(&instance)
+                .and_then(|i| i.queued.pop_front())
+            else {
+                break;
+            };
+            free -= 1;
+            if !self.send_instance(instance, Message::Request(request)) {
+                self.instance_failed(instance, "has closed its input".into());
+                return;
+            }
+        }
+    }
+
+    /// Withdraws request `gid` from an instance: still queued, it is simply dropped;
+    /// already sent, the backend gets `notifications/cancelled`.
+    pub(super) fn cancel_at_instance(
+        &mut self,
+        instance: InstanceId,
+        gid: u64,
+        reason: Option<Value>,
+    ) {
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        let queued = inst.queued.len();
+        inst.queued.retain(|r| r.id.as_u64() != Some(gid));
+        if inst.queued.len() == queued {
+            let mut params = json!({"requestId": gid});
+            if let Some(reason) = reason {
+                params["reason"] = reason;
+            }
+            self.notify_instance(instance, "notifications/cancelled", Some(params));
+            // Its place is free for the next one in line.
+            self.pump(instance);
+        }
+    }
+
+    pub(super) fn backend_response(&mut self, instance: InstanceId, resp: Response) {
+        let gid = resp.id.as_ref().and_then(Id::as_u64);
+        let Some(gid) = gid.or_else(|| self.sole_request_for(instance, &resp)) else {
+            warn!(
+                "backend '{}': response without a usable id ignored: {:?}",
+                self.name_of(instance),
+                resp.outcome.err()
+            );
+            return;
+        };
+        let Some(pending) = self.pending.remove(&gid) else {
+            debug!(
+                "backend '{}': response to unknown or cancelled id {gid} dropped",
+                self.name_of(instance)
+            );
+            return;
+        };
+        if pending.instance() != instance || matches!(pending, Pending::ServerRequest { .. }) {
+            warn!(
+                "backend '{}': answered id {gid}, which is not its request; dropped",
+                self.name_of(instance)
+            );
+            self.pending.insert(gid, pending);
+            return;
+        }
+        match pending {
+            Pending::Client {
+                session,
+                id,
+                method,
+                after,
+                started,
+                audit,
+                ..
+            } => {
+                let outcome_name = if resp.outcome.is_ok() { "ok" } else { "error" };
+                let backend_name = self.name_of(instance).to_string();
+                self.metrics
+                    .record(&backend_name, &method, outcome_name, started.elapsed());
+                if let Some(call) = &audit {
+                    let result = match &resp.outcome {
+                        Ok(r) => Ok(r.as_ref()),
+                        Err(e) => Err(e.message.as_str()),
+                    };
+                    self.audit(&session, call, &backend_name, started, result);
+                }
+                let mut outcome = resp.outcome;
+                match (after, &mut outcome) {
+                    (After::MapUri { original, exposed }, Ok(result)) => {
+                        *result = map_contents_uri(result, &original, &exposed);
+                    }
+                    (After::Subscribed { uri }, Err(_)) => {
+                        if let Some(subs) = self.subscriptions.get_mut(&(instance, uri)) {
+                            subs.remove(&session);
+                        }
+                    }
+                    _ => {}
+                }
+                let version = self
+                    .sessions
+                    .get(&session)
+                    .map_or(PROTOCOL_VERSIONS[0], |s| s.version);
+                if let Ok(result) = &mut outcome
+                    && matches!(method.as_str(), "tools/call" | "prompts/get")
+                    && compat::result_may_need_downgrade(version, result.get())
+                    && let Ok(mut v) = serde_json::from_str::<Value>(result.get())
+                {
+                    compat::downgrade_result(&method, &mut v, version);
+                    *result = jsonrpc::to_raw(&v);
+                }
+                let reply = Response {
+                    id: Some(id),
+                    outcome,
+                };
+                self.deliver(&session, Message::Response(reply));
+                self.pump(instance);
+            }
+            Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
+            Pending::List { kind, .. } => self.listed(instance, kind, resp.outcome),
+            Pending::Ping { .. } => {
+                if let Some(inst) = self.instances.get_mut(&instance) {
+                    inst.ping_deadline = None;
+                }
+            }
+            Pending::Ignore { .. } => {
+                if let Err(e) = resp.outcome {
+                    debug!(
+                        "backend '{}': declined a gateway request: {} ({})",
+                        self.name_of(instance),
+                        e.message,
+                        e.code
+                    );
+                }
+            }
+            Pending::ServerRequest { .. } => unreachable!("checked above"),
+        }
+    }
+
+    /// Answers requests whose time is up with an error, and cancels them at the backend.
+    pub(super) fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Client { deadline, .. } if *deadline <= now))
+            .map(|(&gid, _)| gid)
+            .collect();
+        for gid in expired {
+            let Some(Pending::Client {
+                session,
+                id,
+                instance,
+                timeout,
+                what,
+                method,
+                started,
+                audit,
+                ..
+            }) = self.pending.remove(&gid)
+            else {
+                continue;
+            };
+            let name = self.name_of(instance).to_string();
+            self.metrics
+                .record(&name, &method, "timeout", started.elapsed());
+            if let Some(call) = &audit {
+                self.audit(&session, call, &name, started, Err("timed out"));
+            }
+            warn!(
+                "backend '{name}': {what} timed out after {} s; cancelled",
+                timeout.as_secs()
+            );
+            let reply = Response::error(
+                Some(id),
+                REQUEST_TIMEOUT,
+                format!(
+                    "backend '{name}' did not answer {what} within {} s; the request was cancelled",
+                    timeout.as_secs()
+                ),
+            );
+            self.deliver(&session, Message::Response(reply));
+            let reason = Value::from(format!("timed out after {} s", timeout.as_secs()));
+            self.cancel_at_instance(instance, gid, Some(reason));
+        }
+    }
+
+    /// Writes a finished tool call to the audit log: `result` is the raw result, or the
+    /// error message.
+    pub(super) fn audit(
+        &self,
+        session: &str,
+        call: &AuditCall,
+        backend: &str,
+        started: Instant,
+        result: Result<&RawValue, &str>,
+    ) {
+        let Some(audit) = &self.opts.audit else {
+            return;
+        };
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "isError")]
+            is_error: Option<bool>,
+        }
+        let (bytes, is_error, error) = match result {
+            Ok(raw) => {
+                // Parsed only when it can say something: results can be megabytes.
+                let r: Option<R> = raw
+                    .get()
+                    .contains("isError")
+                    .then(|| serde_json::from_str(raw.get()).ok())
+                    .flatten();
+                (
+                    raw.get().len(),
+                    r.and_then(|r| r.is_error).unwrap_or(false),
+                    None,
+                )
+            }
+            Err(e) => (0, true, Some(e.to_string())),
+        };
+        let client = self
+            .sessions
+            .get(session)
+            .map(|s| s.client.clone())
+            .unwrap_or_default();
+        let mut record = json!({
+            "time": crate::audit::now(),
+            "session": session,
+            "client": client,
+            "tool": call.tool,
+            "original": call.original,
+            "backend": backend,
+            "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "resultBytes": bytes,
+            "isError": is_error,
+            "error": error,
+        });
+        if let Some(args) = &call.arguments {
+            record["arguments"] = args.clone();
+        }
+        audit.record(record);
+    }
+
+    /// The session a message from `instance` concerns: a per-session instance's own, else
+    /// the one with the newest request in flight there.
+    pub(super) fn client_for(&self, instance: InstanceId) -> Option<SessionId> {
+        if let Some(owner) = self.instances.get(&instance).and_then(|i| i.owner.clone()) {
+            return Some(owner);
+        }
+        self.pending
+            .iter()
+            .filter_map(|(gid, p)| match p {
+                Pending::Client {
+                    session,
+                    instance: i,
+                    ..
+                } if *i == instance => Some((*gid, session)),
+                _ => None,
+            })
+            .max_by_key(|(gid, _)| *gid)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The client id of the newest request `session` has in flight on `instance`.
+    pub(super) fn newest_in_flight(&self, session: &str, instance: InstanceId) -> Option<Id> {
+        self.pending
+            .iter()
+            .filter_map(|(gid, p)| match p {
+                Pending::Client {
+                    session: s,
+                    instance: i,
+                    id,
+                    ..
+                } if s == session && *i == instance => Some((*gid, id)),
+                _ => None,
+            })
+            .max_by_key(|(gid, _)| *gid)
+            .map(|(_, id)| id.clone())
+    }
+}
+
+/// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns
+/// the client's.
+pub(super) fn swap_progress_token(params: &mut Params, gid: u64) -> Option<Value> {
+    let meta = params.get("_meta")?;
+    let mut meta: Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
+    let token = meta.insert("progressToken".into(), Value::from(gid))?;
+    params.insert("_meta".into(), jsonrpc::to_raw(&meta));
+    Some(token)
+}
+
+/// A `resources/read` result with `contents[].uri` put back to the URI the client used.
+pub(super) fn map_contents_uri(result: &RawValue, original: &str, exposed: &str) -> Box<RawValue> {
+    let Ok(mut v) = serde_json::from_str::<Value>(result.get()) else {
+        return result.to_owned();
+    };
+    if let Some(Value::Array(contents)) = v.get_mut("contents") {
+        for c in contents {
+            if c.get("uri").and_then(Value::as_str) == Some(original) {
+                c["uri"] = Value::String(exposed.to_string());
+            }
+        }
+    }
+    jsonrpc::to_raw(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_tokens_are_swapped_only_when_present() {
+        let mut p: Params =
+            serde_json::from_str(r#"{"name":"x","_meta":{"progressToken":"abc","other":1}}"#)
+                .unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), Some(json!("abc")));
+        assert_eq!(p["_meta"].get(), r#"{"other":1,"progressToken":42}"#);
+        let mut p: Params = serde_json::from_str(r#"{"name":"x","_meta":{"other":1}}"#).unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), None);
+        let mut p: Params = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert_eq!(swap_progress_token(&mut p, 42), None);
+    }
+
+    #[test]
+    fn read_results_get_the_clients_uri_back() {
+        let r = jsonrpc::to_raw(
+            &json!({"contents": [{"uri": "file:///a", "text": "x"}, {"uri": "file:///b"}]}),
+        );
+        let out = map_contents_uri(&r, "file:///a", "mcp-gateway://b/file:///a");
+        let v: Value = serde_json::from_str(out.get()).unwrap();
+        assert_eq!(v["contents"][0]["uri"], "mcp-gateway://b/file:///a");
+        assert_eq!(v["contents"][1]["uri"], "file:///b");
+    }
+}
