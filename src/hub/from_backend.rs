@@ -130,11 +130,10 @@ impl Hub {
                     instance: i,
                     progress: Some(token),
                     id,
-                    deadline,
                     limit,
                     timeout,
                     ..
-                }) = self.pending.get_mut(&gid)
+                }) = self.pending.get(gid)
                 else {
                     debug!("backend '{name}': progress for unknown or finished token dropped");
                     return;
@@ -143,8 +142,9 @@ impl Hub {
                     return;
                 }
                 // Progress shows the work goes on: its time is extended, up to the limit.
-                *deadline = (Instant::now() + *timeout).min(*limit);
+                let deadline = (Instant::now() + *timeout).min(*limit);
                 let (session, token, related) = (session.clone(), token.clone(), id.clone());
+                self.pending.set_deadline(gid, deadline);
                 let mut params = params;
                 params.insert("progressToken".into(), token);
                 let n = Notification {
@@ -205,16 +205,17 @@ impl Hub {
                 let Some(target) = params.get("requestId") else {
                     return;
                 };
-                let found = self.pending.iter().find_map(|(gid, p)| match p {
-                    Pending::ServerRequest {
-                        instance: i,
-                        backend_id,
-                        ..
-                    } if *i == instance && backend_id.matches(target) => Some(*gid),
-                    _ => None,
-                });
+                let found = self
+                    .pending
+                    .on_instance(instance)
+                    .find_map(|(gid, p)| match p {
+                        Pending::ServerRequest { backend_id, .. } if backend_id.matches(target) => {
+                            Some(gid)
+                        }
+                        _ => None,
+                    });
                 if let Some(gid) = found
-                    && let Some(Pending::ServerRequest { session, .. }) = self.pending.remove(&gid)
+                    && let Some(Pending::ServerRequest { session, .. }) = self.pending.remove(gid)
                 {
                     let mut p = json!({"requestId": gid});
                     if let Some(r) = params.get("reason") {

@@ -24,7 +24,7 @@ pub use events::{HubEvent, InstanceId, SessionId, Status};
 pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
 pub(crate) use status::metric_family;
 
-use pending::{After, AuditCall, Pending};
+use pending::{After, AuditCall, Pending, PendingTable};
 use sessions::level_rank;
 use status::Metrics;
 
@@ -214,7 +214,7 @@ pub struct Hub {
     instances: HashMap<InstanceId, Instance>,
     registry: Registry,
     sessions: HashMap<SessionId, Session>,
-    pending: HashMap<u64, Pending>,
+    pending: PendingTable,
     /// Which sessions subscribed to which URI of which instance (the backend's URI).
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
     next_id: u64,
@@ -241,7 +241,7 @@ impl Hub {
             instances: HashMap::new(),
             registry: Registry::empty(),
             sessions: HashMap::new(),
-            pending: HashMap::new(),
+            pending: PendingTable::default(),
             subscriptions: HashMap::new(),
             next_id: 1,
             events_tx,
@@ -334,7 +334,7 @@ impl Hub {
         // Lists still held get what there is; every request still waiting gets its answer
         // before the streams close.
         self.release_lists(true);
-        for (_, p) in std::mem::take(&mut self.pending) {
+        for (_, p) in self.pending.drain() {
             if let Pending::Client { session, id, .. } = p {
                 let reply =
                     Response::error(Some(id), INTERNAL_ERROR, "the gateway is shutting down");

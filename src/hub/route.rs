@@ -6,10 +6,7 @@ use super::*;
 impl Hub {
     /// Routes a request that names a tool, prompt or resource to its backend.
     pub(super) fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
-        let in_flight = self.pending.values().any(|p| {
-            matches!(p, Pending::Client { session: s, id, .. } if s == session && *id == req.id)
-        });
-        if in_flight {
+        if self.pending.client(session, &req.id).is_some() {
             return Err(ErrorObject::new(
                 jsonrpc::INVALID_REQUEST,
                 format!("request id {} is already in flight in this session", req.id),
@@ -257,11 +254,7 @@ impl Hub {
         let mut free = match limit {
             None => usize::MAX,
             Some(limit) => {
-                let pending = self
-                    .pending
-                    .values()
-                    .filter(|p| matches!(p, Pending::Client { instance: i, .. } if *i == instance))
-                    .count();
+                let pending = self.pending.clients_on(instance);
                 limit.saturating_sub(pending - inst.queued.len())
             }
         };
@@ -315,7 +308,7 @@ impl Hub {
             );
             return;
         };
-        let Some(pending) = self.pending.remove(&gid) else {
+        let Some(pending) = self.pending.remove(gid) else {
             debug!(
                 "backend '{}': response to unknown or cancelled id {gid} dropped",
                 self.name_of(instance)
@@ -405,13 +398,7 @@ impl Hub {
 
     /// Answers requests whose time is up with an error, and cancels them at the backend.
     pub(super) fn expire_requests(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Client { deadline, .. } if *deadline <= now))
-            .map(|(&gid, _)| gid)
-            .collect();
-        for gid in expired {
+        for gid in self.pending.due(now) {
             let Some(Pending::Client {
                 session,
                 id,
@@ -422,7 +409,7 @@ impl Hub {
                 started,
                 audit,
                 ..
-            }) = self.pending.remove(&gid)
+            }) = self.pending.remove(gid)
             else {
                 continue;
             };
@@ -514,34 +501,23 @@ impl Hub {
             return Some(owner);
         }
         self.pending
-            .iter()
-            .filter_map(|(gid, p)| match p {
-                Pending::Client {
-                    session,
-                    instance: i,
-                    ..
-                } if *i == instance => Some((*gid, session)),
+            .on_instance(instance)
+            .filter_map(|(_, p)| match p {
+                Pending::Client { session, .. } => Some(session.clone()),
                 _ => None,
             })
-            .max_by_key(|(gid, _)| *gid)
-            .map(|(_, s)| s.clone())
+            .last()
     }
 
     /// The client id of the newest request `session` has in flight on `instance`.
     pub(super) fn newest_in_flight(&self, session: &str, instance: InstanceId) -> Option<Id> {
         self.pending
-            .iter()
-            .filter_map(|(gid, p)| match p {
-                Pending::Client {
-                    session: s,
-                    instance: i,
-                    id,
-                    ..
-                } if s == session && *i == instance => Some((*gid, id)),
+            .on_instance(instance)
+            .filter_map(|(_, p)| match p {
+                Pending::Client { session: s, id, .. } if s == session => Some(id.clone()),
                 _ => None,
             })
-            .max_by_key(|(gid, _)| *gid)
-            .map(|(_, id)| id.clone())
+            .last()
     }
 }
 

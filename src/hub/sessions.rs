@@ -197,19 +197,11 @@ impl Hub {
                 let Some(target) = p.get("requestId") else {
                     return;
                 };
-                let found = self.pending.iter().find_map(|(gid, p)| match p {
-                    Pending::Client { session: s, id, .. }
-                        if s == session && id.matches(target) =>
-                    {
-                        Some(*gid)
-                    }
-                    _ => None,
-                });
-                let Some(gid) = found else {
+                let Some(gid) = self.pending.client_matching(session, target) else {
                     debug!("session {session}: cancellation of unknown request {target} ignored");
                     return;
                 };
-                if let Some(Pending::Client { instance, .. }) = self.pending.remove(&gid) {
+                if let Some(Pending::Client { instance, .. }) = self.pending.remove(gid) {
                     self.cancel_at_instance(instance, gid, p.get("reason").cloned());
                 }
             }
@@ -237,7 +229,7 @@ impl Hub {
             debug!("session {session}: response without a gateway id ignored");
             return;
         };
-        match self.pending.remove(&gid) {
+        match self.pending.remove(gid) {
             Some(Pending::ServerRequest {
                 session: s,
                 instance,
@@ -265,14 +257,8 @@ impl Hub {
         };
         info!("session {session}: closed (client '{}')", s.client);
         // Requests it had in flight are cancelled at their backends.
-        let mine: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Client { session: x, .. } | Pending::ServerRequest { session: x, .. } if x == session))
-            .map(|(&gid, _)| gid)
-            .collect();
-        for gid in mine {
-            match self.pending.remove(&gid) {
+        for gid in self.pending.of_session(session) {
+            match self.pending.remove(gid) {
                 Some(Pending::Client { instance, .. }) => {
                     let reason = Value::from("the client disconnected");
                     self.cancel_at_instance(instance, gid, Some(reason));

@@ -197,11 +197,7 @@ impl Hub {
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
         }
-        let in_flight = self
-            .pending
-            .values()
-            .filter(|p| matches!(p, Pending::Client { .. }))
-            .count();
+        let in_flight = self.pending.clients();
         let tools = self
             .registry
             .catalog(Kind::Tools)

@@ -162,14 +162,8 @@ impl Hub {
         }
         let b = inst.backend;
         let name = self.backends[b].spec.name.clone();
-        let orphaned: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.instance() == instance)
-            .map(|(&id, _)| id)
-            .collect();
-        for gid in orphaned {
-            match self.pending.remove(&gid) {
+        for gid in self.pending.ids_on_instance(instance) {
+            match self.pending.remove(gid) {
                 Some(Pending::Client {
                     session,
                     id,
@@ -319,7 +313,7 @@ impl Hub {
                 };
                 i.owner.is_some()
                     && now.duration_since(i.last_used) >= idle
-                    && !self.pending.values().any(|p| p.instance() == **id)
+                    && !self.pending.waits_on(**id)
             })
             .map(|(&id, _)| id)
             .collect();
@@ -350,10 +344,7 @@ impl Hub {
                 // done, and that is no reason to kill it.
                 None if inst.ready
                     && now.duration_since(inst.last_heard) >= interval
-                    && !self
-                        .pending
-                        .values()
-                        .any(|p| matches!(p, Pending::Client { instance: i, .. } if *i == id)) =>
+                    && self.pending.clients_on(id) == 0 =>
                 {
                     quiet.push(id)
                 }

@@ -16,9 +16,9 @@ impl Hub {
         }
         let mut mine = self
             .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Client { .. }) && p.instance() == instance);
-        let (&gid, _) = mine.next()?;
+            .on_instance(instance)
+            .filter(|(_, p)| matches!(p, Pending::Client { .. }));
+        let (gid, _) = mine.next()?;
         if mine.next().is_some() {
             return None;
         }
