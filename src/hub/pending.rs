@@ -2,7 +2,8 @@
 //! needs, and the table that holds them, indexed so that no lookup scans it whole.
 
 use super::*;
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// What the audit log needs to know of a tool call.
 pub(super) struct AuditCall {
@@ -94,45 +95,53 @@ impl Pending {
 }
 
 /// Every request in flight, by gateway id, with the indexes the hub looks things up by:
-/// the instance it waits on, the session it belongs to, a client request's own id, and
-/// its deadline. Nothing here scans all entries; whoever removes an entry answers it.
+/// the instance it waits on, the session it belongs to, and client requests' deadlines.
+/// Nothing here scans all entries (a session's own few are scanned to find a client's
+/// id); whoever removes an entry answers it. The indexes are plain vectors and a heap,
+/// kept small in code as well as in memory: gateway ids only grow, so appending keeps
+/// each vector sorted.
 #[derive(Default)]
 pub(super) struct PendingTable {
     entries: HashMap<u64, Pending>,
-    by_instance: HashMap<InstanceId, BTreeSet<u64>>,
-    by_session: HashMap<SessionId, BTreeSet<u64>>,
-    /// Client requests by (session, the client's id as written).
-    by_client_id: HashMap<(SessionId, String), u64>,
-    /// Client requests by deadline, earliest first.
-    deadlines: BTreeSet<(Instant, u64)>,
+    by_instance: HashMap<InstanceId, OnInstance>,
+    by_session: HashMap<SessionId, Vec<u64>>,
+    /// Client requests' deadlines, earliest first: one position per request, put back
+    /// with its new deadline when progress has moved it. Positions of answered requests
+    /// are skipped when they come up, and dropped all at once when they outnumber the
+    /// live ones.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     clients: usize,
-    clients_by_instance: HashMap<InstanceId, usize>,
+}
+
+#[derive(Default)]
+struct OnInstance {
+    ids: Vec<u64>,
+    clients: usize,
+}
+
+/// Takes `gid` out of a sorted vector.
+fn unlist(ids: &mut Vec<u64>, gid: u64) {
+    if let Ok(i) = ids.binary_search(&gid) {
+        ids.remove(i);
+    }
 }
 
 impl PendingTable {
-    /// Registers `gid`. A client request whose (session, id) is already in flight must be
-    /// refused before (see `client`).
+    /// Registers `gid`, newer than every id registered before. A client request whose
+    /// (session, id) is already in flight must be refused before (see `client`).
     pub(super) fn insert(&mut self, gid: u64, entry: Pending) {
-        let instance = entry.instance();
-        self.by_instance.entry(instance).or_default().insert(gid);
+        let on = self.by_instance.entry(entry.instance()).or_default();
+        on.ids.push(gid);
         if let Some(session) = entry.session() {
             self.by_session
                 .entry(session.clone())
                 .or_default()
-                .insert(gid);
+                .push(gid);
         }
-        if let Pending::Client {
-            session,
-            id,
-            deadline,
-            ..
-        } = &entry
-        {
-            self.by_client_id
-                .insert((session.clone(), id.to_string()), gid);
-            self.deadlines.insert((*deadline, gid));
+        if let Pending::Client { deadline, .. } = &entry {
+            on.clients += 1;
             self.clients += 1;
-            *self.clients_by_instance.entry(instance).or_default() += 1;
+            self.deadlines.push(Reverse((*deadline, gid)));
         }
         if let Some(old) = self.entries.insert(gid, entry) {
             // Gateway ids are never reused; keep the indexes true even so.
@@ -149,75 +158,70 @@ impl PendingTable {
 
     fn unindex(&mut self, gid: u64, entry: &Pending) {
         let instance = entry.instance();
-        if let Some(set) = self.by_instance.get_mut(&instance) {
-            set.remove(&gid);
-            if set.is_empty() {
+        if let Some(on) = self.by_instance.get_mut(&instance) {
+            unlist(&mut on.ids, gid);
+            if matches!(entry, Pending::Client { .. }) {
+                on.clients -= 1;
+            }
+            if on.ids.is_empty() {
                 self.by_instance.remove(&instance);
             }
         }
         if let Some(session) = entry.session()
-            && let Some(set) = self.by_session.get_mut(session)
+            && let Some(ids) = self.by_session.get_mut(session)
         {
-            set.remove(&gid);
-            if set.is_empty() {
+            unlist(ids, gid);
+            if ids.is_empty() {
                 self.by_session.remove(session);
             }
         }
-        if let Pending::Client {
-            session,
-            id,
-            deadline,
-            ..
-        } = entry
-        {
-            let key = (session.clone(), id.to_string());
-            if self.by_client_id.get(&key) == Some(&gid) {
-                self.by_client_id.remove(&key);
-            }
-            self.deadlines.remove(&(*deadline, gid));
+        if matches!(entry, Pending::Client { .. }) {
             self.clients -= 1;
-            if let Some(n) = self.clients_by_instance.get_mut(&instance) {
-                *n -= 1;
-                if *n == 0 {
-                    self.clients_by_instance.remove(&instance);
-                }
+            if self.deadlines.len() > 2 * self.clients + 64 {
+                self.rebuild_deadlines();
             }
         }
+    }
+
+    fn rebuild_deadlines(&mut self) {
+        self.deadlines = self
+            .entries
+            .iter()
+            .filter_map(|(gid, p)| match p {
+                Pending::Client { deadline, .. } => Some(Reverse((*deadline, *gid))),
+                _ => None,
+            })
+            .collect();
     }
 
     pub(super) fn get(&self, gid: u64) -> Option<&Pending> {
         self.entries.get(&gid)
     }
 
-    /// Moves a client request's deadline (progress extends it).
+    /// Moves a client request's deadline later (progress extends it; never earlier).
     pub(super) fn set_deadline(&mut self, gid: u64, to: Instant) {
         if let Some(Pending::Client { deadline, .. }) = self.entries.get_mut(&gid) {
-            self.deadlines.remove(&(*deadline, gid));
-            *deadline = to;
-            self.deadlines.insert((to, gid));
+            *deadline = (*deadline).max(to);
         }
     }
 
     /// The gateway id of `session`'s request `id`, if it is in flight.
     pub(super) fn client(&self, session: &str, id: &Id) -> Option<u64> {
-        self.by_client_id
-            .get(&(session.to_string(), id.to_string()))
-            .copied()
+        self.session_client(session, |mine| mine == id)
     }
 
     /// The gateway id of `session`'s request whose id is the JSON value `target` (as a
     /// `notifications/cancelled` names it).
     pub(super) fn client_matching(&self, session: &str, target: &Value) -> Option<u64> {
-        if let Some(&gid) = self
-            .by_client_id
-            .get(&(session.to_string(), target.to_string()))
-        {
-            return Some(gid);
-        }
-        // Written differently (spacing, escapes): compare values, within the session only.
-        self.of_session(session).into_iter().find(|gid| {
-            matches!(self.entries.get(gid), Some(Pending::Client { id, .. }) if id.matches(target))
-        })
+        self.session_client(session, |mine| mine.matches(target))
+    }
+
+    fn session_client(&self, session: &str, is: impl Fn(&Id) -> bool) -> Option<u64> {
+        self.by_session
+            .get(session)?
+            .iter()
+            .copied()
+            .find(|gid| matches!(self.entries.get(gid), Some(Pending::Client { id, .. }) if is(id)))
     }
 
     /// The entries waiting on `instance`, oldest first.
@@ -228,7 +232,7 @@ impl PendingTable {
         self.by_instance
             .get(&instance)
             .into_iter()
-            .flatten()
+            .flat_map(|on| on.ids.iter())
             .filter_map(|gid| self.entries.get(gid).map(|p| (*gid, p)))
     }
 
@@ -236,7 +240,7 @@ impl PendingTable {
     pub(super) fn ids_on_instance(&self, instance: InstanceId) -> Vec<u64> {
         self.by_instance
             .get(&instance)
-            .map(|s| s.iter().copied().collect())
+            .map(|on| on.ids.clone())
             .unwrap_or_default()
     }
 
@@ -247,27 +251,33 @@ impl PendingTable {
 
     /// Client requests waiting on `instance`.
     pub(super) fn clients_on(&self, instance: InstanceId) -> usize {
-        self.clients_by_instance
-            .get(&instance)
-            .copied()
-            .unwrap_or(0)
+        self.by_instance.get(&instance).map_or(0, |on| on.clients)
     }
 
     /// The gateway ids of `session`'s requests and of requests sent to it, oldest first.
     pub(super) fn of_session(&self, session: &str) -> Vec<u64> {
-        self.by_session
-            .get(session)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.by_session.get(session).cloned().unwrap_or_default()
     }
 
-    /// Client requests whose deadline is at or before `now`, earliest first.
-    pub(super) fn due(&self, now: Instant) -> Vec<u64> {
-        self.deadlines
-            .iter()
-            .take_while(|(d, _)| *d <= now)
-            .map(|(_, gid)| *gid)
-            .collect()
+    /// Client requests whose deadline is at or before `now`, earliest first, each once
+    /// (the caller removes and answers them).
+    pub(super) fn due(&mut self, now: Instant) -> Vec<u64> {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, gid))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            match self.entries.get(&gid) {
+                Some(Pending::Client { deadline, .. }) if *deadline <= now => due.push(gid),
+                // Progress moved it on: back in line at its new deadline.
+                Some(Pending::Client { deadline, .. }) => {
+                    self.deadlines.push(Reverse((*deadline, gid)));
+                }
+                _ => {}
+            }
+        }
+        due
     }
 
     /// Client requests in flight.
@@ -281,10 +291,11 @@ impl PendingTable {
 
     /// Every entry, taken out (at shutdown).
     pub(super) fn drain(&mut self) -> Vec<(u64, Pending)> {
-        let all: Vec<u64> = self.entries.keys().copied().collect();
-        all.into_iter()
-            .filter_map(|gid| self.remove(gid).map(|p| (gid, p)))
-            .collect()
+        self.by_instance.clear();
+        self.by_session.clear();
+        self.deadlines.clear();
+        self.clients = 0;
+        self.entries.drain().collect()
     }
 }
 
@@ -312,12 +323,16 @@ mod tests {
     /// Every index agrees with the entries.
     fn consistent(t: &PendingTable) {
         let mut on_instances = 0;
-        for (instance, set) in &t.by_instance {
-            assert!(!set.is_empty());
-            for gid in set {
+        for (instance, on) in &t.by_instance {
+            assert!(!on.ids.is_empty());
+            assert!(on.ids.windows(2).all(|w| w[0] < w[1]), "sorted");
+            let mut clients = 0;
+            for gid in &on.ids {
                 assert_eq!(t.entries[gid].instance(), *instance);
+                clients += usize::from(matches!(t.entries[gid], Pending::Client { .. }));
                 on_instances += 1;
             }
+            assert_eq!(on.clients, clients);
         }
         assert_eq!(on_instances, t.entries.len());
         let clients = t
@@ -326,11 +341,8 @@ mod tests {
             .filter(|p| matches!(p, Pending::Client { .. }))
             .count();
         assert_eq!(t.clients, clients);
-        assert_eq!(t.deadlines.len(), clients);
-        assert_eq!(t.by_client_id.len(), clients);
-        assert_eq!(t.clients_by_instance.values().sum::<usize>(), clients);
-        for set in t.by_session.values() {
-            assert!(!set.is_empty());
+        for ids in t.by_session.values() {
+            assert!(!ids.is_empty());
         }
     }
 
@@ -363,20 +375,39 @@ mod tests {
             (2, 1, 0)
         );
         assert_eq!(t.of_session("a"), [1, 3, 5]);
-        assert_eq!(t.due(now + s(3)), [2, 3]);
-        // Progress moves a deadline on.
+        // Progress moves a deadline on (never back); what is due is taken once.
         t.set_deadline(2, now + s(9));
-        assert_eq!(t.due(now + s(5)), [3, 1]);
+        t.set_deadline(1, now);
+        assert_eq!(t.due(now + s(3)), [3]);
+        assert_eq!(t.due(now + s(3)), Vec::<u64>::new());
+        assert!(
+            matches!(t.remove(3), Some(Pending::Client { .. })),
+            "the caller answers it"
+        );
+        assert_eq!(t.due(now + s(5)), [1]);
+        assert_eq!(t.due(now + s(9)), [2], "each once");
         consistent(&t);
         assert!(matches!(t.remove(1), Some(Pending::Client { .. })));
         assert!(t.remove(1).is_none(), "removed once, answered once");
         assert_eq!(t.client("a", &Id::number(7)), None);
         assert_eq!(t.ids_on_instance(10), [2, 4]);
         consistent(&t);
+        // Answered requests do not pile up in the deadline heap.
+        for gid in 100..1100 {
+            t.insert(gid, client("c", gid, 12, now + s(60)));
+            t.remove(gid);
+        }
+        assert!(
+            t.deadlines.len() <= 2 * t.clients() + 64,
+            "{}",
+            t.deadlines.len()
+        );
+        consistent(&t);
         let all = t.drain();
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 3);
         consistent(&t);
         assert_eq!((t.len(), t.clients()), (0, 0));
         assert!(t.by_instance.is_empty() && t.by_session.is_empty());
+        assert!(t.deadlines.is_empty());
     }
 }
