@@ -9,7 +9,7 @@
 mod last_words;
 
 use crate::config::{BackendSpec, Launch, Transport};
-use crate::hub::{HubEvent, InstanceId};
+use crate::hub::{Completed, Direct, HubEvent, InstanceId};
 use crate::jsonrpc::Message;
 use crossbeam_channel::{Receiver, Sender, select};
 use last_words::LastWords;
@@ -63,6 +63,7 @@ pub fn start_for(
     spec: &BackendSpec,
     self_exe: &str,
     hub: Sender<HubEvent>,
+    direct: Direct,
 ) -> Result<BackendHandle, String> {
     match &spec.transport {
         Transport::Sse {
@@ -89,7 +90,13 @@ pub fn start_for(
         _ => {
             let launch =
                 launch_for(spec, self_exe).expect("stdio and builtin backends have a command");
-            start(instance, &spec.name, &launch, hub, spec.policy.max_message)
+            start(
+                instance,
+                &spec.name,
+                &launch,
+                ToHub { hub, direct },
+                spec.policy.max_message,
+            )
         }
     }
 }
@@ -220,13 +227,14 @@ fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, Strin
 }
 
 /// Starts the child and its threads. Messages it prints arrive at the hub tagged `instance`.
-pub fn start(
+fn start(
     instance: InstanceId,
     name: &str,
     launch: &Launch,
-    hub: Sender<HubEvent>,
+    to_hub: ToHub,
     max_message: usize,
 ) -> Result<BackendHandle, String> {
+    let hub = to_hub.hub.clone();
     let mut child = spawn_child(name, launch, Stdio::piped())?;
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
@@ -244,9 +252,8 @@ pub fn start(
             write_stdin(&n, stdin, rx)
         })?;
         let n = name.to_string();
-        let reader_hub = hub.clone();
         spawn_named(format!("backend-{name}-reader"), move || {
-            read_stdout(instance, &n, stdout, &reader_hub, max_message);
+            read_stdout(instance, &n, stdout, &to_hub, max_message);
             drop(eof_tx);
         })?;
         let n = name.to_string();
@@ -341,11 +348,42 @@ fn write_stdin(name: &str, mut stdin: ChildStdin, rx: Receiver<Message>) {
     }
 }
 
+/// Where a stdio backend's reader sends what it reads: replies it may complete itself go
+/// straight to their client (`hub::Direct`), everything else to the hub, counted so that
+/// a direct reply never overtakes a message still on its way through the hub.
+struct ToHub {
+    hub: Sender<HubEvent>,
+    direct: Direct,
+}
+
+impl ToHub {
+    /// Hands `msg` on; false when the hub is gone.
+    fn send(&self, instance: InstanceId, name: &str, msg: Message) -> bool {
+        let msg = match msg {
+            Message::Response(resp) => match self.direct.complete(resp) {
+                Completed::Done => return true,
+                Completed::Refused(session, why) => {
+                    debug!(
+                        "backend '{name}': the client of session {session} did not take its answer"
+                    );
+                    return self.hub.send(HubEvent::Refused { session, why }).is_ok();
+                }
+                Completed::ToHub(resp) => Message::Response(resp),
+            },
+            other => other,
+        };
+        self.direct.order.sending();
+        self.hub
+            .send(HubEvent::FromBackend { instance, msg })
+            .is_ok()
+    }
+}
+
 fn read_stdout(
     instance: InstanceId,
     name: &str,
     stdout: impl Read,
-    hub: &Sender<HubEvent>,
+    to_hub: &ToHub,
     max_message: usize,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
@@ -358,7 +396,11 @@ fn read_stdout(
         let text = match read_line_limited(&mut reader, &mut buf, max_message) {
             Ok(Line::End) => break,
             Ok(Line::TooLong(size)) => {
-                oversized(hub, instance, name, &buf, size, max_message);
+                if let Some(reply) = oversized(name, &buf, size, max_message)
+                    && !to_hub.send(instance, name, Message::Response(reply))
+                {
+                    break;
+                }
                 continue;
             }
             Ok(Line::Text) => &buf,
@@ -378,8 +420,7 @@ fn read_stdout(
         match Message::parse(text) {
             Ok(msg) => {
                 debug!("< {name}: {text}");
-                let event = HubEvent::FromBackend { instance, msg };
-                if hub.send(event).is_err() {
+                if !to_hub.send(instance, name, msg) {
                     break;
                 }
             }
@@ -451,25 +492,24 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
 
 /// A message over the size limit: if it answers a request, that request gets an error
 /// instead, so nobody waits for it; the backend stays in use.
+/// A message over `limit` bytes was read (only `start` of it kept): says so, and returns
+/// the error that answers the request it was the answer to, if its id can be found.
 pub fn oversized(
-    hub: &Sender<HubEvent>,
-    instance: InstanceId,
     name: &str,
     start: &[u8],
     size: usize,
     limit: usize,
-) {
+) -> Option<crate::jsonrpc::Response> {
     let why = format!(
         "backend '{name}' sent a message of {size} bytes, over the {limit}-byte limit (maxMessageSize)"
     );
     warn!("{why}");
-    if let Some(id) = sniff_id(start) {
-        let reply = crate::jsonrpc::Response::error(Some(id), crate::jsonrpc::INTERNAL_ERROR, why);
-        let _ = hub.send(HubEvent::FromBackend {
-            instance,
-            msg: Message::Response(reply),
-        });
-    }
+    let id = sniff_id(start)?;
+    Some(crate::jsonrpc::Response::error(
+        Some(id),
+        crate::jsonrpc::INTERNAL_ERROR,
+        why,
+    ))
 }
 
 /// The `"id"` of a message, read from its first bytes only (the rest may be gigabytes).

@@ -395,7 +395,12 @@ fn read_sse_stream(
             Ok(backend::Line::Text) => {}
             Ok(backend::Line::TooLong(size)) => {
                 answered |= awaited.is_some();
-                backend::oversized(hub, instance, name, &line, size, limit);
+                if let Some(reply) = backend::oversized(name, &line, size, limit) {
+                    let _ = hub.send(HubEvent::FromBackend {
+                        instance,
+                        msg: Message::Response(reply),
+                    });
+                }
                 continue;
             }
             Err(e) => return (format!("the stream broke: {e}"), answered),

@@ -451,3 +451,27 @@ fn roots_list_changed_goes_to_the_backends_serving_the_session() {
         "b's own instance does not"
     );
 }
+
+#[test]
+fn an_answer_never_overtakes_its_own_progress() {
+    // A reader may hand an answer straight to its client only once the hub has passed on
+    // everything the reader sent before: here 20 progress notifications right before the
+    // answer, each of which must arrive on the POST's stream ahead of the answer that ends it.
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let c = util::McpClient::connect(gw.port);
+    for round in 0..5 {
+        let messages = c.request(
+            json!(round),
+            "tools/call",
+            json!({"name": "fx__progress", "arguments": {"steps": 20, "tag": "t", "delay_ms": 0},
+                   "_meta": {"progressToken": round}}),
+        );
+        let (last, before) = messages.split_last().unwrap();
+        assert_eq!(last["id"], round, "{last}");
+        let steps: Vec<i64> = before
+            .iter()
+            .map(|m| m["params"]["progress"].as_i64().unwrap())
+            .collect();
+        assert_eq!(steps, (1..=20).collect::<Vec<_>>(), "round {round}");
+    }
+}

@@ -53,6 +53,8 @@ fn health_readiness_and_metrics_after_known_traffic() {
         "mcp_gateway_requests_total{backend=\"fx\",method=\"tools/call\",outcome=\"error\"} 1",
         "mcp_gateway_request_duration_seconds_count{backend=\"fx\"} 4",
         "mcp_gateway_requests_in_flight 0",
+        // The three answers went from the backend's reader straight to the client.
+        "mcp_gateway_replies_direct_total 3",
         "mcp_gateway_sessions{transport=\"sse\"} 1",
         "mcp_gateway_sessions{transport=\"streamable-http\"} 1",
         "mcp_gateway_backend_restarts_total{backend=\"fx\"} 1",

@@ -24,6 +24,11 @@ pub enum HubEvent {
     ClientGone {
         session: SessionId,
     },
+    /// A session's sink refused an answer a backend's reader offered it.
+    Refused {
+        session: SessionId,
+        why: Refused,
+    },
     FromBackend {
         instance: InstanceId,
         msg: Message,

@@ -74,7 +74,7 @@ impl Hub {
             );
         }
         let gid = self.alloc_id();
-        self.pending.insert(
+        self.pending().insert(
             gid,
             Pending::ServerRequest {
                 session: session.clone(),
@@ -125,26 +125,32 @@ impl Hub {
                 let Some(gid) = params.get("progressToken").and_then(Value::as_u64) else {
                     return;
                 };
-                let Some(Pending::Client {
-                    session,
-                    instance: i,
-                    progress: Some(token),
-                    id,
-                    limit,
-                    timeout,
-                    ..
-                }) = self.pending.get(gid)
-                else {
+                let found = {
+                    let mut table = self.pending();
+                    match table.get(gid) {
+                        Some(Pending::Client {
+                            session,
+                            instance: i,
+                            progress: Some(token),
+                            id,
+                            limit,
+                            timeout,
+                            ..
+                        }) if *i == instance => {
+                            // Progress shows the work goes on: its time is extended, up to
+                            // the limit.
+                            let deadline = (Instant::now() + *timeout).min(*limit);
+                            let found = (session.clone(), token.clone(), id.clone());
+                            table.set_deadline(gid, deadline);
+                            Some(found)
+                        }
+                        _ => None,
+                    }
+                };
+                let Some((session, token, related)) = found else {
                     debug!("backend '{name}': progress for unknown or finished token dropped");
                     return;
                 };
-                if *i != instance {
-                    return;
-                }
-                // Progress shows the work goes on: its time is extended, up to the limit.
-                let deadline = (Instant::now() + *timeout).min(*limit);
-                let (session, token, related) = (session.clone(), token.clone(), id.clone());
-                self.pending.set_deadline(gid, deadline);
                 let mut params = params;
                 params.insert("progressToken".into(), token);
                 let n = Notification {
@@ -206,7 +212,7 @@ impl Hub {
                     return;
                 };
                 let found = self
-                    .pending
+                    .pending()
                     .on_instance(instance)
                     .find_map(|(gid, p)| match p {
                         Pending::ServerRequest { backend_id, .. } if backend_id.matches(target) => {
@@ -214,9 +220,9 @@ impl Hub {
                         }
                         _ => None,
                     });
-                if let Some(gid) = found
-                    && let Some(Pending::ServerRequest { session, .. }) = self.pending.remove(gid)
-                {
+                let entry = found.and_then(|gid| self.pending().remove(gid));
+                if let Some(Pending::ServerRequest { session, .. }) = entry {
+                    let gid = found.unwrap_or_default();
                     let mut p = json!({"requestId": gid});
                     if let Some(r) = params.get("reason") {
                         p["reason"] = r.clone();

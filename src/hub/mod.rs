@@ -13,6 +13,7 @@ mod from_backend;
 mod lists;
 mod pending;
 mod reload;
+mod replies;
 mod route;
 mod sessions;
 pub mod sink;
@@ -21,12 +22,13 @@ mod supervise;
 mod unreadable;
 
 pub use events::{HubEvent, InstanceId, SessionId, Status};
+pub use replies::{Completed, Direct, Order};
 pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
 pub(crate) use status::metric_family;
 
 use pending::{After, AuditCall, Pending, PendingTable};
+use replies::Replies;
 use sessions::level_rank;
-use status::Metrics;
 
 use crate::backend::{self, BackendHandle};
 use crate::compat;
@@ -185,6 +187,9 @@ struct Instance {
     /// When it last said anything, and the deadline of a health ping in flight.
     last_heard: Instant,
     ping_deadline: Option<Instant>,
+    /// The order of its messages between its reader and the hub, and whether the reader
+    /// may complete replies itself.
+    order: std::sync::Arc<Order>,
 }
 
 /// What a client declared it can do, for requests from servers.
@@ -197,7 +202,7 @@ struct ClientCaps {
 }
 
 struct Session {
-    sink: Box<dyn Sink>,
+    sink: std::sync::Arc<dyn Sink>,
     transport: &'static str,
     initialized: bool,
     client: String,
@@ -214,12 +219,13 @@ pub struct Hub {
     instances: HashMap<InstanceId, Instance>,
     registry: Registry,
     sessions: HashMap<SessionId, Session>,
-    pending: PendingTable,
+    /// The requests in flight, the sessions' sinks, the metrics and the audit log: shared
+    /// with the backends' readers, which complete plain replies themselves.
+    replies: std::sync::Arc<Replies>,
     /// Which sessions subscribed to which URI of which instance (the backend's URI).
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
     next_id: u64,
     events_tx: Sender<HubEvent>,
-    metrics: Metrics,
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
     summary_printed: bool,
@@ -230,6 +236,7 @@ type Params = BTreeMap<String, Box<RawValue>>;
 
 impl Hub {
     pub fn new(specs: Vec<BackendSpec>, opts: HubOptions, events_tx: Sender<HubEvent>) -> Hub {
+        let replies = Replies::new(opts.audit.clone());
         Hub {
             first_lists: first_lists::FirstLists::new(opts.startup_wait),
             opts,
@@ -241,11 +248,10 @@ impl Hub {
             instances: HashMap::new(),
             registry: Registry::empty(),
             sessions: HashMap::new(),
-            pending: PendingTable::default(),
+            replies,
             subscriptions: HashMap::new(),
             next_id: 1,
             events_tx,
-            metrics: Metrics::default(),
             stopped: Vec::new(),
             summary_printed: false,
         }
@@ -279,6 +285,7 @@ impl Hub {
                 transport,
             } => {
                 debug!("session {session}: opened");
+                let sink: std::sync::Arc<dyn Sink> = std::sync::Arc::from(sink);
                 self.sessions.insert(
                     session,
                     Session {
@@ -299,9 +306,14 @@ impl Hub {
                 }
             }
             HubEvent::ClientGone { session } => self.session_gone(&session),
+            HubEvent::Refused { session, why } => self.refused(&session, why),
             HubEvent::FromBackend { instance, msg } => {
-                if self.instances.contains_key(&instance) {
+                if let Some(inst) = self.instances.get(&instance) {
+                    let order = inst.order.clone();
                     self.on_backend_message(instance, msg);
+                    // Only now may the reader complete a reply itself: what it sent before
+                    // has reached its clients.
+                    order.handled();
                 }
             }
             HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
@@ -311,6 +323,12 @@ impl Hub {
             }
             HubEvent::Shutdown => {}
         }
+    }
+
+    /// The requests in flight. Lock it for one statement at a time: the guard must not
+    /// live across a call that may take it again (a `match` or `for` on it would).
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingTable> {
+        self.replies.pending()
     }
 
     fn alloc_id(&mut self) -> u64 {
@@ -329,12 +347,13 @@ impl Hub {
         info!(
             "hub: shutting down: {} session(s), {} pending request(s)",
             self.sessions.len(),
-            self.pending.len()
+            self.pending().len()
         );
         // Lists still held get what there is; every request still waiting gets its answer
         // before the streams close.
         self.release_lists(true);
-        for (_, p) in self.pending.drain() {
+        let all = self.pending().drain();
+        for (_, p) in all {
             if let Pending::Client { session, id, .. } = p {
                 let reply =
                     Response::error(Some(id), INTERNAL_ERROR, "the gateway is shutting down");

@@ -4,9 +4,12 @@
 use super::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 /// What the audit log needs to know of a tool call.
 pub(super) struct AuditCall {
+    /// The client's name, from its `initialize`.
+    pub(super) client: String,
     pub(super) tool: String,
     pub(super) original: String,
     pub(super) arguments: Option<Value>,
@@ -26,6 +29,9 @@ pub(super) enum After {
     },
 }
 
+// Nearly every entry is a client request: boxing it to shrink the rare others would cost
+// an allocation per call.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Pending {
     /// A client's request, routed to a backend.
     Client {
@@ -45,6 +51,10 @@ pub(super) enum Pending {
         what: String,
         started: Instant,
         audit: Option<Box<AuditCall>>,
+        /// Where the answer goes (None: the session had ended), and the protocol version
+        /// the client speaks, for what it must not be sent.
+        sink: Option<Arc<dyn Sink>>,
+        version: &'static str,
     },
     /// A backend's request to a client (sampling, elicitation, roots), sent on to `session`.
     ServerRequest {
@@ -79,6 +89,12 @@ impl Pending {
             | Pending::Ignore { instance }
             | Pending::Ping { instance } => *instance,
         }
+    }
+}
+
+impl After {
+    pub(super) fn is_nothing(&self) -> bool {
+        matches!(self, After::Nothing)
     }
 }
 
@@ -317,6 +333,8 @@ mod tests {
             what: "tools/call 'x'".into(),
             started: deadline,
             audit: None,
+            sink: None,
+            version: "2025-11-25",
         }
     }
 

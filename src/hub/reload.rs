@@ -35,7 +35,13 @@ impl Hub {
                 continue;
             } else if !needs_restart(&backend.spec, &spec) {
                 changes.push(format!("updated '{}'", spec.name));
+                let direct = spec.policy.max_concurrent.is_none();
                 backend.spec = spec;
+                // With a concurrency limit, answers go through the hub, which sends what
+                // waits in line when a slot frees.
+                for inst in self.instances.values().filter(|i| i.backend == b) {
+                    inst.order.set_direct(direct);
+                }
                 continue;
             } else {
                 changes.push(format!("restarting '{}' (changed)", spec.name));

@@ -6,7 +6,7 @@ use super::*;
 impl Hub {
     /// Routes a request that names a tool, prompt or resource to its backend.
     pub(super) fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
-        if self.pending.client(session, &req.id).is_some() {
+        if self.pending().client(session, &req.id).is_some() {
             return Err(ErrorObject::new(
                 jsonrpc::INVALID_REQUEST,
                 format!("request id {} is already in flight in this session", req.id),
@@ -190,8 +190,13 @@ impl Hub {
             Some(t) => format!("{method} '{t}'"),
             None => method.clone(),
         };
-        let audit = match (&self.opts.audit, &tool) {
+        let (sink, version, client) = match self.sessions.get(session) {
+            Some(s) => (Some(s.sink.clone()), s.version, s.client.as_str()),
+            None => (None, PROTOCOL_VERSIONS[0], ""),
+        };
+        let audit = match (self.replies.audit(), &tool) {
             (Some(a), Some(t)) => Some(Box::new(AuditCall {
+                client: client.to_string(),
                 tool: self
                     .registry
                     .tools()
@@ -215,7 +220,7 @@ impl Hub {
             method: method.clone(),
             params: Some(jsonrpc::to_raw(&params)),
         };
-        self.pending.insert(
+        self.pending().insert(
             gid,
             Pending::Client {
                 audit,
@@ -230,6 +235,8 @@ impl Hub {
                 timeout,
                 what,
                 started: now,
+                sink,
+                version,
             },
         );
         let inst = self
@@ -254,7 +261,7 @@ impl Hub {
         let mut free = match limit {
             None => usize::MAX,
             Some(limit) => {
-                let pending = self.pending.clients_on(instance);
+                let pending = self.pending().clients_on(instance);
                 limit.saturating_sub(pending - inst.queued.len())
             }
         };
@@ -308,7 +315,7 @@ impl Hub {
             );
             return;
         };
-        let Some(pending) = self.pending.remove(gid) else {
+        let Some(pending) = self.pending().remove(gid) else {
             debug!(
                 "backend '{}': response to unknown or cancelled id {gid} dropped",
                 self.name_of(instance)
@@ -320,7 +327,7 @@ impl Hub {
                 "backend '{}': answered id {gid}, which is not its request; dropped",
                 self.name_of(instance)
             );
-            self.pending.insert(gid, pending);
+            self.pending().insert(gid, pending);
             return;
         }
         match pending {
@@ -331,19 +338,10 @@ impl Hub {
                 after,
                 started,
                 audit,
+                sink,
+                version,
                 ..
             } => {
-                let outcome_name = if resp.outcome.is_ok() { "ok" } else { "error" };
-                let backend_name = self.name_of(instance).to_string();
-                self.metrics
-                    .record(&backend_name, &method, outcome_name, started.elapsed());
-                if let Some(call) = &audit {
-                    let result = match &resp.outcome {
-                        Ok(r) => Ok(r.as_ref()),
-                        Err(e) => Err(e.message.as_str()),
-                    };
-                    self.audit(&session, call, &backend_name, started, result);
-                }
                 let mut outcome = resp.outcome;
                 match (after, &mut outcome) {
                     (After::MapUri { original, exposed }, Ok(result)) => {
@@ -356,23 +354,21 @@ impl Hub {
                     }
                     _ => {}
                 }
-                let version = self
-                    .sessions
-                    .get(&session)
-                    .map_or(PROTOCOL_VERSIONS[0], |s| s.version);
-                if let Ok(result) = &mut outcome
-                    && matches!(method.as_str(), "tools/call" | "prompts/get")
-                    && compat::result_may_need_downgrade(version, result.get())
-                    && let Ok(mut v) = serde_json::from_str::<Value>(result.get())
-                {
-                    compat::downgrade_result(&method, &mut v, version);
-                    *result = jsonrpc::to_raw(&v);
-                }
-                let reply = Response {
-                    id: Some(id),
-                    outcome,
+                let backend_name = self.name_of(instance).to_string();
+                let call = replies::Finished {
+                    session,
+                    id,
+                    method,
+                    started,
+                    audit,
+                    sink,
+                    version,
                 };
-                self.deliver(&session, Message::Response(reply));
+                if let Err((session, why)) =
+                    self.replies.finish(&backend_name, call, outcome, false)
+                {
+                    self.refused(&session, why);
+                }
                 self.pump(instance);
             }
             Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
@@ -398,7 +394,8 @@ impl Hub {
 
     /// Answers requests whose time is up with an error, and cancels them at the backend.
     pub(super) fn expire_requests(&mut self, now: Instant) {
-        for gid in self.pending.due(now) {
+        let due = self.pending().due(now);
+        for gid in due {
             let Some(Pending::Client {
                 session,
                 id,
@@ -409,12 +406,13 @@ impl Hub {
                 started,
                 audit,
                 ..
-            }) = self.pending.remove(gid)
+            }) = self.pending().remove(gid)
             else {
                 continue;
             };
             let name = self.name_of(instance).to_string();
-            self.metrics
+            self.replies
+                .metrics()
                 .record(&name, &method, "timeout", started.elapsed());
             if let Some(call) = &audit {
                 self.audit(&session, call, &name, started, Err("timed out"));
@@ -447,51 +445,12 @@ impl Hub {
         started: Instant,
         result: Result<&RawValue, &str>,
     ) {
-        let Some(audit) = &self.opts.audit else {
+        let Some(audit) = self.replies.audit() else {
             return;
         };
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(rename = "isError")]
-            is_error: Option<bool>,
-        }
-        let (bytes, is_error, error) = match result {
-            Ok(raw) => {
-                // Parsed only when it can say something: results can be megabytes.
-                let r: Option<R> = raw
-                    .get()
-                    .contains("isError")
-                    .then(|| serde_json::from_str(raw.get()).ok())
-                    .flatten();
-                (
-                    raw.get().len(),
-                    r.and_then(|r| r.is_error).unwrap_or(false),
-                    None,
-                )
-            }
-            Err(e) => (0, true, Some(e.to_string())),
-        };
-        let client = self
-            .sessions
-            .get(session)
-            .map(|s| s.client.clone())
-            .unwrap_or_default();
-        let mut record = json!({
-            "time": crate::audit::now(),
-            "session": session,
-            "client": client,
-            "tool": call.tool,
-            "original": call.original,
-            "backend": backend,
-            "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-            "resultBytes": bytes,
-            "isError": is_error,
-            "error": error,
-        });
-        if let Some(args) = &call.arguments {
-            record["arguments"] = args.clone();
-        }
-        audit.record(record);
+        audit.record(replies::audit_record(
+            session, call, backend, started, result,
+        ));
     }
 
     /// The session a message from `instance` concerns: a per-session instance's own, else
@@ -500,7 +459,7 @@ impl Hub {
         if let Some(owner) = self.instances.get(&instance).and_then(|i| i.owner.clone()) {
             return Some(owner);
         }
-        self.pending
+        self.pending()
             .on_instance(instance)
             .filter_map(|(_, p)| match p {
                 Pending::Client { session, .. } => Some(session.clone()),
@@ -511,7 +470,7 @@ impl Hub {
 
     /// The client id of the newest request `session` has in flight on `instance`.
     pub(super) fn newest_in_flight(&self, session: &str, instance: InstanceId) -> Option<Id> {
-        self.pending
+        self.pending()
             .on_instance(instance)
             .filter_map(|(_, p)| match p {
                 Pending::Client { session: s, id, .. } if s == session => Some(id.clone()),

@@ -197,11 +197,12 @@ impl Hub {
                 let Some(target) = p.get("requestId") else {
                     return;
                 };
-                let Some(gid) = self.pending.client_matching(session, target) else {
+                let Some(gid) = self.pending().client_matching(session, target) else {
                     debug!("session {session}: cancellation of unknown request {target} ignored");
                     return;
                 };
-                if let Some(Pending::Client { instance, .. }) = self.pending.remove(gid) {
+                let entry = self.pending().remove(gid);
+                if let Some(Pending::Client { instance, .. }) = entry {
                     self.cancel_at_instance(instance, gid, p.get("reason").cloned());
                 }
             }
@@ -229,7 +230,8 @@ impl Hub {
             debug!("session {session}: response without a gateway id ignored");
             return;
         };
-        match self.pending.remove(gid) {
+        let entry = self.pending().remove(gid);
+        match entry {
             Some(Pending::ServerRequest {
                 session: s,
                 instance,
@@ -245,7 +247,7 @@ impl Hub {
                 debug!(
                     "session {session}: response to id {gid}, which is not its request; ignored"
                 );
-                self.pending.insert(gid, other);
+                self.pending().insert(gid, other);
             }
             None => debug!("session {session}: response to unknown id {gid} ignored"),
         }
@@ -257,8 +259,10 @@ impl Hub {
         };
         info!("session {session}: closed (client '{}')", s.client);
         // Requests it had in flight are cancelled at their backends.
-        for gid in self.pending.of_session(session) {
-            match self.pending.remove(gid) {
+        let mine = self.pending().of_session(session);
+        for gid in mine {
+            let entry = self.pending().remove(gid);
+            match entry {
                 Some(Pending::Client { instance, .. }) => {
                     let reason = Value::from("the client disconnected");
                     self.cancel_at_instance(instance, gid, Some(reason));
@@ -340,15 +344,21 @@ impl Hub {
         };
         match s.sink.offer(Outbound { related, msg }) {
             Ok(()) => {}
-            Err(Refused::Full) => {
-                warn!(
-                    "session {session}: client '{}' is not reading its stream (its queue is full, by count or by bytes); disconnecting it",
-                    s.client
-                );
-                self.session_gone(session);
-            }
-            Err(Refused::Closed) => self.session_gone(session),
+            Err(why) => self.refused(session, why),
         }
+    }
+
+    /// A session's sink refused a message: its client is not reading (its queue is full,
+    /// by count or by bytes), or it has gone. It is ended rather than allowed to hold
+    /// anyone else up.
+    pub(super) fn refused(&mut self, session: &str, why: Refused) {
+        if let (Refused::Full, Some(s)) = (why, self.sessions.get(session)) {
+            warn!(
+                "session {session}: client '{}' is not reading its stream (its queue is full, by count or by bytes); disconnecting it",
+                s.client
+            );
+        }
+        self.session_gone(session);
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Outbound {
 }
 
 /// Why a session's sink did not take a message.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Refused {
     /// The client is not reading: its queue is full.
     Full,
@@ -25,7 +26,7 @@ pub enum Refused {
 
 /// Where a session's messages go: implemented by each front end. `offer` runs on the hub
 /// thread, so it must never block.
-pub trait Sink: Send {
+pub trait Sink: Send + Sync {
     fn offer(&self, out: Outbound) -> Result<(), Refused>;
 }
 

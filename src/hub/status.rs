@@ -19,6 +19,8 @@ struct Histogram {
 #[derive(Default)]
 pub(super) struct Metrics {
     by_backend: BTreeMap<String, BackendMetrics>,
+    /// Answers completed by a backend's reader itself, without the hub.
+    pub(super) direct: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +129,13 @@ impl Metrics {
         let _ = writeln!(out, "mcp_gateway_requests_in_flight {in_flight}");
         metric_family(
             &mut out,
+            "mcp_gateway_replies_direct_total",
+            "counter",
+            "Answers a backend's reader delivered to their client itself, without a hand-off to the hub.",
+        );
+        let _ = writeln!(out, "mcp_gateway_replies_direct_total {}", self.direct);
+        metric_family(
+            &mut out,
             "mcp_gateway_sessions",
             "gauge",
             "Client sessions, by transport.",
@@ -197,7 +206,7 @@ impl Hub {
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
         }
-        let in_flight = self.pending.clients();
+        let in_flight = self.pending().clients();
         let tools = self
             .registry
             .catalog(Kind::Tools)
@@ -220,7 +229,10 @@ impl Hub {
             in_flight,
             tools,
             backends: Value::Array(backends),
-            metrics: self.metrics.render(&sessions, in_flight, &self.live()),
+            metrics: self
+                .replies
+                .metrics()
+                .render(&sessions, in_flight, &self.live()),
         }
     }
 

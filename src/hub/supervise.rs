@@ -23,7 +23,20 @@ impl Hub {
         let id = self.alloc_id();
         let spec = &self.backends[b].spec;
         let name = spec.name.clone();
-        let conn = backend::start_for(id, spec, &self.opts.self_exe, self.events_tx.clone())?;
+        let order = Order::new(spec.policy.max_concurrent.is_none());
+        let direct = Direct {
+            replies: self.replies.clone(),
+            order: order.clone(),
+            instance: id,
+            backend: name.clone(),
+        };
+        let conn = backend::start_for(
+            id,
+            spec,
+            &self.opts.self_exe,
+            self.events_tx.clone(),
+            direct,
+        )?;
         let now = Instant::now();
         self.instances.insert(
             id,
@@ -41,6 +54,7 @@ impl Hub {
                 log_level: None,
                 last_heard: now,
                 ping_deadline: None,
+                order,
             },
         );
         if let Some(s) = &owner {
@@ -75,7 +89,7 @@ impl Hub {
             method: method.to_string(),
             params: params.map(|p| jsonrpc::to_raw(&p)),
         };
-        self.pending.insert(gid, why);
+        self.pending().insert(gid, why);
         if !self.send_instance(instance, Message::Request(request)) {
             self.instance_failed(instance, "its stdin is closed".into());
         }
@@ -162,8 +176,10 @@ impl Hub {
         }
         let b = inst.backend;
         let name = self.backends[b].spec.name.clone();
-        for gid in self.pending.ids_on_instance(instance) {
-            match self.pending.remove(gid) {
+        let orphaned = self.pending().ids_on_instance(instance);
+        for gid in orphaned {
+            let entry = self.pending().remove(gid);
+            match entry {
                 Some(Pending::Client {
                     session,
                     id,
@@ -172,7 +188,8 @@ impl Hub {
                     audit,
                     ..
                 }) => {
-                    self.metrics
+                    self.replies
+                        .metrics()
                         .record(&name, &method, "error", started.elapsed());
                     if let Some(call) = &audit {
                         self.audit(&session, call, &name, started, Err(&reason));
@@ -313,7 +330,7 @@ impl Hub {
                 };
                 i.owner.is_some()
                     && now.duration_since(i.last_used) >= idle
-                    && !self.pending.waits_on(**id)
+                    && !self.pending().waits_on(**id)
             })
             .map(|(&id, _)| id)
             .collect();
@@ -343,8 +360,12 @@ impl Hub {
                 // Only idle ones: a server busy with a long call may not answer until it is
                 // done, and that is no reason to kill it.
                 None if inst.ready
-                    && now.duration_since(inst.last_heard) >= interval
-                    && self.pending.clients_on(id) == 0 =>
+                    && now.duration_since(
+                        inst.order
+                            .heard()
+                            .map_or(inst.last_heard, |h| h.max(inst.last_heard)),
+                    ) >= interval
+                    && self.pending().clients_on(id) == 0 =>
                 {
                     quiet.push(id)
                 }

@@ -14,14 +14,17 @@ impl Hub {
         if resp.id.is_some() || !matches!(code, PARSE_ERROR | INVALID_REQUEST) {
             return None;
         }
-        let mut mine = self
-            .pending
-            .on_instance(instance)
-            .filter(|(_, p)| matches!(p, Pending::Client { .. }));
-        let (gid, _) = mine.next()?;
-        if mine.next().is_some() {
-            return None;
-        }
+        let gid = {
+            let table = self.pending();
+            let mut mine = table
+                .on_instance(instance)
+                .filter(|(_, p)| matches!(p, Pending::Client { .. }));
+            let (gid, _) = mine.next()?;
+            if mine.next().is_some() {
+                return None;
+            }
+            gid
+        };
         warn!(
             "backend '{}': could not read a request (error {code}, no id); the one request in flight on it gets the error",
             self.name_of(instance)

@@ -1,0 +1,289 @@
+//! Replies completed where they arrive. A backend's reader thread that reads the answer to
+//! a client's request takes the request's entry out of the shared pending table, restores
+//! the client's id and offers the answer to the client's sink itself, instead of handing
+//! it to the hub first: one thread hand-off less on every call.
+//!
+//! What the reader may do alone is narrow, and anything else goes to the hub as before:
+//! the entry must be a client request on this instance with nothing to do after the
+//! answer (no URI to map back, no subscription to undo), the backend must have no
+//! concurrency limit (the hub sends queued requests when a slot frees), and the hub must
+//! have handled every message this reader sent it before (so an answer never overtakes a
+//! progress or log notification of the same request). Whoever removes an entry answers it:
+//! the reader here, or the hub on a deadline, a cancellation or the instance's end.
+
+use super::pending::{AuditCall, Pending, PendingTable};
+use super::status::Metrics;
+use super::{InstanceId, Outbound, Refused, SessionId, Sink};
+use crate::audit::Audit;
+use crate::compat;
+use crate::jsonrpc::{self, Id, Message, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// What the hub shares with the backends' readers.
+pub struct Replies {
+    pending: Mutex<PendingTable>,
+    metrics: Mutex<Metrics>,
+    audit: Option<Audit>,
+}
+
+/// One instance's reader and the hub agree on the order of its messages: the reader counts
+/// what it sent the hub, the hub what it has handled.
+pub struct Order {
+    sent: AtomicU64,
+    handled: AtomicU64,
+    /// Answers may be completed by the reader (no concurrency limit on the backend).
+    direct: AtomicBool,
+    /// When the reader last completed a reply itself (milliseconds after `born`), for the
+    /// hub's health pings, which go only to backends that have been quiet.
+    born: Instant,
+    heard: AtomicU64,
+}
+
+impl Order {
+    pub fn new(direct: bool) -> Arc<Order> {
+        Arc::new(Order {
+            sent: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            direct: AtomicBool::new(direct),
+            born: Instant::now(),
+            heard: AtomicU64::new(0),
+        })
+    }
+
+    /// When the reader last completed a reply itself, if ever.
+    pub(super) fn heard(&self) -> Option<Instant> {
+        match self.heard.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.born + std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// The reader is about to send the hub a message of this instance.
+    pub fn sending(&self) {
+        self.sent.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The hub has handled one.
+    pub(super) fn handled(&self) {
+        self.handled.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn set_direct(&self, direct: bool) {
+        self.direct.store(direct, Ordering::Relaxed);
+    }
+
+    /// Whether the hub has handled everything the reader sent it.
+    fn caught_up(&self) -> bool {
+        self.handled.load(Ordering::Acquire) == self.sent.load(Ordering::Acquire)
+    }
+}
+
+/// A reader's means to complete its instance's replies.
+#[derive(Clone)]
+pub struct Direct {
+    pub(super) replies: Arc<Replies>,
+    pub order: Arc<Order>,
+    pub(super) instance: InstanceId,
+    pub(super) backend: String,
+}
+
+/// What became of a reply offered to `Direct::complete`.
+pub enum Completed {
+    /// Delivered (or its client is gone): nothing more to do.
+    Done,
+    /// The client's sink refused it: the hub must end that session.
+    Refused(SessionId, Refused),
+    /// Not one the reader may complete: the hub gets it.
+    ToHub(Response),
+}
+
+impl Direct {
+    /// Completes `resp` here when it is the plain answer to a client's request.
+    pub fn complete(&self, resp: Response) -> Completed {
+        if !self.order.direct.load(Ordering::Relaxed) || !self.order.caught_up() {
+            return Completed::ToHub(resp);
+        }
+        let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
+            return Completed::ToHub(resp);
+        };
+        let entry = {
+            let mut table = self.replies.pending();
+            match table.get(gid) {
+                Some(Pending::Client {
+                    instance, after, ..
+                }) if *instance == self.instance && after.is_nothing() => table.remove(gid),
+                _ => None,
+            }
+        };
+        let Some(Pending::Client {
+            session,
+            id,
+            method,
+            started,
+            audit,
+            sink,
+            version,
+            ..
+        }) = entry
+        else {
+            return Completed::ToHub(resp);
+        };
+        let finished = Finished {
+            session,
+            id,
+            method,
+            started,
+            audit,
+            sink,
+            version,
+        };
+        let ms = u64::try_from(self.order.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.order.heard.store(ms.max(1), Ordering::Relaxed);
+        match self
+            .replies
+            .finish(&self.backend, finished, resp.outcome, true)
+        {
+            Ok(()) => Completed::Done,
+            Err((session, why)) => Completed::Refused(session, why),
+        }
+    }
+}
+
+/// A client request taken out of the table, to be answered.
+pub(super) struct Finished {
+    pub(super) session: SessionId,
+    pub(super) id: Id,
+    pub(super) method: String,
+    pub(super) started: Instant,
+    pub(super) audit: Option<Box<AuditCall>>,
+    pub(super) sink: Option<Arc<dyn Sink>>,
+    pub(super) version: &'static str,
+}
+
+impl Replies {
+    pub(super) fn new(audit: Option<Audit>) -> Arc<Replies> {
+        Arc::new(Replies {
+            pending: Mutex::new(PendingTable::default()),
+            metrics: Mutex::new(Metrics::default()),
+            audit,
+        })
+    }
+
+    pub(super) fn pending(&self) -> MutexGuard<'_, PendingTable> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
+    /// Answers a client's request with `outcome` from `backend`: the metrics, the audit
+    /// line, what an older client must not see, and the client's sink (`direct`: by a
+    /// backend's reader, counted in the metrics). `Err` names a
+    /// session whose sink refused it (full, or closed): the hub ends it.
+    pub(super) fn finish(
+        &self,
+        backend: &str,
+        call: Finished,
+        mut outcome: Result<Box<RawValue>, jsonrpc::ErrorObject>,
+        direct: bool,
+    ) -> Result<(), (SessionId, Refused)> {
+        let outcome_name = if outcome.is_ok() { "ok" } else { "error" };
+        {
+            let mut metrics = self.metrics();
+            metrics.record(backend, &call.method, outcome_name, call.started.elapsed());
+            metrics.direct += u64::from(direct);
+        }
+        if let (Some(audit), Some(record)) = (&self.audit, &call.audit) {
+            let result = match &outcome {
+                Ok(r) => Ok(r.as_ref()),
+                Err(e) => Err(e.message.as_str()),
+            };
+            audit.record(audit_record(
+                &call.session,
+                record,
+                backend,
+                call.started,
+                result,
+            ));
+        }
+        let Some(sink) = &call.sink else {
+            return Ok(());
+        };
+        let version = call.version;
+        if let Ok(result) = &mut outcome
+            && matches!(call.method.as_str(), "tools/call" | "prompts/get")
+            && compat::result_may_need_downgrade(version, result.get())
+            && let Ok(mut v) = serde_json::from_str::<Value>(result.get())
+        {
+            compat::downgrade_result(&call.method, &mut v, version);
+            *result = jsonrpc::to_raw(&v);
+        }
+        let reply = Response {
+            id: Some(call.id.clone()),
+            outcome,
+        };
+        let out = Outbound {
+            related: Some(call.id),
+            msg: Message::Response(reply),
+        };
+        sink.offer(out).map_err(|why| (call.session, why))
+    }
+}
+
+/// The audit line of a finished tool call: `result` is the raw result, or the error
+/// message.
+pub(super) fn audit_record(
+    session: &str,
+    call: &AuditCall,
+    backend: &str,
+    started: Instant,
+    result: Result<&RawValue, &str>,
+) -> Value {
+    #[derive(Deserialize)]
+    struct R {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    let (bytes, is_error, error) = match result {
+        Ok(raw) => {
+            // Parsed only when it can say something: results can be megabytes.
+            let r: Option<R> = raw
+                .get()
+                .contains("isError")
+                .then(|| serde_json::from_str(raw.get()).ok())
+                .flatten();
+            (
+                raw.get().len(),
+                r.and_then(|r| r.is_error).unwrap_or(false),
+                None,
+            )
+        }
+        Err(e) => (0, true, Some(e.to_string())),
+    };
+    let mut record = serde_json::json!({
+        "time": crate::audit::now(),
+        "session": session,
+        "client": call.client,
+        "tool": call.tool,
+        "original": call.original,
+        "backend": backend,
+        "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        "resultBytes": bytes,
+        "isError": is_error,
+        "error": error,
+    });
+    if let Some(args) = &call.arguments {
+        record["arguments"] = args.clone();
+    }
+    record
+}
