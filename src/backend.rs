@@ -198,7 +198,7 @@ fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, Strin
         if !std::path::Path::new(dir).is_dir() {
             return Err(format!(
                 "its cwd {} is not a directory",
-                crate::quoted_path(dir.as_ref(), None)
+                crate::console::quoted_path(dir.as_ref(), None)
             ));
         }
         cmd.current_dir(dir);
@@ -208,7 +208,7 @@ fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, Strin
         let program = std::path::Path::new(&launch.command);
         let named = if program.components().count() > 1 {
             // A relative path is taken from the cwd the child gets.
-            crate::quoted_path(program, launch.cwd.as_deref().map(std::path::Path::new))
+            crate::console::quoted_path(program, launch.cwd.as_deref().map(std::path::Path::new))
         } else if e.kind() == std::io::ErrorKind::NotFound {
             format!("'{}' (not found on the PATH)", launch.command)
         } else {

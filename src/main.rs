@@ -5,79 +5,8 @@
 //! work itself happens in the hub (routing), the backends (child processes) and the HTTP
 //! front end, each on its own threads.
 
-/// A line for the person at the console (stdout, or stderr with `--stdio`, where stdout
-/// carries the protocol), also kept in the log file.
-macro_rules! console {
-    ($($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        log::info!(target: "console", "{line}");
-        crate::console_line(line);
-    }};
-}
-
-/// Set once at start-up in `--stdio` mode. Besides the logger, the console's state is the
-/// one global: the console macro is used from threads that have no handle to pass it through.
-pub static CONSOLE_ON_STDERR: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// The transient status line shown under the console lines on a terminal ("starting: ..."),
-/// empty when none is shown.
-static STATUS_LINE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-
-/// The console stream: stdout, or stderr in `--stdio` mode.
-fn console_stream() -> Box<dyn std::io::Write> {
-    if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-        Box::new(std::io::stderr().lock())
-    } else {
-        Box::new(std::io::stdout().lock())
-    }
-}
-
-/// Whether the console is a terminal (then progress is one line rewritten in place).
-/// Asked once (the hub asks on every tick), after `CONSOLE_ON_STDERR` is settled.
-pub fn console_is_tty() -> bool {
-    use std::io::IsTerminal;
-    static TTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TTY.get_or_init(|| {
-        if CONSOLE_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        }
-    })
-}
-
-/// Prints a console line, above the status line if one is shown.
-pub fn console_line(line: String) {
-    let status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = console_stream();
-    let mut bytes = Vec::with_capacity(line.len() + status.len() + 8);
-    if !status.is_empty() {
-        bytes.extend_from_slice(b"\r\x1b[K");
-    }
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    bytes.extend_from_slice(status.as_bytes());
-    let _ = out.write_all(&bytes);
-    let _ = out.flush();
-}
-
-/// Shows `text` as the status line on a terminal (replacing the last one; "" removes it).
-/// Does nothing when the console is not a terminal.
-pub fn console_status(text: &str) {
-    if !console_is_tty() {
-        return;
-    }
-    let mut status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
-    if *status == text {
-        return;
-    }
-    let mut out = console_stream();
-    let _ = write!(out, "\r\x1b[K{text}");
-    let _ = out.flush();
-    *status = text.to_string();
-}
-
+#[macro_use]
+mod console;
 mod audit;
 mod backend;
 mod cli;
@@ -86,6 +15,7 @@ mod config;
 mod glob;
 mod http;
 mod hub;
+mod inspect;
 mod jsonrpc;
 mod limits;
 mod logging;
@@ -100,7 +30,6 @@ mod tree;
 
 use cli::{Args, Command, Flags, HELP, Mode, TOKEN_VARIABLE, default_instance_id, parse_args};
 use log::{error, info};
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -217,10 +146,10 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let connections = limits::connection_capacity(args.max_connections, backend_count, fds, maps);
 
     if args.mode != Mode::Serve {
-        return inspect(args, loaded.config.backends, &loaded.notices);
+        return inspect::run(args, loaded.config.backends, &loaded.notices);
     }
     let http = if args.stdio {
-        CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+        console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
         None
     } else {
         Some(listen(&args, &loaded.config.settings)?)
@@ -421,24 +350,13 @@ fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
     withheld
 }
 
-/// `'path'`, and for a relative one the directory it is taken from (`base`, else the
-/// current one), so an error about a missing file says where it was looked for.
-pub fn quoted_path(path: &std::path::Path, base: Option<&std::path::Path>) -> String {
-    if path.is_absolute() {
-        return format!("'{}'", path.display());
-    }
-    let dir = match base {
-        Some(b) if b.is_absolute() => b.to_path_buf(),
-        Some(b) => std::env::current_dir().unwrap_or_default().join(b),
-        None => std::env::current_dir().unwrap_or_default(),
-    };
-    format!("'{}' (relative to {})", path.display(), dir.display())
-}
-
 /// Why the config file cannot be read, with where a relative path was looked for and, when
 /// there is none, how to get one.
 fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
-    let mut message = format!("config: cannot read {}: {e}", quoted_path(path, None));
+    let mut message = format!(
+        "config: cannot read {}: {e}",
+        console::quoted_path(path, None)
+    );
     if e.kind() == std::io::ErrorKind::NotFound {
         message.push_str(
             "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
@@ -471,113 +389,6 @@ fn listen_addr(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
-    }
-}
-
-/// `check` and `tools`: start the backends without serving anyone, wait until each has
-/// come up or failed, report, and stop them.
-fn inspect(
-    args: Args,
-    backends: Vec<config::BackendSpec>,
-    notices: &[String],
-) -> Result<(), Failure> {
-    CONSOLE_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
-    for notice in notices {
-        console!("note: {notice}");
-    }
-    let (backends, _disabled): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.enabled);
-    let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
-    let self_exe = std::env::current_exe()
-        .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
-    let hub = hub::Hub::new(
-        backends,
-        hub::HubOptions {
-            init_timeout: args.init_timeout,
-            self_exe: self_exe.to_string_lossy().into_owned(),
-            ready_line: "All backends have settled".into(),
-            page_size: args.page_size,
-            ping_interval: args.ping_interval,
-            ping_timeout: args.ping_timeout,
-            audit: None,
-            startup_wait: Duration::ZERO,
-        },
-        hub_tx.clone(),
-    );
-    let hub_thread = std::thread::Builder::new()
-        .name("hub".into())
-        .spawn(move || hub.run(hub_rx))
-        .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
-    let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
-    let status = loop {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = hub_tx.send(hub::HubEvent::Status { reply: tx });
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(s) if s.settled || std::time::Instant::now() >= deadline => break s,
-            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
-            Err(_) => return Err(Failure::Runtime("the hub did not answer".into())),
-        }
-    };
-    let _ = hub_tx.send(hub::HubEvent::Shutdown);
-    for s in hub_thread.join().unwrap_or_default() {
-        let _ = s.join();
-    }
-    let backends = status.backends.as_array().cloned().unwrap_or_default();
-    let failed: Vec<&serde_json::Value> =
-        backends.iter().filter(|b| b["state"] != "ready").collect();
-    if args.mode == Mode::Tools {
-        if args.json {
-            println!("{}", serde_json::Value::Array(status.tools));
-        } else {
-            println!(
-                "{:<40} {:<16} {:<30} DESCRIPTION",
-                "TOOL", "BACKEND", "ORIGINAL"
-            );
-            for t in &status.tools {
-                let desc = t["description"].as_str().unwrap_or("").replace('\n', " ");
-                println!(
-                    "{:<40} {:<16} {:<30} {}",
-                    t["name"].as_str().unwrap_or(""),
-                    t["backend"].as_str().unwrap_or(""),
-                    t["original"].as_str().unwrap_or(""),
-                    backend::clip(&desc, 80)
-                );
-            }
-        }
-        return Ok(());
-    }
-    for b in &backends {
-        println!(
-            "{:<16} {:<15} {:<10} {:>3} tools  {}",
-            b["name"].as_str().unwrap_or(""),
-            b["type"].as_str().unwrap_or(""),
-            b["state"].as_str().unwrap_or(""),
-            b["tools"],
-            b["reason"].as_str().unwrap_or("")
-        );
-    }
-    // Clients add their own prefix (Claude Code: mcp__<server>__), within the same 64.
-    for t in &status.tools {
-        let name = t["name"].as_str().unwrap_or("");
-        if name.len() > 48 {
-            println!(
-                "warning: '{name}' is {} characters: clients that add their own prefix (mcp__<server>__) may go over the 64 that Claude and OpenAI accept",
-                name.len()
-            );
-        }
-    }
-    if failed.is_empty() {
-        println!(
-            "ok: {} backend(s) ready, {} tool(s)",
-            backends.len(),
-            status.tools.len()
-        );
-        Ok(())
-    } else {
-        Err(Failure::Runtime(format!(
-            "{} of {} backend(s) did not come up",
-            failed.len(),
-            backends.len()
-        )))
     }
 }
 

@@ -117,7 +117,7 @@ fn tls_config(
         .map_err(|e| {
             format!(
                 "cannot read the certificate {}: {e}",
-                crate::quoted_path(cert, None)
+                crate::console::quoted_path(cert, None)
             )
         })?;
     if certs.is_empty() {
@@ -126,7 +126,7 @@ fn tls_config(
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         format!(
             "cannot read the private key {}: {e}",
-            crate::quoted_path(key, None)
+            crate::console::quoted_path(key, None)
         )
     })?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -250,7 +250,7 @@ impl Hub {
     /// What is still starting, and for how long: on a terminal one status line rewritten
     /// in place, otherwise a plain line per backend every `PROGRESS_EVERY` seconds.
     pub(super) fn show_progress(&mut self, now: Instant) {
-        let tty = crate::console_is_tty();
+        let tty = crate::console::is_tty();
         let mut starting = Vec::new();
         for b in self.backends.iter_mut() {
             if b.state != State::Starting {
@@ -277,7 +277,7 @@ impl Hub {
                 true => String::new(),
                 false => format!("starting: {}", starting.join(", ")),
             };
-            crate::console_status(&line);
+            crate::console::status(&line);
         }
     }
 
@@ -286,7 +286,7 @@ impl Hub {
             return;
         }
         self.summary_printed = true;
-        crate::console_status("");
+        crate::console::status("");
         console!(
             "  {:<16} {:<15} {:<10} {:>5} {:>7} {:>9} {:>9} {:>9}",
             "BACKEND",

@@ -29,12 +29,18 @@ fn main() {
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
+    let crossed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let port = gw.port;
     let workers: Vec<_> = (0..clients)
         .map(|n| {
-            let (stop, sent, results, errors) =
-                (stop.clone(), sent.clone(), results.clone(), errors.clone());
+            let (stop, sent, results, errors, crossed) = (
+                stop.clone(),
+                sent.clone(),
+                results.clone(),
+                errors.clone(),
+                crossed.clone(),
+            );
             std::thread::spawn(move || {
                 let c = util::SseClient::connect(port);
                 c.initialize();
@@ -48,7 +54,13 @@ fn main() {
                         json!({"text": format!("{n}/{i}")}),
                     );
                     match (&r["result"], &r["error"]) {
-                        (Value::Object(_), _) => results.fetch_add(1, Ordering::SeqCst),
+                        (Value::Object(res), _) => {
+                            // The answer must be this call's own: its text is "<client>/<call>".
+                            if res["content"][0]["text"] != format!("{n}/{i}").as_str() {
+                                crossed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            results.fetch_add(1, Ordering::SeqCst)
+                        }
                         (_, Value::Object(_)) => errors.fetch_add(1, Ordering::SeqCst),
                         _ => panic!("neither result nor error: {r}"),
                     };
@@ -90,8 +102,14 @@ fn main() {
         "results": results,
         "errors": errors,
         "unanswered": sent - results - errors,
+        "crossed": crossed.load(Ordering::SeqCst),
         "calls_per_second": (sent as f64 / elapsed).round(),
     });
     println!("{report}");
     assert_eq!(sent, results + errors, "requests went unanswered");
+    assert_eq!(
+        crossed.load(Ordering::SeqCst),
+        0,
+        "answers reached the wrong call"
+    );
 }

@@ -1,0 +1,309 @@
+//! The config parser's tests, as data: texts in, backends or errors out.
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HOME" => Some("/home/u".into()),
+        "TOKEN" => Some("s3cret".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+pub(super) fn ok(text: &str) -> Loaded {
+    parse(text, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub(super) fn errors(text: &str) -> Vec<String> {
+    parse(text, &env).expect_err("config should be rejected").0
+}
+
+#[test]
+fn gateway_shape_keeps_file_order_and_all_types() {
+    let loaded = ok(r#"{
+        "zeta": {"type": "stdio", "command": "node", "args": ["${HOME}/s.js"], "env": {"K": "${TOKEN}"}},
+        "alpha": {"type": "sse", "url": "http://127.0.0.1:8080/sse", "command": "python3", "args": ["srv.py"]},
+        "shell": {"type": "builtin", "server": "bash", "timeout": 5},
+        "remote": {"type": "http", "url": "https://example.test/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}
+    }"#);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let b = &loaded.config.backends;
+    assert_eq!(
+        b.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+        ["zeta", "alpha", "shell", "remote"]
+    );
+    assert_eq!(
+        b[0].transport,
+        Transport::Stdio(Launch {
+            command: "node".into(),
+            args: vec!["/home/u/s.js".into()],
+            env: vec![("K".into(), "s3cret".into())],
+            cwd: None,
+        })
+    );
+    assert!(
+        matches!(&b[1].transport, Transport::Sse { url, launch: Some(l), startup } if url.ends_with("/sse") && l.command == "python3" && *startup == DEFAULT_STARTUP)
+    );
+    assert_eq!(
+        b[2].transport,
+        Transport::Builtin {
+            server: "bash".into(),
+            timeout_secs: Some(5),
+            max_output: None,
+            cwd: None,
+            env: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    );
+    assert!(
+        matches!(&b[3].transport, Transport::StreamableHttp { headers, .. } if headers[0].1 == "Bearer s3cret")
+    );
+}
+
+#[test]
+fn claude_desktop_shape_infers_types() {
+    let loaded = ok(r#"{"mcpServers": {
+        "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+        "legacy": {"url": "http://127.0.0.1:3000/sse"},
+        "modern": {"url": "http://127.0.0.1:3000/mcp"}
+    }}"#);
+    let types: Vec<_> = loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.transport.type_name())
+        .collect();
+    assert_eq!(types, ["stdio", "sse", "streamable-http"]);
+    let loaded = ok(r#"{"mcpServers": {
+        "a": {"url": "http://127.0.0.1:3000/events", "transport": "sse"},
+        "b": {"url": "http://127.0.0.1:3000/sse", "type": "streamableHttp"},
+        "c": {"url": "http://127.0.0.1:3000/x", "type": "http"}
+    }}"#);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let types: Vec<_> = loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.transport.type_name())
+        .collect();
+    assert_eq!(types, ["sse", "streamable-http", "streamable-http"]);
+}
+
+#[test]
+fn errors_name_backend_and_field() {
+    let errs = errors(
+        r#"{
+        "a": {"type": "stdio"},
+        "b": {"type": "stdio", "command": "x", "args": "not-a-list"},
+        "c": {"type": "stdio", "command": "x", "args": ["ok", 3]},
+        "d": {"type": "sse", "url": "ftp://x"},
+        "e": {"type": "builtin", "server": "nope"},
+        "f": {"type": "warp", "command": "x"},
+        "g": {"type": "stdio", "command": "x", "env": {"A": 1}},
+        "h": {"type": "stdio", "command": "${MISSING}"},
+        "i": "just a string"
+    }"#,
+    );
+    let expect = [
+        "backend 'a': field 'command' is required",
+        "backend 'b': field 'args': expected a list of strings, got a string",
+        "backend 'c': field 'args': expected a list of strings, item 1 is a number",
+        "backend 'd': field 'url': expected an http:// or https:// URL, got 'ftp://x'",
+        "backend 'e': field 'server': unknown built-in server 'nope'",
+        "backend 'f': field 'type': unknown type 'warp'",
+        "backend 'g': field 'env': expected string values, 'A' is a number",
+        "backend 'h': field 'command': environment variable 'MISSING' is not set",
+        "backend 'i': expected an object with its settings, got a string",
+    ];
+    assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    for (err, want) in errs.iter().zip(expect) {
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn backend_names_must_be_prefix_safe() {
+    for bad in ["a__b", "a_", "a b", "a.b", ""] {
+        let text = format!(r#"{{"{bad}": {{"command": "x"}}}}"#);
+        let errs = errors(&text);
+        assert!(
+            errs[0].contains("backend name") || errs[0].contains("empty"),
+            "{errs:?}"
+        );
+    }
+    ok(r#"{"Fs-2": {"command": "x"}}"#);
+    // The original project's names: one underscore at a time is unambiguous.
+    ok(r#"{"my_custom_tool": {"command": "x"}, "enscan_go": {"command": "y"}}"#);
+}
+
+#[test]
+fn duplicates_and_unknown_fields() {
+    let loaded = ok(r#"{"a": {"command": "x"}, "b": {"command": "z"}, "a": {"command": "y"}}"#);
+    let names: Vec<&str> = loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "the first place, the later definition");
+    assert!(
+        matches!(&loaded.config.backends[0].transport, Transport::Stdio(l) if l.command == "y")
+    );
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config: backend 'a' is defined twice (command 'x' and then command 'y'); the later definition is used"
+        ]
+    );
+    let loaded = ok(r#"{"a": {"command": "x", "colour": "red"}}"#);
+    assert_eq!(
+        loaded.warnings,
+        ["config: backend 'a': unknown field 'colour' for type 'stdio' (ignored)"]
+    );
+}
+
+#[test]
+fn scope_defaults_to_shared_and_session_takes_an_idle_timeout() {
+    let loaded = ok(r#"{
+        "a": {"command": "x"},
+        "b": {"command": "x", "scope": "session"},
+        "c": {"type": "builtin", "server": "bash", "scope": "session", "idleTimeout": 30}
+    }"#);
+    let scopes: Vec<_> = loaded.config.backends.iter().map(|b| b.scope).collect();
+    assert_eq!(
+        scopes,
+        [
+            Scope::Shared,
+            Scope::Session { idle: DEFAULT_IDLE },
+            Scope::Session {
+                idle: Duration::from_secs(30)
+            }
+        ]
+    );
+    let errs = errors(
+        r#"{"a": {"command": "x", "scope": "everyone"}, "b": {"command": "x", "idleTimeout": -1}}"#,
+    );
+    assert!(
+        errs[0].contains("field 'scope': expected \"shared\" or \"session\""),
+        "{errs:?}"
+    );
+    assert!(errs[1].contains("field 'idleTimeout'"), "{errs:?}");
+}
+
+#[test]
+fn prefix_defaults_to_the_name_and_may_be_empty() {
+    let loaded = ok(
+        r#"{"a": {"command": "x"}, "b": {"command": "x", "prefix": ""}, "c": {"command": "x", "prefix": "fs2"}}"#,
+    );
+    let prefixes: Vec<_> = loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.prefix.as_str())
+        .collect();
+    assert_eq!(prefixes, ["a", "", "fs2"]);
+    // A prefix follows the rule for names: one '_' at a time.
+    ok(r#"{"a": {"command": "x", "prefix": "my_fs"}}"#);
+    let errs = errors(r#"{"a": {"command": "x", "prefix": "my__fs"}}"#);
+    assert!(errs[0].contains("field 'prefix'"), "{errs:?}");
+}
+
+#[test]
+fn timeouts_and_restart_policy() {
+    let loaded = ok(r#"{
+        "a": {"command": "x"},
+        "b": {"command": "x", "timeout": 5, "toolTimeouts": {"slow": 60}, "restart": "never", "maxTimeout": 30},
+        "c": {"type": "builtin", "server": "bash", "timeout": 300}
+    }"#);
+    let p: Vec<&Policy> = loaded.config.backends.iter().map(|b| &b.policy).collect();
+    assert_eq!(*p[0], Policy::default());
+    assert_eq!(p[1].timeout, Duration::from_secs(5));
+    assert_eq!(p[1].timeout_for(Some("slow")), Duration::from_secs(60));
+    assert_eq!(p[1].timeout_for(Some("other")), Duration::from_secs(5));
+    assert_eq!(p[1].max_timeout, Duration::from_secs(30));
+    assert!(!p[1].restart);
+    assert_eq!(
+        p[2].timeout,
+        Duration::from_secs(305),
+        "a built-in's command timeout plus grace"
+    );
+    let errs = errors(
+        r#"{"a": {"command": "x", "restart": "sometimes"}, "b": {"command": "x", "toolTimeouts": {"t": 0}}}"#,
+    );
+    assert!(errs[0].contains("field 'restart'"), "{errs:?}");
+    assert!(errs[1].contains("field 'toolTimeouts': 't'"), "{errs:?}");
+}
+
+#[test]
+fn the_schema_names_exactly_the_fields_the_parser_reads() {
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    let mut settings: Vec<String> = settings::SETTINGS_FIELDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    settings.sort();
+    assert_eq!(keys(&schema["$defs"]["settings"]), settings);
+    let mut fields: Vec<String> = [
+        COMMON_FIELDS,
+        STDIO_FIELDS,
+        SSE_FIELDS,
+        HTTP_FIELDS,
+        BUILTIN_FIELDS,
+        &["transport"],
+    ]
+    .concat()
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    fields.sort();
+    fields.dedup();
+    assert_eq!(keys(&schema["$defs"]["backend"]), fields);
+    let servers: Vec<&str> = schema["$defs"]["backend"]["properties"]["server"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(servers, BUILTIN_SERVERS);
+}
+
+#[test]
+fn enabled_filters_and_descriptions() {
+    let loaded = ok(r#"{
+        "a": {"command": "x", "enabled": false},
+        "b": {"command": "x", "tools": {"allow": ["read_*", "list"], "deny": ["read_secret*"]}, "descriptions": {"list": "Lists things."}}
+    }"#);
+    let b = &loaded.config.backends;
+    assert!(!b[0].enabled && b[1].enabled);
+    let v = &b[1].view;
+    assert!(v.shows("read_file") && v.shows("list"));
+    assert!(!v.shows("read_secret_key") && !v.shows("write_file"));
+    assert_eq!(v.description("list"), Some("Lists things."));
+    assert!(View::default().shows("anything"));
+    let errs = errors(r#"{"a": {"command": "x", "enabled": "no", "tools": ["x"]}}"#);
+    assert!(
+        errs.iter().any(|e| e.contains("field 'enabled'")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("field 'tools'")), "{errs:?}");
+}
+
+#[test]
+fn not_json_is_one_clear_error() {
+    let errs = errors("{ nope");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
+    let errs = errors("[1,2]");
+    assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
+}

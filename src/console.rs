@@ -1,0 +1,91 @@
+//! The console: lines meant for the person who started the gateway (stdout, or stderr in
+//! `--stdio` mode, where stdout carries the protocol), and on a terminal one status line
+//! rewritten in place under them. Also where file paths are shown to that person.
+
+use std::io::Write;
+
+/// A line for the person at the console (stdout, or stderr with `--stdio`, where stdout
+/// carries the protocol), also kept in the log file.
+macro_rules! console {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        log::info!(target: "console", "{line}");
+        crate::console::line(line);
+    }};
+}
+
+/// Set once at start-up in `--stdio` mode. Besides the logger, the console's state is the
+/// one global: the console macro is used from threads that have no handle to pass it through.
+pub static ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The transient status line shown under the console lines on a terminal ("starting: ..."),
+/// empty when none is shown.
+static STATUS_LINE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// The console stream: stdout, or stderr in `--stdio` mode.
+fn stream() -> Box<dyn std::io::Write> {
+    if ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    }
+}
+
+/// Whether the console is a terminal (then progress is one line rewritten in place).
+/// Asked once (the hub asks on every tick), after `ON_STDERR` is settled.
+pub fn is_tty() -> bool {
+    use std::io::IsTerminal;
+    static TTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TTY.get_or_init(|| {
+        if ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        }
+    })
+}
+
+/// Prints a console line, above the status line if one is shown.
+pub fn line(line: String) {
+    let status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = stream();
+    let mut bytes = Vec::with_capacity(line.len() + status.len() + 8);
+    if !status.is_empty() {
+        bytes.extend_from_slice(b"\r\x1b[K");
+    }
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    bytes.extend_from_slice(status.as_bytes());
+    let _ = out.write_all(&bytes);
+    let _ = out.flush();
+}
+
+/// Shows `text` as the status line on a terminal (replacing the last one; "" removes it).
+/// Does nothing when the console is not a terminal.
+pub fn status(text: &str) {
+    if !is_tty() {
+        return;
+    }
+    let mut status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
+    if *status == text {
+        return;
+    }
+    let mut out = stream();
+    let _ = write!(out, "\r\x1b[K{text}");
+    let _ = out.flush();
+    *status = text.to_string();
+}
+
+/// `'path'`, and for a relative one the directory it is taken from (`base`, else the
+/// current one), so an error about a missing file says where it was looked for.
+pub fn quoted_path(path: &std::path::Path, base: Option<&std::path::Path>) -> String {
+    if path.is_absolute() {
+        return format!("'{}'", path.display());
+    }
+    let dir = match base {
+        Some(b) if b.is_absolute() => b.to_path_buf(),
+        Some(b) => std::env::current_dir().unwrap_or_default().join(b),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    format!("'{}' (relative to {})", path.display(), dir.display())
+}

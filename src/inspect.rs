@@ -1,0 +1,113 @@
+//! `mcp-gateway check` and `mcp-gateway tools`: start every backend, wait until they
+//! settle, report each (or print the exposed tools), and stop.
+
+use crate::cli::{Args, Mode};
+use crate::{Failure, backend, config, hub};
+use std::time::Duration;
+
+/// `check` and `tools`: start the backends without serving anyone, wait until each has
+/// come up or failed, report, and stop them.
+pub fn run(
+    args: Args,
+    backends: Vec<config::BackendSpec>,
+    notices: &[String],
+) -> Result<(), Failure> {
+    crate::console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+    for notice in notices {
+        console!("note: {notice}");
+    }
+    let (backends, _disabled): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.enabled);
+    let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
+    let self_exe = std::env::current_exe()
+        .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    let hub = hub::Hub::new(
+        backends,
+        hub::HubOptions {
+            init_timeout: args.init_timeout,
+            self_exe: self_exe.to_string_lossy().into_owned(),
+            ready_line: "All backends have settled".into(),
+            page_size: args.page_size,
+            ping_interval: args.ping_interval,
+            ping_timeout: args.ping_timeout,
+            audit: None,
+            startup_wait: Duration::ZERO,
+        },
+        hub_tx.clone(),
+    );
+    let hub_thread = std::thread::Builder::new()
+        .name("hub".into())
+        .spawn(move || hub.run(hub_rx))
+        .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
+    let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
+    let status = loop {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = hub_tx.send(hub::HubEvent::Status { reply: tx });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(s) if s.settled || std::time::Instant::now() >= deadline => break s,
+            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => return Err(Failure::Runtime("the hub did not answer".into())),
+        }
+    };
+    let _ = hub_tx.send(hub::HubEvent::Shutdown);
+    for s in hub_thread.join().unwrap_or_default() {
+        let _ = s.join();
+    }
+    let backends = status.backends.as_array().cloned().unwrap_or_default();
+    let failed: Vec<&serde_json::Value> =
+        backends.iter().filter(|b| b["state"] != "ready").collect();
+    if args.mode == Mode::Tools {
+        if args.json {
+            println!("{}", serde_json::Value::Array(status.tools));
+        } else {
+            println!(
+                "{:<40} {:<16} {:<30} DESCRIPTION",
+                "TOOL", "BACKEND", "ORIGINAL"
+            );
+            for t in &status.tools {
+                let desc = t["description"].as_str().unwrap_or("").replace('\n', " ");
+                println!(
+                    "{:<40} {:<16} {:<30} {}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["backend"].as_str().unwrap_or(""),
+                    t["original"].as_str().unwrap_or(""),
+                    backend::clip(&desc, 80)
+                );
+            }
+        }
+        return Ok(());
+    }
+    for b in &backends {
+        println!(
+            "{:<16} {:<15} {:<10} {:>3} tools  {}",
+            b["name"].as_str().unwrap_or(""),
+            b["type"].as_str().unwrap_or(""),
+            b["state"].as_str().unwrap_or(""),
+            b["tools"],
+            b["reason"].as_str().unwrap_or("")
+        );
+    }
+    // Clients add their own prefix (Claude Code: mcp__<server>__), within the same 64.
+    for t in &status.tools {
+        let name = t["name"].as_str().unwrap_or("");
+        if name.len() > 48 {
+            println!(
+                "warning: '{name}' is {} characters: clients that add their own prefix (mcp__<server>__) may go over the 64 that Claude and OpenAI accept",
+                name.len()
+            );
+        }
+    }
+    if failed.is_empty() {
+        println!(
+            "ok: {} backend(s) ready, {} tool(s)",
+            backends.len(),
+            status.tools.len()
+        );
+        Ok(())
+    } else {
+        Err(Failure::Runtime(format!(
+            "{} of {} backend(s) did not come up",
+            failed.len(),
+            backends.len()
+        )))
+    }
+}
