@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// A routed request on its way to its backend: its name or URI already the backend's own.
+pub(super) struct Call {
+    pub(super) id: Id,
+    pub(super) method: String,
+    pub(super) params: Params,
+    pub(super) after: After,
+    /// A tool's name as the client called it (the audit line records both).
+    pub(super) exposed: Option<String>,
+}
+
 impl Hub {
     /// Routes a request that names a tool, prompt or resource to its backend.
     pub(super) fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
@@ -29,6 +39,8 @@ impl Hub {
                 .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
         };
         let mut after = After::Nothing;
+        // The tool's name as the client knows it, for the audit line.
+        let mut exposed = None;
         let backend = match req.method.as_str() {
             "tools/call" | "prompts/get" => {
                 let kind = if req.method == "tools/call" {
@@ -51,6 +63,7 @@ impl Hub {
                     .ok_or_else(|| invalid(format!("unknown {what} '{name}'")))?;
                 let b = entry.backend;
                 params.insert("name".into(), jsonrpc::to_raw(&entry.original));
+                exposed = Some(name);
                 b
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -115,7 +128,14 @@ impl Hub {
             "completion/complete" => self.route_completion(&mut params)?,
             other => unreachable!("route() is only called for routed methods, not '{other}'"),
         };
-        self.forward(session, backend, req.id, req.method, params, after)
+        let call = Call {
+            id: req.id,
+            method: req.method,
+            params,
+            after,
+            exposed,
+        };
+        self.forward(session, backend, call)
             .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))
     }
 
@@ -163,15 +183,14 @@ impl Hub {
     }
 
     /// Sends a client's request on to backend `b` with a gateway id (and progress token).
-    pub(super) fn forward(
-        &mut self,
-        session: &str,
-        b: usize,
-        id: Id,
-        method: String,
-        mut params: Params,
-        after: After,
-    ) -> Result<(), String> {
+    pub(super) fn forward(&mut self, session: &str, b: usize, call: Call) -> Result<(), String> {
+        let Call {
+            id,
+            method,
+            mut params,
+            after,
+            exposed,
+        } = call;
         let instance = self.instance_for(b, session)?;
         let gid = self.alloc_id();
         let progress = swap_progress_token(&mut params, gid);
@@ -197,12 +216,7 @@ impl Hub {
         let audit = match (self.replies.audit(), &tool) {
             (Some(a), Some(t)) => Some(Box::new(AuditCall {
                 client: client.to_string(),
-                tool: self
-                    .registry
-                    .tools()
-                    .iter()
-                    .find(|e| e.backend == b && e.original == *t)
-                    .map_or_else(|| t.clone(), |e| e.exposed.clone()),
+                tool: exposed.unwrap_or_else(|| t.clone()),
                 original: t.clone(),
                 arguments: a
                     .arguments
