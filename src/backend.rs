@@ -76,7 +76,7 @@ pub fn start_for(
             url,
             launch.as_ref(),
             *startup,
-            hub,
+            ToHub { hub, direct },
             spec.policy.max_message,
         ),
         Transport::StreamableHttp { url, headers } => crate::remote::start_http(
@@ -84,7 +84,7 @@ pub fn start_for(
             &spec.name,
             url,
             headers,
-            hub,
+            ToHub { hub, direct },
             spec.policy.max_message,
         ),
         _ => {
@@ -348,24 +348,24 @@ fn write_stdin(name: &str, mut stdin: ChildStdin, rx: Receiver<Message>) {
     }
 }
 
-/// Where a stdio backend's reader sends what it reads: replies it may complete itself go
+/// Where a backend's readers send what they read: replies they may complete themselves go
 /// straight to their client (`hub::Direct`), everything else to the hub, counted so that
 /// a direct reply never overtakes a message still on its way through the hub.
-struct ToHub {
-    hub: Sender<HubEvent>,
+#[derive(Clone)]
+pub struct ToHub {
+    /// For the events that are not the backend's messages (`BackendExited`).
+    pub hub: Sender<HubEvent>,
     direct: Direct,
 }
 
 impl ToHub {
-    /// Hands `msg` on; false when the hub is gone.
-    fn send(&self, instance: InstanceId, name: &str, msg: Message) -> bool {
+    /// Hands a message of the backend on; false when the hub is gone.
+    pub fn message(&self, instance: InstanceId, msg: Message) -> bool {
         let msg = match msg {
             Message::Response(resp) => match self.direct.complete(resp) {
                 Completed::Done => return true,
                 Completed::Refused(session, why) => {
-                    debug!(
-                        "backend '{name}': the client of session {session} did not take its answer"
-                    );
+                    debug!("session {session}: did not take its answer");
                     return self.hub.send(HubEvent::Refused { session, why }).is_ok();
                 }
                 Completed::ToHub(resp) => Message::Response(resp),
@@ -397,7 +397,7 @@ fn read_stdout(
             Ok(Line::End) => break,
             Ok(Line::TooLong(size)) => {
                 if let Some(reply) = oversized(name, &buf, size, max_message)
-                    && !to_hub.send(instance, name, Message::Response(reply))
+                    && !to_hub.message(instance, Message::Response(reply))
                 {
                     break;
                 }
@@ -420,7 +420,7 @@ fn read_stdout(
         match Message::parse(text) {
             Ok(msg) => {
                 debug!("< {name}: {text}");
-                if !to_hub.send(instance, name, msg) {
+                if !to_hub.message(instance, msg) {
                     break;
                 }
             }

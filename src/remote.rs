@@ -1,17 +1,19 @@
 //! Backends reached over HTTP: the legacy HTTP+SSE transport and Streamable HTTP.
 //!
 //! Owns the HTTP connections of one instance (and, for an SSE server the gateway starts
-//! itself, that process). Like `backend.rs` for stdio, it turns what the server sends into
-//! `HubEvent::FromBackend` and sends what the hub queues; it never routes. A request the
+//! itself, that process). Like `backend.rs` for stdio, it hands what the server sends to
+//! `backend::ToHub` (plain answers straight to their client, the rest to the hub) and
+//! sends what the hub queues; it never routes. A request the
 //! server cannot be reached for is answered here with a JSON-RPC error naming the backend
 //! and URL, so the hub's pending entry always gets its one answer.
 
+use crate::backend::ToHub;
 use crate::backend::{self, BackendHandle};
 use crate::config::Launch;
 use crate::hub::{HubEvent, InstanceId, PROTOCOL_VERSIONS};
 use crate::jsonrpc::{INTERNAL_ERROR, Id, Message, Response};
 use crate::sse;
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 use log::{debug, info, warn};
 use std::io::{BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -110,18 +112,12 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> 
 }
 
 /// Hands a backend's message to the hub; says whether it was the answer to `awaited`.
-fn to_hub(
-    hub: &Sender<HubEvent>,
-    instance: InstanceId,
-    name: &str,
-    text: &str,
-    awaited: Option<&Id>,
-) -> bool {
+fn to_hub(hub: &ToHub, instance: InstanceId, name: &str, text: &str, awaited: Option<&Id>) -> bool {
     match Message::parse(text) {
         Ok(msg) => {
             debug!("< {name}: {text}");
             let answers = matches!((&msg, awaited), (Message::Response(r), Some(id)) if r.id.as_ref() == Some(id));
-            let _ = hub.send(HubEvent::FromBackend { instance, msg });
+            hub.message(instance, msg);
             answers
         }
         Err(e) => {
@@ -135,13 +131,10 @@ fn to_hub(
 }
 
 /// Answers a request that could not be delivered, so nobody waits for it.
-fn undeliverable(hub: &Sender<HubEvent>, instance: InstanceId, msg: &Message, why: String) {
+fn undeliverable(hub: &ToHub, instance: InstanceId, msg: &Message, why: String) {
     if let Message::Request(r) = msg {
         let reply = Response::error(Some(r.id.clone()), INTERNAL_ERROR, why);
-        let _ = hub.send(HubEvent::FromBackend {
-            instance,
-            msg: Message::Response(reply),
-        });
+        hub.message(instance, Message::Response(reply));
     } else {
         debug!("{why}");
     }
@@ -188,7 +181,7 @@ pub fn start_sse(
     url: &str,
     launch: Option<&Launch>,
     startup: Duration,
-    hub: Sender<HubEvent>,
+    hub: ToHub,
     max_message: usize,
 ) -> Result<BackendHandle, String> {
     let child = match launch {
@@ -218,7 +211,7 @@ pub fn start_sse(
             }
             if let Some(reason) = why {
                 warn!("backend '{name}': {reason}");
-                let _ = hub.send(HubEvent::BackendExited { instance, reason });
+                let _ = hub.hub.send(HubEvent::BackendExited { instance, reason });
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
@@ -233,7 +226,7 @@ fn run_sse(
     url: &str,
     child: Option<&mut backend::LoggedChild>,
     startup: Duration,
-    hub: &Sender<HubEvent>,
+    hub: &ToHub,
     rx: Receiver<Message>,
     stop: &Receiver<()>,
     max_message: usize,
@@ -380,7 +373,7 @@ fn read_sse_stream(
     body: impl Read,
     instance: InstanceId,
     name: &str,
-    hub: &Sender<HubEvent>,
+    hub: &ToHub,
     limit: usize,
     awaited: Option<&Id>,
     mut special: impl FnMut(&sse::Event) -> bool,
@@ -396,10 +389,7 @@ fn read_sse_stream(
             Ok(backend::Line::TooLong(size)) => {
                 answered |= awaited.is_some();
                 if let Some(reply) = backend::oversized(name, &line, size, limit) {
-                    let _ = hub.send(HubEvent::FromBackend {
-                        instance,
-                        msg: Message::Response(reply),
-                    });
+                    hub.message(instance, Message::Response(reply));
                 }
                 continue;
             }
@@ -435,7 +425,7 @@ struct Remote {
     url: String,
     headers: Vec<(String, String)>,
     agent: Agent,
-    hub: Sender<HubEvent>,
+    hub: ToHub,
     session: Mutex<HttpSession>,
     max_message: usize,
 }
@@ -448,7 +438,7 @@ pub fn start_http(
     name: &str,
     url: &str,
     headers: &[(String, String)],
-    hub: Sender<HubEvent>,
+    hub: ToHub,
     max_message: usize,
 ) -> Result<BackendHandle, String> {
     let remote = Arc::new(Remote {
