@@ -222,6 +222,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         },
         hub_tx.clone(),
     );
+    let router = hub.router();
     let hub_thread = std::thread::Builder::new()
         .name("hub".into())
         .spawn(move || hub.run(hub_rx))
@@ -250,12 +251,13 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 max_body: http::MAX_BODY,
                 body_memory: 4 * http::MAX_BODY,
             };
-            let frontend = http::Frontend::start(h.listener, limits, hub_tx.clone(), options)
-                .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
+            let frontend =
+                http::Frontend::start(h.listener, limits, hub_tx.clone(), router, options)
+                    .map_err(|e| Failure::Runtime(format!("cannot start the HTTP threads: {e}")))?;
             (Some(frontend), None)
         }
         None => {
-            let writer = stdio::start(hub_tx.clone(), stdio_done)
+            let writer = stdio::start(hub_tx.clone(), router, stdio_done)
                 .map_err(|e| Failure::Runtime(format!("cannot start the stdio threads: {e}")))?;
             (None, Some(writer))
         }

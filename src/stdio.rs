@@ -17,7 +17,11 @@ use std::thread::{self, JoinHandle};
 const SESSION: &str = "stdio";
 
 /// Starts the session and its two threads; `done` is told when stdin or stdout closes.
-pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHandle<()>> {
+pub fn start(
+    hub: Sender<HubEvent>,
+    router: crate::hub::Router,
+    done: Sender<()>,
+) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = crate::hub::Queue::new(crate::http::SESSION_QUEUE);
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
@@ -85,10 +89,12 @@ pub fn start(hub: Sender<HubEvent>, done: Sender<()>) -> std::io::Result<JoinHan
                 match crate::http::parse_body(line.trim_ascii()) {
                     Ok(msg) => {
                         debug!("< {SESSION}: {}", String::from_utf8_lossy(&line).trim_end());
-                        let _ = hub.send(HubEvent::FromClient {
-                            session: SESSION.into(),
-                            msg,
-                        });
+                        if let Some(msg) = router.offer(SESSION, msg) {
+                            let _ = hub.send(HubEvent::FromClient {
+                                session: SESSION.into(),
+                                msg,
+                            });
+                        }
                     }
                     Err(e) => answer(e),
                 }

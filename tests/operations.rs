@@ -55,6 +55,8 @@ fn health_readiness_and_metrics_after_known_traffic() {
         "mcp_gateway_requests_in_flight 0",
         // The three answers went from the backend's reader straight to the client.
         "mcp_gateway_replies_direct_total 3",
+        // All four calls (the crash too) went from the connection's thread to the backend.
+        "mcp_gateway_requests_routed_direct_total 4",
         "mcp_gateway_sessions{transport=\"sse\"} 1",
         "mcp_gateway_sessions{transport=\"streamable-http\"} 1",
         "mcp_gateway_backend_restarts_total{backend=\"fx\"} 1",

@@ -90,6 +90,8 @@ impl Drop for Writing {
 /// State shared by the worker threads and stream writers.
 pub struct Shared {
     pub hub: Sender<HubEvent>,
+    /// Routes the common `tools/call` on the connection's own thread (`hub::Router`).
+    pub router: crate::hub::Router,
     pub writers: Writers,
     /// Bytes of request bodies read and of messages written to clients.
     pub bytes_in: std::sync::atomic::AtomicU64,
@@ -139,11 +141,13 @@ impl Frontend {
         listener: server::Listener,
         limits: server::Limits,
         hub: Sender<HubEvent>,
+        router: crate::hub::Router,
         opts: Options,
     ) -> io::Result<Frontend> {
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             hub,
+            router,
             writers: Writers::default(),
             bytes_in: Default::default(),
             bytes_out: Default::default(),
@@ -701,10 +705,11 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
         },
         _ => None,
     };
-    if shared
-        .hub
-        .send(HubEvent::FromClient { session, msg })
-        .is_err()
+    if let Some(msg) = shared.router.offer(&session, msg)
+        && shared
+            .hub
+            .send(HubEvent::FromClient { session, msg })
+            .is_err()
     {
         return rq.respond(Response::text(503, "the gateway is shutting down"));
     }

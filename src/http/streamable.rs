@@ -341,6 +341,9 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
     drop(tx);
     let had_requests = !ids.is_empty();
     for msg in msgs {
+        let Some(msg) = shared.router.offer(&session.id, msg) else {
+            continue;
+        };
         let event = HubEvent::FromClient {
             session: session.id.clone(),
             msg,

@@ -48,6 +48,11 @@ impl Hub {
         None
     }
 
+    /// Whether the first start has settled (or the wait is over).
+    pub(super) fn first_lists_done(&self) -> bool {
+        self.first_lists.until.is_none()
+    }
+
     /// A `tools/call` or `prompts/get` of a name that no ready backend serves (yet).
     fn unknown_yet(&self, req: &Request) -> bool {
         #[derive(serde::Deserialize)]
@@ -75,6 +80,8 @@ impl Hub {
             return;
         }
         self.first_lists.until = None;
+        // From now on calls may be routed where they arrive.
+        self.publish_routes();
         let held = std::mem::take(&mut self.first_lists.held);
         if !settled && !held.is_empty() {
             info!(

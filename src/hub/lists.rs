@@ -183,6 +183,7 @@ impl Hub {
             }
         }
         let old = std::mem::replace(&mut self.registry, registry);
+        self.publish_routes();
         if !self.summary_printed {
             return;
         }

@@ -15,6 +15,7 @@ mod pending;
 mod reload;
 mod replies;
 mod route;
+mod router;
 mod sessions;
 pub mod sink;
 mod status;
@@ -23,6 +24,7 @@ mod unreadable;
 
 pub use events::{HubEvent, InstanceId, SessionId, Status};
 pub use replies::{Completed, Direct, Order};
+pub use router::Router;
 pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
 pub(crate) use status::metric_family;
 
@@ -190,6 +192,9 @@ struct Instance {
     /// The order of its messages between its reader and the hub, and whether the reader
     /// may complete replies itself.
     order: std::sync::Arc<Order>,
+    /// Cleared (under the pending table's lock) when it ends, so no router registers a
+    /// request on it after its requests were answered.
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a client declared it can do, for requests from servers.
@@ -224,7 +229,6 @@ pub struct Hub {
     replies: std::sync::Arc<Replies>,
     /// Which sessions subscribed to which URI of which instance (the backend's URI).
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
-    next_id: u64,
     events_tx: Sender<HubEvent>,
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
@@ -250,7 +254,6 @@ impl Hub {
             sessions: HashMap::new(),
             replies,
             subscriptions: HashMap::new(),
-            next_id: 1,
             events_tx,
             stopped: Vec::new(),
             summary_printed: false,
@@ -332,9 +335,7 @@ impl Hub {
     }
 
     fn alloc_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.replies.alloc_id()
     }
 
     fn name_of(&self, instance: InstanceId) -> &str {
@@ -350,8 +351,9 @@ impl Hub {
             self.pending().len()
         );
         // Lists still held get what there is; every request still waiting gets its answer
-        // before the streams close.
+        // before the streams close. Routers route nothing more.
         self.release_lists(true);
+        self.replies.published.clear();
         let all = self.pending().drain();
         for (_, p) in all {
             if let Pending::Client { session, id, .. } = p {

@@ -12,6 +12,7 @@
 //! the reader here, or the hub on a deadline, a cancellation or the instance's end.
 
 use super::pending::{AuditCall, Pending, PendingTable};
+use super::router::Published;
 use super::status::Metrics;
 use super::{InstanceId, Outbound, Refused, SessionId, Sink};
 use crate::audit::Audit;
@@ -27,6 +28,10 @@ use std::time::Instant;
 /// What the hub shares with the backends' readers.
 pub struct Replies {
     pending: Mutex<PendingTable>,
+    /// The next gateway id (also instance ids): taken by the hub and the routers.
+    next_id: AtomicU64,
+    /// What the routers route by (`router.rs`).
+    pub(super) published: Published,
     metrics: Mutex<Metrics>,
     audit: Option<Audit>,
 }
@@ -169,9 +174,15 @@ impl Replies {
     pub(super) fn new(audit: Option<Audit>) -> Arc<Replies> {
         Arc::new(Replies {
             pending: Mutex::new(PendingTable::default()),
+            next_id: AtomicU64::new(1),
+            published: Published::default(),
             metrics: Mutex::new(Metrics::default()),
             audit,
         })
+    }
+
+    pub(super) fn alloc_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(super) fn pending(&self) -> MutexGuard<'_, PendingTable> {

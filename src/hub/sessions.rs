@@ -101,6 +101,14 @@ impl Hub {
             s.client = client;
             s.version = version;
             s.caps = caps;
+            // Its calls may be routed where they arrive from now on.
+            let view = router::SessionView {
+                sink: s.sink.clone(),
+                version,
+                client: s.client.clone(),
+                alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            };
+            self.replies.published.open(session, view);
         }
         // Per-session backends start now, so the first call does not wait for them.
         let per_session: Vec<usize> = (0..self.backends.len())
@@ -257,6 +265,12 @@ impl Hub {
         let Some(s) = self.sessions.remove(session) else {
             return;
         };
+        if let Some(alive) = self.replies.published.close(session) {
+            // Under the table's lock: a router either registered before this (and its
+            // request is cancelled below) or sees the session gone.
+            let _table = self.pending();
+            alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         info!("session {session}: closed (client '{}')", s.client);
         // Requests it had in flight are cancelled at their backends.
         let mine = self.pending().of_session(session);

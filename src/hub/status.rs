@@ -21,6 +21,8 @@ pub(super) struct Metrics {
     by_backend: BTreeMap<String, BackendMetrics>,
     /// Answers completed by a backend's reader itself, without the hub.
     pub(super) direct: u64,
+    /// Requests routed by the thread that read them, without the hub.
+    pub(super) routed: u64,
 }
 
 #[derive(Default)]
@@ -134,6 +136,17 @@ impl Metrics {
             "Answers a backend's reader delivered to their client itself, without a hand-off to the hub.",
         );
         let _ = writeln!(out, "mcp_gateway_replies_direct_total {}", self.direct);
+        metric_family(
+            &mut out,
+            "mcp_gateway_requests_routed_direct_total",
+            "counter",
+            "Requests the thread that read them routed to their backend itself, without a hand-off to the hub.",
+        );
+        let _ = writeln!(
+            out,
+            "mcp_gateway_requests_routed_direct_total {}",
+            self.routed
+        );
         metric_family(
             &mut out,
             "mcp_gateway_sessions",

@@ -55,6 +55,7 @@ impl Hub {
                 last_heard: now,
                 ping_deadline: None,
                 order,
+                alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
         );
         if let Some(s) = &owner {
@@ -171,6 +172,13 @@ impl Hub {
         let Some(mut inst) = self.instances.remove(&instance) else {
             return;
         };
+        {
+            // Under the table's lock: a router either registered before this (and its
+            // request is answered below) or sees the instance gone.
+            let _table = self.pending();
+            inst.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.publish_routes();
         if let Some(conn) = inst.conn.take() {
             self.stopped.extend(conn.stop());
         }
@@ -497,5 +505,6 @@ impl Hub {
             self.maybe_print_summary();
         }
         self.apply_log_levels();
+        self.publish_routes();
     }
 }

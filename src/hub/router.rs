@@ -1,0 +1,240 @@
+//! Requests routed where they arrive. The thread that read a client's `tools/call` (an
+//! HTTP connection's, or the stdio reader) routes it itself when it is the common case,
+//! from snapshots the hub publishes: the exposed tools with the instance that serves each,
+//! and each initialized session's sink and protocol version. It takes a gateway id,
+//! registers the pending entry and hands the request to the backend's writer: no hop
+//! through the hub. Everything else (other methods, a backend still starting, per-session
+//! or concurrency-limited backends, the first start not settled, a session not yet
+//! initialized) goes to the hub as before.
+//!
+//! An instance's `alive` flag is set false by the hub under the pending table's lock
+//! before it answers what waits on that instance, and a router registers only under the
+//! same lock after checking the flag: so an entry is either swept with the others or never
+//! made, and every request still gets exactly one answer.
+
+use super::pending::{After, AuditCall, Pending};
+use super::replies::Replies;
+use super::route::swap_progress_token;
+use super::{Hub, InstanceId, Params, SessionId, Sink, State};
+use crate::config::Scope;
+use crate::jsonrpc::{self, Id, Message, Request};
+use crossbeam_channel::Sender;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Where each exposed tool goes, while its backend can take calls without the hub.
+#[derive(Default)]
+pub(super) struct Routes {
+    tools: HashMap<String, Target>,
+}
+
+struct Target {
+    instance: InstanceId,
+    alive: Arc<AtomicBool>,
+    writer: Sender<Message>,
+    original: String,
+    timeout: Duration,
+    max_timeout: Duration,
+}
+
+/// What a router needs of an initialized session.
+#[derive(Clone)]
+pub(super) struct SessionView {
+    pub(super) sink: Arc<dyn Sink>,
+    pub(super) version: &'static str,
+    pub(super) client: String,
+    /// Cleared by the hub under the pending table's lock when the session ends, as an
+    /// instance's is.
+    pub(super) alive: Arc<AtomicBool>,
+}
+
+/// The snapshots, kept in `Replies`.
+#[derive(Default)]
+pub(super) struct Published {
+    routes: RwLock<Arc<Routes>>,
+    sessions: RwLock<HashMap<SessionId, SessionView>>,
+}
+
+/// A front end's means to route requests itself.
+#[derive(Clone)]
+pub struct Router {
+    replies: Arc<Replies>,
+}
+
+impl Router {
+    /// Routes `msg` here when it is a `tools/call` the snapshots cover; otherwise gives it
+    /// back, for the hub.
+    pub fn offer(&self, session: &str, msg: Message) -> Option<Message> {
+        match msg {
+            Message::Request(req) if req.method == "tools/call" => {
+                self.call(session, req).err().map(Message::Request)
+            }
+            other => Some(other),
+        }
+    }
+
+    fn call(&self, session: &str, req: Request) -> Result<(), Request> {
+        let published = &self.replies.published;
+        let view = {
+            let sessions = published.sessions.read().unwrap_or_else(|p| p.into_inner());
+            match sessions.get(session) {
+                Some(v) => v.clone(),
+                None => return Err(req),
+            }
+        };
+        let routes = published
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(mut params) = req
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+        else {
+            return Err(req);
+        };
+        let Some(name) = params
+            .get("name")
+            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+        else {
+            return Err(req);
+        };
+        let Some(target) = routes.tools.get(&name) else {
+            return Err(req);
+        };
+        let gid = self.replies.alloc_id();
+        params.insert("name".into(), jsonrpc::to_raw(&target.original));
+        let progress = swap_progress_token(&mut params, gid);
+        let audit = self.replies.audit().map(|a| {
+            Box::new(AuditCall {
+                client: view.client.clone(),
+                tool: name.clone(),
+                original: target.original.clone(),
+                arguments: a
+                    .arguments
+                    .then(|| {
+                        params
+                            .get("arguments")
+                            .and_then(|v| serde_json::from_str(v.get()).ok())
+                    })
+                    .flatten(),
+            })
+        });
+        let now = Instant::now();
+        let entry = Pending::Client {
+            session: session.to_string(),
+            id: req.id.clone(),
+            instance: target.instance,
+            method: req.method.clone(),
+            progress,
+            after: After::Nothing,
+            deadline: now + target.timeout,
+            limit: now + target.max_timeout.max(target.timeout),
+            timeout: target.timeout,
+            what: format!("tools/call '{}'", target.original),
+            started: now,
+            audit,
+            sink: Some(view.sink.clone()),
+            version: view.version,
+        };
+        {
+            let mut table = self.replies.pending();
+            // A duplicate id, or an instance being ended: the hub says what happens.
+            if table.client(session, &req.id).is_some()
+                || !target.alive.load(Ordering::SeqCst)
+                || !view.alive.load(Ordering::SeqCst)
+            {
+                return Err(req);
+            }
+            table.insert(gid, entry);
+        }
+        let request = Request {
+            id: Id::number(gid),
+            method: req.method.clone(),
+            params: Some(jsonrpc::to_raw(&params)),
+        };
+        if target.writer.send(Message::Request(request)).is_err() {
+            // Its writer is gone; the entry goes too, and the hub routes the request.
+            self.replies.pending().remove(gid);
+            return Err(req);
+        }
+        self.replies.metrics().routed += 1;
+        Ok(())
+    }
+}
+
+impl Published {
+    fn set_routes(&self, routes: Routes) {
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
+    pub(super) fn open(&self, session: &str, view: SessionView) {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        sessions.insert(session.to_string(), view);
+    }
+
+    /// Forgets every route and session (at shutdown): the sinks and the backends' writers
+    /// they hold must go, so streams end and backends see their stdin close.
+    pub(super) fn clear(&self) {
+        self.set_routes(Routes::default());
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Forgets a session; returns its flag, for the hub to clear under the table's lock.
+    pub(super) fn close(&self, session: &str) -> Option<Arc<AtomicBool>> {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(session).map(|v| v.alive)
+    }
+}
+
+impl Hub {
+    /// The handle front ends route requests with.
+    pub fn router(&self) -> Router {
+        Router {
+            replies: self.replies.clone(),
+        }
+    }
+
+    /// Publishes where each tool can be routed without the hub: tools of shared backends
+    /// that are ready, have no concurrency limit and whose instance is up, once the first
+    /// start has settled (until then calls wait in the hub).
+    pub(super) fn publish_routes(&self) {
+        let mut routes = Routes::default();
+        if self.first_lists_done() {
+            for entry in self.registry.tools() {
+                let backend = &self.backends[entry.backend];
+                if backend.state != State::Ready
+                    || backend.spec.scope != Scope::Shared
+                    || backend.spec.policy.max_concurrent.is_some()
+                {
+                    continue;
+                }
+                let Some(inst) = backend.source.and_then(|id| self.instances.get(&id)) else {
+                    continue;
+                };
+                let (Some(conn), true) = (&inst.conn, inst.ready) else {
+                    continue;
+                };
+                let policy = &backend.spec.policy;
+                routes.tools.insert(
+                    entry.exposed.clone(),
+                    Target {
+                        instance: backend.source.unwrap_or_default(),
+                        alive: inst.alive.clone(),
+                        writer: conn.tx.clone(),
+                        original: entry.original.clone(),
+                        timeout: policy.timeout_for(Some(&entry.original)),
+                        max_timeout: policy.max_timeout,
+                    },
+                );
+            }
+        }
+        self.replies.published.set_routes(routes);
+    }
+}
