@@ -40,7 +40,6 @@ struct Target {
 }
 
 /// What a router needs of an initialized session.
-#[derive(Clone)]
 pub(super) struct SessionView {
     pub(super) sink: Arc<dyn Sink>,
     pub(super) version: &'static str,
@@ -54,7 +53,7 @@ pub(super) struct SessionView {
 #[derive(Default)]
 pub(super) struct Published {
     routes: RwLock<Arc<Routes>>,
-    sessions: RwLock<HashMap<SessionId, SessionView>>,
+    sessions: RwLock<HashMap<SessionId, Arc<SessionView>>>,
 }
 
 /// A front end's means to route requests itself.
@@ -80,7 +79,7 @@ impl Router {
         let view = {
             let sessions = published.sessions.read().unwrap_or_else(|p| p.into_inner());
             match sessions.get(session) {
-                Some(v) => v.clone(),
+                Some(v) => Arc::clone(v),
                 None => return Err(req),
             }
         };
@@ -173,7 +172,7 @@ impl Published {
 
     pub(super) fn open(&self, session: &str, view: SessionView) {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        sessions.insert(session.to_string(), view);
+        sessions.insert(session.to_string(), Arc::new(view));
     }
 
     /// Forgets every route and session (at shutdown): the sinks and the backends' writers
@@ -189,7 +188,7 @@ impl Published {
     /// Forgets a session; returns its flag, for the hub to clear under the table's lock.
     pub(super) fn close(&self, session: &str) -> Option<Arc<AtomicBool>> {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        sessions.remove(session).map(|v| v.alive)
+        sessions.remove(session).map(|v| v.alive.clone())
     }
 }
 
