@@ -89,12 +89,7 @@ pub fn start(
                 match crate::http::parse_body(line.trim_ascii()) {
                     Ok(msg) => {
                         debug!("< {SESSION}: {}", String::from_utf8_lossy(&line).trim_end());
-                        if let Some(msg) = router.offer(SESSION, msg) {
-                            let _ = hub.send(HubEvent::FromClient {
-                                session: SESSION.into(),
-                                msg,
-                            });
-                        }
+                        let _ = router.dispatch(SESSION, msg);
                     }
                     Err(e) => answer(e),
                 }

@@ -705,12 +705,7 @@ fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
         },
         _ => None,
     };
-    if let Some(msg) = shared.router.offer(&session, msg)
-        && shared
-            .hub
-            .send(HubEvent::FromClient { session, msg })
-            .is_err()
-    {
+    if shared.router.dispatch(&session, msg).is_err() {
         return rq.respond(Response::text(503, "the gateway is shutting down"));
     }
     drop(admitted);

@@ -341,14 +341,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
     drop(tx);
     let had_requests = !ids.is_empty();
     for msg in msgs {
-        let Some(msg) = shared.router.offer(&session.id, msg) else {
-            continue;
-        };
-        let event = HubEvent::FromClient {
-            session: session.id.clone(),
-            msg,
-        };
-        if shared.hub.send(event).is_err() {
+        if shared.router.dispatch(&session.id, msg).is_err() {
             return rq.respond(Response::text(503, "the gateway is shutting down"));
         }
     }

@@ -19,6 +19,11 @@ pub enum HubEvent {
     FromClient {
         session: SessionId,
         msg: Message,
+        /// The session's count of messages sent to the hub, which the hub advances once it
+        /// has handled this one (a router routes a call itself only when the hub has handled
+        /// everything the session sent before, so a call never overtakes, say, the
+        /// `notifications/roots/list_changed` before it).
+        order: Option<std::sync::Arc<Order>>,
     },
     /// The client's stream ended (it closed or could not be written).
     ClientGone {

@@ -303,9 +303,16 @@ impl Hub {
                     },
                 );
             }
-            HubEvent::FromClient { session, msg } => {
+            HubEvent::FromClient {
+                session,
+                msg,
+                order,
+            } => {
                 if self.sessions.contains_key(&session) {
                     self.on_client_message(session, msg);
+                }
+                if let Some(order) = order {
+                    order.handled();
                 }
             }
             HubEvent::ClientGone { session } => self.session_gone(&session),

@@ -15,6 +15,32 @@ pub(super) struct AuditCall {
     pub(super) arguments: Option<Value>,
 }
 
+impl AuditCall {
+    /// What the audit line of a call of `original` (exposed as `tool`) will need; its
+    /// arguments only when the audit log records them.
+    pub(super) fn new(
+        audit: &crate::audit::Audit,
+        client: &str,
+        tool: String,
+        original: &str,
+        params: &Params,
+    ) -> Box<AuditCall> {
+        Box::new(AuditCall {
+            client: client.to_string(),
+            tool,
+            original: original.to_string(),
+            arguments: audit
+                .arguments
+                .then(|| {
+                    params
+                        .get("arguments")
+                        .and_then(|v| serde_json::from_str(v.get()).ok())
+                })
+                .flatten(),
+        })
+    }
+}
+
 /// What to do with a routed request's answer besides passing it on.
 pub(super) enum After {
     Nothing,

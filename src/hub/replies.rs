@@ -11,7 +11,7 @@
 //! progress or log notification of the same request). Whoever removes an entry answers it:
 //! the reader here, or the hub on a deadline, a cancellation or the instance's end.
 
-use super::pending::{AuditCall, Pending, PendingTable};
+use super::pending::{After, AuditCall, Pending, PendingTable};
 use super::router::Published;
 use super::status::Metrics;
 use super::{InstanceId, Outbound, Refused, SessionId, Sink};
@@ -82,8 +82,8 @@ impl Order {
         self.direct.store(direct, Ordering::Relaxed);
     }
 
-    /// Whether the hub has handled everything the reader sent it.
-    fn caught_up(&self) -> bool {
+    /// Whether the hub has handled everything the reader (or session) sent it.
+    pub(super) fn caught_up(&self) -> bool {
         self.handled.load(Ordering::Acquire) == self.sent.load(Ordering::Acquire)
     }
 }
@@ -125,27 +125,8 @@ impl Direct {
                 _ => None,
             }
         };
-        let Some(Pending::Client {
-            session,
-            id,
-            method,
-            started,
-            audit,
-            sink,
-            version,
-            ..
-        }) = entry
-        else {
+        let Some(Ok((finished, _))) = entry.map(Finished::take) else {
             return Completed::ToHub(resp);
-        };
-        let finished = Finished {
-            session,
-            id,
-            method,
-            started,
-            audit,
-            sink,
-            version,
         };
         let ms = u64::try_from(self.order.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.order.heard.store(ms.max(1), Ordering::Relaxed);
@@ -168,6 +149,39 @@ pub(super) struct Finished {
     pub(super) audit: Option<Box<AuditCall>>,
     pub(super) sink: Option<Arc<dyn Sink>>,
     pub(super) version: &'static str,
+}
+
+impl Finished {
+    /// A client request's entry as what answering it needs, and what to do after; any
+    /// other entry back (as large as a client request's: see `Pending`).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn take(entry: Pending) -> Result<(Finished, After), Pending> {
+        match entry {
+            Pending::Client {
+                session,
+                id,
+                method,
+                after,
+                started,
+                audit,
+                sink,
+                version,
+                ..
+            } => Ok((
+                Finished {
+                    session,
+                    id,
+                    method,
+                    started,
+                    audit,
+                    sink,
+                    version,
+                },
+                after,
+            )),
+            other => Err(other),
+        }
+    }
 }
 
 impl Replies {

@@ -214,19 +214,13 @@ impl Hub {
             None => (None, PROTOCOL_VERSIONS[0], ""),
         };
         let audit = match (self.replies.audit(), &tool) {
-            (Some(a), Some(t)) => Some(Box::new(AuditCall {
-                client: client.to_string(),
-                tool: exposed.unwrap_or_else(|| t.clone()),
-                original: t.clone(),
-                arguments: a
-                    .arguments
-                    .then(|| {
-                        params
-                            .get("arguments")
-                            .and_then(|v| serde_json::from_str(v.get()).ok())
-                    })
-                    .flatten(),
-            })),
+            (Some(a), Some(t)) => Some(AuditCall::new(
+                a,
+                client,
+                exposed.unwrap_or_else(|| t.clone()),
+                t,
+                &params,
+            )),
             _ => None,
         };
         let request = Request {
@@ -344,18 +338,8 @@ impl Hub {
             self.pending().insert(gid, pending);
             return;
         }
-        match pending {
-            Pending::Client {
-                session,
-                id,
-                method,
-                after,
-                started,
-                audit,
-                sink,
-                version,
-                ..
-            } => {
+        let pending = match replies::Finished::take(pending) {
+            Ok((call, after)) => {
                 let mut outcome = resp.outcome;
                 match (after, &mut outcome) {
                     (After::MapUri { original, exposed }, Ok(result)) => {
@@ -363,28 +347,23 @@ impl Hub {
                     }
                     (After::Subscribed { uri }, Err(_)) => {
                         if let Some(subs) = self.subscriptions.get_mut(&(instance, uri)) {
-                            subs.remove(&session);
+                            subs.remove(&call.session);
                         }
                     }
                     _ => {}
                 }
                 let backend_name = self.name_of(instance).to_string();
-                let call = replies::Finished {
-                    session,
-                    id,
-                    method,
-                    started,
-                    audit,
-                    sink,
-                    version,
-                };
                 if let Err((session, why)) =
                     self.replies.finish(&backend_name, call, outcome, false)
                 {
                     self.refused(&session, why);
                 }
                 self.pump(instance);
+                return;
             }
+            Err(other) => other,
+        };
+        match pending {
             Pending::Initialize { .. } => self.instance_initialized(instance, resp.outcome),
             Pending::List { kind, .. } => self.listed(instance, kind, resp.outcome),
             Pending::Ping { .. } => {
@@ -402,7 +381,9 @@ impl Hub {
                     );
                 }
             }
-            Pending::ServerRequest { .. } => unreachable!("checked above"),
+            Pending::Client { .. } | Pending::ServerRequest { .. } => {
+                unreachable!("taken or checked above")
+            }
         }
     }
 

@@ -13,9 +13,10 @@
 //! made, and every request still gets exactly one answer.
 
 use super::pending::{After, AuditCall, Pending};
+use super::replies::Order;
 use super::replies::Replies;
 use super::route::swap_progress_token;
-use super::{Hub, InstanceId, Params, SessionId, Sink, State};
+use super::{Hub, HubEvent, InstanceId, Params, SessionId, Sink, State};
 use crate::config::Scope;
 use crate::jsonrpc::{self, Id, Message, Request};
 use crossbeam_channel::Sender;
@@ -47,6 +48,8 @@ pub(super) struct SessionView {
     /// Cleared by the hub under the pending table's lock when the session ends, as an
     /// instance's is.
     pub(super) alive: Arc<AtomicBool>,
+    /// What the session sent the hub, and what the hub has handled of it.
+    pub(super) order: Arc<Order>,
 }
 
 /// The snapshots, kept in `Replies`.
@@ -56,33 +59,52 @@ pub(super) struct Published {
     sessions: RwLock<HashMap<SessionId, Arc<SessionView>>>,
 }
 
-/// A front end's means to route requests itself.
+/// A front end's way to the hub and to the backends: every client message goes through it.
 #[derive(Clone)]
 pub struct Router {
     replies: Arc<Replies>,
+    hub: Sender<HubEvent>,
 }
 
 impl Router {
-    /// Routes `msg` here when it is a `tools/call` the snapshots cover; otherwise gives it
-    /// back, for the hub.
-    pub fn offer(&self, session: &str, msg: Message) -> Option<Message> {
-        match msg {
-            Message::Request(req) if req.method == "tools/call" => {
-                self.call(session, req).err().map(Message::Request)
+    /// Routes `msg` here when it is a `tools/call` the snapshots cover and the hub has
+    /// handled everything the session sent before; otherwise hands it to the hub. Err when
+    /// the hub is gone (the gateway is stopping).
+    pub fn dispatch(&self, session: &str, msg: Message) -> Result<(), ()> {
+        let view = {
+            let sessions = self
+                .replies
+                .published
+                .sessions
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            sessions.get(session).cloned()
+        };
+        let msg = match (&view, msg) {
+            (Some(v), Message::Request(req))
+                if req.method == "tools/call" && v.order.caught_up() =>
+            {
+                match self.call(v, session, req) {
+                    Ok(()) => return Ok(()),
+                    Err(req) => Message::Request(req),
+                }
             }
-            other => Some(other),
-        }
+            (_, msg) => msg,
+        };
+        let order = view.map(|v| {
+            v.order.sending();
+            v.order.clone()
+        });
+        let event = HubEvent::FromClient {
+            session: session.to_string(),
+            msg,
+            order,
+        };
+        self.hub.send(event).map_err(|_| ())
     }
 
-    fn call(&self, session: &str, req: Request) -> Result<(), Request> {
+    fn call(&self, view: &SessionView, session: &str, req: Request) -> Result<(), Request> {
         let published = &self.replies.published;
-        let view = {
-            let sessions = published.sessions.read().unwrap_or_else(|p| p.into_inner());
-            match sessions.get(session) {
-                Some(v) => Arc::clone(v),
-                None => return Err(req),
-            }
-        };
         let routes = published
             .routes
             .read()
@@ -107,21 +129,10 @@ impl Router {
         let gid = self.replies.alloc_id();
         params.insert("name".into(), jsonrpc::to_raw(&target.original));
         let progress = swap_progress_token(&mut params, gid);
-        let audit = self.replies.audit().map(|a| {
-            Box::new(AuditCall {
-                client: view.client.clone(),
-                tool: name.clone(),
-                original: target.original.clone(),
-                arguments: a
-                    .arguments
-                    .then(|| {
-                        params
-                            .get("arguments")
-                            .and_then(|v| serde_json::from_str(v.get()).ok())
-                    })
-                    .flatten(),
-            })
-        });
+        let audit = self
+            .replies
+            .audit()
+            .map(|a| AuditCall::new(a, &view.client, name.clone(), &target.original, &params));
         let now = Instant::now();
         let entry = Pending::Client {
             session: session.to_string(),
@@ -197,6 +208,7 @@ impl Hub {
     pub fn router(&self) -> Router {
         Router {
             replies: self.replies.clone(),
+            hub: self.events_tx.clone(),
         }
     }
 

@@ -107,6 +107,7 @@ impl Hub {
                 version,
                 client: s.client.clone(),
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                order: Order::new(true),
             };
             self.replies.published.open(session, view);
         }
