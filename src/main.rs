@@ -217,7 +217,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             page_size: args.page_size,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
-            audit: Some(audit),
+            audit: Some(audit.clone()),
             startup_wait: args.startup_wait,
         },
         hub_tx.clone(),
@@ -289,6 +289,8 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     for s in supervisors {
         let _ = s.join();
     }
+    // The last calls' audit lines, written before the process ends.
+    audit.flush(Duration::from_secs(2));
     info!("stopped");
     log::logger().flush();
     Ok(())

@@ -140,6 +140,22 @@ fn audit_lines(gw: &Gateway, want: usize) -> Vec<Value> {
 }
 
 #[test]
+fn the_last_calls_are_in_the_audit_log_when_the_gateway_stops() {
+    // The writer gathers lines for a moment between writes; a stop right after a burst of
+    // calls must still find every one of them on disk.
+    // A built-in backend stops at once, so the gateway's stop is quick too.
+    let mut gw = Gateway::start(&json!({ "sh": {"type": "builtin", "server": "bash"} }));
+    let c = gw.connect();
+    c.initialize();
+    for i in 0..20 {
+        c.call(json!(i), "sh__bash", json!({"command": "true"}));
+    }
+    let status = gw.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(audit_lines(&gw, 20).len(), 20);
+}
+
+#[test]
 fn every_tool_call_is_one_audit_line_without_its_arguments() {
     let mut spec = fixture(&[]);
     spec["toolTimeouts"] = json!({"sleep": 1});
