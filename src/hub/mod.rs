@@ -1,11 +1,13 @@
 //! The hub: the one thread that owns the routing state.
 //!
-//! It owns the session table, the pending-request table, the backends and their running
-//! instances, the subscription table and the registry. Frontends and backends only send it
-//! `HubEvent`s. It answers what the gateway owns (`initialize`, `ping`, the aggregated
-//! lists, `logging/setLevel`) and routes the rest, replacing every request id and progress
-//! token with a gateway-unique one and restoring it on the way back. It never reads a
-//! socket or a pipe, and parses no more of a message than the fields it routes on.
+//! It owns the session table, the backends and their running instances, the subscription
+//! table and the registry, and alone changes them; it publishes the snapshots routers
+//! read (`router.rs`). The pending-request table is shared (`replies.rs`): the hub, the
+//! routers on the front ends' threads and the backends' readers take entries in and out
+//! under its lock. The hub answers what the gateway owns (`initialize`, `ping`, the
+//! aggregated lists, `logging/setLevel`) and routes what the routers leave to it,
+//! replacing every request id and progress token with a gateway-unique one and restoring
+//! it on the way back. It never reads a socket or a pipe.
 
 mod events;
 mod first_lists;
