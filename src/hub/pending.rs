@@ -9,9 +9,9 @@ use std::sync::Arc;
 /// What the audit log needs to know of a tool call.
 pub(super) struct AuditCall {
     /// The client's name, from its `initialize`.
-    pub(super) client: String,
+    pub(super) client: Arc<str>,
     pub(super) tool: String,
-    pub(super) original: String,
+    pub(super) original: Arc<str>,
     pub(super) arguments: Option<Value>,
 }
 
@@ -20,15 +20,15 @@ impl AuditCall {
     /// arguments only when the audit log records them.
     pub(super) fn new(
         audit: &crate::audit::Audit,
-        client: &str,
+        client: Arc<str>,
         tool: String,
-        original: &str,
+        original: Arc<str>,
         params: &Params,
     ) -> Box<AuditCall> {
         Box::new(AuditCall {
-            client: client.to_string(),
+            client,
             tool,
-            original: original.to_string(),
+            original,
             arguments: audit
                 .arguments
                 .then(|| {
@@ -74,7 +74,7 @@ pub(super) enum Pending {
         limit: Instant,
         timeout: Duration,
         /// What it asked for, for the timeout message (`tools/call 'x'`).
-        what: String,
+        what: Arc<str>,
         started: Instant,
         audit: Option<Box<AuditCall>>,
         /// Where the answer goes (None: the session had ended), and the protocol version
@@ -356,7 +356,7 @@ mod tests {
             deadline,
             limit: deadline,
             timeout: Duration::from_secs(1),
-            what: "tools/call 'x'".into(),
+            what: Arc::from("tools/call 'x'"),
             started: deadline,
             audit: None,
             sink: None,

@@ -298,9 +298,9 @@ pub(super) fn audit_record(
     let mut record = serde_json::json!({
         "time": crate::audit::now(),
         "session": session,
-        "client": call.client,
+        "client": &*call.client,
         "tool": call.tool,
-        "original": call.original,
+        "original": &*call.original,
         "backend": backend,
         "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
         "resultBytes": bytes,

@@ -216,9 +216,9 @@ impl Hub {
         let audit = match (self.replies.audit(), &tool) {
             (Some(a), Some(t)) => Some(AuditCall::new(
                 a,
-                client,
+                client.into(),
                 exposed.unwrap_or_else(|| t.clone()),
-                t,
+                t.as_str().into(),
                 &params,
             )),
             _ => None,
@@ -241,7 +241,7 @@ impl Hub {
                 deadline: now + timeout,
                 limit: now + policy.max_timeout.max(timeout),
                 timeout,
-                what,
+                what: what.into(),
                 started: now,
                 sink,
                 version,

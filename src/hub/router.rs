@@ -35,7 +35,9 @@ struct Target {
     instance: InstanceId,
     alive: Arc<AtomicBool>,
     writer: Sender<Message>,
-    original: String,
+    original: Arc<str>,
+    /// `tools/call 'original'`, for a timeout's message.
+    what: Arc<str>,
     timeout: Duration,
     max_timeout: Duration,
 }
@@ -44,7 +46,7 @@ struct Target {
 pub(super) struct SessionView {
     pub(super) sink: Arc<dyn Sink>,
     pub(super) version: &'static str,
-    pub(super) client: String,
+    pub(super) client: Arc<str>,
     /// Cleared by the hub under the pending table's lock when the session ends, as an
     /// instance's is.
     pub(super) alive: Arc<AtomicBool>,
@@ -127,12 +129,17 @@ impl Router {
             return Err(req);
         };
         let gid = self.replies.alloc_id();
-        params.insert("name".into(), jsonrpc::to_raw(&target.original));
+        params.insert("name".into(), jsonrpc::to_raw(&*target.original));
         let progress = swap_progress_token(&mut params, gid);
-        let audit = self
-            .replies
-            .audit()
-            .map(|a| AuditCall::new(a, &view.client, name.clone(), &target.original, &params));
+        let audit = self.replies.audit().map(|a| {
+            AuditCall::new(
+                a,
+                view.client.clone(),
+                name.clone(),
+                target.original.clone(),
+                &params,
+            )
+        });
         let now = Instant::now();
         let entry = Pending::Client {
             session: session.to_string(),
@@ -144,7 +151,7 @@ impl Router {
             deadline: now + target.timeout,
             limit: now + target.max_timeout.max(target.timeout),
             timeout: target.timeout,
-            what: format!("tools/call '{}'", target.original),
+            what: target.what.clone(),
             started: now,
             audit,
             sink: Some(view.sink.clone()),
@@ -239,7 +246,8 @@ impl Hub {
                         instance: backend.source.unwrap_or_default(),
                         alive: inst.alive.clone(),
                         writer: conn.tx.clone(),
-                        original: entry.original.clone(),
+                        original: Arc::from(entry.original.as_str()),
+                        what: Arc::from(format!("tools/call '{}'", entry.original)),
                         timeout: policy.timeout_for(Some(&entry.original)),
                         max_timeout: policy.max_timeout,
                     },

@@ -105,7 +105,7 @@ impl Hub {
             let view = router::SessionView {
                 sink: s.sink.clone(),
                 version,
-                client: s.client.clone(),
+                client: std::sync::Arc::from(s.client.as_str()),
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
                 order: Order::new(true),
             };
