@@ -371,12 +371,7 @@ fn refused_command_line_values_say_what_is_accepted() {
             "--trusted-proxy: expected an IP address",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = util::usage_error(args);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }

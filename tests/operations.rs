@@ -252,12 +252,7 @@ fn run_cli(args: &[&str], config: &Value) -> (i32, String) {
 
 #[test]
 fn a_bad_instance_id_is_a_usage_error() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .args(["--instance-id", "a.b"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = util::usage_error(&["--instance-id", "a.b"]);
     assert!(
         err.contains("--instance-id 'a.b': use 1 to 32 letters, digits and '-'"),
         "{err}"
@@ -666,12 +661,7 @@ fn a_default_start_warns_of_nothing_and_the_original_log_levels_work() {
         let gw = Gateway::start_with(&shipped, &["--log-level", level]);
         assert!(gw.stdout().contains("Connect MCP clients"), "{level}");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .args(["--log-level", "loud"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = util::usage_error(&["--log-level", "loud"]);
     assert!(
         err.contains("--log-level: expected one of debug, info, warning (or warn), error, critical, off, trace, got 'loud'"),
         "{err}"

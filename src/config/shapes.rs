@@ -128,7 +128,7 @@ fn is_vscode(top: &OrderedObject) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{errors, ok};
+    use super::super::tests::{errors, ok, types};
     use super::super::{Context, Transport, parse_in};
 
     #[test]
@@ -143,8 +143,7 @@ mod tests {
         let b = &loaded.config.backends;
         let names: Vec<&str> = b.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["files", "remote", "legacy"]);
-        let types: Vec<&str> = b.iter().map(|b| b.transport.type_name()).collect();
-        assert_eq!(types, ["stdio", "streamable-http", "sse"]);
+        assert_eq!(types(&loaded), ["stdio", "streamable-http", "sse"]);
         assert!(
             matches!(&b[0].transport, Transport::Stdio(l) if l.env == [("H".to_string(), "/home/u".to_string())])
         );
@@ -229,13 +228,7 @@ mod tests {
             },
         )
         .unwrap();
-        let types: Vec<&str> = loaded
-            .config
-            .backends
-            .iter()
-            .map(|b| b.transport.type_name())
-            .collect();
-        assert_eq!(types, ["builtin", "builtin", "stdio"]);
+        assert_eq!(types(&loaded), ["builtin", "builtin", "stdio"]);
         assert_eq!(loaded.notices.len(), 2, "{:?}", loaded.notices);
         assert!(
             loaded.notices[0].contains("backend 'bash': 'servers/bash_server.py' (a script of the original MCP-Gateway) is not here; the built-in 'bash' server takes its place"),

@@ -10,6 +10,16 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// Each backend's type, in file order.
+pub(super) fn types(loaded: &Loaded) -> Vec<&'static str> {
+    loaded
+        .config
+        .backends
+        .iter()
+        .map(|b| b.transport.type_name())
+        .collect()
+}
+
 pub(super) fn ok(text: &str) -> Loaded {
     parse(text, &env).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -68,26 +78,17 @@ fn claude_desktop_shape_infers_types() {
         "legacy": {"url": "http://127.0.0.1:3000/sse"},
         "modern": {"url": "http://127.0.0.1:3000/mcp"}
     }}"#);
-    let types: Vec<_> = loaded
-        .config
-        .backends
-        .iter()
-        .map(|b| b.transport.type_name())
-        .collect();
-    assert_eq!(types, ["stdio", "sse", "streamable-http"]);
+    assert_eq!(types(&loaded), ["stdio", "sse", "streamable-http"]);
     let loaded = ok(r#"{"mcpServers": {
         "a": {"url": "http://127.0.0.1:3000/events", "transport": "sse"},
         "b": {"url": "http://127.0.0.1:3000/sse", "type": "streamableHttp"},
         "c": {"url": "http://127.0.0.1:3000/x", "type": "http"}
     }}"#);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    let types: Vec<_> = loaded
-        .config
-        .backends
-        .iter()
-        .map(|b| b.transport.type_name())
-        .collect();
-    assert_eq!(types, ["sse", "streamable-http", "streamable-http"]);
+    assert_eq!(
+        types(&loaded),
+        ["sse", "streamable-http", "streamable-http"]
+    );
 }
 
 #[test]

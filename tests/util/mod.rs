@@ -851,6 +851,17 @@ impl McpClient {
 
 /// Waits for `child` to exit within `limit` and returns its output; on timeout kills it
 /// and fails the test, showing the gateway's stderr when there is one.
+/// Runs the gateway with `args`, which it must refuse as a usage error (exit status 2);
+/// what it printed on stderr.
+pub fn usage_error(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(args)
+        .output()
+        .expect("run the gateway binary");
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn finish_within(
     mut child: Child,
     limit: Duration,
