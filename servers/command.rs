@@ -160,7 +160,7 @@ impl Runner {
         eprintln!(
             "{}: ran {:?} in {:.3} s: {summary}",
             ctx.server(),
-            crate::backend::clip(job.shown, 200),
+            crate::lines::clip(job.shown, 200),
             took.as_secs_f64()
         );
         let mut text = format!("[{summary}]\n");

@@ -2,7 +2,7 @@
 //!
 //! Pure: takes the file's text and a variable lookup, returns the backends in file order or
 //! every problem found, each naming the backend key and field. No I/O, no threads, no
-//! process starting: that is `backend.rs`'s job.
+//! process starting: that is the `backend` module's job.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};

@@ -24,7 +24,7 @@ pub fn run(
         backends,
         hub::HubOptions {
             init_timeout: args.init_timeout,
-            self_exe: self_exe.to_string_lossy().into_owned(),
+            spawner: backend::spawner(&self_exe),
             ready_line: "All backends have settled".into(),
             page_size: args.page_size,
             ping_interval: args.ping_interval,
@@ -41,14 +41,14 @@ pub fn run(
     let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
     let status = loop {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = hub_tx.send(hub::HubEvent::Status { reply: tx });
+        let _ = hub_tx.send(crate::contract::HubEvent::Status { reply: tx });
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(s) if s.settled || std::time::Instant::now() >= deadline => break s,
             Ok(_) => std::thread::sleep(Duration::from_millis(100)),
             Err(_) => return Err(Failure::Runtime("the hub did not answer".into())),
         }
     };
-    let _ = hub_tx.send(hub::HubEvent::Shutdown);
+    let _ = hub_tx.send(crate::contract::HubEvent::Shutdown);
     for s in hub_thread.join().unwrap_or_default() {
         let _ = s.join();
     }
@@ -70,7 +70,7 @@ pub fn run(
                     t["name"].as_str().unwrap_or(""),
                     t["backend"].as_str().unwrap_or(""),
                     t["original"].as_str().unwrap_or(""),
-                    backend::clip(&desc, 80)
+                    crate::lines::clip(&desc, 80)
                 );
             }
         }

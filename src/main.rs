@@ -12,16 +12,17 @@ mod backend;
 mod cli;
 mod compat;
 mod config;
+mod contract;
 mod glob;
 mod http;
 mod hub;
 mod inspect;
 mod jsonrpc;
 mod limits;
+mod lines;
 mod logging;
 mod registry;
 mod reload;
-mod remote;
 #[path = "../servers/mod.rs"]
 mod servers;
 mod sse;
@@ -205,7 +206,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         backends,
         hub::HubOptions {
             init_timeout: args.init_timeout,
-            self_exe: self_exe.to_string_lossy().into_owned(),
+            spawner: backend::spawner(&self_exe),
             ready_line: match &http {
                 Some(h) => format!(
                     "Connect MCP clients to {0}/mcp (Streamable HTTP) or {0}/sse (HTTP+SSE)",
@@ -277,7 +278,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     console!("shutting down");
     watcher.stop();
     let writers = frontend.map(http::Frontend::stop);
-    let _ = hub_tx.send(hub::HubEvent::Shutdown);
+    let _ = hub_tx.send(contract::HubEvent::Shutdown);
     let supervisors = hub_thread.join().unwrap_or_default();
     // The hub answered every pending request; let those answers reach their clients.
     if let Some(w) = writers {
@@ -300,16 +301,16 @@ fn serve(flags: Flags) -> Result<(), Failure> {
 /// second signal comes.
 fn drain(
     frontend: &http::Frontend,
-    hub: &crossbeam_channel::Sender<hub::HubEvent>,
+    hub: &crossbeam_channel::Sender<contract::HubEvent>,
     signal: &crossbeam_channel::Receiver<()>,
     limit: Duration,
 ) {
     frontend.drain();
     let in_flight = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = hub.send(hub::HubEvent::Status { reply: tx });
+        let _ = hub.send(contract::HubEvent::Status { reply: tx });
         rx.recv_timeout(Duration::from_secs(5))
-            .map_or(0, |s: hub::Status| s.in_flight)
+            .map_or(0, |s: contract::Status| s.in_flight)
     };
     console!(
         "draining: new sessions get 503, new requests in open sessions 404; waiting up to {} s for {} call(s) in flight (signal again to stop now)",

@@ -4,7 +4,7 @@
 //! gateway goes on with what it runs.
 
 use crate::config::{self, Settings};
-use crate::hub::HubEvent;
+use crate::contract::HubEvent;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,10 +5,10 @@
 //! (console lines go to stderr in this mode). Stdin closing ends the gateway, as a stdio
 //! server should.
 
-use crate::backend::{Line, read_line_limited};
+use crate::contract::{HubEvent, Outbound};
 use crate::http::MAX_BODY;
-use crate::hub::{HubEvent, Outbound};
 use crate::jsonrpc::{self, Message};
+use crate::lines::{Line, read_line_limited};
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 use std::io::Write;
@@ -22,7 +22,7 @@ pub fn start(
     router: crate::hub::Router,
     done: Sender<()>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let (tx, rx) = crate::hub::Queue::new(crate::http::SESSION_QUEUE);
+    let (tx, rx) = crate::contract::Queue::new(crate::http::SESSION_QUEUE);
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
         sink: Box::new(tx.clone()),

@@ -767,7 +767,7 @@ fn a_flood_of_log_lines_is_limited_and_log_files_rotate() {
         assert!(r["result"].is_object(), "{r}");
     }
     assert!(
-        gw.wait_stderr("line(s) from src/backend.rs"),
+        gw.wait_stderr("line(s) from src/backend/"),
         "no count of held-back lines in:\n{}",
         &gw.stderr()[..2000.min(gw.stderr().len())]
     );

@@ -21,7 +21,8 @@ impl LastWords {
         if self.lines.len() == KEEP {
             self.lines.pop_front();
         }
-        self.lines.push_back(super::clip(line, LINE).to_string());
+        self.lines
+            .push_back(crate::lines::clip(line, LINE).to_string());
     }
 
     /// The last lines that carry meaning (at most three, oldest first, joined by " | "),

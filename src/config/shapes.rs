@@ -105,7 +105,7 @@ pub(super) fn brief(value: &Value) -> String {
             .chain(args)
             .collect::<Vec<_>>()
             .join(" ");
-        format!("command '{}'", crate::backend::clip(&line, 80))
+        format!("command '{}'", crate::lines::clip(&line, 80))
     } else if let Some(url) = text("url") {
         format!("url '{url}'")
     } else if let Some(server) = text("server") {

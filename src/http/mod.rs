@@ -6,7 +6,7 @@
 //! into `jsonrpc::Message`s for the hub and writes what the hub sends back, flushing every
 //! event. It never talks to a backend.
 
-use crate::hub::{self, HubEvent, Outbound, Queued, SessionId};
+use crate::contract::{HubEvent, Outbound, Queue, Queued, Refused, SessionId, Sink};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
 
@@ -351,7 +351,7 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
     }
     let mut body = status.metrics;
     use std::fmt::Write as _;
-    hub::metric_family(
+    crate::hub::metric_family(
         &mut body,
         "mcp_gateway_client_bytes_total",
         "counter",
@@ -368,7 +368,7 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         shared.bytes_out.load(Ordering::Relaxed)
     );
     let c = &shared.connections;
-    hub::metric_family(
+    crate::hub::metric_family(
         &mut body,
         "mcp_gateway_http_connections",
         "gauge",
@@ -379,7 +379,7 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         "mcp_gateway_http_connections {}",
         c.open.load(Ordering::Relaxed)
     );
-    hub::metric_family(
+    crate::hub::metric_family(
         &mut body,
         "mcp_gateway_http_connections_total",
         "counter",
@@ -475,7 +475,7 @@ fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
         return rq.respond(refusal);
     }
     let session = new_session_id(&shared.opts.instance);
-    let (tx, rx) = crate::hub::Queue::new(SESSION_QUEUE);
+    let (tx, rx) = Queue::new(SESSION_QUEUE);
     shared
         .live
         .lock()
@@ -544,13 +544,13 @@ fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
 /// (the client stopped reading, or shutdown), the session stops taking POSTs at once, even
 /// while its writer is still stuck on the dead socket.
 struct LegacySink {
-    tx: crate::hub::Queue,
+    tx: Queue,
     session: SessionId,
     live: LiveSessions,
 }
 
-impl crate::hub::Sink for LegacySink {
-    fn offer(&self, out: Outbound) -> Result<(), crate::hub::Refused> {
+impl Sink for LegacySink {
+    fn offer(&self, out: Outbound) -> Result<(), Refused> {
         self.tx.offer(out)
     }
 }

@@ -8,7 +8,7 @@
 use super::server::Response;
 use super::streamable::{self, StreamSession};
 use super::{Shared, draining_refusal};
-use crate::hub::{HubEvent, SessionId};
+use crate::contract::{HubEvent, SessionId};
 use log::{info, warn};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -6,11 +6,12 @@
 //! message with the request it relates to, and this module puts it on that request's POST
 //! stream, or else on the GET stream (or in the buffer until one opens).
 
+use crate::contract::sink::{Budget, Charge};
+use crate::contract::{
+    HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Queued, Refused, SessionId, Sink,
+};
 use crate::http::server::{Request as HttpRequest, Response};
 use crate::http::{self, Shared, WRITER_STACK};
-use crate::hub::{
-    Budget, Charge, HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Queued, Refused, SessionId, Sink,
-};
 use crate::jsonrpc::{self, Message, Request};
 use crate::sse;
 use crossbeam_channel::{Sender, TrySendError, select};
@@ -25,7 +26,7 @@ use std::time::Instant;
 const REPLAY: usize = 1000;
 const REPLAY_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes queued for a GET stream before its client counts as not reading.
-const GET_BYTES: usize = crate::config::DEFAULT_MAX_MESSAGE + crate::hub::sink::QUEUE_BYTES;
+const GET_BYTES: usize = crate::config::DEFAULT_MAX_MESSAGE + crate::contract::sink::QUEUE_BYTES;
 /// Messages queued for one POST response stream.
 const STREAM_QUEUE: usize = 256;
 /// Methods answered at once, with nothing sent before the result: JSON responses.

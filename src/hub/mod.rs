@@ -9,7 +9,6 @@
 //! replacing every request id and progress token with a gateway-unique one and restoring
 //! it on the way back. It never reads a socket or a pipe.
 
-mod events;
 mod first_lists;
 mod from_backend;
 mod lists;
@@ -19,24 +18,23 @@ mod replies;
 mod route;
 mod router;
 mod sessions;
-pub mod sink;
 mod status;
 mod supervise;
 mod unreadable;
 
-pub use events::{HubEvent, InstanceId, SessionId, Status};
-pub use replies::{Completed, Direct, Order};
 pub use router::Router;
-pub use sink::{Budget, Charge, Outbound, Queue, Queued, Refused, Sink};
 pub(crate) use status::metric_family;
 
 use pending::{After, AuditCall, Pending, PendingTable};
-use replies::Replies;
+use replies::{Direct, Replies, ToHub};
 use sessions::level_rank;
 
-use crate::backend::{self, BackendHandle};
 use crate::compat;
 use crate::config::{BackendSpec, Scope};
+use crate::contract::{
+    BackendHandle, HubEvent, InstanceId, Order, Outbound, PROTOCOL_VERSIONS, Refused, SessionId,
+    Sink, Spawner, Status,
+};
 use crate::jsonrpc::{
     self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
     Request, Response,
@@ -51,8 +49,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Protocol versions the gateway speaks to clients, newest first.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// Most pages the gateway follows when listing one backend.
 const MAX_PAGES: usize = 1000;
 /// Log levels from least to most severe (`logging/setLevel`, `notifications/message`).
@@ -71,8 +67,8 @@ const RESOURCE_NOT_FOUND: i64 = -32002;
 
 pub struct HubOptions {
     pub init_timeout: Duration,
-    /// This executable, which serves the built-in servers.
-    pub self_exe: String,
+    /// Starts a backend's instance: `backend::start_for`, or a test's stand-in.
+    pub spawner: Box<Spawner>,
     /// The line printed once every backend has settled (where clients connect).
     pub ready_line: String,
     /// Most items in one page of an aggregated list.

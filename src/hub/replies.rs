@@ -14,14 +14,16 @@
 use super::pending::{After, AuditCall, Pending, PendingTable};
 use super::router::Published;
 use super::status::Metrics;
-use super::{InstanceId, Outbound, Refused, SessionId, Sink};
 use crate::audit::Audit;
 use crate::compat;
+use crate::contract::{HubEvent, Inbox, InstanceId, Order, Outbound, Refused, SessionId, Sink};
 use crate::jsonrpc::{self, Id, Message, Response};
+use crossbeam_channel::Sender;
+use log::debug;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -36,61 +38,9 @@ pub struct Replies {
     audit: Option<Audit>,
 }
 
-/// One instance's reader and the hub agree on the order of its messages: the reader counts
-/// what it sent the hub, the hub what it has handled.
-pub struct Order {
-    sent: AtomicU64,
-    handled: AtomicU64,
-    /// Answers may be completed by the reader (no concurrency limit on the backend).
-    direct: AtomicBool,
-    /// When the reader last completed a reply itself (milliseconds after `born`), for the
-    /// hub's health pings, which go only to backends that have been quiet.
-    born: Instant,
-    heard: AtomicU64,
-}
-
-impl Order {
-    pub fn new(direct: bool) -> Arc<Order> {
-        Arc::new(Order {
-            sent: AtomicU64::new(0),
-            handled: AtomicU64::new(0),
-            direct: AtomicBool::new(direct),
-            born: Instant::now(),
-            heard: AtomicU64::new(0),
-        })
-    }
-
-    /// When the reader last completed a reply itself, if ever.
-    pub(super) fn heard(&self) -> Option<Instant> {
-        match self.heard.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(self.born + std::time::Duration::from_millis(ms)),
-        }
-    }
-
-    /// The reader is about to send the hub a message of this instance.
-    pub fn sending(&self) {
-        self.sent.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The hub has handled one.
-    pub(super) fn handled(&self) {
-        self.handled.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(super) fn set_direct(&self, direct: bool) {
-        self.direct.store(direct, Ordering::Relaxed);
-    }
-
-    /// Whether the hub has handled everything the reader (or session) sent it.
-    pub(super) fn caught_up(&self) -> bool {
-        self.handled.load(Ordering::Acquire) == self.sent.load(Ordering::Acquire)
-    }
-}
-
 /// A reader's means to complete its instance's replies.
 #[derive(Clone)]
-pub struct Direct {
+pub(super) struct Direct {
     pub(super) replies: Arc<Replies>,
     pub order: Arc<Order>,
     pub(super) instance: InstanceId,
@@ -98,7 +48,7 @@ pub struct Direct {
 }
 
 /// What became of a reply offered to `Direct::complete`.
-pub enum Completed {
+pub(super) enum Completed {
     /// Delivered (or its client is gone): nothing more to do.
     Done,
     /// The client's sink refused it: the hub must end that session.
@@ -109,8 +59,8 @@ pub enum Completed {
 
 impl Direct {
     /// Completes `resp` here when it is the plain answer to a client's request.
-    pub fn complete(&self, resp: Response) -> Completed {
-        if !self.order.direct.load(Ordering::Relaxed) || !self.order.caught_up() {
+    pub(super) fn complete(&self, resp: Response) -> Completed {
+        if !self.order.may_complete() {
             return Completed::ToHub(resp);
         }
         let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
@@ -128,8 +78,7 @@ impl Direct {
         let Some(Ok((finished, _))) = entry.map(Finished::take) else {
             return Completed::ToHub(resp);
         };
-        let ms = u64::try_from(self.order.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.order.heard.store(ms.max(1), Ordering::Relaxed);
+        self.order.heard_now();
         match self
             .replies
             .finish(&self.backend, finished, resp.outcome, true)
@@ -137,6 +86,41 @@ impl Direct {
             Ok(()) => Completed::Done,
             Err((session, why)) => Completed::Refused(session, why),
         }
+    }
+}
+
+/// The hub's `Inbox` for one instance: replies its reader may complete go straight to
+/// their client (`Direct`), everything else to the hub, counted so that a direct reply
+/// never overtakes a message still on its way through the hub.
+pub(super) struct ToHub {
+    pub(super) hub: Sender<HubEvent>,
+    pub(super) instance: InstanceId,
+    pub(super) direct: Direct,
+}
+
+impl Inbox for ToHub {
+    fn message(&self, msg: Message) -> bool {
+        let msg = match msg {
+            Message::Response(resp) => match self.direct.complete(resp) {
+                Completed::Done => return true,
+                Completed::Refused(session, why) => {
+                    debug!("session {session}: did not take its answer");
+                    return self.hub.send(HubEvent::Refused { session, why }).is_ok();
+                }
+                Completed::ToHub(resp) => Message::Response(resp),
+            },
+            other => other,
+        };
+        self.direct.order.sending();
+        let instance = self.instance;
+        self.hub
+            .send(HubEvent::FromBackend { instance, msg })
+            .is_ok()
+    }
+
+    fn exited(&self, reason: String) {
+        let instance = self.instance;
+        let _ = self.hub.send(HubEvent::BackendExited { instance, reason });
     }
 }
 

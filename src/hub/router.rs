@@ -13,11 +13,11 @@
 //! made, and every request still gets exactly one answer.
 
 use super::pending::{After, AuditCall, Pending};
-use super::replies::Order;
 use super::replies::Replies;
 use super::route::swap_progress_token;
 use super::{Hub, HubEvent, InstanceId, Params, SessionId, Sink, State};
 use crate::config::Scope;
+use crate::contract::Order;
 use crate::jsonrpc::{self, Id, Message, Request};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;

@@ -24,19 +24,17 @@ impl Hub {
         let spec = &self.backends[b].spec;
         let name = spec.name.clone();
         let order = Order::new(spec.policy.max_concurrent.is_none());
-        let direct = Direct {
-            replies: self.replies.clone(),
-            order: order.clone(),
+        let inbox = ToHub {
+            hub: self.events_tx.clone(),
             instance: id,
-            backend: name.clone(),
+            direct: Direct {
+                replies: self.replies.clone(),
+                order: order.clone(),
+                instance: id,
+                backend: name.clone(),
+            },
         };
-        let conn = backend::start_for(
-            id,
-            spec,
-            &self.opts.self_exe,
-            self.events_tx.clone(),
-            direct,
-        )?;
+        let conn = (self.opts.spawner)(spec, std::sync::Arc::new(inbox))?;
         let now = Instant::now();
         self.instances.insert(
             id,

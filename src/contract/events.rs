@@ -1,7 +1,12 @@
 //! What the hub hears and what it answers: the events front and back ends send it, and
 //! the status it reports. The contract between the hub and everything else.
 
-use super::*;
+use super::{Order, Refused, Sink};
+use crate::config::BackendSpec;
+use crate::jsonrpc::Message;
+use crossbeam_channel::Sender;
+use serde_json::Value;
+use std::sync::Arc;
 
 pub type SessionId = String;
 /// A running copy of a backend; never reused, so late events of a stopped one are ignored.
@@ -23,7 +28,7 @@ pub enum HubEvent {
         /// has handled this one (a router routes a call itself only when the hub has handled
         /// everything the session sent before, so a call never overtakes, say, the
         /// `notifications/roots/list_changed` before it).
-        order: Option<std::sync::Arc<Order>>,
+        order: Option<Arc<Order>>,
     },
     /// The client's stream ended (it closed or could not be written).
     ClientGone {
