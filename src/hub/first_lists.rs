@@ -7,8 +7,8 @@
 //! calls to backends already up included, are answered at once; backends that come later
 //! (restarts, reloads) still announce themselves with `list_changed`.
 
-use super::{Hub, SessionId};
-use crate::jsonrpc::{Message, Request};
+use super::{Hub, SHUTTING_DOWN, SessionId};
+use crate::jsonrpc::{INTERNAL_ERROR, Message, Request, Response};
 use crate::registry::Kind;
 use log::info;
 use std::time::{Duration, Instant};
@@ -97,5 +97,18 @@ impl Hub {
                 self.deliver(&session, Message::Response(reply));
             }
         }
+    }
+
+    /// At shutdown: held lists get what there is; a held call, which would now reach no
+    /// backend, is told the gateway is stopping (not that its tool is unknown).
+    pub(super) fn release_at_shutdown(&mut self) {
+        let held = std::mem::take(&mut self.first_lists.held);
+        let (lists, calls) = held.into_iter().partition(|(_, r)| is_list(&r.method));
+        self.first_lists.held = lists;
+        for (session, req) in calls {
+            let reply = Response::error(Some(req.id), INTERNAL_ERROR, SHUTTING_DOWN);
+            self.deliver(&session, Message::Response(reply));
+        }
+        self.release_lists(true);
     }
 }

@@ -20,6 +20,8 @@ mod router;
 mod sessions;
 mod status;
 mod supervise;
+#[cfg(test)]
+mod tests;
 mod unreadable;
 
 pub use router::Router;
@@ -62,6 +64,8 @@ const LEVELS: [&str; 8] = [
     "alert",
     "emergency",
 ];
+/// The answer to every request still waiting when the gateway stops.
+const SHUTTING_DOWN: &str = "the gateway is shutting down";
 /// Resource-not-found, as the legacy versions define it.
 const RESOURCE_NOT_FOUND: i64 = -32002;
 
@@ -357,13 +361,12 @@ impl Hub {
         );
         // Lists still held get what there is; every request still waiting gets its answer
         // before the streams close. Routers route nothing more.
-        self.release_lists(true);
+        self.release_at_shutdown();
         self.replies.published.clear();
         let all = self.pending().drain();
         for (_, p) in all {
             if let Pending::Client { session, id, .. } = p {
-                let reply =
-                    Response::error(Some(id), INTERNAL_ERROR, "the gateway is shutting down");
+                let reply = Response::error(Some(id), INTERNAL_ERROR, SHUTTING_DOWN);
                 self.deliver(&session, Message::Response(reply));
             }
         }
