@@ -10,7 +10,14 @@ use std::sync::Arc;
 
 pub type SessionId = String;
 /// A running copy of a backend; never reused, so late events of a stopped one are ignored.
-pub type InstanceId = u64;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct InstanceId(pub u64);
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// Everything that happens, as the hub hears of it.
 pub enum HubEvent {

@@ -83,7 +83,7 @@ impl Hub {
             },
         );
         let forwarded = Request {
-            id: Id::number(gid),
+            id: gid.to_id(),
             method: req.method,
             params: req.params,
         };
@@ -122,7 +122,11 @@ impl Hub {
                 }
             }
             "notifications/progress" => {
-                let Some(gid) = params.get("progressToken").and_then(Value::as_u64) else {
+                let Some(gid) = params
+                    .get("progressToken")
+                    .and_then(Value::as_u64)
+                    .map(GatewayId)
+                else {
                     return;
                 };
                 let found = {
@@ -220,9 +224,8 @@ impl Hub {
                         }
                         _ => None,
                     });
-                let entry = found.and_then(|gid| self.pending().remove(gid));
-                if let Some(Pending::ServerRequest { session, .. }) = entry {
-                    let gid = found.unwrap_or_default();
+                let entry = found.and_then(|gid| Some((gid, self.pending().remove(gid)?)));
+                if let Some((gid, Pending::ServerRequest { session, .. })) = entry {
                     let mut p = json!({"requestId": gid});
                     if let Some(r) = params.get("reason") {
                         p["reason"] = r.clone();

@@ -27,7 +27,7 @@ mod unreadable;
 pub use router::Router;
 pub(crate) use status::metric_family;
 
-use pending::{After, AuditCall, Pending, PendingTable};
+use pending::{After, AuditCall, GatewayId, Pending, PendingTable};
 use replies::{Direct, Replies, ToHub};
 use sessions::level_rank;
 
@@ -343,8 +343,8 @@ impl Hub {
         self.replies.pending()
     }
 
-    fn alloc_id(&mut self) -> u64 {
-        self.replies.alloc_id()
+    fn alloc_id(&mut self) -> GatewayId {
+        GatewayId(self.replies.alloc_id())
     }
 
     fn name_of(&self, instance: InstanceId) -> &str {

@@ -136,6 +136,29 @@ impl Pending {
     }
 }
 
+/// The id the gateway puts on a request it sends a backend (the client's own id is kept
+/// in the entry and restored on the answer). Unique for the gateway's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub(super) struct GatewayId(pub(super) u64);
+
+impl std::fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl GatewayId {
+    /// The id on the wire.
+    pub(super) fn to_id(self) -> Id {
+        Id::number(self.0)
+    }
+
+    /// The gateway id an answer carries, if it carries one.
+    pub(super) fn of(id: Option<&Id>) -> Option<GatewayId> {
+        id.and_then(Id::as_u64).map(GatewayId)
+    }
+}
+
 /// Every request in flight, by gateway id, with the indexes the hub looks things up by:
 /// the instance it waits on, the session it belongs to, and client requests' deadlines.
 /// Nothing here scans all entries (a session's own few are scanned to find a client's
@@ -144,25 +167,25 @@ impl Pending {
 /// each vector sorted.
 #[derive(Default)]
 pub(super) struct PendingTable {
-    entries: HashMap<u64, Pending>,
+    entries: HashMap<GatewayId, Pending>,
     by_instance: HashMap<InstanceId, OnInstance>,
-    by_session: HashMap<SessionId, Vec<u64>>,
+    by_session: HashMap<SessionId, Vec<GatewayId>>,
     /// Client requests' deadlines, earliest first: one position per request, put back
     /// with its new deadline when progress has moved it. Positions of answered requests
     /// are skipped when they come up, and dropped all at once when they outnumber the
     /// live ones.
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    deadlines: BinaryHeap<Reverse<(Instant, GatewayId)>>,
     clients: usize,
 }
 
 #[derive(Default)]
 struct OnInstance {
-    ids: Vec<u64>,
+    ids: Vec<GatewayId>,
     clients: usize,
 }
 
 /// Takes `gid` out of a sorted vector.
-fn unlist(ids: &mut Vec<u64>, gid: u64) {
+fn unlist(ids: &mut Vec<GatewayId>, gid: GatewayId) {
     if let Ok(i) = ids.binary_search(&gid) {
         ids.remove(i);
     }
@@ -171,7 +194,7 @@ fn unlist(ids: &mut Vec<u64>, gid: u64) {
 impl PendingTable {
     /// Registers `gid`, newer than every id registered before. A client request whose
     /// (session, id) is already in flight must be refused before (see `client`).
-    pub(super) fn insert(&mut self, gid: u64, entry: Pending) {
+    pub(super) fn insert(&mut self, gid: GatewayId, entry: Pending) {
         let on = self.by_instance.entry(entry.instance()).or_default();
         on.ids.push(gid);
         if let Some(session) = entry.session() {
@@ -192,13 +215,13 @@ impl PendingTable {
     }
 
     /// Takes `gid` out: the caller answers it.
-    pub(super) fn remove(&mut self, gid: u64) -> Option<Pending> {
+    pub(super) fn remove(&mut self, gid: GatewayId) -> Option<Pending> {
         let entry = self.entries.remove(&gid)?;
         self.unindex(gid, &entry);
         Some(entry)
     }
 
-    fn unindex(&mut self, gid: u64, entry: &Pending) {
+    fn unindex(&mut self, gid: GatewayId, entry: &Pending) {
         let instance = entry.instance();
         if let Some(on) = self.by_instance.get_mut(&instance) {
             unlist(&mut on.ids, gid);
@@ -236,29 +259,29 @@ impl PendingTable {
             .collect();
     }
 
-    pub(super) fn get(&self, gid: u64) -> Option<&Pending> {
+    pub(super) fn get(&self, gid: GatewayId) -> Option<&Pending> {
         self.entries.get(&gid)
     }
 
     /// Moves a client request's deadline later (progress extends it; never earlier).
-    pub(super) fn set_deadline(&mut self, gid: u64, to: Instant) {
+    pub(super) fn set_deadline(&mut self, gid: GatewayId, to: Instant) {
         if let Some(Pending::Client { deadline, .. }) = self.entries.get_mut(&gid) {
             *deadline = (*deadline).max(to);
         }
     }
 
     /// The gateway id of `session`'s request `id`, if it is in flight.
-    pub(super) fn client(&self, session: &str, id: &Id) -> Option<u64> {
+    pub(super) fn client(&self, session: &str, id: &Id) -> Option<GatewayId> {
         self.session_client(session, |mine| mine == id)
     }
 
     /// The gateway id of `session`'s request whose id is the JSON value `target` (as a
     /// `notifications/cancelled` names it).
-    pub(super) fn client_matching(&self, session: &str, target: &Value) -> Option<u64> {
+    pub(super) fn client_matching(&self, session: &str, target: &Value) -> Option<GatewayId> {
         self.session_client(session, |mine| mine.matches(target))
     }
 
-    fn session_client(&self, session: &str, is: impl Fn(&Id) -> bool) -> Option<u64> {
+    fn session_client(&self, session: &str, is: impl Fn(&Id) -> bool) -> Option<GatewayId> {
         self.by_session
             .get(session)?
             .iter()
@@ -270,7 +293,7 @@ impl PendingTable {
     pub(super) fn on_instance(
         &self,
         instance: InstanceId,
-    ) -> impl Iterator<Item = (u64, &Pending)> {
+    ) -> impl Iterator<Item = (GatewayId, &Pending)> {
         self.by_instance
             .get(&instance)
             .into_iter()
@@ -279,7 +302,7 @@ impl PendingTable {
     }
 
     /// The gateway ids waiting on `instance`, oldest first.
-    pub(super) fn ids_on_instance(&self, instance: InstanceId) -> Vec<u64> {
+    pub(super) fn ids_on_instance(&self, instance: InstanceId) -> Vec<GatewayId> {
         self.by_instance
             .get(&instance)
             .map(|on| on.ids.clone())
@@ -297,13 +320,13 @@ impl PendingTable {
     }
 
     /// The gateway ids of `session`'s requests and of requests sent to it, oldest first.
-    pub(super) fn of_session(&self, session: &str) -> Vec<u64> {
+    pub(super) fn of_session(&self, session: &str) -> Vec<GatewayId> {
         self.by_session.get(session).cloned().unwrap_or_default()
     }
 
     /// Client requests whose deadline is at or before `now`, earliest first, each once
     /// (the caller removes and answers them).
-    pub(super) fn due(&mut self, now: Instant) -> Vec<u64> {
+    pub(super) fn due(&mut self, now: Instant) -> Vec<GatewayId> {
         let mut due = Vec::new();
         while let Some(&Reverse((at, gid))) = self.deadlines.peek() {
             if at > now {
@@ -332,7 +355,7 @@ impl PendingTable {
     }
 
     /// Every entry, taken out (at shutdown).
-    pub(super) fn drain(&mut self) -> Vec<(u64, Pending)> {
+    pub(super) fn drain(&mut self) -> Vec<(GatewayId, Pending)> {
         self.by_instance.clear();
         self.by_session.clear();
         self.deadlines.clear();
@@ -390,56 +413,73 @@ mod tests {
         }
     }
 
+    fn g(n: u64) -> GatewayId {
+        GatewayId(n)
+    }
+
+    fn gs(ns: &[u64]) -> Vec<GatewayId> {
+        ns.iter().copied().map(GatewayId).collect()
+    }
+
     #[test]
     fn indexes_follow_every_insert_and_removal() {
         let now = Instant::now();
         let s = Duration::from_secs;
         let mut t = PendingTable::default();
-        t.insert(1, client("a", 7, 10, now + s(5)));
-        t.insert(2, client("b", 7, 10, now + s(1)));
-        t.insert(3, client("a", 8, 11, now + s(3)));
-        t.insert(4, Pending::Ping { instance: 10 });
+        t.insert(g(1), client("a", 7, InstanceId(10), now + s(5)));
+        t.insert(g(2), client("b", 7, InstanceId(10), now + s(1)));
+        t.insert(g(3), client("a", 8, InstanceId(11), now + s(3)));
         t.insert(
-            5,
+            g(4),
+            Pending::Ping {
+                instance: InstanceId(10),
+            },
+        );
+        t.insert(
+            g(5),
             Pending::ServerRequest {
                 session: "a".into(),
-                instance: 11,
+                instance: InstanceId(11),
                 backend_id: Id::number(0),
             },
         );
         consistent(&t);
         assert_eq!((t.len(), t.clients()), (5, 3));
-        assert_eq!(t.client("a", &Id::number(7)), Some(1));
-        assert_eq!(t.client("b", &Id::number(7)), Some(2));
+        assert_eq!(t.client("a", &Id::number(7)), Some(g(1)));
+        assert_eq!(t.client("b", &Id::number(7)), Some(g(2)));
         assert_eq!(t.client("b", &Id::number(8)), None);
-        assert_eq!(t.client_matching("a", &serde_json::json!(8)), Some(3));
-        assert_eq!(t.ids_on_instance(10), [1, 2, 4]);
+        assert_eq!(t.client_matching("a", &serde_json::json!(8)), Some(g(3)));
+        assert_eq!(t.ids_on_instance(InstanceId(10)), gs(&[1, 2, 4]));
         assert_eq!(
-            (t.clients_on(10), t.clients_on(11), t.clients_on(12)),
+            (
+                t.clients_on(InstanceId(10)),
+                t.clients_on(InstanceId(11)),
+                t.clients_on(InstanceId(12))
+            ),
             (2, 1, 0)
         );
-        assert_eq!(t.of_session("a"), [1, 3, 5]);
+        assert_eq!(t.of_session("a"), gs(&[1, 3, 5]));
         // Progress moves a deadline on (never back); what is due is taken once.
-        t.set_deadline(2, now + s(9));
-        t.set_deadline(1, now);
-        assert_eq!(t.due(now + s(3)), [3]);
-        assert_eq!(t.due(now + s(3)), Vec::<u64>::new());
+        t.set_deadline(g(2), now + s(9));
+        t.set_deadline(g(1), now);
+        assert_eq!(t.due(now + s(3)), gs(&[3]));
+        assert_eq!(t.due(now + s(3)), gs(&[]));
         assert!(
-            matches!(t.remove(3), Some(Pending::Client { .. })),
+            matches!(t.remove(g(3)), Some(Pending::Client { .. })),
             "the caller answers it"
         );
-        assert_eq!(t.due(now + s(5)), [1]);
-        assert_eq!(t.due(now + s(9)), [2], "each once");
+        assert_eq!(t.due(now + s(5)), gs(&[1]));
+        assert_eq!(t.due(now + s(9)), gs(&[2]), "each once");
         consistent(&t);
-        assert!(matches!(t.remove(1), Some(Pending::Client { .. })));
-        assert!(t.remove(1).is_none(), "removed once, answered once");
+        assert!(matches!(t.remove(g(1)), Some(Pending::Client { .. })));
+        assert!(t.remove(g(1)).is_none(), "removed once, answered once");
         assert_eq!(t.client("a", &Id::number(7)), None);
-        assert_eq!(t.ids_on_instance(10), [2, 4]);
+        assert_eq!(t.ids_on_instance(InstanceId(10)), gs(&[2, 4]));
         consistent(&t);
         // Answered requests do not pile up in the deadline heap.
         for gid in 100..1100 {
-            t.insert(gid, client("c", gid, 12, now + s(60)));
-            t.remove(gid);
+            t.insert(g(gid), client("c", gid, InstanceId(12), now + s(60)));
+            t.remove(g(gid));
         }
         assert!(
             t.deadlines.len() <= 2 * t.clients() + 64,

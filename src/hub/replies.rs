@@ -11,7 +11,7 @@
 //! progress or log notification of the same request). Whoever removes an entry answers it:
 //! the reader here, or the hub on a deadline, a cancellation or the instance's end.
 
-use super::pending::{After, AuditCall, Pending, PendingTable};
+use super::pending::{After, AuditCall, GatewayId, Pending, PendingTable};
 use super::router::Published;
 use super::status::Metrics;
 use crate::audit::Audit;
@@ -63,7 +63,7 @@ impl Direct {
         if !self.order.may_complete() {
             return Completed::ToHub(resp);
         }
-        let Some(gid) = resp.id.as_ref().and_then(Id::as_u64) else {
+        let Some(gid) = GatewayId::of(resp.id.as_ref()) else {
             return Completed::ToHub(resp);
         };
         let entry = {

@@ -224,7 +224,7 @@ impl Hub {
             _ => None,
         };
         let request = Request {
-            id: Id::number(gid),
+            id: gid.to_id(),
             method: method.clone(),
             params: Some(jsonrpc::to_raw(&params)),
         };
@@ -294,14 +294,15 @@ impl Hub {
     pub(super) fn cancel_at_instance(
         &mut self,
         instance: InstanceId,
-        gid: u64,
+        gid: GatewayId,
         reason: Option<Value>,
     ) {
         let Some(inst) = self.instances.get_mut(&instance) else {
             return;
         };
         let queued = inst.queued.len();
-        inst.queued.retain(|r| r.id.as_u64() != Some(gid));
+        inst.queued
+            .retain(|r| GatewayId::of(Some(&r.id)) != Some(gid));
         if inst.queued.len() == queued {
             let mut params = json!({"requestId": gid});
             if let Some(reason) = reason {
@@ -314,7 +315,7 @@ impl Hub {
     }
 
     pub(super) fn backend_response(&mut self, instance: InstanceId, resp: Response) {
-        let gid = resp.id.as_ref().and_then(Id::as_u64);
+        let gid = GatewayId::of(resp.id.as_ref());
         let Some(gid) = gid.or_else(|| self.sole_request_for(instance, &resp)) else {
             warn!(
                 "backend '{}': response without a usable id ignored: {:?}",
@@ -424,9 +425,11 @@ impl Hub {
                     timeout.as_secs()
                 ),
             );
-            self.deliver(&session, Message::Response(reply));
+            // The backend hears of it first: the client's next call may reach it on the
+            // router's path, and must not overtake the cancellation.
             let reason = Value::from(format!("timed out after {} s", timeout.as_secs()));
             self.cancel_at_instance(instance, gid, Some(reason));
+            self.deliver(&session, Message::Response(reply));
         }
     }
 
@@ -477,10 +480,10 @@ impl Hub {
 
 /// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns
 /// the client's.
-pub(super) fn swap_progress_token(params: &mut Params, gid: u64) -> Option<Value> {
+pub(super) fn swap_progress_token(params: &mut Params, gid: GatewayId) -> Option<Value> {
     let meta = params.get("_meta")?;
     let mut meta: Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
-    let token = meta.insert("progressToken".into(), Value::from(gid))?;
+    let token = meta.insert("progressToken".into(), Value::from(gid.0))?;
     params.insert("_meta".into(), jsonrpc::to_raw(&meta));
     Some(token)
 }
@@ -509,12 +512,15 @@ mod tests {
         let mut p: Params =
             serde_json::from_str(r#"{"name":"x","_meta":{"progressToken":"abc","other":1}}"#)
                 .unwrap();
-        assert_eq!(swap_progress_token(&mut p, 42), Some(json!("abc")));
+        assert_eq!(
+            swap_progress_token(&mut p, GatewayId(42)),
+            Some(json!("abc"))
+        );
         assert_eq!(p["_meta"].get(), r#"{"other":1,"progressToken":42}"#);
         let mut p: Params = serde_json::from_str(r#"{"name":"x","_meta":{"other":1}}"#).unwrap();
-        assert_eq!(swap_progress_token(&mut p, 42), None);
+        assert_eq!(swap_progress_token(&mut p, GatewayId(42)), None);
         let mut p: Params = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
-        assert_eq!(swap_progress_token(&mut p, 42), None);
+        assert_eq!(swap_progress_token(&mut p, GatewayId(42)), None);
     }
 
     #[test]

@@ -12,13 +12,13 @@
 //! same lock after checking the flag: so an entry is either swept with the others or never
 //! made, and every request still gets exactly one answer.
 
-use super::pending::{After, AuditCall, Pending};
+use super::pending::{After, AuditCall, GatewayId, Pending};
 use super::replies::Replies;
 use super::route::swap_progress_token;
 use super::{Hub, HubEvent, InstanceId, Params, SessionId, Sink, State};
 use crate::config::Scope;
 use crate::contract::Order;
-use crate::jsonrpc::{self, Id, Message, Request};
+use crate::jsonrpc::{self, Message, Request};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,7 +128,7 @@ impl Router {
         let Some(target) = routes.tools.get(&name) else {
             return Err(req);
         };
-        let gid = self.replies.alloc_id();
+        let gid = GatewayId(self.replies.alloc_id());
         params.insert("name".into(), jsonrpc::to_raw(&*target.original));
         let progress = swap_progress_token(&mut params, gid);
         let audit = self.replies.audit().map(|a| {
@@ -169,7 +169,7 @@ impl Router {
             table.insert(gid, entry);
         }
         let request = Request {
-            id: Id::number(gid),
+            id: gid.to_id(),
             method: req.method.clone(),
             params: Some(jsonrpc::to_raw(&params)),
         };

@@ -235,7 +235,7 @@ impl Hub {
 
     /// A client's answer to a request a backend sent it.
     pub(super) fn client_response(&mut self, session: &str, r: Response) {
-        let Some(gid) = r.id.as_ref().and_then(Id::as_u64) else {
+        let Some(gid) = GatewayId::of(r.id.as_ref()) else {
             debug!("session {session}: response without a gateway id ignored");
             return;
         };

@@ -20,7 +20,7 @@ impl Hub {
         b: usize,
         owner: Option<SessionId>,
     ) -> Result<InstanceId, String> {
-        let id = self.alloc_id();
+        let id = InstanceId(self.replies.alloc_id());
         let spec = &self.backends[b].spec;
         let name = spec.name.clone();
         let order = Order::new(spec.policy.max_concurrent.is_none());
@@ -84,7 +84,7 @@ impl Hub {
     ) {
         let gid = self.alloc_id();
         let request = Request {
-            id: Id::number(gid),
+            id: gid.to_id(),
             method: method.to_string(),
             params: params.map(|p| jsonrpc::to_raw(&p)),
         };

@@ -2,14 +2,18 @@
 //! never got to the id). When exactly one client request is in flight on that instance,
 //! the error can only be for it: it is answered at once instead of at its timeout.
 
-use super::{Hub, InstanceId, Pending};
+use super::{GatewayId, Hub, InstanceId, Pending};
 use crate::jsonrpc::{INVALID_REQUEST, PARSE_ERROR, Response};
 use log::warn;
 
 impl Hub {
     /// The gateway id of the one client request an id-less parse error can be for, if
     /// there is exactly one in flight on `instance`.
-    pub(super) fn sole_request_for(&self, instance: InstanceId, resp: &Response) -> Option<u64> {
+    pub(super) fn sole_request_for(
+        &self,
+        instance: InstanceId,
+        resp: &Response,
+    ) -> Option<GatewayId> {
         let code = resp.outcome.as_ref().err()?.code;
         if resp.id.is_some() || !matches!(code, PARSE_ERROR | INVALID_REQUEST) {
             return None;
