@@ -481,6 +481,14 @@ fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, lexopt::
     }
 }
 
+/// Why `serve` gave up.
+pub enum Failure {
+    /// Bad command line or config: exit status 2.
+    Usage(String),
+    /// Anything else: exit status 1.
+    Runtime(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,3 +89,74 @@ pub fn quoted_path(path: &std::path::Path, base: Option<&std::path::Path>) -> St
     };
     format!("'{}' (relative to {})", path.display(), dir.display())
 }
+
+/// The start-up summary: a table of the backends, the exposed tools, and where clients
+/// connect. Printed once, when no backend is still starting.
+pub struct Summary<'a> {
+    pub backends: Vec<SummaryRow<'a>>,
+    /// Tools, prompts, resources and templates exposed.
+    pub counts: [usize; 4],
+    /// Each tool: exposed name, backend, original name, whether every client accepts it.
+    pub tools: Vec<(&'a str, &'a str, &'a str, bool)>,
+    pub notes: &'a [String],
+    pub ready_line: &'a str,
+}
+
+/// One backend's line of the summary.
+pub struct SummaryRow<'a> {
+    pub name: &'a str,
+    pub kind: &'static str,
+    pub state: &'a str,
+    pub ready: bool,
+    /// Its tools, prompts, resources and templates.
+    pub counts: [usize; 4],
+    /// How long its first start took.
+    pub took: Option<std::time::Duration>,
+}
+
+impl Summary<'_> {
+    pub fn print(&self) {
+        status("");
+        console!(
+            "  {:<16} {:<15} {:<10} {:>5} {:>7} {:>9} {:>9} {:>9}",
+            "BACKEND",
+            "TYPE",
+            "STATE",
+            "TOOLS",
+            "PROMPTS",
+            "RESOURCES",
+            "TEMPLATES",
+            "START"
+        );
+        for b in &self.backends {
+            let took = b.took.map_or("-".to_string(), |t| {
+                format!("{:.0} ms", t.as_secs_f64() * 1000.0)
+            });
+            let [tools, prompts, resources, templates] = b.counts;
+            console!(
+                "  {:<16} {:<15} {:<10} {tools:>5} {prompts:>7} {resources:>9} {templates:>9} {took:>9}",
+                b.name,
+                b.kind,
+                b.state,
+            );
+        }
+        let ready = self.backends.iter().filter(|b| b.ready).count();
+        let [tools, prompts, resources, templates] = self.counts;
+        console!(
+            "{ready} of {} backend(s) ready, {tools} tool(s) exposed, {prompts} prompt(s), {resources} resource(s), {templates} template(s):",
+            self.backends.len(),
+        );
+        for (exposed, backend, original, safe) in &self.tools {
+            let warning = if *safe {
+                ""
+            } else {
+                "  (rejected by Claude/OpenAI clients)"
+            };
+            console!("  {exposed:<40} {backend} / {original}{warning}");
+        }
+        for note in self.notes {
+            console!("  note: {note}");
+        }
+        console!("{}", self.ready_line);
+    }
+}

@@ -1,8 +1,9 @@
 //! `mcp-gateway check` and `mcp-gateway tools`: start every backend, wait until they
 //! settle, report each (or print the exposed tools), and stop.
 
+use crate::cli::Failure;
 use crate::cli::{Args, Mode};
-use crate::{Failure, backend, config, hub};
+use crate::{backend, config, hub};
 use std::time::Duration;
 
 /// `check` and `tools`: start the backends without serving anyone, wait until each has

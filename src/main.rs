@@ -21,6 +21,7 @@ mod jsonrpc;
 mod limits;
 mod lines;
 mod logging;
+mod metrics;
 mod registry;
 mod reload;
 #[path = "../servers/mod.rs"]
@@ -29,7 +30,7 @@ mod sse;
 mod stdio;
 mod tree;
 
-use cli::{Args, Command, Flags, HELP, Mode, TOKEN_VARIABLE, default_instance_id, parse_args};
+use cli::{Command, Failure, Flags, HELP, Mode, default_instance_id, parse_args};
 use log::{error, info};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,15 +78,9 @@ fn main() -> ExitCode {
     }
 }
 
-enum Failure {
-    /// Bad command line or config: exit status 2.
-    Usage(String),
-    Runtime(String),
-}
-
 fn serve(flags: Flags) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&flags.config)
-        .map_err(|e| Failure::Usage(unreadable_config(&flags.config, &e)))?;
+        .map_err(|e| Failure::Usage(reload::unreadable_config(&flags.config, &e)))?;
     let env = |name: &str| std::env::var(name).ok();
     let loaded = reload::load(&flags.config, &text, &env, flags.no_prefix).map_err(|e| {
         Failure::Usage(format!(
@@ -95,7 +90,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         ))
     })?;
     // Before any thread starts, so nothing reads the environment while it changes.
-    let withheld = withhold_secrets(&loaded.config.settings.secret_variables);
+    let withheld = reload::withhold_secrets(&loaded.config.settings.secret_variables);
     limits::return_large_blocks();
     let args = flags.resolve(&loaded.config.settings);
     let running_settings = loaded.config.settings.clone();
@@ -153,7 +148,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
         None
     } else {
-        Some(listen(&args, &loaded.config.settings)?)
+        Some(http::listen::listen(&args, &loaded.config.settings)?)
     };
     console!(
         "mcp-gateway {} | config {} | log {}",
@@ -334,167 +329,4 @@ fn drain(
     console!(
         "{end}; refused meanwhile: {sessions} new session(s), {requests} new request(s) in open sessions"
     );
-}
-
-/// Takes the gateway's secrets out of its environment, so no backend, built-in server or
-/// command it starts inherits them: `MCP_GATEWAY_TOKEN` and the variables the `token`
-/// setting names (`${VAR}`). A backend whose own `env` names one still gets it (its `env`
-/// is expanded from the values returned here). Must run while the process has one thread.
-fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
-    let mut withheld = Vec::new();
-    for name in std::iter::once(TOKEN_VARIABLE).chain(names.iter().map(String::as_str)) {
-        if let Some(value) = std::env::var_os(name) {
-            // SAFETY: called from `serve` before it starts any thread, so no other thread
-            // reads or writes the environment meanwhile.
-            unsafe { std::env::remove_var(name) };
-            if let Ok(value) = value.into_string() {
-                withheld.push((name.to_string(), value));
-            }
-        }
-    }
-    withheld
-}
-
-/// Why the config file cannot be read, with where a relative path was looked for and, when
-/// there is none, how to get one.
-fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
-    let mut message = format!(
-        "config: cannot read {}: {e}",
-        console::quoted_path(path, None)
-    );
-    if e.kind() == std::io::ErrorKind::NotFound {
-        message.push_str(
-            "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
-        );
-    }
-    message
-}
-
-#[derive(Debug, PartialEq)]
-enum Auth {
-    Given(String),
-    Generated(String),
-    Open { warn: bool },
-}
-
-/// Loopback needs no token unless one is given; any other address gets one, generated if
-/// need be, unless the user opts out (and is warned on every start).
-fn auth_decision(loopback: bool, token: Option<String>, no_auth: bool) -> Auth {
-    match (token, loopback, no_auth) {
-        (Some(t), _, _) => Auth::Given(t),
-        (None, true, _) => Auth::Open { warn: false },
-        (None, false, true) => Auth::Open { warn: true },
-        (None, false, false) => Auth::Generated(http::new_secret()),
-    }
-}
-
-/// `host:port`, with an IPv6 address in brackets.
-fn listen_addr(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// The HTTP side of start-up: the listener, the URL to show, and the token it requires.
-struct Listening {
-    listener: http::server::Listener,
-    addr: std::net::SocketAddr,
-    client_url: String,
-    token: Option<String>,
-}
-
-fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Failure> {
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-        (None, None) => None,
-        _ => {
-            return Err(Failure::Usage(
-                "--tls-cert and --tls-key go together".into(),
-            ));
-        }
-    };
-    let listener = http::server::Listener::bind(&listen_addr(&args.host, args.port), tls)
-        .map_err(Failure::Runtime)?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::Runtime(format!("the listener has no address: {e}")))?;
-    let mut client_url = client_url(addr);
-    if tls.is_some() {
-        client_url = client_url.replacen("http://", "https://", 1);
-    }
-    // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
-    let given = args.token.clone().or(settings.token.clone());
-    let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
-        Auth::Given(t) => Some(t),
-        Auth::Generated(t) => {
-            // Printed here only, never logged.
-            println!("A token was generated; clients must send 'Authorization: Bearer {t}'");
-            Some(t)
-        }
-        Auth::Open { warn } => {
-            if warn {
-                log::warn!(
-                    "SERVING {addr} WITHOUT AUTHENTICATION (--no-auth): anyone who can reach it can use every backend, including any shell"
-                );
-            }
-            None
-        }
-    };
-    Ok(Listening {
-        listener,
-        addr,
-        client_url,
-        token,
-    })
-}
-
-/// The base URL to show people: a wildcard address is not one a client can connect to.
-fn client_url(addr: std::net::SocketAddr) -> String {
-    let host = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    format!("http://{host}:{}", addr.port())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_printed_url_is_one_a_client_can_use() {
-        let url = |a: &str| client_url(a.parse().unwrap());
-        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000");
-        assert_eq!(url("[::]:9000"), "http://[::1]:9000");
-        assert_eq!(url("127.0.0.1:1234"), "http://127.0.0.1:1234");
-        assert_eq!(url("[::1]:80"), "http://[::1]:80");
-        assert_eq!(url("192.168.1.5:9000"), "http://192.168.1.5:9000");
-    }
-
-    #[test]
-    fn a_network_address_is_never_served_without_a_token_unless_asked() {
-        assert_eq!(auth_decision(true, None, false), Auth::Open { warn: false });
-        assert_eq!(
-            auth_decision(true, Some("t".into()), false),
-            Auth::Given("t".into())
-        );
-        assert_eq!(
-            auth_decision(false, Some("t".into()), true),
-            Auth::Given("t".into())
-        );
-        assert_eq!(auth_decision(false, None, true), Auth::Open { warn: true });
-        assert!(matches!(auth_decision(false, None, false), Auth::Generated(t) if t.len() == 32));
-    }
-
-    #[test]
-    fn ipv6_hosts_are_bracketed_for_binding() {
-        assert_eq!(listen_addr("::1", 9000), "[::1]:9000");
-        assert_eq!(listen_addr("[::1]", 9000), "[::1]:9000");
-        assert_eq!(listen_addr("127.0.0.1", 0), "127.0.0.1:0");
-        assert_eq!(listen_addr("localhost", 9000), "localhost:9000");
-    }
 }

@@ -3,6 +3,7 @@
 //! applies the difference. An invalid version is reported on the console and ignored: the
 //! gateway goes on with what it runs.
 
+use crate::cli::TOKEN_VARIABLE;
 use crate::config::{self, Settings};
 use crate::contract::HubEvent;
 use crossbeam_channel::{RecvTimeoutError, Sender};
@@ -206,4 +207,38 @@ fn check(
             )
         }
     }
+}
+
+/// Takes the gateway's secrets out of its environment, so no backend, built-in server or
+/// command it starts inherits them: `MCP_GATEWAY_TOKEN` and the variables the `token`
+/// setting names (`${VAR}`). A backend whose own `env` names one still gets it (its `env`
+/// is expanded from the values returned here). Must run while the process has one thread.
+pub fn withhold_secrets(names: &[String]) -> Vec<(String, String)> {
+    let mut withheld = Vec::new();
+    for name in std::iter::once(TOKEN_VARIABLE).chain(names.iter().map(String::as_str)) {
+        if let Some(value) = std::env::var_os(name) {
+            // SAFETY: called by `serve` before it starts any thread, so no other thread
+            // reads or writes the environment meanwhile.
+            unsafe { std::env::remove_var(name) };
+            if let Ok(value) = value.into_string() {
+                withheld.push((name.to_string(), value));
+            }
+        }
+    }
+    withheld
+}
+
+/// Why the config file cannot be read, with where a relative path was looked for and, when
+/// there is none, how to get one.
+pub fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
+    let mut message = format!(
+        "config: cannot read {}: {e}",
+        crate::console::quoted_path(path, None)
+    );
+    if e.kind() == std::io::ErrorKind::NotFound {
+        message.push_str(
+            "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
+        );
+    }
+    message
 }

@@ -79,6 +79,7 @@ pub struct Status {
     /// The exposed tools: name, backend, original name, description.
     pub tools: Vec<Value>,
     pub backends: Value,
-    /// The hub's part of the Prometheus text.
-    pub metrics: String,
+    /// The gauges for `/metrics`, and the counters (rendered by the caller, not the hub).
+    pub gauges: crate::metrics::Gauges,
+    pub metrics: Arc<std::sync::Mutex<crate::metrics::Metrics>>,
 }

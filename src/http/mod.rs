@@ -10,6 +10,7 @@ use crate::contract::{HubEvent, Outbound, Queue, Queued, Refused, SessionId, Sin
 use crate::jsonrpc::{self, Message};
 use crate::sse;
 
+pub mod listen;
 pub mod server;
 mod sessions;
 pub mod streamable;
@@ -349,9 +350,13 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         let code = if ready { 200 } else { 503 };
         return rq.respond(Response::json(code, body));
     }
-    let mut body = status.metrics;
+    let mut body = status
+        .metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .render(&status.gauges);
     use std::fmt::Write as _;
-    crate::hub::metric_family(
+    crate::metrics::family(
         &mut body,
         "mcp_gateway_client_bytes_total",
         "counter",
@@ -368,7 +373,7 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         shared.bytes_out.load(Ordering::Relaxed)
     );
     let c = &shared.connections;
-    crate::hub::metric_family(
+    crate::metrics::family(
         &mut body,
         "mcp_gateway_http_connections",
         "gauge",
@@ -379,7 +384,7 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         "mcp_gateway_http_connections {}",
         c.open.load(Ordering::Relaxed)
     );
-    crate::hub::metric_family(
+    crate::metrics::family(
         &mut body,
         "mcp_gateway_http_connections_total",
         "counter",

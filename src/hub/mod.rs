@@ -25,7 +25,6 @@ mod tests;
 mod unreadable;
 
 pub use router::Router;
-pub(crate) use status::metric_family;
 
 use pending::{After, AuditCall, GatewayId, Pending, PendingTable};
 use replies::{Direct, Replies, ToHub};

@@ -13,11 +13,11 @@
 
 use super::pending::{After, AuditCall, GatewayId, Pending, PendingTable};
 use super::router::Published;
-use super::status::Metrics;
 use crate::audit::Audit;
 use crate::compat;
 use crate::contract::{HubEvent, Inbox, InstanceId, Order, Outbound, Refused, SessionId, Sink};
 use crate::jsonrpc::{self, Id, Message, Response};
+use crate::metrics::Metrics;
 use crossbeam_channel::Sender;
 use log::debug;
 use serde::Deserialize;
@@ -34,7 +34,7 @@ pub struct Replies {
     next_id: AtomicU64,
     /// What the routers route by (`router.rs`).
     pub(super) published: Published,
-    metrics: Mutex<Metrics>,
+    pub(super) metrics: Arc<Mutex<Metrics>>,
     audit: Option<Audit>,
 }
 
@@ -174,7 +174,7 @@ impl Replies {
             pending: Mutex::new(PendingTable::default()),
             next_id: AtomicU64::new(1),
             published: Published::default(),
-            metrics: Mutex::new(Metrics::default()),
+            metrics: Arc::new(Mutex::new(Metrics::default())),
             audit,
         })
     }
