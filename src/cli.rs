@@ -79,43 +79,28 @@ logLevel, logDir, ...; see the README); an option given here wins.
 Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
 ";
 
-/// The command line as given: the settings a config file may also hold are `None` (or
-/// empty) when the flag was not used, so the file's value applies.
+/// The command line as given. The settings a config file may also hold are in
+/// `settings` (a flag not used has no entry, so the file's value applies).
 pub struct Flags {
-    pub host: Option<String>,
-    pub port: Option<u16>,
+    pub settings: config::Settings,
     pub config: PathBuf,
-    pub log_level: Option<LevelFilter>,
-    pub log_dir: Option<PathBuf>,
-    pub log_max_size: Option<u64>,
-    pub log_keep: Option<usize>,
-    pub init_timeout: Option<Duration>,
-    pub startup_wait: Option<Duration>,
-    pub no_prefix: bool,
-    pub keepalive: Option<Duration>,
-    pub page_size: Option<usize>,
-    pub session_idle: Option<Duration>,
-    pub session_unused: Option<Duration>,
-    pub allowed_origins: Vec<String>,
-    pub ping_interval: Option<Duration>,
-    pub ping_timeout: Option<Duration>,
-    pub token: Option<String>,
     pub no_auth: bool,
-    pub max_sessions: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub header_timeout: Option<Duration>,
-    pub body_timeout: Option<Duration>,
-    pub connection_idle: Option<Duration>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub stdio: bool,
-    pub audit_arguments: bool,
     pub reload_interval: u64,
     pub instance_id: Option<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub drain_timeout: u64,
     pub mode: Mode,
     pub json: bool,
+}
+
+impl Flags {
+    /// `--no-prefix`.
+    pub fn no_prefix(&self) -> bool {
+        self.settings.flag("prefix") == Some(false)
+    }
 }
 
 /// What the gateway runs with: flags, then the config's `"gateway"` settings, then defaults.
@@ -165,54 +150,44 @@ pub struct Args {
 }
 
 impl Flags {
-    pub fn resolve(self, s: &config::Settings) -> Args {
-        let secs = |flag: Option<Duration>, setting: Option<Duration>, default: u64| {
-            flag.or(setting).unwrap_or(Duration::from_secs(default))
+    pub fn resolve(self, file: &config::Settings) -> Args {
+        let no_prefix = self.no_prefix();
+        let m = config::Merged {
+            flags: &self.settings,
+            file,
         };
+        let count =
+            |key: &str| usize::try_from(m.num(key).unwrap_or_default()).unwrap_or(usize::MAX);
         Args {
-            host: self
-                .host
-                .or(s.host.clone())
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            port: self.port.or(s.port).unwrap_or(9000),
-            config: self.config,
-            log_level: self.log_level.or(s.log_level).unwrap_or(LevelFilter::Info),
-            log_dir: self
-                .log_dir
-                .or(s.log_dir.as_ref().map(PathBuf::from))
-                .unwrap_or_else(|| "logs".into()),
-            log_max_size: (self.log_max_size.or(s.log_max_size).unwrap_or(100))
-                .saturating_mul(1024 * 1024),
-            log_keep: self.log_keep.or(s.log_keep).unwrap_or(5),
-            init_timeout: secs(self.init_timeout, s.init_timeout, 60),
-            startup_wait: self
-                .startup_wait
-                .or(s.startup_wait)
-                .unwrap_or(Duration::from_secs(30)),
-            no_prefix: self.no_prefix,
-            keepalive: secs(self.keepalive, s.sse_keepalive, 15),
-            page_size: self.page_size.or(s.page_size).unwrap_or(500),
-            session_idle: secs(self.session_idle, s.session_idle, 1800),
-            session_unused: secs(self.session_unused, s.session_unused, 60),
-            allowed_origins: if self.allowed_origins.is_empty() {
-                s.allow_origins.clone()
-            } else {
-                self.allowed_origins
-            },
-            ping_interval: secs(self.ping_interval, s.ping_interval, 30),
-            ping_timeout: secs(self.ping_timeout, s.ping_timeout, 10),
-            token: self.token,
+            host: m.text("host").unwrap_or_default(),
+            port: u16::try_from(m.num("port").unwrap_or_default()).unwrap_or_default(),
+            log_level: m.level("logLevel"),
+            log_dir: m.text("logDir").unwrap_or_default().into(),
+            log_max_size: m.num("logMaxSize").unwrap_or(1).saturating_mul(1024 * 1024),
+            log_keep: count("logKeep"),
+            init_timeout: m.secs("initTimeout"),
+            startup_wait: m.secs("startupWait"),
+            no_prefix,
+            keepalive: m.secs("sseKeepalive"),
+            page_size: count("pageSize"),
+            session_idle: m.secs("sessionIdle"),
+            session_unused: m.secs("sessionUnused"),
+            allowed_origins: m.list("allowOrigins"),
+            ping_interval: m.secs("pingInterval"),
+            ping_timeout: m.secs("pingTimeout"),
+            token: self.settings.text("token").map(String::from),
             no_auth: self.no_auth,
-            max_sessions_set: self.max_sessions.is_some() || s.max_sessions.is_some(),
-            max_sessions: self.max_sessions.or(s.max_sessions).unwrap_or(10_000),
-            max_connections: self.max_connections.or(s.max_connections),
-            header_timeout: secs(self.header_timeout, s.header_timeout, 60),
-            body_timeout: secs(self.body_timeout, s.body_timeout, 60),
-            connection_idle: secs(self.connection_idle, s.connection_idle, 75),
+            max_sessions_set: m.is_set("maxSessions"),
+            max_sessions: count("maxSessions"),
+            max_connections: m.is_set("maxConnections").then(|| count("maxConnections")),
+            header_timeout: m.secs("headerTimeout"),
+            body_timeout: m.secs("bodyTimeout"),
+            connection_idle: m.secs("connectionIdle"),
+            audit_arguments: m.flag("auditArguments"),
+            config: self.config,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             stdio: self.stdio,
-            audit_arguments: self.audit_arguments || s.audit_arguments == Some(true),
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),
             instance_id: self.instance_id,
@@ -245,34 +220,12 @@ pub enum Command {
 pub fn parse_args() -> Result<Command, lexopt::Error> {
     use lexopt::prelude::*;
     let mut args = Flags {
-        host: None,
-        port: None,
+        settings: config::Settings::default(),
         config: "config.json".into(),
-        log_level: None,
-        log_dir: None,
-        log_max_size: None,
-        log_keep: None,
-        init_timeout: None,
-        startup_wait: None,
-        no_prefix: false,
-        keepalive: None,
-        page_size: None,
-        session_idle: None,
-        session_unused: None,
-        allowed_origins: Vec::new(),
-        ping_interval: None,
-        ping_timeout: None,
-        token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
         no_auth: false,
-        max_sessions: None,
-        max_connections: None,
-        header_timeout: None,
-        body_timeout: None,
-        connection_idle: None,
         tls_cert: None,
         tls_key: None,
         stdio: false,
-        audit_arguments: false,
         reload_interval: 2,
         instance_id: None,
         drain_timeout: 0,
@@ -280,72 +233,33 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
         mode: Mode::Serve,
         json: false,
     };
+    if let Some(token) = std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()) {
+        args.settings.set("token", config::Val::Text(token));
+    }
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
+        // The settings' flags, as the settings table says.
+        if let Long(name) = &arg
+            && let Some(setting) = config::settings::by_flag(&format!("--{name}"))
+        {
+            let value = match setting.kind {
+                config::Kind::Bool { flag_sets, .. } => config::Val::Bool(flag_sets),
+                kind => {
+                    let text = parser.value()?.to_string_lossy().into_owned();
+                    kind.read_text(&text)
+                        .map_err(|e| format!("{}: {e}", setting.flag))?
+                }
+            };
+            args.settings.set(setting.key, value);
+            continue;
+        }
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("print-config-schema") => return Ok(Command::Schema),
-            Long("host") => args.host = Some(parser.value()?.string()?),
-            Long("port") => {
-                args.port = Some(number(
-                    &mut parser,
-                    "--port",
-                    "a port number from 0 to 65535",
-                )?)
-            }
             Long("config") => args.config = parser.value()?.into(),
-            Long("log-level") => {
-                let name = parser.value()?.string()?;
-                args.log_level = Some(
-                    crate::logging::parse_level(&name).map_err(|e| format!("--log-level: {e}"))?,
-                );
-            }
-            Long("log-dir") => args.log_dir = Some(parser.value()?.into()),
-            Long("log-max-size") => {
-                let mib: u64 = number(&mut parser, "--log-max-size", "a whole number of MiB")?;
-                if mib == 0 {
-                    return Err("--log-max-size must be at least 1 (MiB)".into());
-                }
-                args.log_max_size = Some(mib);
-            }
-            Long("log-keep") => {
-                args.log_keep = Some(number(
-                    &mut parser,
-                    "--log-keep",
-                    "a whole number of files",
-                )?)
-            }
-            Long("init-timeout") => {
-                args.init_timeout = Some(seconds(&mut parser, "--init-timeout")?)
-            }
-            Long("startup-wait") => {
-                args.startup_wait = Some(Duration::from_secs(number(
-                    &mut parser,
-                    "--startup-wait",
-                    "a whole number of seconds (0: lists do not wait)",
-                )?))
-            }
-            Long("no-prefix") => args.no_prefix = true,
-            Long("sse-keepalive") => {
-                args.keepalive = Some(seconds(&mut parser, "--sse-keepalive")?)
-            }
-            Long("session-idle") => {
-                args.session_idle = Some(seconds(&mut parser, "--session-idle")?)
-            }
-            Long("session-unused") => {
-                args.session_unused = Some(seconds(&mut parser, "--session-unused")?)
-            }
-            Long("ping-interval") => {
-                args.ping_interval = Some(seconds(&mut parser, "--ping-interval")?)
-            }
-            Long("ping-timeout") => {
-                args.ping_timeout = Some(seconds(&mut parser, "--ping-timeout")?)
-            }
-            Long("token") => args.token = Some(parser.value()?.string()?),
             Long("no-auth") => args.no_auth = true,
             Long("stdio") => args.stdio = true,
-            Long("audit-arguments") => args.audit_arguments = true,
             Long("reload-interval") => {
                 args.reload_interval = number(
                     &mut parser,
@@ -372,33 +286,6 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             }
             Long("tls-cert") => args.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => args.tls_key = Some(parser.value()?.into()),
-            Long("max-sessions") => {
-                args.max_sessions = Some(number(&mut parser, "--max-sessions", "a whole number")?)
-            }
-            Long("max-connections") => {
-                let n = number(&mut parser, "--max-connections", "a whole number")?;
-                if n == 0 {
-                    return Err("--max-connections must be at least 1".into());
-                }
-                args.max_connections = Some(n);
-            }
-            Long("header-timeout") => {
-                args.header_timeout = Some(seconds(&mut parser, "--header-timeout")?)
-            }
-            Long("body-timeout") => {
-                args.body_timeout = Some(seconds(&mut parser, "--body-timeout")?)
-            }
-            Long("connection-idle") => {
-                args.connection_idle = Some(seconds(&mut parser, "--connection-idle")?)
-            }
-            Long("allow-origin") => args.allowed_origins.push(parser.value()?.string()?),
-            Long("page-size") => {
-                let n = number(&mut parser, "--page-size", "a whole number")?;
-                args.page_size = Some(n);
-                if n == 0 {
-                    return Err("--page-size must be at least 1".into());
-                }
-            }
             Value(v) if v == "check" && args.mode == Mode::Serve => args.mode = Mode::Check,
             Value(v) if v == "tools" && args.mode == Mode::Serve => args.mode = Mode::Tools,
             Long("json") => args.json = true,
@@ -473,14 +360,6 @@ fn number<T: std::str::FromStr>(
         .map_err(|_| format!("{flag}: expected {what}, got '{text}'").into())
 }
 
-/// The value of `flag` as whole seconds, at least 1.
-fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, lexopt::Error> {
-    match number(parser, flag, "a whole number of seconds, at least 1")? {
-        0 => Err(format!("{flag}: expected a whole number of seconds, at least 1, got '0'").into()),
-        n => Ok(Duration::from_secs(n)),
-    }
-}
-
 /// Why `serve` gave up.
 pub enum Failure {
     /// Bad command line or config: exit status 2.
@@ -492,6 +371,27 @@ pub enum Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_names_every_settings_flag_with_the_tables_default() {
+        for setting in config::settings::TABLE {
+            let at = HELP
+                .find(&format!("    {} ", setting.flag))
+                .unwrap_or_else(|| panic!("{} is not in the help", setting.flag));
+            let rest = &HELP[at + 4..];
+            let entry = &rest[..rest.find("\n    -").unwrap_or(rest.len())];
+            let default = match setting.default {
+                config::settings::Fallback::Num(n) => n.to_string(),
+                config::settings::Fallback::Text(t) => t.to_string(),
+                _ => continue,
+            };
+            assert!(
+                entry.contains(&format!("[default: {default}")),
+                "{}: [default: {default}] in {entry:?}",
+                setting.flag
+            );
+        }
+    }
 
     #[test]
     fn instance_ids_are_tags_a_balancer_can_cut() {

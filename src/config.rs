@@ -10,10 +10,10 @@ use std::fmt;
 use std::time::Duration;
 
 mod original;
-mod settings;
+pub mod settings;
 mod shapes;
 mod vars;
-pub use settings::Settings;
+pub use settings::{Kind, Merged, Settings, Val};
 pub use vars::{expand_vars, variable_names};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,8 +202,19 @@ pub struct Context<'a> {
     pub no_prefix: bool,
 }
 
-/// The JSON Schema of the config file (`--print-config-schema`), for editors and CI.
-pub const SCHEMA: &str = include_str!("config.schema.json");
+/// The JSON Schema of the config file (`--print-config-schema`, for editors and CI):
+/// `config.schema.json` with the gateway's settings filled in from their table.
+pub fn schema() -> String {
+    const TEXT: &str = include_str!("config.schema.json");
+    let rows: Vec<String> = settings::TABLE
+        .iter()
+        .map(|s| format!("        \"{}\": {}", s.key, s.schema()))
+        .collect();
+    TEXT.replace(
+        "\"properties\": \"SETTINGS\"",
+        &format!("\"properties\": {{\n{}\n      }}", rows.join(",\n")),
+    )
+}
 
 /// Built-in servers this binary can run (see `servers/`).
 pub const BUILTIN_SERVERS: &[&str] = &["bash", "cmd", "powershell", "wmi"];
@@ -236,7 +247,7 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
         inputs: Vec::new(),
     };
     let (settings, entries) = v.shape(top);
-    v.no_prefix = cx.no_prefix || settings.prefix == Some(false);
+    v.no_prefix = cx.no_prefix || settings.flag("prefix") == Some(false);
     // A name defined twice keeps its first place and takes its later definition, as the
     // original MCP-Gateway (Python's JSON reader) does; its own shipped config has two.
     let mut unique: Vec<(String, Value)> = Vec::with_capacity(entries.len());

@@ -20,6 +20,11 @@ const LINES_PER_SECOND: u32 = 20;
 /// gateway documented (`warning`, `critical`), in any case.
 pub const LEVELS: &str = "debug, info, warning (or warn), error, critical, off, trace";
 
+/// Every level name `parse_level` takes (for the JSON Schema).
+pub const LEVEL_NAMES: [&str; 8] = [
+    "off", "critical", "error", "warning", "warn", "info", "debug", "trace",
+];
+
 /// A level by name (see `LEVELS`); the error says what is accepted.
 pub fn parse_level(name: &str) -> Result<LevelFilter, String> {
     match name.trim().to_ascii_lowercase().as_str() {

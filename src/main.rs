@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Builtin(name, parser)) => servers::run(&name, parser),
         Ok(Command::Schema) => {
-            print!("{}", config::SCHEMA);
+            print!("{}", config::schema());
             ExitCode::SUCCESS
         }
         Ok(Command::Serve(flags)) => match serve(*flags) {
@@ -82,7 +82,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&flags.config)
         .map_err(|e| Failure::Usage(reload::unreadable_config(&flags.config, &e)))?;
     let env = |name: &str| std::env::var(name).ok();
-    let loaded = reload::load(&flags.config, &text, &env, flags.no_prefix).map_err(|e| {
+    let loaded = reload::load(&flags.config, &text, &env, flags.no_prefix()).map_err(|e| {
         Failure::Usage(format!(
             "{e}\n{} problem(s) in '{}'; nothing was started.",
             e.0.len(),

@@ -1,114 +1,557 @@
-//! The config's `"gateway"` object: the gateway's own settings, their names, how each is
-//! validated, and which of them changed between two versions. Part of the pure config
-//! parser (`config.rs`): no I/O.
+//! The gateway's own settings, as one table: each setting's config key, command-line
+//! flag, kind (which checks its value the same way in the file and on the command line),
+//! default and description. The table drives the config's `"gateway"` object, the flags
+//! (`cli.rs`), the merge (flag, then file, then default: `Merged`), the reload's report of
+//! what changed, and the settings part of the JSON Schema. Adding a setting is one row
+//! here and one use where it takes effect. Part of the pure config parser: no I/O.
 
 use super::{Validator, kind, variable_names};
-use serde_json::Value;
+use log::LevelFilter;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Gateway settings from the config file's `"gateway"` object; command-line flags take
-/// precedence. `None` (or empty) means "not set here".
+/// What a setting's value is, and how it is checked.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// A string (`${VAR}` expanded in the file).
+    Text,
+    Port,
+    /// A log level name.
+    Level,
+    /// A whole number, at least `min`; `unit` follows "a whole number" in messages.
+    Count {
+        min: u64,
+        unit: &'static str,
+    },
+    /// Whole seconds, at least `min`; `zero` says what 0 means when it is allowed.
+    Seconds {
+        min: u64,
+        zero: &'static str,
+    },
+    /// true or false; its flag takes no value and sets `flag_sets`. `what` for messages.
+    Bool {
+        flag_sets: bool,
+        what: &'static str,
+    },
+    /// Strings; the flag is repeated for more.
+    List {
+        what: &'static str,
+    },
+}
+
+/// A setting's default, for the merge and the schema.
+#[derive(Clone, Copy)]
+pub enum Fallback {
+    /// None: the gateway works it out (or goes without).
+    None,
+    Num(u64),
+    Text(&'static str),
+    Bool(bool),
+}
+
+/// One row of the table.
+pub struct Setting {
+    /// The key in the config's `"gateway"` object.
+    pub key: &'static str,
+    pub flag: &'static str,
+    pub kind: Kind,
+    pub default: Fallback,
+    /// For the JSON Schema.
+    pub help: &'static str,
+}
+
+const fn row(
+    key: &'static str,
+    flag: &'static str,
+    kind: Kind,
+    default: Fallback,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        flag,
+        kind,
+        default,
+        help,
+    }
+}
+
+const SECONDS: Kind = Kind::Seconds { min: 1, zero: "" };
+const COUNT: Kind = Kind::Count { min: 1, unit: "" };
+use Fallback::{Num, Text};
+
+/// Every setting, in the order messages and the schema list them.
+pub const TABLE: &[Setting] = &[
+    row(
+        "host",
+        "--host",
+        Kind::Text,
+        Text("127.0.0.1"),
+        "Address to listen on.",
+    ),
+    row(
+        "port",
+        "--port",
+        Kind::Port,
+        Num(9000),
+        "Port to listen on; 0 picks a free one.",
+    ),
+    row(
+        "token",
+        "--token",
+        Kind::Text,
+        Fallback::None,
+        "Bearer token clients must send.",
+    ),
+    row(
+        "logLevel",
+        "--log-level",
+        Kind::Level,
+        Text("info"),
+        "How much goes to the log; warning and critical are the original Python gateway's names for warn and error.",
+    ),
+    row(
+        "logDir",
+        "--log-dir",
+        Kind::Text,
+        Text("logs"),
+        "Where the log and audit files go.",
+    ),
+    row(
+        "logMaxSize",
+        "--log-max-size",
+        Kind::Count {
+            min: 1,
+            unit: " of MiB",
+        },
+        Num(100),
+        "Size in MiB at which the log and audit files are rotated.",
+    ),
+    row(
+        "logKeep",
+        "--log-keep",
+        Kind::Count { min: 0, unit: "" },
+        Num(5),
+        "Rotated log and audit files kept (NAME.1 newest).",
+    ),
+    row(
+        "auditArguments",
+        "--audit-arguments",
+        Kind::Bool {
+            flag_sets: true,
+            what: "true or false",
+        },
+        Fallback::Bool(false),
+        "Record each tool call's arguments in the audit log.",
+    ),
+    row(
+        "maxSessions",
+        "--max-sessions",
+        COUNT,
+        Num(10_000),
+        "Sessions beyond this get 503.",
+    ),
+    row(
+        "pageSize",
+        "--page-size",
+        COUNT,
+        Num(500),
+        "Most items in one page of an aggregated list.",
+    ),
+    row(
+        "sessionIdle",
+        "--session-idle",
+        SECONDS,
+        Num(1800),
+        "End a Streamable HTTP session idle this long.",
+    ),
+    row(
+        "sessionUnused",
+        "--session-unused",
+        SECONDS,
+        Num(60),
+        "End a session (either transport) that has sent no request but initialize this long after it opened; at the session limit the longest-open such session makes room for a new one.",
+    ),
+    row(
+        "initTimeout",
+        "--init-timeout",
+        SECONDS,
+        Num(60),
+        "Time a backend gets to start and list its tools.",
+    ),
+    row(
+        "pingInterval",
+        "--ping-interval",
+        SECONDS,
+        Num(30),
+        "Ping a backend quiet this long.",
+    ),
+    row(
+        "pingTimeout",
+        "--ping-timeout",
+        SECONDS,
+        Num(10),
+        "Restart a backend that does not answer a ping in time.",
+    ),
+    row(
+        "sseKeepalive",
+        "--sse-keepalive",
+        SECONDS,
+        Num(15),
+        "Idle time before a keep-alive comment on a stream.",
+    ),
+    row(
+        "allowOrigins",
+        "--allow-origin",
+        Kind::List {
+            what: "a list of origins (strings)",
+        },
+        Fallback::None,
+        "Browser origins accepted besides loopback ones ('*' for any).",
+    ),
+    row(
+        "headerTimeout",
+        "--header-timeout",
+        SECONDS,
+        Num(60),
+        "Time from a connection's first byte to the end of a request head (408 after).",
+    ),
+    row(
+        "bodyTimeout",
+        "--body-timeout",
+        SECONDS,
+        Num(60),
+        "Time for a whole request body to arrive (408 after).",
+    ),
+    row(
+        "connectionIdle",
+        "--connection-idle",
+        SECONDS,
+        Num(75),
+        "Close a kept-alive connection with no new request for this long; also the longest a write to a client that does not read may block.",
+    ),
+    row(
+        "maxConnections",
+        "--max-connections",
+        COUNT,
+        Fallback::None,
+        "Client connections open at once; beyond them new ones get 503 at once. Default: what the open-file limit allows, at most 20000.",
+    ),
+    row(
+        "startupWait",
+        "--startup-wait",
+        Kind::Seconds {
+            min: 0,
+            zero: " (0: lists do not wait)",
+        },
+        Num(30),
+        "How long tools/list, prompts/list, resources/list and resources/templates/list wait, right after the start, for every backend's first start to finish (ready or failed), so a client that lists once sees everything; 0: they do not wait.",
+    ),
+    row(
+        "prefix",
+        "--no-prefix",
+        Kind::Bool {
+            flag_sets: false,
+            what: "true (names are '<backend>__<name>') or false (names are the backends' own)",
+        },
+        Fallback::Bool(true),
+        "false: every backend without its own 'prefix' exposes its tools, prompts and resources under their own names (as the original MCP-Gateway did); a name two backends share goes to the one earlier in the file, with a warning.",
+    ),
+];
+
+/// The row of a config key.
+pub fn by_key(key: &str) -> Option<&'static Setting> {
+    TABLE.iter().find(|s| s.key == key)
+}
+
+/// The row of a command-line flag (`--name`).
+pub fn by_flag(flag: &str) -> Option<&'static Setting> {
+    TABLE.iter().find(|s| s.flag == flag)
+}
+
+/// The keys of `"gateway"`, for the error messages.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().map(|s| s.key)
+}
+
+/// A setting's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Text(String),
+    /// Counts, ports and seconds.
+    Num(u64),
+    Bool(bool),
+    List(Vec<String>),
+    Level(LevelFilter),
+}
+
+impl Kind {
+    /// What it takes, for messages: "a whole number of seconds, at least 1".
+    pub fn what(&self) -> String {
+        match self {
+            Kind::Text => "a string".into(),
+            Kind::Port => "a port number from 0 to 65535".into(),
+            Kind::Level => "a log level".into(),
+            Kind::Count { min: 0, unit } => format!("a whole number{unit}"),
+            Kind::Count { min, unit } => format!("a whole number{unit}, at least {min}"),
+            Kind::Seconds { min: 0, zero } => format!("a whole number of seconds{zero}"),
+            Kind::Seconds { min, zero } => {
+                format!("a whole number of seconds{zero}, at least {min}")
+            }
+            Kind::Bool { what, .. } | Kind::List { what } => what.to_string(),
+        }
+    }
+
+    fn min(&self) -> u64 {
+        match self {
+            Kind::Count { min, .. } | Kind::Seconds { min, .. } => *min,
+            _ => 0,
+        }
+    }
+
+    /// A value from the command line; the error says what was expected and what came.
+    pub fn read_text(&self, text: &str) -> Result<Val, String> {
+        let refused = || format!("expected {}, got '{text}'", self.what());
+        match self {
+            Kind::Text => Ok(Val::Text(text.to_string())),
+            Kind::List { .. } => Ok(Val::List(vec![text.to_string()])),
+            Kind::Level => crate::logging::parse_level(text).map(Val::Level),
+            Kind::Bool { .. } => match text {
+                "true" => Ok(Val::Bool(true)),
+                "false" => Ok(Val::Bool(false)),
+                _ => Err(refused()),
+            },
+            Kind::Port => text
+                .trim()
+                .parse::<u16>()
+                .map(|p| Val::Num(p.into()))
+                .map_err(|_| refused()),
+            Kind::Count { .. } | Kind::Seconds { .. } => match text.trim().parse::<u64>() {
+                Ok(n) if n >= self.min() => Ok(Val::Num(n)),
+                _ => Err(refused()),
+            },
+        }
+    }
+
+    /// A value from the config file (strings already expanded); the error says what was
+    /// expected and what came.
+    fn read_json(&self, value: &Value) -> Result<Val, String> {
+        let refused = || {
+            let got = value.to_string();
+            format!(
+                "expected {}, got {}",
+                self.what(),
+                crate::lines::clip(&got, 80)
+            )
+        };
+        match (self, value) {
+            (Kind::Text | Kind::Level, Value::String(t)) => self.read_text(t),
+            (Kind::Bool { .. }, Value::Bool(b)) => Ok(Val::Bool(*b)),
+            (Kind::List { .. }, Value::Array(items)) if items.iter().all(Value::is_string) => {
+                Ok(Val::List(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect(),
+                ))
+            }
+            (Kind::Port, v) if v.as_u64().is_some_and(|p| p <= u16::MAX.into()) => {
+                Ok(Val::Num(v.as_u64().unwrap_or_default()))
+            }
+            (Kind::Count { .. } | Kind::Seconds { .. }, v)
+                if v.as_u64().is_some_and(|n| n >= self.min()) =>
+            {
+                Ok(Val::Num(v.as_u64().unwrap_or_default()))
+            }
+            (Kind::Text, other) | (Kind::Level, other) => {
+                Err(format!("expected a string, got {}", kind(other)))
+            }
+            _ => Err(refused()),
+        }
+    }
+
+    /// Its JSON Schema, without description and default.
+    fn schema(&self) -> Value {
+        match self {
+            Kind::Text => json!({"type": "string"}),
+            Kind::Port => json!({"type": "integer", "minimum": 0, "maximum": 65535}),
+            Kind::Level => json!({"enum": crate::logging::LEVEL_NAMES}),
+            Kind::Seconds { min: 1, .. } => json!({"$ref": "#/$defs/seconds"}),
+            Kind::Count { min, .. } | Kind::Seconds { min, .. } => {
+                json!({"type": "integer", "minimum": min})
+            }
+            Kind::Bool { .. } => json!({"type": "boolean"}),
+            Kind::List { .. } => json!({"$ref": "#/$defs/strings"}),
+        }
+    }
+}
+
+impl Setting {
+    /// Its JSON Schema property.
+    pub fn schema(&self) -> Value {
+        let mut s = self.kind.schema();
+        let given = match self.key {
+            "token" => format!("{} or MCP_GATEWAY_TOKEN", self.flag),
+            _ => self.flag.to_string(),
+        };
+        s["description"] = Value::from(format!("{} Command line: {given}.", self.help));
+        match self.default {
+            Fallback::None => {}
+            Fallback::Num(n) => s["default"] = n.into(),
+            Fallback::Text(t) => s["default"] = t.into(),
+            Fallback::Bool(b) => s["default"] = b.into(),
+        }
+        s
+    }
+}
+
+/// Settings from one source (the config file's `"gateway"` object, or the command line),
+/// by key; a setting not given has no entry.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
-    /// Bearer token clients must send (`${VAR}` expanded).
-    pub token: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub log_level: Option<log::LevelFilter>,
-    pub log_dir: Option<String>,
-    /// Size (MiB) at which the log and audit files rotate, and how many old ones are kept.
-    pub log_max_size: Option<u64>,
-    pub log_keep: Option<usize>,
-    pub audit_arguments: Option<bool>,
-    pub max_sessions: Option<usize>,
-    pub page_size: Option<usize>,
-    pub session_idle: Option<Duration>,
-    /// A session that sent no request but `initialize` this long after it opened is ended.
-    pub session_unused: Option<Duration>,
-    pub init_timeout: Option<Duration>,
-    pub ping_interval: Option<Duration>,
-    pub ping_timeout: Option<Duration>,
-    pub sse_keepalive: Option<Duration>,
-    pub allow_origins: Vec<String>,
-    /// The HTTP layer's limits: time for a request head, for a body, for an idle
-    /// kept-alive connection; connections open at once.
-    pub header_timeout: Option<Duration>,
-    pub body_timeout: Option<Duration>,
-    pub connection_idle: Option<Duration>,
-    pub max_connections: Option<usize>,
-    /// How long list requests wait for every backend's first start (0: not at all).
-    pub startup_wait: Option<Duration>,
-    /// `false`: tools, prompts and resources keep their own names unless a backend gives
-    /// a `prefix` (as the original MCP-Gateway exposed them).
-    pub prefix: Option<bool>,
+    values: BTreeMap<&'static str, Val>,
     /// The environment variables the `token` setting names (`${VAR}`): the gateway's own
     /// secrets, which no backend inherits.
     pub secret_variables: Vec<String>,
 }
 
 impl Settings {
+    /// Sets `key` (a list grows).
+    pub fn set(&mut self, key: &'static str, value: Val) {
+        debug_assert!(by_key(key).is_some(), "'{key}' is in the table");
+        match (self.values.get_mut(key), value) {
+            (Some(Val::List(items)), Val::List(more)) => items.extend(more),
+            (_, value) => {
+                self.values.insert(key, value);
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Val> {
+        debug_assert!(by_key(key).is_some(), "'{key}' is in the table");
+        self.values.get(key)
+    }
+
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Val::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn num(&self, key: &str) -> Option<u64> {
+        match self.get(key) {
+            Some(Val::Num(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn secs(&self, key: &str) -> Option<Duration> {
+        self.num(key).map(Duration::from_secs)
+    }
+
+    pub fn flag(&self, key: &str) -> Option<bool> {
+        match self.get(key) {
+            Some(Val::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn list(&self, key: &str) -> &[String] {
+        match self.get(key) {
+            Some(Val::List(items)) => items,
+            _ => &[],
+        }
+    }
+
+    pub fn level(&self, key: &str) -> Option<LevelFilter> {
+        match self.get(key) {
+            Some(Val::Level(l)) => Some(*l),
+            _ => None,
+        }
+    }
+
     /// The settings (by their config names) that differ between `self` and `other`.
     pub fn changed_fields(&self, other: &Settings) -> Vec<&'static str> {
-        let same = [
-            self.host == other.host,
-            self.port == other.port,
-            self.token == other.token,
-            self.log_level == other.log_level,
-            self.log_dir == other.log_dir,
-            self.log_max_size == other.log_max_size,
-            self.log_keep == other.log_keep,
-            self.audit_arguments == other.audit_arguments,
-            self.max_sessions == other.max_sessions,
-            self.page_size == other.page_size,
-            self.session_idle == other.session_idle,
-            self.session_unused == other.session_unused,
-            self.init_timeout == other.init_timeout,
-            self.ping_interval == other.ping_interval,
-            self.ping_timeout == other.ping_timeout,
-            self.sse_keepalive == other.sse_keepalive,
-            self.allow_origins == other.allow_origins,
-            self.header_timeout == other.header_timeout,
-            self.body_timeout == other.body_timeout,
-            self.connection_idle == other.connection_idle,
-            self.max_connections == other.max_connections,
-            self.startup_wait == other.startup_wait,
-            self.prefix == other.prefix,
-        ];
-        SETTINGS_FIELDS
-            .iter()
-            .zip(same)
-            .filter(|(_, same)| !same)
-            .map(|(name, _)| *name)
+        keys()
+            .filter(|k| self.values.get(k) != other.values.get(k))
             .collect()
     }
 }
 
-/// The keys of `"gateway"`, for the error messages and the JSON Schema.
-pub const SETTINGS_FIELDS: &[&str] = &[
-    "host",
-    "port",
-    "token",
-    "logLevel",
-    "logDir",
-    "logMaxSize",
-    "logKeep",
-    "auditArguments",
-    "maxSessions",
-    "pageSize",
-    "sessionIdle",
-    "sessionUnused",
-    "initTimeout",
-    "pingInterval",
-    "pingTimeout",
-    "sseKeepalive",
-    "allowOrigins",
-    "headerTimeout",
-    "bodyTimeout",
-    "connectionIdle",
-    "maxConnections",
-    "startupWait",
-    "prefix",
-];
+/// The command line's settings over the config file's over the defaults.
+pub struct Merged<'a> {
+    pub flags: &'a Settings,
+    pub file: &'a Settings,
+}
+
+impl Merged<'_> {
+    fn given(&self, key: &str) -> Option<&Val> {
+        self.flags.get(key).or(self.file.get(key))
+    }
+
+    /// Whether the flag or the file gave `key` (rather than the default).
+    pub fn is_set(&self, key: &str) -> bool {
+        self.given(key).is_some()
+    }
+
+    fn default(key: &str) -> Fallback {
+        by_key(key).map_or(Fallback::None, |s| s.default)
+    }
+
+    pub fn num(&self, key: &str) -> Option<u64> {
+        let given = self.flags.num(key).or(self.file.num(key));
+        match Merged::default(key) {
+            Fallback::Num(n) => Some(given.unwrap_or(n)),
+            _ => given,
+        }
+    }
+
+    pub fn secs(&self, key: &str) -> Duration {
+        Duration::from_secs(self.num(key).unwrap_or_default())
+    }
+
+    pub fn text(&self, key: &str) -> Option<String> {
+        match (self.given(key), Merged::default(key)) {
+            (Some(Val::Text(t)), _) => Some(t.clone()),
+            (None, Fallback::Text(t)) => Some(t.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        match (self.given(key), Merged::default(key)) {
+            (Some(Val::Bool(b)), _) => *b,
+            (None, Fallback::Bool(b)) => b,
+            _ => false,
+        }
+    }
+
+    pub fn list(&self, key: &str) -> Vec<String> {
+        let flags = self.flags.list(key);
+        if flags.is_empty() {
+            self.file.list(key)
+        } else {
+            flags
+        }
+        .to_vec()
+    }
+
+    pub fn level(&self, key: &str) -> LevelFilter {
+        let default = match Merged::default(key) {
+            Fallback::Text(t) => crate::logging::parse_level(t).ok(),
+            _ => None,
+        };
+        self.flags
+            .level(key)
+            .or(self.file.level(key))
+            .or(default)
+            .unwrap_or(LevelFilter::Info)
+    }
+}
 
 impl Validator<'_> {
     pub(super) fn settings(&mut self, value: &Value) -> Settings {
@@ -121,106 +564,45 @@ impl Validator<'_> {
             ));
             return s;
         };
-        let secs = |v: &mut Self, key: &str| {
-            v.number(CTX, obj, key, "a whole number of seconds", 1)
-                .flatten()
-                .map(Duration::from_secs)
-        };
         for (key, value) in obj {
-            match key.as_str() {
-                "token" => s.token = self.setting_text(key, value).filter(|t| !t.is_empty()),
-                "host" => s.host = self.setting_text(key, value),
-                "logDir" => s.log_dir = self.setting_text(key, value),
-                "logMaxSize" => s.log_max_size = self.number(CTX, obj, key, "a whole number of MiB", 1).flatten(),
-                "logKeep" => {
-                    s.log_keep = self.number(CTX, obj, key, "a whole number", 0).flatten().map(|n| n as usize);
-                }
-                "logLevel" => {
-                    s.log_level = self.setting_text(key, value).and_then(|l| {
-                        crate::logging::parse_level(&l)
-                            .map_err(|e| self.error(format!("{CTX}: field 'logLevel': {e}")))
-                            .ok()
-                    });
-                }
-                "port" => match value.as_u64().and_then(|p| u16::try_from(p).ok()) {
-                    Some(p) => s.port = Some(p),
-                    None => self.error(format!(
-                        "{CTX}: field 'port': expected a port number from 0 to 65535, got {value}"
-                    )),
+            let Some(setting) = by_key(key) else {
+                self.warn(format!(
+                    "{CTX}: unknown setting '{key}' (ignored; known: {})",
+                    keys().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            // Strings are expanded first (`${VAR}`), then checked like a flag's value.
+            let expanded = match value {
+                Value::String(t) => match self.expand(CTX, key, t) {
+                    Some(t) => Value::String(t),
+                    None => continue,
                 },
-                "auditArguments" => match value {
-                    Value::Bool(b) => s.audit_arguments = Some(*b),
-                    other => self.error(format!(
-                        "{CTX}: field 'auditArguments': expected true or false, got {}",
-                        kind(other)
-                    )),
-                },
-                "maxSessions" => {
-                    s.max_sessions = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
-                }
-                "pageSize" => {
-                    s.page_size = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
-                }
-                "sessionIdle" => s.session_idle = secs(self, key),
-                "sessionUnused" => s.session_unused = secs(self, key),
-                "initTimeout" => s.init_timeout = secs(self, key),
-                "pingInterval" => s.ping_interval = secs(self, key),
-                "pingTimeout" => s.ping_timeout = secs(self, key),
-                "sseKeepalive" => s.sse_keepalive = secs(self, key),
-                "headerTimeout" => s.header_timeout = secs(self, key),
-                "bodyTimeout" => s.body_timeout = secs(self, key),
-                "connectionIdle" => s.connection_idle = secs(self, key),
-                "maxConnections" => {
-                    s.max_connections = self.number(CTX, obj, key, "a whole number", 1).flatten().map(|n| n as usize);
-                }
-                "startupWait" => {
-                    s.startup_wait = self
-                        .number(CTX, obj, key, "a whole number of seconds (0: lists do not wait)", 0)
-                        .flatten()
-                        .map(Duration::from_secs);
-                }
-                "prefix" => match value {
-                    Value::Bool(b) => s.prefix = Some(*b),
-                    other => self.error(format!(
-                        "{CTX}: field 'prefix': expected true (names are '<backend>__<name>') or false (names are the backends' own), got {}",
-                        kind(other)
-                    )),
-                },
-                "allowOrigins" => match value {
-                    Value::Array(items) if items.iter().all(Value::is_string) => {
-                        s.allow_origins = items
-                            .iter()
-                            .filter_map(|i| self.setting_text(key, i))
-                            .collect();
+                Value::Array(items) if matches!(setting.kind, Kind::List { .. }) => {
+                    let mut out = Vec::new();
+                    for item in items {
+                        match item {
+                            // A variable that cannot be expanded is an error already.
+                            Value::String(t) => {
+                                out.extend(self.expand(CTX, key, t).map(Value::String));
+                            }
+                            other => out.push(other.clone()),
+                        }
                     }
-                    other => self.error(format!(
-                        "{CTX}: field 'allowOrigins': expected a list of origins (strings), got {other}"
-                    )),
-                },
-                other => self.warn(format!(
-                    "{CTX}: unknown setting '{other}' (ignored; known: {})",
-                    SETTINGS_FIELDS.join(", ")
-                )),
+                    Value::Array(out)
+                }
+                other => other.clone(),
+            };
+            match setting.kind.read_json(&expanded) {
+                Ok(Val::Text(t)) if key == "token" && t.is_empty() => {}
+                Ok(v) => s.set(setting.key, v),
+                Err(e) => self.error(format!("{CTX}: field '{key}': {e}")),
             }
         }
         if let Some(token) = obj.get("token").and_then(Value::as_str) {
             s.secret_variables = variable_names(token);
         }
         s
-    }
-
-    /// A string setting of `"gateway"`, `${VAR}` expanded.
-    fn setting_text(&mut self, key: &str, value: &Value) -> Option<String> {
-        match value {
-            Value::String(t) => self.expand("config: 'gateway'", key, t),
-            other => {
-                self.error(format!(
-                    "config: 'gateway': field '{key}': expected a string, got {}",
-                    kind(other)
-                ));
-                None
-            }
-        }
     }
 }
 
@@ -233,12 +615,12 @@ mod tests {
     #[test]
     fn the_gateway_key_holds_settings_in_both_shapes() {
         let loaded = ok(r#"{"gateway": {"token": "${TOKEN}"}, "a": {"command": "x"}}"#);
-        assert_eq!(loaded.config.settings.token.as_deref(), Some("s3cret"));
+        assert_eq!(loaded.config.settings.text("token"), Some("s3cret"));
         assert_eq!(loaded.config.backends.len(), 1);
         let loaded = ok(
             r#"{"$schema": "./config.schema.json", "gateway": {"token": "t"}, "mcpServers": {"a": {"command": "x"}}}"#,
         );
-        assert_eq!(loaded.config.settings.token.as_deref(), Some("t"));
+        assert_eq!(loaded.config.settings.text("token"), Some("t"));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let errs = errors(r#"{"gateway": {"command": "x", "token": 5}}"#);
         assert!(
@@ -269,18 +651,21 @@ mod tests {
             "pingInterval": 5, "pingTimeout": 2, "sseKeepalive": 10,
             "allowOrigins": ["https://a.example"]}, "a": {"command": "x"}}"#);
         let s = loaded.config.settings;
-        assert_eq!(s.host.as_deref(), Some("0.0.0.0"));
-        assert_eq!(s.port, Some(9100));
-        assert_eq!(s.log_level, Some(log::LevelFilter::Debug));
-        assert_eq!(s.log_dir.as_deref(), Some("/var/log/gw"));
-        assert_eq!(s.audit_arguments, Some(true));
-        assert_eq!((s.max_sessions, s.page_size), (Some(50), Some(40)));
-        assert_eq!(s.session_idle, Some(Duration::from_secs(60)));
-        assert_eq!(s.init_timeout, Some(Duration::from_secs(90)));
-        assert_eq!(s.ping_interval, Some(Duration::from_secs(5)));
-        assert_eq!(s.ping_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(s.sse_keepalive, Some(Duration::from_secs(10)));
-        assert_eq!(s.allow_origins, vec!["https://a.example"]);
+        assert_eq!(s.text("host"), Some("0.0.0.0"));
+        assert_eq!(s.num("port"), Some(9100));
+        assert_eq!(s.level("logLevel"), Some(log::LevelFilter::Debug));
+        assert_eq!(s.text("logDir"), Some("/var/log/gw"));
+        assert_eq!(s.flag("auditArguments"), Some(true));
+        assert_eq!(
+            (s.num("maxSessions"), s.num("pageSize")),
+            (Some(50), Some(40))
+        );
+        assert_eq!(s.secs("sessionIdle"), Some(Duration::from_secs(60)));
+        assert_eq!(s.secs("initTimeout"), Some(Duration::from_secs(90)));
+        assert_eq!(s.secs("pingInterval"), Some(Duration::from_secs(5)));
+        assert_eq!(s.secs("pingTimeout"), Some(Duration::from_secs(2)));
+        assert_eq!(s.secs("sseKeepalive"), Some(Duration::from_secs(10)));
+        assert_eq!(s.list("allowOrigins"), ["https://a.example"]);
         let errs = errors(
             r#"{"gateway": {"port": 70000, "logLevel": "loud", "maxSessions": 0,
                 "sessionIdle": "1h", "allowOrigins": "x", "auditArguments": 1}}"#,
@@ -299,11 +684,9 @@ mod tests {
                 "{expected}: {errs:?}"
             );
         }
-        let other = Settings {
-            port: Some(1),
-            token: Some("t".into()),
-            ..s.clone()
-        };
+        let mut other = s.clone();
+        other.set("port", Val::Num(1));
+        other.set("token", Val::Text("t".into()));
         assert_eq!(s.changed_fields(&other), ["port", "token"]);
         assert!(s.changed_fields(&s).is_empty());
         let loaded = ok(r#"{"gateway": {"listen": 1}, "a": {"command": "x"}}"#);
@@ -319,10 +702,10 @@ mod tests {
         let loaded = ok(r#"{"gateway": {"headerTimeout": 5, "bodyTimeout": 30,
             "connectionIdle": 10, "maxConnections": 500}, "a": {"command": "x"}}"#);
         let s = loaded.config.settings;
-        assert_eq!(s.header_timeout, Some(Duration::from_secs(5)));
-        assert_eq!(s.body_timeout, Some(Duration::from_secs(30)));
-        assert_eq!(s.connection_idle, Some(Duration::from_secs(10)));
-        assert_eq!(s.max_connections, Some(500));
+        assert_eq!(s.secs("headerTimeout"), Some(Duration::from_secs(5)));
+        assert_eq!(s.secs("bodyTimeout"), Some(Duration::from_secs(30)));
+        assert_eq!(s.secs("connectionIdle"), Some(Duration::from_secs(10)));
+        assert_eq!(s.num("maxConnections"), Some(500));
         let errs = errors(r#"{"gateway": {"headerTimeout": 0, "maxConnections": "many"}}"#);
         for expected in [
             "field 'headerTimeout': expected a whole number of seconds",

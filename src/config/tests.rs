@@ -238,7 +238,7 @@ fn timeouts_and_restart_policy() {
 
 #[test]
 fn the_schema_names_exactly_the_fields_the_parser_reads() {
-    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let schema: Value = serde_json::from_str(&schema()).unwrap();
     let keys = |v: &Value| {
         let mut k: Vec<String> = v["properties"]
             .as_object()
@@ -249,10 +249,7 @@ fn the_schema_names_exactly_the_fields_the_parser_reads() {
         k.sort();
         k
     };
-    let mut settings: Vec<String> = settings::SETTINGS_FIELDS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut settings: Vec<String> = settings::keys().map(String::from).collect();
     settings.sort();
     assert_eq!(keys(&schema["$defs"]["settings"]), settings);
     let mut fields: Vec<String> = [

@@ -60,7 +60,10 @@ pub fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Fai
         client_url = client_url.replacen("http://", "https://", 1);
     }
     // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
-    let given = args.token.clone().or(settings.token.clone());
+    let given = args
+        .token
+        .clone()
+        .or(settings.text("token").map(String::from));
     let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
         Auth::Given(t) => Some(t),
         Auth::Generated(t) => {
