@@ -21,6 +21,11 @@ pub(super) struct FirstLists {
 }
 
 impl FirstLists {
+    /// How many requests wait here.
+    pub(super) fn held(&self) -> usize {
+        self.held.len()
+    }
+
     pub(super) fn new(wait: Duration) -> FirstLists {
         FirstLists {
             until: (!wait.is_zero()).then(|| Instant::now() + wait),

@@ -32,7 +32,8 @@ impl Hub {
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
         }
-        let in_flight = self.pending().clients();
+        // Requests held for the first start count too: they will be answered.
+        let in_flight = self.pending().clients() + self.first_lists.held();
         let tools = self
             .registry
             .catalog(Kind::Tools)

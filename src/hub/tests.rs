@@ -110,8 +110,8 @@ impl Harness {
         }
     }
 
-    /// An initialized session named `name`.
-    fn client(&self, name: &str) -> Client {
+    /// A session named `name`, not initialized yet.
+    fn open(&self, name: &str) -> Client {
         let (queue, rx) = Queue::new(100);
         let ev = HubEvent::ClientOpened {
             session: name.into(),
@@ -119,11 +119,16 @@ impl Harness {
             transport: "sse",
         };
         self.tx.send(ev).expect("hub is running");
-        let c = Client {
+        Client {
             name: name.into(),
             tx: self.tx.clone(),
             rx,
-        };
+        }
+    }
+
+    /// An initialized session named `name`.
+    fn client(&self, name: &str) -> Client {
+        let c = self.open(name);
         let init = c.ask(
             json!(0),
             "initialize",
@@ -297,19 +302,7 @@ fn at_shutdown_every_call_in_flight_is_answered() {
 #[test]
 fn a_call_held_for_a_backend_still_starting_is_told_of_the_shutdown() {
     let mut hub = Harness::with("silent", "");
-    let (queue, rx) = Queue::new(100);
-    let session = "s1".to_string();
-    let opened = HubEvent::ClientOpened {
-        session: session.clone(),
-        sink: Box::new(queue),
-        transport: "sse",
-    };
-    hub.tx.send(opened).expect("hub is running");
-    let c = Client {
-        name: session,
-        tx: hub.tx.clone(),
-        rx,
-    };
+    let c = hub.open("s1");
     // Not initialized: the hub answers what it owns anyway, and holds the call until the
     // first start settles, which it never does here.
     c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -319,4 +312,40 @@ fn a_call_held_for_a_backend_still_starting_is_told_of_the_shutdown() {
     let r = c.next();
     assert_eq!(r["id"], 1, "{r}");
     assert_eq!(r["error"]["message"], SHUTTING_DOWN, "{r}");
+}
+
+#[test]
+fn a_call_held_for_the_first_start_counts_as_in_flight_for_a_drain() {
+    let hub = Harness::with("silent", "");
+    let c = hub.open("s1");
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                  "params": {"name": "fx__echo", "arguments": {}}}));
+    assert!(c.ask(json!(2), "ping", json!({}))["result"].is_object());
+    let (tx, status) = crossbeam_channel::bounded(1);
+    hub.tx
+        .send(HubEvent::Status { reply: tx })
+        .expect("hub is running");
+    assert_eq!(status.recv_timeout(WAIT).expect("a status").in_flight, 1);
+}
+
+#[test]
+fn the_status_counts_the_calls_in_flight_that_a_drain_waits_for() {
+    let hub = Harness::new(r#", "timeout": 1"#);
+    let c = hub.client("s1");
+    let in_flight = || {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        hub.tx
+            .send(HubEvent::Status { reply: tx })
+            .expect("hub is running");
+        rx.recv_timeout(WAIT).expect("a status").in_flight
+    };
+    assert_eq!(in_flight(), 0);
+    // Whether the call waits for the first start to settle or for its backend, it counts.
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                  "params": {"name": "fx__slow", "arguments": {}}}));
+    assert!(c.ask(json!(2), "ping", json!({}))["result"].is_object());
+    assert_eq!(in_flight(), 1);
+    // Its timeout answers it, and the drain has nothing left to wait for.
+    assert_eq!(c.next()["error"]["code"], REQUEST_TIMEOUT);
+    assert_eq!(in_flight(), 0);
 }
