@@ -85,8 +85,13 @@ impl Lists {
     }
 }
 
+/// A backend's place in the hub's table of backends (its config position at first load;
+/// never reused for another name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendIx(pub usize);
+
 pub struct BackendLists<'a> {
-    pub backend: usize,
+    pub backend: BackendIx,
     pub name: &'a str,
     /// What tool and prompt names start with: the name unless configured (`""` for none).
     pub prefix: &'a str,
@@ -98,7 +103,7 @@ pub struct BackendLists<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub exposed: String,
-    pub backend: usize,
+    pub backend: BackendIx,
     pub original: String,
 }
 
@@ -124,7 +129,7 @@ impl Catalog {
     }
 
     /// The exposed key of `(backend, original)`, if it is listed.
-    fn exposed_of(&self, backend: usize, original: &str) -> Option<&str> {
+    fn exposed_of(&self, backend: BackendIx, original: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|e| e.backend == backend && e.original == original)
@@ -135,7 +140,7 @@ impl Catalog {
 pub struct Registry {
     catalogs: [Catalog; 4],
     /// Backend names by index, for rewritten URIs.
-    names: HashMap<String, usize>,
+    names: HashMap<String, BackendIx>,
     /// Names and URIs that were rewritten or contested, for the console and log.
     pub notes: Vec<String>,
 }
@@ -170,7 +175,7 @@ impl Registry {
 
     /// Which backend serves `uri`, and the URI it knows it by: a listed resource, a
     /// rewritten URI, or the backend whose template matches with the longest literal prefix.
-    pub fn route_uri(&self, uri: &str) -> Option<(usize, String)> {
+    pub fn route_uri(&self, uri: &str) -> Option<(BackendIx, String)> {
         if let Some(e) = self.catalog(Kind::Resources).lookup(uri) {
             return Some((e.backend, e.original.clone()));
         }
@@ -193,7 +198,7 @@ impl Registry {
 
     /// The URI clients know `original` of `backend` by: its listed exposed URI, or the
     /// rewritten form when the plain URI would route to another backend.
-    pub fn exposed_uri(&self, backend: usize, original: &str) -> String {
+    pub fn exposed_uri(&self, backend: BackendIx, original: &str) -> String {
         if let Some(exposed) = self.catalog(Kind::Resources).exposed_of(backend, original) {
             return exposed.to_string();
         }
@@ -204,13 +209,13 @@ impl Registry {
     }
 
     /// Which backend owns the template `exposed` (as listed), and its original text.
-    pub fn route_template(&self, exposed: &str) -> Option<(usize, String)> {
+    pub fn route_template(&self, exposed: &str) -> Option<(BackendIx, String)> {
         self.catalog(Kind::Templates)
             .lookup(exposed)
             .map(|e| (e.backend, e.original.clone()))
     }
 
-    fn name_of(&self, backend: usize) -> &str {
+    fn name_of(&self, backend: BackendIx) -> &str {
         self.names
             .iter()
             .find(|&(_, &b)| b == backend)
@@ -220,7 +225,7 @@ impl Registry {
 
 fn build_catalog(kind: Kind, backends: &[BackendLists<'_>], notes: &mut Vec<String>) -> Catalog {
     let key = kind.key();
-    let mut taken: HashMap<String, (usize, String)> = HashMap::new();
+    let mut taken: HashMap<String, (BackendIx, String)> = HashMap::new();
     let mut listed: Vec<(Entry, Map<String, Value>)> = Vec::new();
     let what = match kind {
         Kind::Tools => "tool",
@@ -310,7 +315,7 @@ fn unique_hashed(
     wanted: &str,
     backend: &str,
     original: &str,
-    taken: &HashMap<String, (usize, String)>,
+    taken: &HashMap<String, (BackendIx, String)>,
 ) -> String {
     let mut exposed = with_hash(wanted, backend, original);
     let mut n = 2;
@@ -429,7 +434,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (name, lists))| BackendLists {
-                backend: i,
+                backend: BackendIx(i),
                 name,
                 prefix: name.strip_prefix("noprefix-").map_or(name, |_| ""),
                 lists,
@@ -464,7 +469,10 @@ mod tests {
         );
         assert!(r.notes.is_empty());
         let t = r.catalog(Kind::Tools).lookup("fs__read_file").unwrap();
-        assert_eq!((t.backend, t.original.as_str()), (0, "read_file"));
+        assert_eq!(
+            (t.backend, t.original.as_str()),
+            (BackendIx(0), "read_file")
+        );
         assert!(r.catalog(Kind::Tools).lookup("fs__nope").is_none());
         assert!(r.catalog(Kind::Tools).lookup("read_file").is_none());
     }
@@ -503,7 +511,7 @@ mod tests {
                 assert!(
                     r.tools()
                         .iter()
-                        .any(|t| t.backend == backend && t.original == *original),
+                        .any(|t| t.backend == BackendIx(backend) && t.original == *original),
                     "{original} of {backend} lost"
                 );
             }
@@ -579,7 +587,7 @@ mod tests {
         assert_eq!(names(&r, Kind::Prompts), ["a__greet", "b__greet"]);
         assert_eq!(
             r.catalog(Kind::Prompts).lookup("b__greet").unwrap().backend,
-            1
+            BackendIx(1)
         );
     }
 
@@ -621,41 +629,50 @@ mod tests {
         );
         assert_eq!(
             r.route_uri("file:///etc/hosts"),
-            Some((0, "file:///etc/hosts".into()))
+            Some((BackendIx(0), "file:///etc/hosts".into()))
         );
         assert_eq!(
             r.route_uri("mcp-gateway://b/file:///etc/hosts"),
-            Some((1, "file:///etc/hosts".into()))
+            Some((BackendIx(1), "file:///etc/hosts".into()))
         );
-        assert_eq!(r.route_uri("mem://b"), Some((1, "mem://b".into())));
+        assert_eq!(
+            r.route_uri("mem://b"),
+            Some((BackendIx(1), "mem://b".into()))
+        );
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         // Templates: the clash is rewritten; an expanded rewritten template routes back.
         assert_eq!(
             r.route_template("mcp-gateway://b/file:///{path}"),
-            Some((1, "file:///{path}".into()))
+            Some((BackendIx(1), "file:///{path}".into()))
         );
         assert_eq!(
             r.route_uri("mcp-gateway://b/file:///tmp/x"),
-            Some((1, "file:///tmp/x".into()))
+            Some((BackendIx(1), "file:///tmp/x".into()))
         );
         // Unlisted URIs route by template: longest literal prefix, then config order.
         assert_eq!(
             r.route_uri("file:///tmp/x"),
-            Some((0, "file:///tmp/x".into()))
+            Some((BackendIx(0), "file:///tmp/x".into()))
         );
-        assert_eq!(r.route_uri("db://users"), Some((1, "db://users".into())));
+        assert_eq!(
+            r.route_uri("db://users"),
+            Some((BackendIx(1), "db://users".into()))
+        );
         assert_eq!(r.route_uri("nothing://here"), None);
         // And back: what clients see for a backend's own URI.
         assert_eq!(
-            r.exposed_uri(1, "file:///etc/hosts"),
+            r.exposed_uri(BackendIx(1), "file:///etc/hosts"),
             "mcp-gateway://b/file:///etc/hosts"
         );
-        assert_eq!(r.exposed_uri(0, "file:///etc/hosts"), "file:///etc/hosts");
         assert_eq!(
-            r.exposed_uri(1, "file:///tmp/x"),
+            r.exposed_uri(BackendIx(0), "file:///etc/hosts"),
+            "file:///etc/hosts"
+        );
+        assert_eq!(
+            r.exposed_uri(BackendIx(1), "file:///tmp/x"),
             "mcp-gateway://b/file:///tmp/x"
         );
-        assert_eq!(r.exposed_uri(1, "db://users"), "db://users");
+        assert_eq!(r.exposed_uri(BackendIx(1), "db://users"), "db://users");
     }
 
     #[test]
@@ -670,14 +687,18 @@ mod tests {
                 .lookup("test_simple_text")
                 .unwrap()
                 .backend,
-            0
+            BackendIx(0)
         );
         assert_eq!(
             r.catalog(Kind::Tools).lookup("x_y").unwrap().original,
             "x.y"
         );
         assert!(r.catalog(Kind::Tools).lookup("b__echo").is_some());
-        let other = r.tools().iter().find(|t| t.backend == 2).unwrap();
+        let other = r
+            .tools()
+            .iter()
+            .find(|t| t.backend == BackendIx(2))
+            .unwrap();
         assert!(
             other.exposed.starts_with("test_simple_text_"),
             "{}",

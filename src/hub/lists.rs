@@ -169,7 +169,7 @@ impl Hub {
         let ready: Vec<BackendLists<'_>> = ready
             .into_iter()
             .map(|(i, b)| BackendLists {
-                backend: i,
+                backend: BackendIx(i),
                 name: &b.spec.name,
                 prefix: &b.spec.prefix,
                 lists: &b.lists,

@@ -40,7 +40,7 @@ use crate::jsonrpc::{
     self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
     Request, Response,
 };
-use crate::registry::{self, BackendLists, Kind, Lists, Registry};
+use crate::registry::{self, BackendIx, BackendLists, Kind, Lists, Registry};
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{debug, info, warn};
 use serde::Deserialize;
@@ -173,7 +173,7 @@ const STABLE: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: i64 = -32001;
 
 struct Instance {
-    backend: usize,
+    backend: BackendIx,
     /// The session a per-session instance belongs to.
     owner: Option<SessionId>,
     conn: Option<BackendHandle>,
@@ -216,7 +216,7 @@ struct Session {
     caps: ClientCaps,
     log_level: Option<usize>,
     /// This session's own instances of per-session backends, by backend.
-    instances: HashMap<usize, InstanceId>,
+    instances: HashMap<BackendIx, InstanceId>,
 }
 
 pub struct Hub {
@@ -264,7 +264,7 @@ impl Hub {
     /// Runs until `Shutdown`, then stops every backend and returns their supervisor threads
     /// for the caller to join.
     pub fn run(mut self, events: Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
-        for b in 0..self.backends.len() {
+        for b in (0..self.backends.len()).map(BackendIx) {
             self.start_backend(b);
         }
         self.maybe_print_summary();
@@ -377,6 +377,20 @@ impl Hub {
             }
         }
         threads
+    }
+}
+
+impl std::ops::Index<BackendIx> for Vec<Backend> {
+    type Output = Backend;
+
+    fn index(&self, b: BackendIx) -> &Backend {
+        &self[b.0]
+    }
+}
+
+impl std::ops::IndexMut<BackendIx> for Vec<Backend> {
+    fn index_mut(&mut self, b: BackendIx) -> &mut Backend {
+        &mut self[b.0]
     }
 }
 

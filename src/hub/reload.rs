@@ -10,7 +10,7 @@ impl Hub {
     /// `prefix`, timeouts, `restart`, `maxConcurrent`) is applied without a restart.
     pub(super) fn reload(&mut self, specs: Vec<BackendSpec>) {
         let mut changes: Vec<String> = Vec::new();
-        for b in 0..self.backends.len() {
+        for b in (0..self.backends.len()).map(BackendIx) {
             let gone = self.backends[b].state != State::Removed
                 && !specs.iter().any(|s| s.name == self.backends[b].spec.name);
             if gone {
@@ -21,10 +21,10 @@ impl Hub {
         let mut restarted = Vec::new();
         for (position, spec) in specs.into_iter().enumerate() {
             let slot = self.backends.iter().position(|b| b.spec.name == spec.name);
-            let Some(b) = slot else {
+            let Some(b) = slot.map(BackendIx) else {
                 changes.push(format!("added '{}'", spec.name));
                 self.backends.push(Backend::new(spec, position));
-                restarted.push(self.backends.len() - 1);
+                restarted.push(BackendIx(self.backends.len() - 1));
                 continue;
             };
             let backend = &mut self.backends[b];
@@ -68,7 +68,7 @@ impl Hub {
 
     /// Takes backend `b` out of service: its instances stop and whatever is pending on
     /// them is answered with `reason`.
-    pub(super) fn retire(&mut self, b: usize, reason: &str) {
+    pub(super) fn retire(&mut self, b: BackendIx, reason: &str) {
         let backend = &mut self.backends[b];
         backend.state = State::Removed;
         backend.source = None;

@@ -140,7 +140,7 @@ impl Hub {
     }
 
     /// `completion/complete` goes where its `ref` points: a prompt or a resource template.
-    pub(super) fn route_completion(&self, params: &mut Params) -> Result<usize, ErrorObject> {
+    pub(super) fn route_completion(&self, params: &mut Params) -> Result<BackendIx, ErrorObject> {
         let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
         let mut reference: Map<String, Value> = params
             .get("ref")
@@ -183,7 +183,12 @@ impl Hub {
     }
 
     /// Sends a client's request on to backend `b` with a gateway id (and progress token).
-    pub(super) fn forward(&mut self, session: &str, b: usize, call: Call) -> Result<(), String> {
+    pub(super) fn forward(
+        &mut self,
+        session: &str,
+        b: BackendIx,
+        call: Call,
+    ) -> Result<(), String> {
         let Call {
             id,
             method,

@@ -112,7 +112,7 @@ impl Hub {
             self.replies.published.open(session, view);
         }
         // Per-session backends start now, so the first call does not wait for them.
-        let per_session: Vec<usize> = (0..self.backends.len())
+        let per_session: Vec<BackendIx> = ((0..self.backends.len()).map(BackendIx))
             .filter(|&b| {
                 matches!(self.backends[b].spec.scope, Scope::Session { .. })
                     && self.backends[b].state == State::Ready

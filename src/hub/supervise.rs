@@ -5,7 +5,7 @@ use super::*;
 
 impl Hub {
     /// Starts backend `b`'s shared instance (or its probe).
-    pub(super) fn start_backend(&mut self, b: usize) {
+    pub(super) fn start_backend(&mut self, b: BackendIx) {
         match self.start_instance(b, None) {
             Ok(id) => self.backends[b].source = Some(id),
             // A program that cannot be started now may be installed later.
@@ -17,7 +17,7 @@ impl Hub {
     /// Starts a process for backend `b` and sends it `initialize`.
     pub(super) fn start_instance(
         &mut self,
-        b: usize,
+        b: BackendIx,
         owner: Option<SessionId>,
     ) -> Result<InstanceId, String> {
         let id = InstanceId(self.replies.alloc_id());
@@ -116,7 +116,11 @@ impl Hub {
 
     /// The instance that serves backend `b` for `session`, starting a per-session one if
     /// needed. It may still be initializing: requests to it wait in its queue.
-    pub(super) fn instance_for(&mut self, b: usize, session: &str) -> Result<InstanceId, String> {
+    pub(super) fn instance_for(
+        &mut self,
+        b: BackendIx,
+        session: &str,
+    ) -> Result<InstanceId, String> {
         let backend = &self.backends[b];
         if backend.state == State::Removed {
             return Err(format!(
@@ -239,7 +243,7 @@ impl Hub {
     }
 
     /// Plans the next start of a backend that went down, with exponential backoff.
-    pub(super) fn schedule_restart(&mut self, b: usize, reason: String) {
+    pub(super) fn schedule_restart(&mut self, b: BackendIx, reason: String) {
         let backend = &mut self.backends[b];
         if backend
             .ready_since
@@ -269,7 +273,7 @@ impl Hub {
 
     /// Starts the backends whose restart time has come.
     pub(super) fn restart_due(&mut self, now: Instant) {
-        let due: Vec<usize> = (0..self.backends.len())
+        let due: Vec<BackendIx> = ((0..self.backends.len()).map(BackendIx))
             .filter(|&b| {
                 matches!(self.backends[b].state, State::Restarting { at, .. } if at <= now)
                     && self.backends[b].source.is_none()
@@ -289,7 +293,7 @@ impl Hub {
     }
 
     /// Marks a backend failed: its catalog is withdrawn.
-    pub(super) fn backend_failed(&mut self, b: usize, reason: String) {
+    pub(super) fn backend_failed(&mut self, b: BackendIx, reason: String) {
         let backend = &mut self.backends[b];
         if matches!(backend.state, State::Failed(_)) {
             return;
