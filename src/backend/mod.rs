@@ -28,7 +28,7 @@ use std::thread;
 pub type Hub = Arc<dyn Inbox>;
 
 /// Stack of the pipe threads: they only move lines.
-const PIPE_STACK: usize = 128 * 1024;
+pub(super) const PIPE_STACK: usize = 128 * 1024;
 
 /// Starts an instance of `spec` over whatever transport it uses; what it reads goes to
 /// `hub`. `self_exe` is this binary, which serves the built-in servers.
@@ -88,7 +88,7 @@ pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> 
             drain_stderr(&n, pipe, &tail);
             drop(done);
         };
-        if let Err(e) = spawn_named(format!("backend-{name}-{which}"), drain) {
+        if let Err(e) = spawn_sized(format!("backend-{name}-{which}"), PIPE_STACK, drain) {
             crate::tree::kill_child(&mut child);
             return Err(e);
         }
@@ -198,10 +198,16 @@ pub(super) fn drain_stderr(name: &str, stderr: impl Read, last: &Mutex<LastWords
     }
 }
 
-pub(super) fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+/// Starts a backend's thread with a stack of `stack` bytes (only what is touched costs
+/// memory).
+pub(super) fn spawn_sized(
+    name: String,
+    stack: usize,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<(), String> {
     thread::Builder::new()
         .name(name)
-        .stack_size(PIPE_STACK)
+        .stack_size(stack)
         .spawn(f)
         .map(|_| ())
         .map_err(|e| format!("cannot start a thread: {e}"))

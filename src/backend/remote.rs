@@ -7,7 +7,6 @@ use crate::jsonrpc::{INTERNAL_ERROR, Id, Message, Response};
 use crate::{lines, sse};
 use log::{debug, warn};
 use std::io::{BufReader, Read};
-use std::thread;
 use std::time::Duration;
 use ureq::Agent;
 
@@ -91,13 +90,9 @@ fn load_roots(given: Option<&str>) -> (Option<String>, Vec<ureq::tls::Certificat
     (None, Vec::new())
 }
 
+/// Starts one of an HTTP backend's threads.
 pub(super) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
-    thread::Builder::new()
-        .name(name)
-        .stack_size(THREAD_STACK)
-        .spawn(f)
-        .map(|_| ())
-        .map_err(|e| format!("cannot start a thread: {e}"))
+    super::spawn_sized(name, THREAD_STACK, f)
 }
 
 /// Hands a backend's message to the hub; says whether it was the answer to `awaited`.

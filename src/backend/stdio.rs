@@ -5,7 +5,7 @@
 //! and `backend-<name>` (the supervisor, which reports the exit and stops the whole
 //! process group).
 
-use super::{BackendHandle, Hub, LastWords, drain_stderr, spawn_child, spawn_named};
+use super::{BackendHandle, Hub, LastWords, PIPE_STACK, drain_stderr, spawn_child, spawn_sized};
 use crate::config::Launch;
 use crate::jsonrpc::Message;
 use crate::lines::{Line, clip, oversized, read_line_limited};
@@ -41,17 +41,17 @@ pub(super) fn start(
 
     let spawned = (|| {
         let n = name.to_string();
-        spawn_named(format!("backend-{name}-writer"), move || {
+        spawn_sized(format!("backend-{name}-writer"), PIPE_STACK, move || {
             write_stdin(&n, stdin, rx)
         })?;
         let (n, reader_hub) = (name.to_string(), hub.clone());
-        spawn_named(format!("backend-{name}-reader"), move || {
+        spawn_sized(format!("backend-{name}-reader"), PIPE_STACK, move || {
             read_stdout(&n, stdout, &reader_hub, max_message);
             drop(eof_tx);
         })?;
         let n = name.to_string();
         let tail = last_stderr.clone();
-        spawn_named(format!("backend-{name}-stderr"), move || {
+        spawn_sized(format!("backend-{name}-stderr"), PIPE_STACK, move || {
             drain_stderr(&n, stderr, &tail);
             drop(stderr_done);
         })?;

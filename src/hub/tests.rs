@@ -196,6 +196,19 @@ impl Client {
             json!({"name": tool, "arguments": {"n": 1}}),
         )
     }
+
+    /// Sends a call without waiting for its answer.
+    fn start_call(&self, id: Value, tool: &str) {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                         "params": {"name": tool, "arguments": {}}}));
+    }
+
+    /// Waits until the hub has handled everything sent before (it handles a session's
+    /// messages in order, and answers a ping itself).
+    fn sync(&self) {
+        let pong = self.ask(json!("sync"), "ping", json!({}));
+        assert!(pong["result"].is_object(), "{pong}");
+    }
 }
 
 #[test]
@@ -248,10 +261,7 @@ fn a_call_left_unanswered_gets_a_timeout_error_naming_the_tool() {
 fn an_instance_that_dies_fails_what_was_in_flight_and_is_started_again() {
     let hub = Harness::new("");
     let c = hub.client("s1");
-    c.send(
-        json!({"jsonrpc": "2.0", "id": "waiting", "method": "tools/call",
-                  "params": {"name": "fx__slow", "arguments": {}}}),
-    );
+    c.start_call(json!("waiting"), "fx__slow");
     let r = c.call(json!("fatal"), "fx__die");
     let other = c.next();
     for r in [&r, &other] {
@@ -288,11 +298,8 @@ fn at_shutdown_every_call_in_flight_is_answered() {
     let mut hub = Harness::new("");
     let c = hub.client("s1");
     let _ = c.ask(json!(1), "tools/list", json!({}));
-    c.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                  "params": {"name": "fx__slow", "arguments": {}}}));
-    // The hub handles a session's messages in order: once the ping is answered, the call
-    // is in the pending table.
-    assert!(c.ask(json!(3), "ping", json!({}))["result"].is_object());
+    c.start_call(json!(2), "fx__slow");
+    c.sync(); // the call is in the pending table now
     hub.shutdown();
     let r = c.next();
     assert_eq!(r["id"], 2, "{r}");
@@ -305,9 +312,8 @@ fn a_call_held_for_a_backend_still_starting_is_told_of_the_shutdown() {
     let c = hub.open("s1");
     // Not initialized: the hub answers what it owns anyway, and holds the call until the
     // first start settles, which it never does here.
-    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                  "params": {"name": "fx__echo", "arguments": {}}}));
-    assert!(c.ask(json!(2), "ping", json!({}))["result"].is_object());
+    c.start_call(json!(1), "fx__echo");
+    c.sync();
     hub.shutdown();
     let r = c.next();
     assert_eq!(r["id"], 1, "{r}");
@@ -318,9 +324,8 @@ fn a_call_held_for_a_backend_still_starting_is_told_of_the_shutdown() {
 fn a_call_held_for_the_first_start_counts_as_in_flight_for_a_drain() {
     let hub = Harness::with("silent", "");
     let c = hub.open("s1");
-    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                  "params": {"name": "fx__echo", "arguments": {}}}));
-    assert!(c.ask(json!(2), "ping", json!({}))["result"].is_object());
+    c.start_call(json!(1), "fx__echo");
+    c.sync();
     let (tx, status) = crossbeam_channel::bounded(1);
     hub.tx
         .send(HubEvent::Status { reply: tx })
@@ -341,9 +346,8 @@ fn the_status_counts_the_calls_in_flight_that_a_drain_waits_for() {
     };
     assert_eq!(in_flight(), 0);
     // Whether the call waits for the first start to settle or for its backend, it counts.
-    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                  "params": {"name": "fx__slow", "arguments": {}}}));
-    assert!(c.ask(json!(2), "ping", json!({}))["result"].is_object());
+    c.start_call(json!(1), "fx__slow");
+    c.sync();
     assert_eq!(in_flight(), 1);
     // Its timeout answers it, and the drain has nothing left to wait for.
     assert_eq!(c.next()["error"]["code"], REQUEST_TIMEOUT);
