@@ -52,6 +52,7 @@ fn main() {
     .unwrap();
     let mut report = Report::default();
     // PERF_ONLY=latency,throughput,blob,memory,cold picks phases (all by default).
+    // PERF_SESSIONS=500: initialized sessions held per transport in the memory phase.
     let only = std::env::var("PERF_ONLY").ok();
     let phase = |name: &str| {
         only.as_deref()
@@ -147,6 +148,7 @@ fn main() {
     // ---- memory ---------------------------------------------------------------------
     if phase("memory") {
         memory(&config, dir.path(), idle_clients, &mut report);
+        sessions(&config, dir.path(), &mut report);
     }
 
     // ---- cold start -----------------------------------------------------------------
@@ -962,6 +964,47 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
 }
 
 /// Opens GET /sse and reads up to the endpoint event; the stream then sits idle.
+/// Memory per idle *initialized* session, as a client holds one: on `/sse` the stream and
+/// the kept-alive connection its POSTs went over, on `/mcp` the kept-alive connection;
+/// each session initialized and its tools listed once.
+fn sessions(config: &Path, dir: &Path, report: &mut Report) {
+    let n: usize = std::env::var("PERF_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let gw = Gw::start(config, dir, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let before = rss_kib(gw.pid());
+    let mut sse = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = Sse::open(gw.addr);
+        s.initialize();
+        s.call(&list);
+        sse.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let with_sse = rss_kib(gw.pid());
+    let per_sse = with_sse.saturating_sub(before) as f64 / n as f64;
+    report.value("RSS per idle initialized /sse session", "KiB", per_sse);
+    drop(sse);
+    // The streams and their connections end; what the gateway gives back is its business.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss_kib(gw.pid());
+    let mut mcp = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut m = Mcp::open(gw.addr);
+        m.call(&list);
+        mcp.push(m);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let per_mcp = rss_kib(gw.pid()).saturating_sub(before) as f64 / n as f64;
+    report.value("RSS per idle initialized /mcp session", "KiB", per_mcp);
+    report.note(format!(
+        "{n} initialized sessions per transport, each with its kept-alive connection"
+    ));
+}
+
 fn open_idle_stream(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(LIMIT))?;
