@@ -22,6 +22,7 @@ mod limits;
 mod lines;
 mod logging;
 mod metrics;
+mod modern;
 mod registry;
 mod reload;
 #[path = "../servers/mod.rs"]

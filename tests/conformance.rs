@@ -1,6 +1,8 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`, all server
 //! scenarios) against the gateway's Streamable HTTP endpoint, with a conformance backend
-//! behind it over stdio, exposed without a prefix so the suite finds its tool names.
+//! behind it over stdio, exposed without a prefix so the suite finds its tool names. The
+//! backend speaks only the legacy revisions, so every 2026-07-28 scenario that passes
+//! (the suite's pre-release, `conformance-2026`) passes through the gateway's translation.
 
 mod util;
 
@@ -48,6 +50,96 @@ fn conformance_suite_passes_through_the_gateway() {
         "conformance: {} of {SCENARIOS} scenarios passed; failed: {failed:#?}\n{summary}\nstderr:\n{}\ngateway stderr:\n{}",
         passed.len(),
         String::from_utf8_lossy(&out.stderr),
+        gw.stderr()
+    );
+    println!("{summary}");
+}
+
+/// The 2026-07-28 scenarios the gateway does not pass yet, each for a reason the issue's
+/// note gives: `server-stateless` needs `subscriptions/listen` and the input-required
+/// bridge for 6 of its 30 checks; the `input-required-result-*` ones need the bridge
+/// (a legacy backend's sampling, elicitation and roots requests as `input_required`).
+const NOT_YET_2026: &[&str] = &[
+    "server-stateless",
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-sampling",
+    "input-required-result-basic-list-roots",
+    "input-required-result-request-state",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-multi-round",
+    "input-required-result-non-tool-request",
+    "input-required-result-result-type",
+    "input-required-result-tampered-state",
+    "input-required-result-capability-check",
+];
+
+#[test]
+fn the_2026_07_28_suite_passes_through_the_gateway_but_for_the_known_gaps() {
+    let node_modules = root().join("tests/node/node_modules");
+    let node22 = node_modules.join(".bin/node");
+    let suite = node_modules.join("conformance-2026/dist/index.js");
+    assert!(
+        node22.exists() && suite.exists(),
+        "the 2026-07-28 conformance suite or Node 22 is missing: run tests/run, which installs both into tests/node"
+    );
+    let backend = root().join("tests/fixtures/conformance_server.py");
+    let gw =
+        Gateway::start(&json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} }));
+    let results = util::TempDir::new();
+    let child = Command::new(&node22)
+        .arg(&suite)
+        .args([
+            "server",
+            "--url",
+            &gw.mcp_url,
+            "--requirements",
+            "2026-07-28",
+        ])
+        .current_dir(results.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the 2026-07-28 conformance suite");
+    let out = util::finish_within(
+        child,
+        Duration::from_secs(600),
+        "the 2026-07-28 conformance suite",
+        Some(&gw),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout.split("=== SUMMARY ===").nth(1).unwrap_or_default();
+    let name = |line: &str| {
+        line.trim_start_matches(['✓', '✗', ' '])
+            .split([':', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The extensions (tasks) and pending scenarios are listed again under "Not scored";
+    // they do not count for the revision (the tasks extension is a later step).
+    let (all, unscored) = summary.split_once("Not scored").unwrap_or((summary, ""));
+    let unscored: Vec<String> = unscored
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with(['✓', '✗']))
+        .map(name)
+        .collect();
+    let scored = |mark: char| -> Vec<String> {
+        all.lines()
+            .filter(|l| l.starts_with(mark))
+            .map(name)
+            .filter(|n| !unscored.contains(n))
+            .collect()
+    };
+    let (passed, failed) = (scored('✓'), scored('✗'));
+    let unexpected: Vec<&String> = failed
+        .iter()
+        .filter(|f| !NOT_YET_2026.contains(&f.as_str()))
+        .collect();
+    assert!(
+        passed.len() >= 26 && unexpected.is_empty(),
+        "2026-07-28: {} scenarios passed; failing beyond the known gaps: {unexpected:#?}\n{summary}\ngateway stderr:\n{}",
+        passed.len(),
         gw.stderr()
     );
     println!("{summary}");

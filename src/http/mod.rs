@@ -12,6 +12,7 @@ use crate::sse;
 
 mod legacy;
 pub mod listen;
+mod modern;
 pub mod server;
 mod sessions;
 pub mod streamable;

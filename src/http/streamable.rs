@@ -184,8 +184,11 @@ impl Drop for SessionSink {
 }
 
 pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>) {
+    // Without a session, a POST may be a 2026-07-28 request, which `post` tells apart.
+    let sessionless_post = rq.method() == "POST" && rq.header("Mcp-Session-Id").is_none();
     if let Some(v) = rq.header("MCP-Protocol-Version")
         && !PROTOCOL_VERSIONS.contains(&v)
+        && !sessionless_post
     {
         let msg = format!(
             "unsupported MCP-Protocol-Version '{v}' (this gateway speaks {})",
@@ -261,6 +264,22 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
         Ok(m) => m,
         Err(e) => return rq.respond(http::parse_error_response(e)),
     };
+    if session.is_none()
+        && let [msg] = msgs.as_slice()
+        && crate::modern::is_modern(rq.header("MCP-Protocol-Version"), params_of(msg).as_ref())
+    {
+        let msg = msgs.into_iter().next().expect("one message");
+        return super::modern::post(shared, rq, msg);
+    }
+    if let Some(v) = rq.header("MCP-Protocol-Version")
+        && !PROTOCOL_VERSIONS.contains(&v)
+    {
+        let msg = format!(
+            "unsupported MCP-Protocol-Version '{v}' (this gateway speaks {})",
+            PROTOCOL_VERSIONS.join(", ")
+        );
+        return rq.respond(Response::text(400, &msg));
+    }
     if session.is_none()
         && !matches!(msgs.as_slice(), [Message::Request(r)] if r.method == "initialize")
     {
@@ -358,6 +377,16 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
         let keepalive = shared.opts.keepalive;
         answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
     }
+}
+
+/// A message's params as JSON, for telling a 2026-07-28 request by its `_meta`.
+fn params_of(msg: &Message) -> Option<serde_json::Value> {
+    let params = match msg {
+        Message::Request(r) => r.params.as_deref(),
+        Message::Notification(n) => n.params.as_deref(),
+        Message::Response(_) => None,
+    }?;
+    serde_json::from_str(params.get()).ok()
 }
 
 /// A batch (protocol 2025-03-26 only) as messages; `initialize` may not be in one.

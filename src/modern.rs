@@ -1,0 +1,516 @@
+//! MCP 2026-07-28 ("modern"), the stateless revision, as data: checking a request's
+//! `_meta` and its HTTP headers, the errors the revision defines, and translating between
+//! a modern client and the gateway's legacy sessions (the hub runs each modern request in
+//! a session of its own, initialized from the request's `_meta`). No I/O.
+//!
+//! What a modern client gets that a legacy one does not: `resultType` on every result,
+//! the server's identity in each result's `_meta`, caching hints on lists and reads,
+//! `server/discover` instead of `initialize`, -32602 instead of -32002 for a missing
+//! resource, and 404 for methods the revision removed.
+
+use crate::contract::PROTOCOL_VERSIONS;
+use crate::jsonrpc::{ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND};
+use serde_json::{Map, Value, json};
+
+/// The modern revision the gateway speaks.
+pub const VERSION: &str = "2026-07-28";
+
+/// The `_meta` keys of a modern request.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+/// Every key of this prefix is the protocol's, not the backend's.
+const META_PREFIX: &str = "io.modelcontextprotocol/";
+
+/// The request's headers and `_meta` disagree, or a required header is missing.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// The request needs a client capability it did not declare.
+pub const MISSING_CAPABILITY: i64 = -32021;
+/// The requested protocol version is not one the gateway speaks.
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+/// Legacy "resource not found", which modern clients get as -32602.
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// The methods a modern client may call through the gateway.
+pub const METHODS: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "tools/call",
+    "prompts/get",
+    "resources/read",
+    "completion/complete",
+];
+
+/// The methods whose results carry caching hints.
+const CACHEABLE: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// A modern request refused: the HTTP status and the JSON-RPC error to answer with.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub error: ErrorObject,
+}
+
+fn refuse(status: u16, code: i64, message: String, data: Option<Value>) -> Refusal {
+    Refusal {
+        status,
+        error: ErrorObject {
+            code,
+            message,
+            data: data.map(|d| crate::jsonrpc::to_raw(&d)),
+        },
+    }
+}
+
+/// What the gateway takes from a modern request's `_meta`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Meta {
+    pub capabilities: Value,
+    pub client: Option<Value>,
+    /// The least severe log level the client wants log messages of; none: no log messages.
+    pub log_level: Option<String>,
+}
+
+/// Whether a request without a session is meant as modern: it carries the modern
+/// version header, or a protocol version in its `_meta`.
+pub fn is_modern(header_version: Option<&str>, params: Option<&Value>) -> bool {
+    header_version.is_some_and(|v| !PROTOCOL_VERSIONS.contains(&v))
+        || params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(META_VERSION))
+            .is_some()
+}
+
+/// Checks a modern request's `_meta` and headers (`header` looks one up by name), in the
+/// this order: `_meta` complete (-32602), the version header equal to it (-32020), a
+/// version the gateway speaks (-32022), the other headers equal to the body (-32020), a
+/// method it serves (-32601).
+pub fn check<'h>(
+    method: &str,
+    params: Option<&Value>,
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Result<Meta, Refusal> {
+    let invalid = |what: &str| {
+        refuse(
+            400,
+            INVALID_PARAMS,
+            format!("invalid params: a 2026-07-28 request needs {what} in params._meta"),
+            None,
+        )
+    };
+    let meta = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("'io.modelcontextprotocol/protocolVersion' and 'io.modelcontextprotocol/clientCapabilities'"))?;
+    let version = meta
+        .get(META_VERSION)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("'io.modelcontextprotocol/protocolVersion' (a string)"))?;
+    let capabilities = meta
+        .get(META_CAPABILITIES)
+        .filter(|c| c.is_object())
+        .ok_or_else(|| invalid("'io.modelcontextprotocol/clientCapabilities' (an object)"))?;
+    let mismatch = |message: String| refuse(400, HEADER_MISMATCH, message, None);
+    match header("MCP-Protocol-Version") {
+        None => {
+            return Err(mismatch(
+                "header mismatch: the MCP-Protocol-Version header is missing".into(),
+            ));
+        }
+        Some(h) if h != version => {
+            return Err(mismatch(format!(
+                "header mismatch: MCP-Protocol-Version header '{h}' does not match _meta protocolVersion '{version}'"
+            )));
+        }
+        Some(_) => {}
+    }
+    if version != VERSION {
+        return Err(unsupported(version));
+    }
+    match header("Mcp-Method") {
+        None => {
+            return Err(mismatch(
+                "header mismatch: the Mcp-Method header is missing".into(),
+            ));
+        }
+        Some(h) if h != method => {
+            return Err(mismatch(format!(
+                "header mismatch: Mcp-Method header '{h}' does not match body method '{method}'"
+            )));
+        }
+        Some(_) => {}
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(field) = named {
+        let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
+        let Some(raw) = header("Mcp-Name") else {
+            return Err(mismatch(
+                "header mismatch: the Mcp-Name header is missing".into(),
+            ));
+        };
+        let decoded = decode_header(raw).ok_or_else(|| {
+            mismatch(format!(
+                "header mismatch: Mcp-Name header '{raw}' is not validly encoded"
+            ))
+        })?;
+        if body != Some(decoded.as_str()) {
+            return Err(mismatch(format!(
+                "header mismatch: Mcp-Name header value '{decoded}' does not match body {field} '{}'",
+                body.unwrap_or("(none)")
+            )));
+        }
+    }
+    if !METHODS.contains(&method) {
+        return Err(refuse(
+            404,
+            METHOD_NOT_FOUND,
+            format!(
+                "method not found: '{method}' (not part of protocol 2026-07-28 or not served here)"
+            ),
+            None,
+        ));
+    }
+    Ok(Meta {
+        capabilities: capabilities.clone(),
+        client: meta.get(META_CLIENT).cloned(),
+        log_level: meta
+            .get(META_LOG_LEVEL)
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// -32022, with the versions the gateway speaks.
+pub fn unsupported(requested: &str) -> Refusal {
+    let mut supported = vec![VERSION];
+    supported.extend(PROTOCOL_VERSIONS);
+    refuse(
+        400,
+        UNSUPPORTED_VERSION,
+        format!("unsupported protocol version '{requested}'"),
+        Some(json!({"supported": supported, "requested": requested})),
+    )
+}
+
+/// The client capability a backend's request to the client needs.
+pub fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// -32021: the request needs `capability`, which the client did not declare.
+pub fn missing(capability: &str) -> ErrorObject {
+    let mut required = Map::new();
+    required.insert(capability.to_string(), json!({}));
+    ErrorObject {
+        code: MISSING_CAPABILITY,
+        message: format!(
+            "the request needs the client capability '{capability}', which its _meta does not declare"
+        ),
+        data: Some(crate::jsonrpc::to_raw(
+            &json!({"requiredCapabilities": required}),
+        )),
+    }
+}
+
+/// A header value, decoded when it uses the `=?base64?…?=` form.
+pub fn decode_header(value: &str) -> Option<String> {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => String::from_utf8(base64_decode(encoded)?).ok(),
+        None => Some(value.to_string()),
+    }
+}
+
+/// Standard base64 (with or without padding).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The `initialize` params that open the legacy session a modern request runs in: the
+/// newest legacy version, the client's info, and every capability a backend may need of a
+/// client, so the backend's requests reach the front end, which answers for the client
+/// (-32021 when the client did not declare what the backend needs).
+pub fn initialize_params(meta: &Meta) -> Value {
+    let client = meta
+        .client
+        .clone()
+        .unwrap_or_else(|| json!({"name": "modern-client", "version": "0"}));
+    json!({
+        "protocolVersion": PROTOCOL_VERSIONS[0],
+        "capabilities": {"roots": {}, "sampling": {}, "elicitation": {"form": {}, "url": {}}},
+        "clientInfo": client,
+    })
+}
+
+/// The request's params for a legacy backend: the protocol's `_meta` keys taken out (an
+/// empty `_meta` goes altogether), everything else as the client sent it.
+pub fn legacy_params(params: Option<&Value>) -> Option<Value> {
+    let mut params = params?.clone();
+    if let Some(obj) = params.as_object_mut()
+        && let Some(Value::Object(meta)) = obj.get_mut("_meta")
+    {
+        meta.retain(|k, _| !k.starts_with(META_PREFIX));
+        if meta.is_empty() {
+            obj.remove("_meta");
+        }
+    }
+    Some(params)
+}
+
+/// The gateway's identity, as every modern result carries it.
+fn server_info() -> Value {
+    json!({"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// A legacy result as a modern client gets it: `resultType`, the server's identity, and for
+/// lists and reads the caching hints (stale at once: list changes reach modern clients
+/// only by asking again until `subscriptions/listen` is served; lists are the same for
+/// every caller, a read's contents may not be).
+pub fn result(method: &str, mut result: Map<String, Value>) -> Map<String, Value> {
+    result
+        .entry("resultType")
+        .or_insert_with(|| Value::from("complete"));
+    let meta = result
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(META_SERVER.into(), server_info());
+    }
+    if CACHEABLE.contains(&method) {
+        result.entry("ttlMs").or_insert_with(|| Value::from(0));
+        let scope = if method == "resources/read" {
+            "private"
+        } else {
+            "public"
+        };
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| Value::from(scope));
+    }
+    result
+}
+
+/// A legacy error as a modern client gets it: a missing resource is -32602.
+pub fn error(mut error: ErrorObject) -> ErrorObject {
+    if error.code == RESOURCE_NOT_FOUND {
+        error.code = INVALID_PARAMS;
+    }
+    error
+}
+
+/// `server/discover`'s result, from the `initialize` result of the request's session.
+pub fn discover(initialized: &Value) -> Map<String, Value> {
+    let mut supported = vec![VERSION];
+    supported.extend(PROTOCOL_VERSIONS);
+    let mut out = Map::new();
+    out.insert("supportedVersions".into(), json!(supported));
+    out.insert(
+        "capabilities".into(),
+        initialized
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    if let Some(instructions) = initialized.get("instructions") {
+        out.insert("instructions".into(), instructions.clone());
+    }
+    result("server/discover", out)
+}
+
+/// Whether a log message at `level` goes to a client that asked for `wanted` and above.
+pub fn wants_log(wanted: Option<&str>, level: Option<&str>) -> bool {
+    const LEVELS: [&str; 8] = [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+    match (wanted.and_then(rank), level.and_then(rank)) {
+        (Some(min), Some(at)) => at >= min,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(meta: Value) -> Value {
+        json!({"name": "echo", "_meta": meta})
+    }
+
+    fn good_meta() -> Value {
+        json!({META_VERSION: VERSION, META_CAPABILITIES: {}, META_CLIENT: {"name": "t", "version": "1"}})
+    }
+
+    fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |name| {
+            list.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        }
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("MCP-Protocol-Version", VERSION),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "echo"),
+    ];
+
+    #[test]
+    fn a_complete_request_passes_and_its_meta_is_read() {
+        let p = params(good_meta());
+        let meta = check("tools/call", Some(&p), headers(GOOD)).expect("valid");
+        assert_eq!(meta.client, Some(json!({"name": "t", "version": "1"})));
+        assert_eq!(meta.log_level, None);
+    }
+
+    #[test]
+    fn each_check_refuses_with_the_revisions_code_and_status() {
+        let code = |method: &str, p: Value, h: &[(&str, &str)]| {
+            let r = check(method, Some(&p), headers(h)).expect_err("refused");
+            (r.status, r.error.code)
+        };
+        assert_eq!(
+            code("tools/call", json!({"name": "echo"}), GOOD),
+            (400, -32602)
+        );
+        let no_caps = json!({META_VERSION: VERSION});
+        assert_eq!(code("tools/call", params(no_caps), GOOD), (400, -32602));
+        let old = json!({META_VERSION: "2099-01-01", META_CAPABILITIES: {}});
+        assert_eq!(code("tools/call", params(old.clone()), GOOD), (400, -32020));
+        let old_header = [("MCP-Protocol-Version", "2099-01-01"), GOOD[1], GOOD[2]];
+        assert_eq!(code("tools/call", params(old), &old_header), (400, -32022));
+        let wrong_version = [("MCP-Protocol-Version", "2025-11-25"), GOOD[1], GOOD[2]];
+        assert_eq!(
+            code("tools/call", params(good_meta()), &wrong_version),
+            (400, -32020)
+        );
+        assert_eq!(
+            code("tools/call", params(good_meta()), &GOOD[1..]),
+            (400, -32020)
+        );
+        let wrong_method = [GOOD[0], ("Mcp-Method", "tools/list"), GOOD[2]];
+        assert_eq!(
+            code("tools/call", params(good_meta()), &wrong_method),
+            (400, -32020)
+        );
+        let wrong_name = [GOOD[0], GOOD[1], ("Mcp-Name", "other")];
+        assert_eq!(
+            code("tools/call", params(good_meta()), &wrong_name),
+            (400, -32020)
+        );
+        assert_eq!(
+            code("tools/call", params(good_meta()), &GOOD[..2]),
+            (400, -32020)
+        );
+        let ping = [GOOD[0], ("Mcp-Method", "ping")];
+        assert_eq!(
+            code("ping", json!({"_meta": good_meta()}), &ping),
+            (404, -32601)
+        );
+        let data = unsupported("2099-01-01").error.data.expect("data");
+        let data: Value = serde_json::from_str(data.get()).unwrap();
+        assert_eq!(data["requested"], "2099-01-01");
+        assert_eq!(data["supported"][0], VERSION);
+    }
+
+    #[test]
+    fn names_may_travel_base64_encoded() {
+        assert_eq!(
+            decode_header("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+            Some("Hello, 世界")
+        );
+        assert_eq!(decode_header("plain").as_deref(), Some("plain"));
+        assert_eq!(decode_header("=?base64?!!?="), None);
+        let p = json!({"name": "héllo", "_meta": good_meta()});
+        let h = [GOOD[0], GOOD[1], ("Mcp-Name", "=?base64?aMOpbGxv?=")];
+        assert!(check("tools/call", Some(&p), headers(&h)).is_ok());
+    }
+
+    #[test]
+    fn results_carry_what_modern_clients_expect() {
+        let r = result("tools/list", Map::from_iter([("tools".into(), json!([]))]));
+        assert_eq!(r["resultType"], "complete");
+        assert_eq!(r["_meta"][META_SERVER]["name"], "mcp-gateway");
+        assert_eq!(
+            (r["ttlMs"].clone(), r["cacheScope"].clone()),
+            (json!(0), json!("public"))
+        );
+        let r = result("tools/call", Map::new());
+        assert!(r.get("ttlMs").is_none());
+        let e = error(ErrorObject {
+            code: -32002,
+            message: "gone".into(),
+            data: None,
+        });
+        assert_eq!(e.code, -32602);
+        let d = discover(&json!({"capabilities": {"tools": {}}, "instructions": "hi"}));
+        assert_eq!(d["supportedVersions"][0], VERSION);
+        assert_eq!(d["capabilities"], json!({"tools": {}}));
+        assert_eq!(d["instructions"], "hi");
+    }
+
+    #[test]
+    fn the_protocols_meta_keys_stay_with_the_gateway() {
+        let p = json!({"name": "x", "_meta": {META_VERSION: VERSION, "progressToken": 5}});
+        assert_eq!(
+            legacy_params(Some(&p)),
+            Some(json!({"name": "x", "_meta": {"progressToken": 5}}))
+        );
+        let p = json!({"_meta": good_meta()});
+        assert_eq!(legacy_params(Some(&p)), Some(json!({})));
+        assert!(wants_log(Some("info"), Some("error")));
+        assert!(!wants_log(Some("error"), Some("info")));
+        assert!(!wants_log(None, Some("emergency")));
+    }
+}
