@@ -270,9 +270,9 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The `initialize` params that open the legacy session a modern request runs in: the
-/// newest legacy version, the client's info, and every capability a backend may need of a
-/// client, so the backend's requests reach the front end, which answers for the client
-/// (-32021 when the client did not declare what the backend needs).
+/// newest legacy version, the client's info and the capabilities it declared (so a backend
+/// that minds them asks only for what the client can give; one that asks anyway reaches
+/// the front end, which answers -32021).
 pub fn initialize_params(meta: &Meta) -> Value {
     let client = meta
         .client
@@ -280,9 +280,19 @@ pub fn initialize_params(meta: &Meta) -> Value {
         .unwrap_or_else(|| json!({"name": "modern-client", "version": "0"}));
     json!({
         "protocolVersion": PROTOCOL_VERSIONS[0],
-        "capabilities": {"roots": {}, "sampling": {}, "elicitation": {"form": {}, "url": {}}},
+        "capabilities": meta.capabilities,
         "clientInfo": client,
     })
+}
+
+/// The name (or URI) a request of `method` is about, which a `requestState` is bound to.
+pub fn name_of(method: &str, params: Option<&Value>) -> Option<String> {
+    let field = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params?.get(field)?.as_str().map(str::to_string)
 }
 
 /// The request's params for a legacy backend: the protocol's `_meta` keys taken out (an
@@ -296,6 +306,11 @@ pub fn legacy_params(params: Option<&Value>) -> Option<Value> {
         if meta.is_empty() {
             obj.remove("_meta");
         }
+    }
+    if let Some(obj) = params.as_object_mut() {
+        // A fresh call's leftovers of an earlier round mean nothing to a legacy backend.
+        obj.remove("inputResponses");
+        obj.remove("requestState");
     }
     Some(params)
 }

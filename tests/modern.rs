@@ -283,3 +283,144 @@ fn capabilities_and_log_levels_come_from_each_requests_meta() {
     assert_eq!(logs(Some("info")), 3, "the tool logs three lines at info");
     assert_eq!(logs(Some("error")), 0, "none at error or above");
 }
+
+/// A gateway in front of the conformance backend, whose tools ask their client for input.
+fn asking_gateway() -> Gateway {
+    let backend = util::root().join("tests/fixtures/conformance_server.py");
+    Gateway::start(&json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} }))
+}
+
+fn call_with(gw: &Gateway, id: u64, tool: &str, extra: Value, capabilities: Value) -> (u16, Value) {
+    let mut m = meta();
+    m["io.modelcontextprotocol/clientCapabilities"] = capabilities;
+    let mut params = json!({"name": tool, "arguments": {}, "_meta": m});
+    if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let headers = [
+        ("MCP-Protocol-Version", VERSION),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", tool),
+    ];
+    let (status, _, text) = util::McpClient::post(gw.port, None, &headers, &body);
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or(&text);
+    (
+        status,
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+#[test]
+fn a_legacy_backends_requests_become_input_required_rounds() {
+    let gw = asking_gateway();
+    let caps = json!({"elicitation": {}});
+    let tool = "test_input_required_result_multi_round";
+    // Round 1: the backend asks for a name.
+    let (status, r1) = call_with(&gw, 1, tool, json!({}), caps.clone());
+    assert_eq!(status, 200, "{r1}");
+    let result = &r1["result"];
+    assert_eq!(result["resultType"], "input_required", "{r1}");
+    let (key, input) = result["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(input["method"], "elicitation/create", "{r1}");
+    let state = result["requestState"].as_str().unwrap().to_string();
+    // Round 2, under a new id: the name answers it, and the backend asks for a colour.
+    let answer = json!({"inputResponses": {key: {"action": "accept", "content": {"name": "Ada"}}},
+                        "requestState": state});
+    let (_, r2) = call_with(&gw, 2, tool, answer.clone(), caps.clone());
+    assert_eq!(r2["id"], 2, "{r2}");
+    assert_eq!(r2["result"]["resultType"], "input_required", "{r2}");
+    let state2 = r2["result"]["requestState"].as_str().unwrap().to_string();
+    assert_ne!(state, state2, "each round its own state");
+    // A state is good once: the first one again is refused.
+    let (_, again) = call_with(&gw, 3, tool, answer, caps.clone());
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+    // Tampered, or for another call: refused, and the waiting call stays for its retry.
+    let key2 = r2["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let colour = json!({key2.clone(): {"action": "accept", "content": {"color": "green"}}});
+    let tampered = json!({"inputResponses": colour, "requestState": format!("{state2}-TAMPERED")});
+    assert_eq!(
+        call_with(&gw, 4, tool, tampered, caps.clone()).1["error"]["code"],
+        -32602
+    );
+    let elsewhere = json!({"inputResponses": colour, "requestState": state2});
+    let (_, wrong) = call_with(
+        &gw,
+        5,
+        "test_input_required_result_sampling",
+        elsewhere.clone(),
+        caps.clone(),
+    );
+    assert!(
+        wrong["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to tools/call"),
+        "{wrong}"
+    );
+    let other = json!({"inputResponses": colour, "requestState": "other-9000.feedface"});
+    let (_, foreign) = call_with(&gw, 6, tool, other, caps.clone());
+    assert!(
+        foreign["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance 'other-9000'"),
+        "{foreign}"
+    );
+    // Round 3: the colour completes the call, answered under the retry's id.
+    let (_, done) = call_with(&gw, 7, tool, elsewhere, caps.clone());
+    assert_eq!(done["id"], 7, "{done}");
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Ada likes green",
+        "{done}"
+    );
+    // Asked for what it did not declare alongside what it did: only the declared is asked.
+    let (_, r) = call_with(
+        &gw,
+        8,
+        "test_input_required_result_capabilities",
+        json!({}),
+        json!({"sampling": {}}),
+    );
+    let methods: Vec<&str> = r["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|i| i["method"].as_str())
+        .collect();
+    assert_eq!(methods, ["sampling/createMessage"], "{r}");
+}
+
+#[test]
+fn the_python_sdk_pinned_to_2026_07_28_answers_input_required_through_the_gateway() {
+    let gw = asking_gateway();
+    let seen = run_client(
+        &gw,
+        &sdk_python(),
+        "tests/python/sdk_modern_input.py",
+        &gw.mcp_url,
+        &[],
+    );
+    assert_eq!(seen["multi_round"], "Ada likes green", "{seen}");
+    assert_eq!(
+        seen["sampling"], "The model says: Paris, said Python",
+        "{seen}"
+    );
+    assert_eq!(seen["asked"].as_array().map(Vec::len), Some(3), "{seen}");
+}

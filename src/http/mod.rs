@@ -102,6 +102,8 @@ pub struct Shared {
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
     live: LiveSessions,
     pub streams: Streams,
+    /// 2026-07-28 calls waiting for their clients' input (`modern.rs`).
+    parked: modern::Parked,
     pub opts: Options,
     /// Set when a drain begins: no new sessions or requests, and /readyz says 503.
     pub draining: AtomicBool,
@@ -156,6 +158,7 @@ impl Frontend {
             bytes_out: Default::default(),
             live: Arc::default(),
             streams: Streams::default(),
+            parked: modern::Parked::default(),
             opts,
             draining: AtomicBool::new(false),
             entering: AtomicUsize::new(0),
