@@ -44,6 +44,7 @@ pub const METHODS: &[&str] = &[
     "prompts/get",
     "resources/read",
     "completion/complete",
+    "subscriptions/listen",
 ];
 
 /// The methods whose results carry caching hints.

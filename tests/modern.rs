@@ -424,3 +424,53 @@ fn the_python_sdk_pinned_to_2026_07_28_answers_input_required_through_the_gatewa
     );
     assert_eq!(seen["asked"].as_array().map(Vec::len), Some(3), "{seen}");
 }
+
+#[test]
+fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
+    use std::io::{BufRead, BufReader, Write};
+    let gw = asking_gateway();
+    let body = json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+                      "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
+    .to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {VERSION}\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let mut next_event = || loop {
+        let line = lines.next().expect("the stream is open").expect("readable");
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str::<Value>(data).unwrap();
+        }
+    };
+    let ack = next_event();
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    // A prompt change is not asked for; a tool change is, and comes tagged.
+    call_with(&gw, 1, "test_trigger_prompt_change", json!({}), json!({}));
+    call_with(&gw, 2, "test_trigger_tool_change", json!({}), json!({}));
+    let changed = next_event();
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "{changed}"
+    );
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+}

@@ -229,12 +229,20 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
         method: "notifications/initialized".into(),
         params: None,
     };
+    if !session.send(Message::Notification(note)) {
+        return rq.respond(stopping());
+    }
+    if req.method == "subscriptions/listen" {
+        drop(admitted);
+        let _writing = shared.writers.enter();
+        return listen(Out::Waiting(rq), session, &req, params.as_ref(), shared);
+    }
     let forwarded = Request {
         id: req.id.clone(),
         method: req.method.clone(),
         params: modern::legacy_params(params.as_ref()).map(|p| jsonrpc::to_raw(&p)),
     };
-    if !session.send(Message::Notification(note)) || !session.send(Message::Request(forwarded)) {
+    if !session.send(Message::Request(forwarded)) {
         return rq.respond(stopping());
     }
     drop(admitted);
@@ -532,6 +540,121 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
             until: Instant::now() + PARKED_FOR,
         },
     );
+    out.finish(200, Message::Response(answer), shared);
+}
+
+/// `subscriptions/listen`: the acknowledgement, then the list changes and resource updates
+/// the client asked for, each tagged with the listen request's id, until the client
+/// closes the stream (which ends the session and its resource subscriptions) or the
+/// gateway stops (which ends it with a result, as the revision asks).
+fn listen(
+    mut out: Out<'_>,
+    session: Private,
+    req: &Request,
+    params: Option<&Value>,
+    shared: &Shared,
+) {
+    let wanted = params
+        .and_then(|p| p.get("notifications"))
+        .cloned()
+        .unwrap_or_default();
+    let flag = |name: &str| wanted.get(name).and_then(Value::as_bool) == Some(true);
+    let kinds: Vec<(&str, &str)> = [
+        ("toolsListChanged", "notifications/tools/list_changed"),
+        ("promptsListChanged", "notifications/prompts/list_changed"),
+        (
+            "resourcesListChanged",
+            "notifications/resources/list_changed",
+        ),
+    ]
+    .into_iter()
+    .filter(|(name, _)| flag(name))
+    .collect();
+    let uris: Vec<String> = wanted
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    for (n, uri) in uris.iter().enumerate() {
+        let subscribe = Request {
+            id: Id::number(1 + n as u64),
+            method: "resources/subscribe".into(),
+            params: Some(jsonrpc::to_raw(&json!({ "uri": uri }))),
+        };
+        session.send(Message::Request(subscribe));
+    }
+    let id: Value = serde_json::from_str(req.id.raw().get()).unwrap_or_default();
+    let tag = |mut params: Map<String, Value>| {
+        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("io.modelcontextprotocol/subscriptionId".into(), id.clone());
+        }
+        params
+    };
+    let mut agreed = Map::new();
+    for (name, _) in &kinds {
+        agreed.insert((*name).into(), Value::Bool(true));
+    }
+    if !uris.is_empty() {
+        agreed.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    let ack = tag(Map::from_iter([(
+        "notifications".to_string(),
+        Value::Object(agreed),
+    )]));
+    let ack = jsonrpc::Notification {
+        method: "notifications/subscriptions/acknowledged".into(),
+        params: Some(jsonrpc::to_raw(&ack)),
+    };
+    if !out.event(Some(&Message::Notification(ack))) {
+        return;
+    }
+    let keepalive = shared.opts.keepalive;
+    loop {
+        let msg = match session.next(keepalive) {
+            Next::Message(Message::Notification(n)) => n,
+            Next::Message(_) => continue, // the subscriptions' answers
+            Next::Quiet => {
+                if !out.event(None) {
+                    return;
+                }
+                continue;
+            }
+            Next::Ended => break,
+        };
+        let params: Map<String, Value> = msg
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_default();
+        let asked = kinds.iter().any(|(_, method)| *method == msg.method)
+            || (msg.method == "notifications/resources/updated"
+                && params
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| uris.iter().any(|w| w == u)));
+        if !asked {
+            continue;
+        }
+        let tagged = jsonrpc::Notification {
+            method: msg.method,
+            params: Some(jsonrpc::to_raw(&tag(params))),
+        };
+        if !out.event(Some(&Message::Notification(tagged))) {
+            return;
+        }
+    }
+    // The gateway is stopping: the subscription ends gracefully.
+    let done = modern::result("subscriptions/listen", tag(Map::new()));
+    let answer = jsonrpc::Response {
+        id: Some(req.id.clone()),
+        outcome: Ok(jsonrpc::to_raw(&done)),
+    };
     out.finish(200, Message::Response(answer), shared);
 }
 
