@@ -16,6 +16,7 @@ mod contract;
 mod glob;
 mod http;
 mod hub;
+mod ids;
 mod inspect;
 mod jsonrpc;
 mod limits;

@@ -4,15 +4,25 @@
 //! Owns stdin and stdout: nothing but protocol messages is written to stdout, one per line
 //! (console lines go to stderr in this mode). Stdin closing ends the gateway, as a stdio
 //! server should.
+//!
+//! A 2026-07-28 client sends no `initialize`: each request that carries the revision in
+//! its `_meta` is checked and served on a thread of its own (`crate::modern::serve`), its
+//! messages written as they come; `notifications/cancelled` naming it ends it.
 
-use crate::contract::{HubEvent, Outbound};
+use crate::contract::{HubEvent, Outbound, Queue};
 use crate::http::MAX_BODY;
 use crate::jsonrpc::{self, Message};
 use crate::lines::{Line, read_line_limited};
+use crate::modern::{self, Reply};
 use crossbeam_channel::Sender;
 use log::{debug, warn};
+use serde_json::Value;
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 const SESSION: &str = "stdio";
 
@@ -28,6 +38,16 @@ pub fn start(
         sink: Box::new(tx.clone()),
         transport: "stdio",
     });
+    let ends = modern::Ends {
+        hub: hub.clone(),
+        router: router.clone(),
+        instance: SESSION.into(),
+        // Nothing is written for a quiet stdio request: this is how often it looks
+        // whether it was cancelled.
+        keepalive: Duration::from_secs(1),
+        parked: Arc::default(),
+    };
+    let modern_calls = ModernCalls::default();
     let writer_done = done.clone();
     let writer = thread::Builder::new()
         .name("stdio-writer".into())
@@ -89,6 +109,10 @@ pub fn start(
                 match crate::http::parse_body(line.trim_ascii()) {
                     Ok(msg) => {
                         debug!("< {SESSION}: {}", String::from_utf8_lossy(&line).trim_end());
+                        let msg = match modern_calls.take(msg, &ends, &tx) {
+                            Some(legacy) => legacy,
+                            None => continue,
+                        };
                         let _ = router.dispatch(SESSION, msg);
                     }
                     Err(e) => answer(e),
@@ -101,4 +125,119 @@ pub fn start(
             let _ = done.try_send(());
         })?;
     Ok(writer)
+}
+
+/// The 2026-07-28 requests in flight, by their id's JSON, each with its cancellation flag.
+#[derive(Default, Clone)]
+struct ModernCalls(Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>);
+
+impl ModernCalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AtomicBool>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `msg` when it is a 2026-07-28 request (served on a thread of its own) or the
+    /// cancellation of one; gives anything else back for the legacy session.
+    fn take(&self, msg: Message, ends: &modern::Ends, tx: &Queue) -> Option<Message> {
+        match msg {
+            Message::Request(req) => {
+                let params: Option<Value> = req
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str(p.get()).ok());
+                if !modern::is_modern(None, params.as_ref()) {
+                    return Some(Message::Request(req));
+                }
+                let out = Stdout {
+                    tx: tx.clone(),
+                    id: req.id.clone(),
+                    cancelled: Arc::new(AtomicBool::new(false)),
+                    calls: self.clone(),
+                };
+                let meta = match modern::check(&req.method, params.as_ref(), None) {
+                    Ok(meta) => meta,
+                    Err(refusal) => {
+                        let answer = jsonrpc::Response {
+                            id: Some(req.id),
+                            outcome: Err(refusal.error),
+                        };
+                        out.finish(refusal.status, Message::Response(answer));
+                        return None;
+                    }
+                };
+                self.lock()
+                    .insert(req.id.raw().get().to_string(), out.cancelled.clone());
+                let ends = ends.clone();
+                let name = format!("stdio-{}", req.method.replace('/', "-"));
+                let spawned = thread::Builder::new()
+                    .name(name)
+                    .stack_size(crate::http::WRITER_STACK)
+                    .spawn(move || modern::serve(&ends, out, req, params, meta, ()));
+                if let Err(e) = spawned {
+                    warn!("stdio: cannot start a thread for a 2026-07-28 request: {e}");
+                }
+                None
+            }
+            Message::Notification(n) if n.method == "notifications/cancelled" => {
+                let id = n
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                    .and_then(|p| p.get("requestId").map(Value::to_string));
+                let flag = id.and_then(|id| self.lock().remove(&id));
+                match flag {
+                    Some(flag) => {
+                        flag.store(true, Ordering::SeqCst);
+                        None
+                    }
+                    None => Some(Message::Notification(n)),
+                }
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// Where a 2026-07-28 request's messages go on stdio: the session's writer, until the
+/// client cancels the request.
+struct Stdout {
+    tx: Queue,
+    id: jsonrpc::Id,
+    cancelled: Arc<AtomicBool>,
+    calls: ModernCalls,
+}
+
+impl Stdout {
+    fn write(&self, msg: Message) -> bool {
+        !self.cancelled.load(Ordering::SeqCst)
+            && self.tx.push(Outbound { related: None, msg }).is_ok()
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        self.calls.lock().remove(self.id.raw().get());
+    }
+}
+
+impl Reply for Stdout {
+    fn event(&mut self, msg: Option<&Message>) -> bool {
+        match msg {
+            Some(m) => self.write(m.clone()),
+            None => !self.cancelled.load(Ordering::SeqCst),
+        }
+    }
+
+    fn finish(self, _status: u16, answer: Message) {
+        self.write(answer);
+    }
+
+    fn stopping(self) {
+        let answer = jsonrpc::Response::error(
+            Some(self.id.clone()),
+            jsonrpc::INTERNAL_ERROR,
+            "the gateway is shutting down",
+        );
+        self.write(Message::Response(answer));
+    }
 }

@@ -474,3 +474,43 @@ fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
         "sub-1"
     );
 }
+
+#[test]
+fn the_python_sdk_pinned_to_2026_07_28_uses_the_stdio_front_end() {
+    use std::process::{Command, Stdio};
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    let backend = util::root().join("tests/fixtures/conformance_server.py");
+    let entry = json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} });
+    std::fs::write(&config, entry.to_string()).unwrap();
+    let child = Command::new(sdk_python())
+        .arg(util::root().join("tests/python/sdk_modern_stdio.py"))
+        .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .arg(&config)
+        .arg(dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = util::finish_within(
+        child,
+        std::time::Duration::from_secs(60),
+        "the stdio client",
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(seen["listed"], true, "{seen}");
+    assert!(
+        seen["simple"].as_str().unwrap().contains("simple text"),
+        "{seen}"
+    );
+    assert_eq!(seen["multi_round"], "Ada likes green", "{seen}");
+}

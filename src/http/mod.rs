@@ -102,8 +102,8 @@ pub struct Shared {
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
     live: LiveSessions,
     pub streams: Streams,
-    /// 2026-07-28 calls waiting for their clients' input (`modern.rs`).
-    parked: modern::Parked,
+    /// What 2026-07-28 requests are served with (`crate::modern::serve`).
+    modern: crate::modern::Ends,
     pub opts: Options,
     /// Set when a drain begins: no new sessions or requests, and /readyz says 503.
     pub draining: AtomicBool,
@@ -150,6 +150,13 @@ impl Frontend {
         opts: Options,
     ) -> io::Result<Frontend> {
         let stopping = Arc::new(AtomicBool::new(false));
+        let modern = crate::modern::Ends {
+            hub: hub.clone(),
+            router: router.clone(),
+            instance: opts.instance.clone(),
+            keepalive: opts.keepalive,
+            parked: Arc::default(),
+        };
         let shared = Arc::new(Shared {
             hub,
             router,
@@ -158,7 +165,7 @@ impl Frontend {
             bytes_out: Default::default(),
             live: Arc::default(),
             streams: Streams::default(),
-            parked: modern::Parked::default(),
+            modern,
             opts,
             draining: AtomicBool::new(false),
             entering: AtomicUsize::new(0),
@@ -537,17 +544,7 @@ pub fn draining_session(shared: &Shared, session: &str, start_again: &str) -> Re
     )
 }
 
-/// 128 random bits as 32 hex digits (tokens, and the secret part of session ids).
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A session id: `<instance>.<32 random hex digits>`.
-pub fn new_session_id(instance: &str) -> SessionId {
-    format!("{instance}.{}", new_secret())
-}
+pub use crate::ids::{new_secret, new_session_id};
 
 /// The last 8 characters of a session id (its random part), for thread names.
 pub fn short(session: &str) -> &str {

@@ -1,161 +1,18 @@
-//! `/mcp` for protocol 2026-07-28 clients: one POST, one request, no session. The request is
-//! checked (`crate::modern`), then runs in a hub session of its own, opened with an
-//! `initialize` made from its `_meta` and ended with its answer, so routing, timeouts,
-//! progress and cancellation are the legacy ones. Closing the response stream ends that
-//! session, which cancels the request at its backend, as the revision requires.
-//!
-//! The bridge to legacy backends: a backend's sampling, elicitation or roots request made
-//! while it serves the call becomes an `input_required` result (requests that come close
-//! together share one), and the call's session waits, parked under a random
-//! `requestState`, for the client's retry; the retry's `inputResponses` answer the
-//! backend's requests and the call goes on, answered under the retry's id. A state is
-//! good for one retry of the same method and name, on the instance that issued it.
+//! `/mcp` for protocol 2026-07-28 clients: one POST, one request, no session. The request
+//! is checked with its headers (`crate::modern::check`) and served by
+//! `crate::modern::serve`; its answer goes back as JSON when it comes first and alone,
+//! else as an SSE stream. Closing the stream ends the request's hub session, which
+//! cancels it at its backend, as the revision requires.
 
 use super::server::{Request as HttpRequest, Response, Stream};
 use super::{Shared, sse_head};
-use crate::contract::{HubEvent, Outbound, Queue, Queued, Refused, STATELESS, Sink};
-use crate::hub::Router;
-use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS, Id, Message, Request};
-use crate::modern::{self, Meta};
+use crate::jsonrpc::{self, Message};
+use crate::modern::{self, Reply};
 use crate::sse;
-use crossbeam_channel::{Receiver, Sender};
 use log::debug;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Messages one request's session may have queued (progress and log lines, its answer).
-const QUEUE: usize = 256;
-/// How long a call waits for its client's retry with the input it asked for.
-const PARKED_FOR: Duration = Duration::from_secs(600);
-/// Calls waiting for input at once; beyond them the oldest is given up.
-const MAX_PARKED: usize = 1000;
-/// A backend's requests this close together go to the client in one `input_required`.
-const GATHER: Duration = Duration::from_millis(100);
-
-/// Where the hub's messages for a modern request's session go: its POST.
-struct OneRequest(Queue);
-
-impl Sink for OneRequest {
-    fn offer(&self, out: Outbound) -> Result<(), Refused> {
-        self.0.offer(out)
-    }
-}
-
-/// The hub's session for one modern request; ends it (and so the call) when dropped.
-struct Private {
-    id: String,
-    hub: Sender<HubEvent>,
-    router: Router,
-    rx: Receiver<Queued>,
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        let _ = self.hub.send(HubEvent::ClientGone {
-            session: self.id.clone(),
-        });
-    }
-}
-
-/// What a modern request's session has for it next.
-enum Next {
-    Message(Message),
-    /// Nothing within the wait.
-    Quiet,
-    /// The session ended (the gateway is stopping).
-    Ended,
-}
-
-impl Private {
-    fn open(shared: &Shared) -> Option<Private> {
-        let id = super::new_session_id(&shared.opts.instance);
-        let (queue, rx) = Queue::new(QUEUE);
-        let opened = HubEvent::ClientOpened {
-            session: id.clone(),
-            sink: Box::new(OneRequest(queue)),
-            transport: STATELESS,
-        };
-        shared.hub.send(opened).ok()?;
-        Some(Private {
-            id,
-            hub: shared.hub.clone(),
-            router: shared.router.clone(),
-            rx,
-        })
-    }
-
-    fn send(&self, msg: Message) -> bool {
-        self.router.dispatch(&self.id, msg).is_ok()
-    }
-
-    fn next(&self, wait: Duration) -> Next {
-        match self.rx.recv_timeout(wait) {
-            Ok(out) => Next::Message(out.into_inner().msg),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Next::Quiet,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Next::Ended,
-        }
-    }
-
-    /// Answers a backend's request to the client with an error.
-    fn refuse(&self, req: Request, message: String) {
-        let error = jsonrpc::Response::error(Some(req.id), jsonrpc::METHOD_NOT_FOUND, message);
-        self.send(Message::Response(error));
-    }
-}
-
-/// A call waiting for its client's input.
-struct Waiting {
-    session: Private,
-    /// The call the state belongs to: its method and name (or URI).
-    method: String,
-    name: Option<String>,
-    /// The id the call runs under in its session (its first POST's).
-    call: Id,
-    /// The keys the client must answer, with the backend requests they answer.
-    asked: Vec<(String, Id)>,
-    meta: Meta,
-    until: Instant,
-}
-
-/// The calls waiting for their clients' input, by `requestState`.
-#[derive(Default)]
-pub struct Parked(Mutex<HashMap<String, Waiting>>);
-
-impl Parked {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Parks `waiting` under `state`; the expired go (their calls end with their sessions).
-    fn park(&self, state: String, waiting: Waiting) {
-        let mut parked = self.lock();
-        let now = Instant::now();
-        parked.retain(|_, w| w.until > now);
-        if parked.len() >= MAX_PARKED
-            && let Some(oldest) = parked
-                .iter()
-                .min_by_key(|(_, w)| w.until)
-                .map(|(k, _)| k.clone())
-        {
-            parked.remove(&oldest);
-        }
-        parked.insert(state, waiting);
-    }
-
-    fn take(&self, state: &str) -> Option<Waiting> {
-        self.lock()
-            .remove(state)
-            .filter(|w| w.until > Instant::now())
-    }
-
-    fn put_back(&self, state: String, waiting: Waiting) {
-        self.lock().insert(state, waiting);
-    }
-}
 
 /// Serves one modern message (`streamable::post` found no session and a modern request).
 pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
@@ -175,507 +32,101 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
         .params
         .as_deref()
         .and_then(|p| serde_json::from_str(p.get()).ok());
-    let meta = match modern::check(&req.method, params.as_ref(), |h| rq.header(h)) {
+    let meta = match modern::check(&req.method, params.as_ref(), Some(&|h: &str| rq.header(h))) {
         Ok(meta) => meta,
         Err(refusal) => {
             debug!(
                 "http: refused a 2026-07-28 {}: {}",
                 req.method, refusal.error.message
             );
-            return respond(rq, refusal.status, Some(req.id), Err(refusal.error), shared);
+            let answer = jsonrpc::Response {
+                id: Some(req.id),
+                outcome: Err(refusal.error),
+            };
+            return Out::new(rq, shared).finish(refusal.status, Message::Response(answer));
         }
     };
-    let state = params
-        .as_ref()
-        .and_then(|p| p.get("requestState"))
-        .and_then(Value::as_str);
-    if let Some(state) = state {
-        return resume(shared, rq, &req, params.as_ref(), state.to_string());
-    }
     // Held until the request is with the hub, so a drain counts it.
     let Some(admitted) = shared.admit() else {
         return rq.respond(super::draining_refusal(shared));
     };
-    let stopping = || Response::text(503, "the gateway is shutting down");
-    let Some(session) = Private::open(shared) else {
-        return rq.respond(stopping());
-    };
-    let init = Request {
-        id: Id::number(0),
-        method: "initialize".into(),
-        params: Some(jsonrpc::to_raw(&modern::initialize_params(&meta))),
-    };
-    if !session.send(Message::Request(init)) {
-        return rq.respond(stopping());
-    }
-    let initialized = loop {
-        match session.next(Duration::from_secs(60)) {
-            Next::Message(Message::Response(r)) => break r.outcome,
-            Next::Message(_) => continue,
-            Next::Quiet | Next::Ended => return rq.respond(stopping()),
-        }
-    };
-    if req.method == "server/discover" {
-        drop(admitted);
-        let outcome = initialized
-            .map(|r| {
-                let v: Value = serde_json::from_str(r.get()).unwrap_or_default();
-                jsonrpc::to_raw(&modern::discover(&v))
-            })
-            .map_err(modern::error);
-        return respond(rq, 200, Some(req.id), outcome, shared);
-    }
-    let note = jsonrpc::Notification {
-        method: "notifications/initialized".into(),
-        params: None,
-    };
-    if !session.send(Message::Notification(note)) {
-        return rq.respond(stopping());
-    }
-    if req.method == "subscriptions/listen" {
-        drop(admitted);
-        let _writing = shared.writers.enter();
-        return listen(Out::Waiting(rq), session, &req, params.as_ref(), shared);
-    }
-    let forwarded = Request {
-        id: req.id.clone(),
-        method: req.method.clone(),
-        params: modern::legacy_params(params.as_ref()).map(|p| jsonrpc::to_raw(&p)),
-    };
-    if !session.send(Message::Request(forwarded)) {
-        return rq.respond(stopping());
-    }
-    drop(admitted);
-    let call = Call {
-        method: req.method.clone(),
-        name: modern::name_of(&req.method, params.as_ref()),
-        id: req.id.clone(),
-        reply: req.id,
-        meta,
-    };
     let _writing = shared.writers.enter();
-    answer(Out::Waiting(rq), session, call, shared);
-}
-
-/// A retry with `requestState`: the waiting call gets its input and goes on.
-fn resume(
-    shared: &Shared,
-    rq: HttpRequest<'_>,
-    req: &Request,
-    params: Option<&Value>,
-    state: String,
-) {
-    let refuse = |rq: HttpRequest<'_>, message: String| {
-        let error = ErrorObject {
-            code: INVALID_PARAMS,
-            message,
-            data: None,
-        };
-        respond(rq, 200, Some(req.id.clone()), Err(error), shared)
-    };
-    let Some(waiting) = shared.parked.take(&state) else {
-        let issuer = state.split('.').next().unwrap_or_default();
-        let why = if issuer != shared.opts.instance && !issuer.is_empty() {
-            format!(
-                "invalid params: this requestState was issued by gateway instance '{issuer}', and this is '{}'; a retry must reach the instance that asked (see the README on several instances)",
-                shared.opts.instance
-            )
-        } else {
-            "invalid params: requestState is not one this gateway issued, or it was used or expired: call again without it".into()
-        };
-        return refuse(rq, why);
-    };
-    let name = modern::name_of(&req.method, params);
-    if waiting.method != req.method || waiting.name != name {
-        let why = format!(
-            "invalid params: this requestState belongs to {} '{}', not {} '{}'",
-            waiting.method,
-            waiting.name.as_deref().unwrap_or(""),
-            req.method,
-            name.as_deref().unwrap_or("")
-        );
-        shared.parked.put_back(state, waiting);
-        return refuse(rq, why);
-    }
-    let responses = params.and_then(|p| p.get("inputResponses"));
-    if let Some((key, _)) = waiting
-        .asked
-        .iter()
-        .find(|(key, _)| responses.and_then(|r| r.get(key)).is_none())
-    {
-        let why = format!("invalid params: inputResponses lacks '{key}', which the call asked for");
-        shared.parked.put_back(state, waiting);
-        return refuse(rq, why);
-    }
-    let Waiting {
-        session,
-        method,
-        name,
-        call,
-        asked,
+    modern::serve(
+        &shared.modern,
+        Out::new(rq, shared),
+        req,
+        params,
         meta,
-        ..
-    } = waiting;
-    for (key, id) in asked {
-        let answer = responses
-            .and_then(|r| r.get(&key))
-            .cloned()
-            .unwrap_or_default();
-        let reply = jsonrpc::Response::ok(id, jsonrpc::to_raw(&answer));
-        if !session.send(Message::Response(reply)) {
-            return rq.respond(Response::text(503, "the gateway is shutting down"));
-        }
-    }
-    let call = Call {
-        method,
-        name,
-        id: call,
-        reply: req.id.clone(),
-        meta,
-    };
-    let _writing = shared.writers.enter();
-    answer(Out::Waiting(rq), session, call, shared);
-}
-
-/// The call a POST answers: the id it runs under in its session, and the id the client
-/// awaits its answer under (a retry's own).
-struct Call {
-    method: String,
-    name: Option<String>,
-    id: Id,
-    reply: Id,
-    meta: Meta,
+        admitted,
+    );
 }
 
 /// Where a POST's answer goes: nothing sent yet (a JSON answer is still possible), or an
 /// SSE stream under way.
-enum Out<'a> {
+struct Out<'a> {
+    state: State<'a>,
+    shared: &'a Shared,
+}
+
+enum State<'a> {
     Waiting(HttpRequest<'a>),
     Streaming(Stream),
     Gone,
 }
 
-impl Out<'_> {
-    /// Sends `msg` as an event, beginning the stream if need be; false once the client is
-    /// gone.
+impl<'a> Out<'a> {
+    fn new(rq: HttpRequest<'a>, shared: &'a Shared) -> Out<'a> {
+        Out {
+            state: State::Waiting(rq),
+            shared,
+        }
+    }
+}
+
+impl Reply for Out<'_> {
     fn event(&mut self, msg: Option<&Message>) -> bool {
         let mut bytes = Vec::new();
-        if let Out::Waiting(_) = self {
-            let Out::Waiting(rq) = std::mem::replace(self, Out::Gone) else {
-                unreachable!()
+        if let State::Waiting(_) = self.state {
+            let State::Waiting(rq) = std::mem::replace(&mut self.state, State::Gone) else {
+                unreachable!("just matched")
             };
             bytes.extend(sse_head("").into_bytes());
-            *self = Out::Streaming(rq.into_writer());
+            self.state = State::Streaming(rq.into_writer());
         }
         match msg {
             Some(m) => bytes.extend(sse::chunked_event(None, "message", &m.to_json())),
             None => bytes.extend(sse::chunk(sse::KEEPALIVE.as_bytes())),
         }
-        let Out::Streaming(w) = self else {
+        let State::Streaming(w) = &mut self.state else {
             return false;
         };
         if let Err(e) = super::send(w, &bytes) {
             debug!("http: a 2026-07-28 client closed its stream: {e}");
-            *self = Out::Gone;
+            self.state = State::Gone;
             return false;
         }
         true
     }
 
-    /// Sends the answer: as JSON with `status` when nothing went before, else as the
-    /// stream's last event.
-    fn finish(self, status: u16, answer: Message, shared: &Shared) {
+    fn finish(self, status: u16, answer: Message) {
         let json = answer.to_json();
-        shared
+        self.shared
             .bytes_out
             .fetch_add(json.len() as u64, Ordering::Relaxed);
-        match self {
-            Out::Waiting(rq) => rq.respond(Response::json(status, json)),
-            Out::Streaming(mut w) => {
+        match self.state {
+            State::Waiting(rq) => rq.respond(Response::json(status, json)),
+            State::Streaming(mut w) => {
                 let mut bytes = sse::chunked_event(None, "message", &json);
                 bytes.extend_from_slice(sse::LAST_CHUNK);
                 let _ = super::send(&mut w, &bytes);
             }
-            Out::Gone => {}
+            State::Gone => {}
         }
     }
-}
 
-/// Answers `call` from its session: progress and the log lines the client asked for as
-/// events, then the answer (as JSON when it comes first and alone); a backend's requests
-/// to the client as `input_required`, the session parked for the retry.
-fn answer(mut out: Out<'_>, session: Private, call: Call, shared: &Shared) {
-    let keepalive = shared.opts.keepalive;
-    loop {
-        let msg = match session.next(keepalive) {
-            Next::Message(msg) => msg,
-            Next::Quiet => {
-                if !out.event(None) {
-                    return;
-                }
-                continue;
-            }
-            Next::Ended => {
-                if let Out::Waiting(rq) = out {
-                    rq.respond(Response::text(503, "the gateway is shutting down"));
-                }
-                return;
-            }
-        };
-        match msg {
-            Message::Response(r)
-                if r.id.as_ref().map(|i| i.raw().get()) == Some(call.id.raw().get()) =>
-            {
-                let outcome = r
-                    .outcome
-                    .map(|o| decorate(&call.method, &o))
-                    .map_err(modern::error);
-                let answer = jsonrpc::Response {
-                    id: Some(call.reply),
-                    outcome,
-                };
-                return out.finish(200, Message::Response(answer), shared);
-            }
-            Message::Request(first) => {
-                return ask_for_input(out, session, call, first, shared);
-            }
-            Message::Notification(n) if !wanted(&call.meta, &n) => {}
-            other => {
-                if !out.event(Some(&other)) {
-                    return;
-                }
-            }
+    fn stopping(self) {
+        if let State::Waiting(rq) = self.state {
+            rq.respond(Response::text(503, "the gateway is shutting down"));
         }
     }
-}
-
-/// Whether the client gets this notification: log lines only at the level it asked for.
-fn wanted(meta: &Meta, n: &jsonrpc::Notification) -> bool {
-    if n.method != "notifications/message" {
-        return true;
-    }
-    let level = n
-        .params
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
-        .and_then(|p| p.get("level").and_then(Value::as_str).map(str::to_string));
-    modern::wants_log(meta.log_level.as_deref(), level.as_deref())
-}
-
-/// A backend asked the client for input: the requests that come with `first` become one
-/// `input_required` result (or -32021 when the client declared none of what they need).
-fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request, shared: &Shared) {
-    let mut requests = vec![first];
-    loop {
-        match session.next(GATHER) {
-            Next::Message(Message::Request(r)) => requests.push(r),
-            Next::Message(Message::Notification(n)) if !wanted(&call.meta, &n) => {}
-            Next::Message(other) => {
-                // Progress and log lines keep their order; the answer cannot come while
-                // the backend waits for input.
-                if !out.event(Some(&other)) {
-                    return;
-                }
-            }
-            Next::Quiet | Next::Ended => break,
-        }
-    }
-    // Requests for what the client declared go to it; the others are refused to the
-    // backend (which may carry on without); with none left, the client hears -32021.
-    let declared = |r: &Request| {
-        modern::capability_for(&r.method)
-            .is_some_and(|cap| call.meta.capabilities.get(cap).is_some())
-    };
-    let (requests, undeclared): (Vec<Request>, Vec<Request>) =
-        requests.into_iter().partition(declared);
-    let missing = undeclared
-        .first()
-        .and_then(|r| modern::capability_for(&r.method));
-    for r in undeclared {
-        let why = format!(
-            "the client did not declare the capability '{}' needs",
-            r.method
-        );
-        session.refuse(r, why);
-    }
-    if requests.is_empty() {
-        let answer = jsonrpc::Response {
-            id: Some(call.reply.clone()),
-            outcome: Err(modern::missing(missing.unwrap_or("sampling"))),
-        };
-        return out.finish(400, Message::Response(answer), shared);
-    }
-    let mut inputs = Map::new();
-    let mut asked = Vec::new();
-    for (n, r) in requests.into_iter().enumerate() {
-        let kind = modern::capability_for(&r.method).unwrap_or("input");
-        let key = format!("{kind}-{}", n + 1);
-        let params = r
-            .params
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
-            .unwrap_or_else(|| json!({}));
-        inputs.insert(key.clone(), json!({"method": r.method, "params": params}));
-        asked.push((key, r.id));
-    }
-    let state = format!("{}.{}", shared.opts.instance, super::new_secret());
-    let mut result = Map::new();
-    result.insert("resultType".into(), Value::from("input_required"));
-    result.insert("inputRequests".into(), Value::Object(inputs));
-    result.insert("requestState".into(), Value::from(state.clone()));
-    let result = modern::result(&call.method, result);
-    let answer = jsonrpc::Response {
-        id: Some(call.reply.clone()),
-        outcome: Ok(jsonrpc::to_raw(&result)),
-    };
-    shared.parked.park(
-        state,
-        Waiting {
-            session,
-            method: call.method,
-            name: call.name,
-            call: call.id,
-            asked,
-            meta: call.meta,
-            until: Instant::now() + PARKED_FOR,
-        },
-    );
-    out.finish(200, Message::Response(answer), shared);
-}
-
-/// `subscriptions/listen`: the acknowledgement, then the list changes and resource updates
-/// the client asked for, each tagged with the listen request's id, until the client
-/// closes the stream (which ends the session and its resource subscriptions) or the
-/// gateway stops (which ends it with a result, as the revision asks).
-fn listen(
-    mut out: Out<'_>,
-    session: Private,
-    req: &Request,
-    params: Option<&Value>,
-    shared: &Shared,
-) {
-    let wanted = params
-        .and_then(|p| p.get("notifications"))
-        .cloned()
-        .unwrap_or_default();
-    let flag = |name: &str| wanted.get(name).and_then(Value::as_bool) == Some(true);
-    let kinds: Vec<(&str, &str)> = [
-        ("toolsListChanged", "notifications/tools/list_changed"),
-        ("promptsListChanged", "notifications/prompts/list_changed"),
-        (
-            "resourcesListChanged",
-            "notifications/resources/list_changed",
-        ),
-    ]
-    .into_iter()
-    .filter(|(name, _)| flag(name))
-    .collect();
-    let uris: Vec<String> = wanted
-        .get("resourceSubscriptions")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    for (n, uri) in uris.iter().enumerate() {
-        let subscribe = Request {
-            id: Id::number(1 + n as u64),
-            method: "resources/subscribe".into(),
-            params: Some(jsonrpc::to_raw(&json!({ "uri": uri }))),
-        };
-        session.send(Message::Request(subscribe));
-    }
-    let id: Value = serde_json::from_str(req.id.raw().get()).unwrap_or_default();
-    let tag = |mut params: Map<String, Value>| {
-        let meta = params.entry("_meta").or_insert_with(|| json!({}));
-        if let Some(meta) = meta.as_object_mut() {
-            meta.insert("io.modelcontextprotocol/subscriptionId".into(), id.clone());
-        }
-        params
-    };
-    let mut agreed = Map::new();
-    for (name, _) in &kinds {
-        agreed.insert((*name).into(), Value::Bool(true));
-    }
-    if !uris.is_empty() {
-        agreed.insert("resourceSubscriptions".into(), json!(uris));
-    }
-    let ack = tag(Map::from_iter([(
-        "notifications".to_string(),
-        Value::Object(agreed),
-    )]));
-    let ack = jsonrpc::Notification {
-        method: "notifications/subscriptions/acknowledged".into(),
-        params: Some(jsonrpc::to_raw(&ack)),
-    };
-    if !out.event(Some(&Message::Notification(ack))) {
-        return;
-    }
-    let keepalive = shared.opts.keepalive;
-    loop {
-        let msg = match session.next(keepalive) {
-            Next::Message(Message::Notification(n)) => n,
-            Next::Message(_) => continue, // the subscriptions' answers
-            Next::Quiet => {
-                if !out.event(None) {
-                    return;
-                }
-                continue;
-            }
-            Next::Ended => break,
-        };
-        let params: Map<String, Value> = msg
-            .params
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default();
-        let asked = kinds.iter().any(|(_, method)| *method == msg.method)
-            || (msg.method == "notifications/resources/updated"
-                && params
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .is_some_and(|u| uris.iter().any(|w| w == u)));
-        if !asked {
-            continue;
-        }
-        let tagged = jsonrpc::Notification {
-            method: msg.method,
-            params: Some(jsonrpc::to_raw(&tag(params))),
-        };
-        if !out.event(Some(&Message::Notification(tagged))) {
-            return;
-        }
-    }
-    // The gateway is stopping: the subscription ends gracefully.
-    let done = modern::result("subscriptions/listen", tag(Map::new()));
-    let answer = jsonrpc::Response {
-        id: Some(req.id.clone()),
-        outcome: Ok(jsonrpc::to_raw(&done)),
-    };
-    out.finish(200, Message::Response(answer), shared);
-}
-
-/// A legacy result as a modern client gets it.
-fn decorate(method: &str, result: &RawValue) -> Box<RawValue> {
-    match serde_json::from_str::<Map<String, Value>>(result.get()) {
-        Ok(map) => jsonrpc::to_raw(&modern::result(method, map)),
-        Err(_) => result.to_owned(),
-    }
-}
-
-fn respond(
-    rq: HttpRequest<'_>,
-    status: u16,
-    id: Option<Id>,
-    outcome: Result<Box<RawValue>, ErrorObject>,
-    shared: &Shared,
-) {
-    let body = Message::Response(jsonrpc::Response { id, outcome }).to_json();
-    shared
-        .bytes_out
-        .fetch_add(body.len() as u64, Ordering::Relaxed);
-    rq.respond(Response::json(status, body));
 }

@@ -1,12 +1,17 @@
-//! MCP 2026-07-28 ("modern"), the stateless revision, as data: checking a request's
+//! MCP 2026-07-28 ("modern"), the stateless revision: here as data, checking a request's
 //! `_meta` and its HTTP headers, the errors the revision defines, and translating between
 //! a modern client and the gateway's legacy sessions (the hub runs each modern request in
-//! a session of its own, initialized from the request's `_meta`). No I/O.
+//! a session of its own, initialized from the request's `_meta`; `serve.rs` runs that).
+//! This file does no I/O.
 //!
 //! What a modern client gets that a legacy one does not: `resultType` on every result,
 //! the server's identity in each result's `_meta`, caching hints on lists and reads,
 //! `server/discover` instead of `initialize`, -32602 instead of -32002 for a missing
 //! resource, and 404 for methods the revision removed.
+
+pub mod serve;
+
+pub use serve::{Ends, Reply, serve};
 
 use crate::contract::PROTOCOL_VERSIONS;
 use crate::jsonrpc::{ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND};
@@ -84,6 +89,9 @@ pub struct Meta {
     pub log_level: Option<String>,
 }
 
+/// Looks an HTTP header up by name.
+pub type Headers<'f, 'h> = &'f dyn Fn(&str) -> Option<&'h str>;
+
 /// Whether a request without a session is meant as modern: it carries the modern
 /// version header, or a protocol version in its `_meta`.
 pub fn is_modern(header_version: Option<&str>, params: Option<&Value>) -> bool {
@@ -101,7 +109,7 @@ pub fn is_modern(header_version: Option<&str>, params: Option<&Value>) -> bool {
 pub fn check<'h>(
     method: &str,
     params: Option<&Value>,
-    header: impl Fn(&str) -> Option<&'h str>,
+    headers: Option<Headers<'_, 'h>>,
 ) -> Result<Meta, Refusal> {
     let invalid = |what: &str| {
         refuse(
@@ -124,57 +132,61 @@ pub fn check<'h>(
         .filter(|c| c.is_object())
         .ok_or_else(|| invalid("'io.modelcontextprotocol/clientCapabilities' (an object)"))?;
     let mismatch = |message: String| refuse(400, HEADER_MISMATCH, message, None);
-    match header("MCP-Protocol-Version") {
-        None => {
-            return Err(mismatch(
-                "header mismatch: the MCP-Protocol-Version header is missing".into(),
-            ));
+    if let Some(header) = headers {
+        match header("MCP-Protocol-Version") {
+            None => {
+                return Err(mismatch(
+                    "header mismatch: the MCP-Protocol-Version header is missing".into(),
+                ));
+            }
+            Some(h) if h != version => {
+                return Err(mismatch(format!(
+                    "header mismatch: MCP-Protocol-Version header '{h}' does not match _meta protocolVersion '{version}'"
+                )));
+            }
+            Some(_) => {}
         }
-        Some(h) if h != version => {
-            return Err(mismatch(format!(
-                "header mismatch: MCP-Protocol-Version header '{h}' does not match _meta protocolVersion '{version}'"
-            )));
-        }
-        Some(_) => {}
     }
     if version != VERSION {
         return Err(unsupported(version));
     }
-    match header("Mcp-Method") {
-        None => {
-            return Err(mismatch(
-                "header mismatch: the Mcp-Method header is missing".into(),
-            ));
+    if let Some(header) = headers {
+        match header("Mcp-Method") {
+            None => {
+                return Err(mismatch(
+                    "header mismatch: the Mcp-Method header is missing".into(),
+                ));
+            }
+            Some(h) if h != method => {
+                return Err(mismatch(format!(
+                    "header mismatch: Mcp-Method header '{h}' does not match body method '{method}'"
+                )));
+            }
+            Some(_) => {}
         }
-        Some(h) if h != method => {
-            return Err(mismatch(format!(
-                "header mismatch: Mcp-Method header '{h}' does not match body method '{method}'"
-            )));
-        }
-        Some(_) => {}
-    }
-    let named = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(field) = named {
-        let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
-        let Some(raw) = header("Mcp-Name") else {
-            return Err(mismatch(
-                "header mismatch: the Mcp-Name header is missing".into(),
-            ));
+        let named = match method {
+            "tools/call" | "prompts/get" => Some("name"),
+            "resources/read" => Some("uri"),
+            _ => None,
         };
-        let decoded = decode_header(raw).ok_or_else(|| {
-            mismatch(format!(
-                "header mismatch: Mcp-Name header '{raw}' is not validly encoded"
-            ))
-        })?;
-        if body != Some(decoded.as_str()) {
-            return Err(mismatch(format!(
-                "header mismatch: Mcp-Name header value '{decoded}' does not match body {field} '{}'",
-                body.unwrap_or("(none)")
-            )));
+        if let Some(field) = named {
+            let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
+            let Some(raw) = header("Mcp-Name") else {
+                return Err(mismatch(
+                    "header mismatch: the Mcp-Name header is missing".into(),
+                ));
+            };
+            let decoded = decode_header(raw).ok_or_else(|| {
+                mismatch(format!(
+                    "header mismatch: Mcp-Name header '{raw}' is not validly encoded"
+                ))
+            })?;
+            if body != Some(decoded.as_str()) {
+                return Err(mismatch(format!(
+                    "header mismatch: Mcp-Name header value '{decoded}' does not match body {field} '{}'",
+                    body.unwrap_or("(none)")
+                )));
+            }
         }
     }
     if !METHODS.contains(&method) {
@@ -425,7 +437,7 @@ mod tests {
     #[test]
     fn a_complete_request_passes_and_its_meta_is_read() {
         let p = params(good_meta());
-        let meta = check("tools/call", Some(&p), headers(GOOD)).expect("valid");
+        let meta = check("tools/call", Some(&p), Some(&headers(GOOD))).expect("valid");
         assert_eq!(meta.client, Some(json!({"name": "t", "version": "1"})));
         assert_eq!(meta.log_level, None);
     }
@@ -433,7 +445,7 @@ mod tests {
     #[test]
     fn each_check_refuses_with_the_revisions_code_and_status() {
         let code = |method: &str, p: Value, h: &[(&str, &str)]| {
-            let r = check(method, Some(&p), headers(h)).expect_err("refused");
+            let r = check(method, Some(&p), Some(&headers(h))).expect_err("refused");
             (r.status, r.error.code)
         };
         assert_eq!(
@@ -490,7 +502,7 @@ mod tests {
         assert_eq!(decode_header("=?base64?!!?="), None);
         let p = json!({"name": "héllo", "_meta": good_meta()});
         let h = [GOOD[0], GOOD[1], ("Mcp-Name", "=?base64?aMOpbGxv?=")];
-        assert!(check("tools/call", Some(&p), headers(&h)).is_ok());
+        assert!(check("tools/call", Some(&p), Some(&headers(&h))).is_ok());
     }
 
     #[test]
