@@ -514,3 +514,112 @@ fn the_python_sdk_pinned_to_2026_07_28_uses_the_stdio_front_end() {
     );
     assert_eq!(seen["multi_round"], "Ada likes green", "{seen}");
 }
+
+/// A gateway in front of a backend that speaks only 2026-07-28.
+fn modern_backend_gateway() -> Gateway {
+    let backend = util::root().join("tests/fixtures/modern_server.py");
+    Gateway::start(&json!({ "mo": {"command": "python3", "args": [backend]} }))
+}
+
+#[test]
+fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
+    let gw = modern_backend_gateway();
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let c = util::McpClient::connect(gw.port);
+    let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
+    let list = last(c.request(json!(1), "tools/list", json!({})));
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"mo__echo") && names.contains(&"mo__ask_name"),
+        "{list}"
+    );
+    // Each request carries the revision's _meta, with the gateway's identity.
+    let who = last(c.request(
+        json!(2),
+        "tools/call",
+        json!({"name": "mo__whoami", "arguments": {}}),
+    ));
+    let meta: Value =
+        serde_json::from_str(who["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        meta["io.modelcontextprotocol/protocolVersion"], VERSION,
+        "{who}"
+    );
+    assert_eq!(
+        meta["io.modelcontextprotocol/clientInfo"]["name"], "mcp-gateway",
+        "{who}"
+    );
+    // What the revision removed is answered by the gateway.
+    let pong = last(c.request(json!(3), "ping", json!({})));
+    assert!(pong["result"].is_object(), "{pong}");
+    // Its list changes come through its listen stream, and reach legacy clients as ever.
+    let added = last(c.request(
+        json!(4),
+        "tools/call",
+        json!({"name": "mo__add_tool", "arguments": {}}),
+    ));
+    assert_eq!(added["result"]["content"][0]["text"], "added", "{added}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = last(c.request(json!(5), "tools/list", json!({})));
+        if list.to_string().contains("mo__added_0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added tool never showed: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required() {
+    let gw = modern_backend_gateway();
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let seen = run_client(
+        &gw,
+        &sdk_python(),
+        "tests/python/sdk_legacy_to_modern.py",
+        &gw.mcp_url,
+        &[],
+    );
+    assert_eq!(seen["version"], "2025-11-25", "{seen}");
+    assert_eq!(seen["echo"], "modern echo: from a legacy client", "{seen}");
+    assert_eq!(seen["greeting"], "Hello, Grace!", "{seen}");
+    assert_eq!(seen["asked"], json!(["What is your name?"]), "{seen}");
+}
+
+#[test]
+fn the_typescript_sdk_answers_a_modern_backends_input_required() {
+    let gw = modern_backend_gateway();
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let node = std::path::Path::new("node");
+    let seen = run_client(
+        &gw,
+        node,
+        "tests/node/sdk_legacy_to_modern.mjs",
+        &gw.mcp_url,
+        &[],
+    );
+    assert_eq!(seen["echo"], "modern echo: from TypeScript", "{seen}");
+    assert_eq!(seen["greeting"], "Hello, Linus!", "{seen}");
+    assert_eq!(seen["asked"], json!(["What is your name?"]), "{seen}");
+}

@@ -9,6 +9,7 @@
 
 mod http;
 mod last_words;
+mod modern;
 mod remote;
 mod sse;
 mod stdio;

@@ -1,0 +1,430 @@
+//! Backends that speak only protocol 2026-07-28, made to look legacy to the hub: the
+//! bridge sits between a transport's threads and the hub, so the hub, its routers and
+//! every legacy client see a backend like any other.
+//!
+//! - Handshake: the hub's `initialize` goes out as it is; a backend that answers it with
+//!   method-not-found (-32601) or unsupported-version (-32022) is asked `server/discover`,
+//!   and when that names 2026-07-28 the bridge answers the hub's `initialize` from it and
+//!   opens a `subscriptions/listen` for the list changes the backend announces.
+//! - Every request then carries the revision's `_meta` (version, the gateway's
+//!   capabilities and identity, the log level the hub last set); what the revision removed
+//!   is answered here (`ping`, `logging/setLevel`, `notifications/initialized` dropped).
+//! - An `input_required` result becomes the backend's own requests to the client, which
+//!   the hub routes as for any backend; once all are answered, the call is sent again
+//!   with `inputResponses` and `requestState`, under a new id, and its answer goes to the
+//!   hub under the first.
+//!
+//! Legacy backends never notice: nothing changes until an `initialize` is refused.
+
+use super::Hub;
+use crate::contract::Inbox;
+use crate::jsonrpc::{self, Id, Message, Notification, Request, Response};
+use crossbeam_channel::Sender;
+use log::info;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const VERSION: &str = crate::modern::VERSION;
+/// The ids the bridge's own requests go out under (never a hub's: the hub's are numbers).
+const DISCOVER: &str = "gateway-discover";
+const LISTEN: &str = "gateway-listen";
+
+/// A call sent to a modern backend, kept until its final answer.
+struct Call {
+    /// The id the hub knows it by.
+    hub_id: Id,
+    method: String,
+    params: Map<String, Value>,
+}
+
+/// A round of input the backend asked for: the key of each request sent to the client.
+struct Round {
+    call: Call,
+    state: Option<Value>,
+    keys: HashMap<String, String>,
+    answers: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct State {
+    modern: bool,
+    /// The hub's `initialize`, while its answer may still turn it into a discover.
+    init: Option<Id>,
+    /// Calls in flight, by the id they went to the backend under.
+    calls: HashMap<String, Call>,
+    /// Rounds waiting for the client's answers, by the id of each request sent to it.
+    rounds: HashMap<String, usize>,
+    open_rounds: HashMap<usize, Round>,
+    next: usize,
+    log_level: Option<String>,
+}
+
+/// One instance's bridge: an `Inbox` for its reader, and `outgoing` for its writer.
+pub struct Bridge {
+    hub: Hub,
+    /// The instance's writer, for the bridge's own messages to the backend.
+    writer: Sender<Message>,
+    name: String,
+    state: Mutex<State>,
+}
+
+fn raw_key(id: &Id) -> String {
+    id.raw().get().to_string()
+}
+
+fn string_id(text: &str) -> Id {
+    let msg = format!(r#"{{"jsonrpc":"2.0","id":"{text}","result":{{}}}}"#);
+    match Message::parse(&msg) {
+        Ok(Message::Response(Response { id: Some(id), .. })) => id,
+        _ => Id::number(0),
+    }
+}
+
+fn object(params: Option<&serde_json::value::RawValue>) -> Map<String, Value> {
+    params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default()
+}
+
+impl Bridge {
+    pub fn new(hub: Hub, writer: Sender<Message>, name: &str) -> Bridge {
+        Bridge {
+            hub,
+            writer,
+            name: name.to_string(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The revision's `_meta` for a request to the backend.
+    fn meta(&self, level: Option<&str>) -> Value {
+        let mut meta = json!({
+            "io.modelcontextprotocol/protocolVersion": VERSION,
+            "io.modelcontextprotocol/clientCapabilities":
+                {"roots": {}, "sampling": {}, "elicitation": {"form": {}, "url": {}}},
+            "io.modelcontextprotocol/clientInfo":
+                {"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
+        });
+        if let Some(level) = level {
+            meta["io.modelcontextprotocol/logLevel"] = Value::from(level);
+        }
+        meta
+    }
+
+    fn request(
+        &self,
+        id: Id,
+        method: &str,
+        mut params: Map<String, Value>,
+        level: Option<&str>,
+    ) -> Message {
+        let meta = params
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let (Some(meta), Value::Object(add)) = (meta.as_object_mut(), self.meta(level)) {
+            meta.extend(add);
+        }
+        Message::Request(Request {
+            id,
+            method: method.into(),
+            params: Some(jsonrpc::to_raw(&params)),
+        })
+    }
+
+    /// What the writer sends the backend for `msg` from the hub (nothing, when the bridge
+    /// answers it itself or keeps it).
+    pub fn outgoing(&self, msg: Message) -> Option<Message> {
+        let mut st = self.lock();
+        match msg {
+            Message::Request(r) if !st.modern => {
+                if r.method == "initialize" {
+                    st.init = Some(r.id.clone());
+                }
+                Some(Message::Request(r))
+            }
+            Message::Request(r) if raw_key(&r.id).starts_with("\"gateway-") => {
+                Some(Message::Request(r))
+            }
+            Message::Request(r) => match r.method.as_str() {
+                "ping" => {
+                    drop(st);
+                    self.hub.message(Message::Response(Response::ok(
+                        r.id,
+                        jsonrpc::to_raw(&json!({})),
+                    )));
+                    None
+                }
+                "logging/setLevel" => {
+                    st.log_level = object(r.params.as_deref())
+                        .get("level")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    drop(st);
+                    self.hub.message(Message::Response(Response::ok(
+                        r.id,
+                        jsonrpc::to_raw(&json!({})),
+                    )));
+                    None
+                }
+                "resources/subscribe" | "resources/unsubscribe" => {
+                    drop(st);
+                    let why = format!(
+                        "backend '{}' speaks protocol 2026-07-28, whose resource subscriptions the gateway does not bridge yet",
+                        self.name
+                    );
+                    self.hub.message(Message::Response(Response::error(
+                        Some(r.id),
+                        jsonrpc::METHOD_NOT_FOUND,
+                        why,
+                    )));
+                    None
+                }
+                method => {
+                    let params = object(r.params.as_deref());
+                    let out = self.request(
+                        r.id.clone(),
+                        method,
+                        params.clone(),
+                        st.log_level.as_deref(),
+                    );
+                    st.calls.insert(
+                        raw_key(&r.id),
+                        Call {
+                            hub_id: r.id,
+                            method: method.to_string(),
+                            params,
+                        },
+                    );
+                    Some(out)
+                }
+            },
+            Message::Notification(n) if st.modern && n.method == "notifications/initialized" => {
+                None
+            }
+            Message::Response(resp) if st.modern => {
+                let key = resp.id.as_ref().map(raw_key).unwrap_or_default();
+                let Some(round_no) = st.rounds.remove(&key) else {
+                    return Some(Message::Response(resp));
+                };
+                let answer: Value = match &resp.outcome {
+                    Ok(result) => serde_json::from_str(result.get()).unwrap_or_default(),
+                    Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
+                };
+                let round = st.open_rounds.get_mut(&round_no)?;
+                if let Some(input_key) = round.keys.remove(&key) {
+                    round.answers.insert(input_key, answer);
+                }
+                if !round.keys.is_empty() {
+                    return None;
+                }
+                let round = st.open_rounds.remove(&round_no)?;
+                // All answered: the call again, under a new id, with what the client said.
+                st.next += 1;
+                let retry_id = string_id(&format!("gateway-retry-{}", st.next));
+                let mut params = round.call.params.clone();
+                params.insert("inputResponses".into(), Value::Object(round.answers));
+                if let Some(state) = round.state {
+                    params.insert("requestState".into(), state);
+                }
+                let out = self.request(
+                    retry_id.clone(),
+                    &round.call.method,
+                    params,
+                    st.log_level.as_deref(),
+                );
+                st.calls.insert(raw_key(&retry_id), round.call);
+                Some(out)
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Handles the backend's answer to `initialize` while the era is not known yet; true
+    /// when the bridge took it.
+    fn handshake(&self, st: &mut State, resp: &Response) -> bool {
+        let is_init = st
+            .init
+            .as_ref()
+            .is_some_and(|i| Some(raw_key(i)) == resp.id.as_ref().map(raw_key));
+        if is_init {
+            let refused = resp
+                .outcome
+                .as_ref()
+                .err()
+                .is_some_and(|e| matches!(e.code, jsonrpc::METHOD_NOT_FOUND | -32022));
+            if !refused {
+                st.init = None;
+                return false;
+            }
+            let discover = self.request(string_id(DISCOVER), "server/discover", Map::new(), None);
+            let _ = self.writer.send(discover);
+            return true;
+        }
+        if resp.id.as_ref().map(raw_key).as_deref() != Some(&format!("\"{DISCOVER}\"")) {
+            return false;
+        }
+        let Some(init) = st.init.take() else {
+            return true;
+        };
+        let discovered = resp
+            .outcome
+            .as_ref()
+            .ok()
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+            .filter(|d| {
+                d["supportedVersions"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&Value::from(VERSION)))
+            });
+        let Some(d) = discovered else {
+            let why = format!(
+                "backend '{}' refused initialize and server/discover",
+                self.name
+            );
+            self.hub.message(Message::Response(Response::error(
+                Some(init),
+                jsonrpc::INTERNAL_ERROR,
+                why,
+            )));
+            return true;
+        };
+        st.modern = true;
+        info!(
+            "backend '{}': speaks protocol 2026-07-28; the gateway bridges it",
+            self.name
+        );
+        let capabilities = d.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+        let mut result = json!({
+            "protocolVersion": crate::contract::PROTOCOL_VERSIONS[0],
+            "capabilities": capabilities,
+            "serverInfo": d["_meta"]["io.modelcontextprotocol/serverInfo"].clone(),
+        });
+        if let Some(i) = d.get("instructions") {
+            result["instructions"] = i.clone();
+        }
+        // List changes come through a listen stream in this revision.
+        let mut wanted = Map::new();
+        for (cap, flag) in [
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ] {
+            if capabilities[cap]["listChanged"] == true {
+                wanted.insert(flag.into(), Value::Bool(true));
+            }
+        }
+        if !wanted.is_empty() {
+            let params = Map::from_iter([("notifications".to_string(), Value::Object(wanted))]);
+            let _ = self.writer.send(self.request(
+                string_id(LISTEN),
+                "subscriptions/listen",
+                params,
+                None,
+            ));
+        }
+        self.hub.message(Message::Response(Response::ok(
+            init,
+            jsonrpc::to_raw(&result),
+        )));
+        true
+    }
+}
+
+impl Inbox for Bridge {
+    fn message(&self, msg: Message) -> bool {
+        let mut st = self.lock();
+        let msg = match msg {
+            Message::Response(resp) if !st.modern => {
+                if self.handshake(&mut st, &resp) {
+                    return true;
+                }
+                Message::Response(resp)
+            }
+            Message::Response(resp) => {
+                let key = resp.id.as_ref().map(raw_key).unwrap_or_default();
+                if key == format!("\"{LISTEN}\"") {
+                    return true;
+                }
+                let Some(call) = st.calls.remove(&key) else {
+                    drop(st);
+                    return self.hub.message(Message::Response(resp));
+                };
+                let result = resp
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| serde_json::from_str::<Map<String, Value>>(r.get()).ok());
+                let asks = result.as_ref().filter(|r| {
+                    r.get("resultType").and_then(Value::as_str) == Some("input_required")
+                });
+                if let Some(r) = asks {
+                    // The backend's questions go to the client as its own requests.
+                    let inputs = r
+                        .get("inputRequests")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    st.next += 1;
+                    let round_no = st.next;
+                    let mut keys = HashMap::new();
+                    let mut requests = Vec::new();
+                    for (n, (input_key, ask)) in inputs.into_iter().enumerate() {
+                        let id = string_id(&format!("gateway-input-{round_no}-{n}"));
+                        keys.insert(raw_key(&id), input_key);
+                        st.rounds.insert(raw_key(&id), round_no);
+                        requests.push(Message::Request(Request {
+                            id,
+                            method: ask["method"].as_str().unwrap_or_default().to_string(),
+                            params: Some(jsonrpc::to_raw(&ask["params"])),
+                        }));
+                    }
+                    st.open_rounds.insert(
+                        round_no,
+                        Round {
+                            call,
+                            state: r.get("requestState").cloned(),
+                            keys,
+                            answers: Map::new(),
+                        },
+                    );
+                    drop(st);
+                    return requests.into_iter().all(|m| self.hub.message(m));
+                }
+                Message::Response(Response {
+                    id: Some(call.hub_id),
+                    outcome: resp.outcome,
+                })
+            }
+            Message::Notification(n) if st.modern => {
+                let mut params = object(n.params.as_deref());
+                if n.method == "notifications/subscriptions/acknowledged" {
+                    return true;
+                }
+                // The listen stream's tag means nothing to legacy clients.
+                if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+                    meta.remove("io.modelcontextprotocol/subscriptionId");
+                    if meta.is_empty() {
+                        params.remove("_meta");
+                    }
+                }
+                let params = (!params.is_empty()).then(|| jsonrpc::to_raw(&params));
+                Message::Notification(Notification {
+                    method: n.method,
+                    params,
+                })
+            }
+            other => other,
+        };
+        drop(st);
+        self.hub.message(msg)
+    }
+
+    fn exited(&self, reason: String) {
+        self.hub.exited(reason);
+    }
+}
