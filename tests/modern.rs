@@ -623,3 +623,81 @@ fn the_typescript_sdk_answers_a_modern_backends_input_required() {
     assert_eq!(seen["greeting"], "Hello, Linus!", "{seen}");
     assert_eq!(seen["asked"], json!(["What is your name?"]), "{seen}");
 }
+
+#[test]
+fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
+    use std::process::{Command, Stdio};
+    let dir = util::TempDir::new();
+    let port_file = dir.path().join("port");
+    let mut server = Command::new("python3")
+        .arg(util::root().join("tests/fixtures/modern_http_server.py"))
+        .arg(&port_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file)
+            && let Ok(p) = p.trim().parse::<u16>()
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTP fixture did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let gw = Gateway::start(&json!({ "mo": {"type": "streamable-http", "url": url} }));
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let c = util::McpClient::connect(gw.port);
+    let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
+    let echo = last(c.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "mo__echo", "arguments": {"text": "hi"}}),
+    ));
+    assert_eq!(
+        echo["result"]["content"][0]["text"], "modern http echo: hi",
+        "{echo}"
+    );
+    // The revision's headers went with it, and no session.
+    let who = last(c.request(
+        json!(2),
+        "tools/call",
+        json!({"name": "mo__whoami", "arguments": {}}),
+    ));
+    let seen: Value =
+        serde_json::from_str(who["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        json!({"MCP-Protocol-Version": VERSION, "Mcp-Method": "tools/call", "Mcp-Name": "whoami", "Mcp-Session-Id": null})
+    );
+    // Its list changes come over its listen stream.
+    last(c.request(
+        json!(3),
+        "tools/call",
+        json!({"name": "mo__add_tool", "arguments": {}}),
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = last(c.request(json!(4), "tools/list", json!({})));
+        if list.to_string().contains("mo__added_0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added tool never showed: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(gw);
+    let _ = server.kill();
+    let _ = server.wait();
+}

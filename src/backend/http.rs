@@ -2,10 +2,12 @@
 //! since its answer may stream for a long time), plus the GET stream once the session is
 //! up. A server that forgets the session gets a new one, and the message once more.
 
+use super::modern::Bridge;
 use super::remote::{MAX_BODY, agent, read_sse_stream, spawn, tls, to_hub, undeliverable};
 use super::{BackendHandle, Hub};
 use crate::contract::PROTOCOL_VERSIONS;
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{self, Message};
+use crossbeam_channel::select;
 use log::{debug, info, warn};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -43,20 +45,32 @@ pub fn start(
     hub: Hub,
     max_message: usize,
 ) -> Result<BackendHandle, String> {
+    // A backend that speaks only 2026-07-28 is bridged (`modern.rs`); its own messages
+    // have their own channel, so the writer still ends when the hub drops `tx`.
+    let (own_tx, own_rx) = crossbeam_channel::unbounded::<Message>();
+    let bridge = Arc::new(Bridge::new(hub, own_tx, name));
     let remote = Arc::new(Remote {
         max_message,
         name: name.to_string(),
         url: url.to_string(),
         headers: headers.to_vec(),
         agent: agent(),
-        hub,
+        hub: bridge.clone(),
         session: Mutex::new(HttpSession::default()),
     });
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let writer = remote.clone();
     spawn(format!("backend-{name}-writer"), move || {
-        for msg in rx {
+        loop {
+            let msg = select! {
+                recv(rx) -> msg => match msg {
+                    Ok(msg) => bridge.outgoing(msg),
+                    Err(_) => break,
+                },
+                recv(own_rx) -> msg => msg.ok(),
+            };
+            let Some(msg) = msg else { continue };
             if matches!(msg, Message::Request(_)) {
                 let r = writer.clone();
                 let name = format!("backend-{}-post", writer.name);
@@ -107,8 +121,18 @@ impl Remote {
         if let Some(id) = &session {
             request = request.header("Mcp-Session-Id", id);
         }
-        if let Some(v) = &version {
-            request = request.header("MCP-Protocol-Version", v);
+        match modern_headers(&msg) {
+            // A 2026-07-28 request says what it is in its headers, and has no session.
+            Some(mirrored) => {
+                for (k, v) in mirrored {
+                    request = request.header(k, v);
+                }
+            }
+            None => {
+                if let Some(v) = &version {
+                    request = request.header("MCP-Protocol-Version", v);
+                }
+            }
         }
         for (k, v) in &self.headers {
             request = request.header(k, v);
@@ -126,8 +150,22 @@ impl Remote {
             let _ = response
                 .into_body()
                 .into_reader()
-                .take(500)
+                .take(64 * 1024)
                 .read_to_string(&mut text);
+            // A JSON-RPC error in the body (a 2026-07-28 server's 404 for a method it does
+            // not have, or 400 for a bad request) is the answer itself.
+            let awaited = match &msg {
+                Message::Request(r) => Some(&r.id),
+                _ => None,
+            };
+            let answers = |id: &jsonrpc::Id| {
+                matches!(Message::parse(text.trim()),
+                    Ok(Message::Response(r)) if r.id.as_ref().map(|i| i.raw().get()) == Some(id.raw().get()))
+            };
+            if awaited.is_some_and(answers) {
+                to_hub(&self.hub, name, text.trim(), awaited);
+                return;
+            }
             // The spec says 404; some servers (the TypeScript SDK's examples among them)
             // answer 400 "No valid session ID" for a session they do not know.
             let lost = session.is_some()
@@ -352,4 +390,27 @@ impl Remote {
             Err(e) => debug!("backend '{}': DELETE session failed: {e}", self.name),
         }
     }
+}
+
+/// The headers a 2026-07-28 request carries over HTTP: its version, method and the name or
+/// URI it is about (base64 in the revision's form when not plain ASCII); none for another.
+fn modern_headers(msg: &Message) -> Option<Vec<(&'static str, String)>> {
+    let Message::Request(r) = msg else {
+        return None;
+    };
+    let params: serde_json::Value = serde_json::from_str(r.params.as_deref()?.get()).ok()?;
+    let version = params
+        .pointer("/_meta/io.modelcontextprotocol~1protocolVersion")?
+        .as_str()?;
+    if version != crate::modern::VERSION {
+        return None;
+    }
+    let mut headers = vec![
+        ("MCP-Protocol-Version", version.to_string()),
+        ("Mcp-Method", r.method.clone()),
+    ];
+    if let Some(name) = crate::modern::name_of(&r.method, Some(&params)) {
+        headers.push(("Mcp-Name", crate::modern::encode_header(&name)));
+    }
+    Some(headers)
 }

@@ -257,6 +257,33 @@ pub fn decode_header(value: &str) -> Option<String> {
     }
 }
 
+/// A header value in the revision's form: as it is when plain visible ASCII without
+/// leading or trailing spaces, else `=?base64?…?=`.
+pub fn encode_header(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        return value.to_string();
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("=?base64?");
+    for chunk in value.as_bytes().chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push_str("?=");
+    out
+}
+
 /// Standard base64 (with or without padding).
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| match c {
@@ -494,6 +521,22 @@ mod tests {
 
     #[test]
     fn names_may_travel_base64_encoded() {
+        for name in [
+            "plain_name",
+            "Hello, 世界",
+            " padded ",
+            "=?base64?x?=",
+            "a",
+            "ab",
+            "abc",
+        ] {
+            assert_eq!(decode_header(&encode_header(name)).as_deref(), Some(name));
+        }
+        assert_eq!(encode_header("plain_name"), "plain_name");
+        assert_eq!(
+            encode_header("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
         assert_eq!(
             decode_header("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
             Some("Hello, 世界")
