@@ -247,10 +247,8 @@ impl Bridge {
     /// Handles the backend's answer to `initialize` while the era is not known yet; true
     /// when the bridge took it.
     fn handshake(&self, st: &mut State, resp: &Response) -> bool {
-        let is_init = st
-            .init
-            .as_ref()
-            .is_some_and(|i| Some(raw_key(i)) == resp.id.as_ref().map(raw_key));
+        let id = resp.id.as_ref().map(|i| i.raw().get());
+        let is_init = id.is_some() && st.init.as_ref().map(|i| i.raw().get()) == id;
         if is_init {
             let refused = resp
                 .outcome
@@ -265,7 +263,7 @@ impl Bridge {
             let _ = self.writer.send(discover);
             return true;
         }
-        if resp.id.as_ref().map(raw_key).as_deref() != Some(&format!("\"{DISCOVER}\"")) {
+        if id.and_then(|i| i.strip_prefix('"')?.strip_suffix('"')) != Some(DISCOVER) {
             return false;
         }
         let Some(init) = st.init.take() else {
@@ -340,7 +338,8 @@ impl Inbox for Bridge {
         let mut st = self.lock();
         let msg = match msg {
             Message::Response(resp) if !st.modern => {
-                if self.handshake(&mut st, &resp) {
+                // Once a legacy backend's handshake is done, its answers pass untouched.
+                if st.init.is_some() && self.handshake(&mut st, &resp) {
                     return true;
                 }
                 Message::Response(resp)
