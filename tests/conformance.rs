@@ -14,14 +14,16 @@ use util::{Gateway, root};
 /// Every server scenario of conformance 0.1.16 (`conformance list`).
 const SCENARIOS: usize = 32;
 
-#[test]
-fn conformance_suite_passes_through_the_gateway() {
+/// Runs a conformance suite (`package` under tests/node/node_modules) with `args` against
+/// a gateway in front of the conformance backend; the gateway, whether the suite exited
+/// well, its summary and its stderr.
+fn run_suite(package: &str, args: &[&str], limit: Duration) -> (Gateway, bool, String, String) {
     let node_modules = root().join("tests/node/node_modules");
     let node22 = node_modules.join(".bin/node");
-    let suite = node_modules.join("@modelcontextprotocol/conformance/dist/index.js");
+    let suite = node_modules.join(package).join("dist/index.js");
     assert!(
         node22.exists() && suite.exists(),
-        "the conformance suite or Node 22 is missing: run tests/run, which installs both into tests/node"
+        "{package} or Node 22 is missing: run tests/run, which installs both into tests/node"
     );
     let backend = root().join("tests/fixtures/conformance_server.py");
     let gw =
@@ -29,27 +31,37 @@ fn conformance_suite_passes_through_the_gateway() {
     let results = util::TempDir::new();
     let child = Command::new(&node22)
         .arg(&suite)
-        .args(["server", "--url", &gw.mcp_url, "--suite", "all"])
+        .args(["server", "--url", &gw.mcp_url])
+        .args(args)
         .current_dir(results.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the conformance suite");
-    let out = util::finish_within(
-        child,
-        Duration::from_secs(300),
-        "the conformance suite",
-        Some(&gw),
-    );
+    let out = util::finish_within(child, limit, package, Some(&gw));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout.split("=== SUMMARY ===").nth(1).unwrap_or_default();
+    let summary = stdout
+        .split("=== SUMMARY ===")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (gw, out.status.success(), summary, stderr)
+}
+
+#[test]
+fn conformance_suite_passes_through_the_gateway() {
+    let (gw, exited_well, summary, stderr) = run_suite(
+        "@modelcontextprotocol/conformance",
+        &["--suite", "all"],
+        Duration::from_secs(300),
+    );
     let passed: Vec<&str> = summary.lines().filter(|l| l.starts_with('✓')).collect();
     let failed: Vec<&str> = summary.lines().filter(|l| l.starts_with('✗')).collect();
     assert!(
-        out.status.success() && failed.is_empty() && passed.len() == SCENARIOS,
-        "conformance: {} of {SCENARIOS} scenarios passed; failed: {failed:#?}\n{summary}\nstderr:\n{}\ngateway stderr:\n{}",
+        exited_well && failed.is_empty() && passed.len() == SCENARIOS,
+        "conformance: {} of {SCENARIOS} scenarios passed; failed: {failed:#?}\n{summary}\nstderr:\n{stderr}\ngateway stderr:\n{}",
         passed.len(),
-        String::from_utf8_lossy(&out.stderr),
         gw.stderr()
     );
     println!("{summary}");
@@ -63,39 +75,11 @@ const NOT_YET_2026: &[&str] = &["input-required-result-basic-elicitation"];
 
 #[test]
 fn the_2026_07_28_suite_passes_through_the_gateway_but_for_the_known_gaps() {
-    let node_modules = root().join("tests/node/node_modules");
-    let node22 = node_modules.join(".bin/node");
-    let suite = node_modules.join("conformance-2026/dist/index.js");
-    assert!(
-        node22.exists() && suite.exists(),
-        "the 2026-07-28 conformance suite or Node 22 is missing: run tests/run, which installs both into tests/node"
-    );
-    let backend = root().join("tests/fixtures/conformance_server.py");
-    let gw =
-        Gateway::start(&json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} }));
-    let results = util::TempDir::new();
-    let child = Command::new(&node22)
-        .arg(&suite)
-        .args([
-            "server",
-            "--url",
-            &gw.mcp_url,
-            "--requirements",
-            "2026-07-28",
-        ])
-        .current_dir(results.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the 2026-07-28 conformance suite");
-    let out = util::finish_within(
-        child,
+    let (gw, _, summary, _) = run_suite(
+        "conformance-2026",
+        &["--requirements", "2026-07-28"],
         Duration::from_secs(600),
-        "the 2026-07-28 conformance suite",
-        Some(&gw),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout.split("=== SUMMARY ===").nth(1).unwrap_or_default();
     let name = |line: &str| {
         line.trim_start_matches(['✓', '✗', ' '])
             .split([':', ' '])
@@ -105,7 +89,7 @@ fn the_2026_07_28_suite_passes_through_the_gateway_but_for_the_known_gaps() {
     };
     // The extensions (tasks) and pending scenarios are listed again under "Not scored";
     // they do not count for the revision (the tasks extension is a later step).
-    let (all, unscored) = summary.split_once("Not scored").unwrap_or((summary, ""));
+    let (all, unscored) = summary.split_once("Not scored").unwrap_or((&summary, ""));
     let unscored: Vec<String> = unscored
         .lines()
         .map(str::trim_start)

@@ -477,42 +477,32 @@ fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
 
 #[test]
 fn the_python_sdk_pinned_to_2026_07_28_uses_the_stdio_front_end() {
-    use std::process::{Command, Stdio};
-    let dir = util::TempDir::new();
-    let config = dir.path().join("config.json");
     let backend = util::root().join("tests/fixtures/conformance_server.py");
-    let entry = json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} });
-    std::fs::write(&config, entry.to_string()).unwrap();
-    let child = Command::new(sdk_python())
-        .arg(util::root().join("tests/python/sdk_modern_stdio.py"))
-        .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .arg(&config)
-        .arg(dir.path().join("logs"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = util::finish_within(
-        child,
-        std::time::Duration::from_secs(60),
-        "the stdio client",
-        None,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let config = json!({ "conf": {"command": "python3", "args": [backend], "prefix": ""} });
+    let seen = util::run_stdio_client("tests/python/sdk_modern_stdio.py", &config);
     assert_eq!(seen["listed"], true, "{seen}");
     assert!(
         seen["simple"].as_str().unwrap().contains("simple text"),
         "{seen}"
     );
     assert_eq!(seen["multi_round"], "Ada likes green", "{seen}");
+}
+
+/// Waits until a legacy client's `tools/list` shows `tool`.
+fn wait_listed(c: &util::McpClient, tool: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = c.request(json!("wait"), "tools/list", json!({}));
+        let list = answer.last().cloned().unwrap_or_default();
+        if list.to_string().contains(tool) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tool} never showed: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// A gateway in front of a backend that speaks only 2026-07-28.
@@ -568,18 +558,7 @@ fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
         json!({"name": "mo__add_tool", "arguments": {}}),
     ));
     assert_eq!(added["result"]["content"][0]["text"], "added", "{added}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let list = last(c.request(json!(5), "tools/list", json!({})));
-        if list.to_string().contains("mo__added_0") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the added tool never showed: {list}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_listed(&c, "mo__added_0");
 }
 
 #[test]
@@ -685,18 +664,7 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
         "tools/call",
         json!({"name": "mo__add_tool", "arguments": {}}),
     ));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let list = last(c.request(json!(4), "tools/list", json!({})));
-        if list.to_string().contains("mo__added_0") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the added tool never showed: {list}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_listed(&c, "mo__added_0");
     drop(gw);
     let _ = server.kill();
     let _ = server.wait();

@@ -108,38 +108,10 @@ fn python_sdk_sse_client_calls_builtin_bash_on_the_shipped_config() {
 
 #[test]
 fn python_sdk_stdio_client_runs_the_gateway_as_a_stdio_server() {
-    use std::process::{Command, Stdio};
-    let dir = util::TempDir::new();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        r#"{"bash": {"type": "builtin", "server": "bash"}}"#,
-    )
-    .unwrap();
-    let child = Command::new(sdk_python())
-        .arg(root().join("tests/python/sdk_stdio_client.py"))
-        .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .arg(&config)
-        .arg(dir.path().join("logs"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = util::finish_within(
-        child,
-        std::time::Duration::from_secs(60),
-        "the stdio client",
-        None,
+    let seen = util::run_stdio_client(
+        "tests/python/sdk_stdio_client.py",
+        &json!({"bash": {"type": "builtin", "server": "bash"}}),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(seen["server"], "mcp-gateway");
     assert_eq!(seen["stdout"], "over stdio\n");
 }

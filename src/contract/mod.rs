@@ -21,6 +21,19 @@ use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// MCP's log levels from least to most severe (`logging/setLevel`, `notifications/message`,
+/// and in 2026-07-28 `_meta`'s `logLevel`).
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
 /// Protocol versions the gateway speaks, newest first.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 

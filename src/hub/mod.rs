@@ -52,17 +52,7 @@ use std::time::{Duration, Instant};
 
 /// Most pages the gateway follows when listing one backend.
 const MAX_PAGES: usize = 1000;
-/// Log levels from least to most severe (`logging/setLevel`, `notifications/message`).
-const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+use crate::contract::LOG_LEVELS as LEVELS;
 /// The answer to every request still waiting when the gateway stops.
 const SHUTTING_DOWN: &str = "the gateway is shutting down";
 /// Resource-not-found, as the legacy versions define it.

@@ -417,17 +417,7 @@ pub fn discover(initialized: &Value) -> Map<String, Value> {
 
 /// Whether a log message at `level` goes to a client that asked for `wanted` and above.
 pub fn wants_log(wanted: Option<&str>, level: Option<&str>) -> bool {
-    const LEVELS: [&str; 8] = [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
-    let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+    let rank = |l: &str| crate::contract::LOG_LEVELS.iter().position(|x| *x == l);
     match (wanted.and_then(rank), level.and_then(rank)) {
         (Some(min), Some(at)) => at >= min,
         (Some(_), None) => true,

@@ -961,3 +961,30 @@ pub fn settles_to(pid: u32, baseline: (usize, usize)) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs a Python client `script` that starts the gateway itself with `--stdio` on a config
+/// holding `config` (its arguments: the gateway, the config file, a log directory); the
+/// JSON line it prints.
+pub fn run_stdio_client(script: &str, config: &Value) -> Value {
+    let dir = TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let child = Command::new(sdk_python())
+        .arg(root().join(script))
+        .arg(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .arg(&path)
+        .arg(dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let out = finish_within(child, Duration::from_secs(60), script, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
