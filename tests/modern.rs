@@ -488,6 +488,18 @@ fn the_python_sdk_pinned_to_2026_07_28_uses_the_stdio_front_end() {
     assert_eq!(seen["multi_round"], "Ada likes green", "{seen}");
 }
 
+/// A legacy client's call of `tool`: the first text of its result.
+fn call_text(c: &util::McpClient, tool: &str, arguments: Value) -> String {
+    let answer = c.request(
+        json!("call"),
+        "tools/call",
+        json!({"name": tool, "arguments": arguments}),
+    );
+    let last = answer.last().cloned().unwrap_or_default();
+    let text = last["result"]["content"][0]["text"].as_str();
+    text.unwrap_or_else(|| panic!("{tool}: {last}")).to_string()
+}
+
 /// Waits until a legacy client's `tools/list` shows `tool`.
 fn wait_listed(c: &util::McpClient, tool: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -533,20 +545,14 @@ fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
         "{list}"
     );
     // Each request carries the revision's _meta, with the gateway's identity.
-    let who = last(c.request(
-        json!(2),
-        "tools/call",
-        json!({"name": "mo__whoami", "arguments": {}}),
-    ));
-    let meta: Value =
-        serde_json::from_str(who["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let meta: Value = serde_json::from_str(&call_text(&c, "mo__whoami", json!({}))).unwrap();
     assert_eq!(
         meta["io.modelcontextprotocol/protocolVersion"], VERSION,
-        "{who}"
+        "{meta}"
     );
     assert_eq!(
         meta["io.modelcontextprotocol/clientInfo"]["name"], "mcp-gateway",
-        "{who}"
+        "{meta}"
     );
     // What the revision removed is answered by the gateway.
     let pong = last(c.request(json!(3), "ping", json!({})));
@@ -637,23 +643,12 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
     );
     let c = util::McpClient::connect(gw.port);
     let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
-    let echo = last(c.request(
-        json!(1),
-        "tools/call",
-        json!({"name": "mo__echo", "arguments": {"text": "hi"}}),
-    ));
     assert_eq!(
-        echo["result"]["content"][0]["text"], "modern http echo: hi",
-        "{echo}"
+        call_text(&c, "mo__echo", json!({"text": "hi"})),
+        "modern http echo: hi"
     );
     // The revision's headers went with it, and no session.
-    let who = last(c.request(
-        json!(2),
-        "tools/call",
-        json!({"name": "mo__whoami", "arguments": {}}),
-    ));
-    let seen: Value =
-        serde_json::from_str(who["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let seen: Value = serde_json::from_str(&call_text(&c, "mo__whoami", json!({}))).unwrap();
     assert_eq!(
         seen,
         json!({"MCP-Protocol-Version": VERSION, "Mcp-Method": "tools/call", "Mcp-Name": "whoami", "Mcp-Session-Id": null})
