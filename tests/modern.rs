@@ -664,3 +664,36 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn mirrored_arguments_are_checked_against_their_mcp_param_headers() {
+    let gw = asking_gateway();
+    let params = json!({"name": "test_custom_headers", "arguments": {"region": "us-west1"}, "_meta": meta()});
+    let with = |region: Option<&str>| {
+        let mut extra = vec![("Mcp-Name", "test_custom_headers")];
+        if let Some(r) = region {
+            extra.push(("Mcp-Param-Region", r));
+        }
+        let (status, _, answer) = modern(&gw, "tools/call", params.clone(), None, &extra);
+        (status, answer)
+    };
+    let (status, ok) = with(Some("us-west1"));
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(
+        ok["result"]["content"][0]["text"], "region: us-west1",
+        "{ok}"
+    );
+    assert_eq!(
+        with(Some("=?base64?dXMtd2VzdDE=?=")).0,
+        200,
+        "the base64 form"
+    );
+    for bad in [None, Some("eu-north1"), Some("=?base64?dXMtd2VzdDE?=")] {
+        let (status, answer) = with(bad);
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (400, json!(-32020)),
+            "{bad:?}: {answer}"
+        );
+    }
+}

@@ -34,18 +34,18 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
         .and_then(|p| serde_json::from_str(p.get()).ok());
     let meta = match modern::check(&req.method, params.as_ref(), Some(&|h: &str| rq.header(h))) {
         Ok(meta) => meta,
-        Err(refusal) => {
-            debug!(
-                "http: refused a 2026-07-28 {}: {}",
-                req.method, refusal.error.message
-            );
-            let answer = jsonrpc::Response {
-                id: Some(req.id),
-                outcome: Err(refusal.error),
-            };
-            return Out::new(rq, shared).finish(refusal.status, Message::Response(answer));
-        }
+        Err(refusal) => return refuse(rq, shared, req, refusal),
     };
+    // Arguments the tool mirrors into Mcp-Param-* headers must be there, and equal.
+    let mirrored = modern::name_of(&req.method, params.as_ref())
+        .filter(|_| req.method == "tools/call")
+        .and_then(|tool| shared.router.mirrored(&tool));
+    if let Some(mirrored) = mirrored {
+        let arguments = params.as_ref().and_then(|p| p.get("arguments"));
+        if let Err(refusal) = modern::check_params(arguments, &mirrored, &|h: &str| rq.header(h)) {
+            return refuse(rq, shared, req, refusal);
+        }
+    }
     // Held until the request is with the hub, so a drain counts it.
     let Some(admitted) = shared.admit() else {
         return rq.respond(super::draining_refusal(shared));
@@ -59,6 +59,19 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
         meta,
         admitted,
     );
+}
+
+/// Answers a request the checks refused, with the status and error they name.
+fn refuse(rq: HttpRequest<'_>, shared: &Shared, req: jsonrpc::Request, refusal: modern::Refusal) {
+    debug!(
+        "http: refused a 2026-07-28 {}: {}",
+        req.method, refusal.error.message
+    );
+    let answer = jsonrpc::Response {
+        id: Some(req.id),
+        outcome: Err(refusal.error),
+    };
+    Out::new(rq, shared).finish(refusal.status, Message::Response(answer));
 }
 
 /// Where a POST's answer goes: nothing sent yet (a JSON answer is still possible), or an

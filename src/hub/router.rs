@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub(super) struct Routes {
     tools: HashMap<String, Target>,
+    /// Every exposed tool's arguments mirrored into `Mcp-Param-*` headers (2026-07-28).
+    mirrored: HashMap<String, crate::modern::Mirrored>,
 }
 
 struct Target {
@@ -107,11 +109,7 @@ impl Router {
 
     fn call(&self, view: &SessionView, session: &str, req: Request) -> Result<(), Request> {
         let published = &self.replies.published;
-        let routes = published
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let routes = published.routes();
         let Some(mut params) = req
             .params
             .as_deref()
@@ -184,6 +182,13 @@ impl Router {
 }
 
 impl Published {
+    fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn set_routes(&self, routes: Routes) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
     }
@@ -210,6 +215,14 @@ impl Published {
     }
 }
 
+impl Router {
+    /// The arguments of `tool` that 2026-07-28 clients mirror into `Mcp-Param-*` headers.
+    pub fn mirrored(&self, tool: &str) -> Option<crate::modern::Mirrored> {
+        let routes = self.replies.published.routes();
+        routes.mirrored.get(tool).cloned()
+    }
+}
+
 impl Hub {
     /// The handle front ends route requests with.
     pub fn router(&self) -> Router {
@@ -224,6 +237,15 @@ impl Hub {
     /// start has settled (until then calls wait in the hub).
     pub(super) fn publish_routes(&self) {
         let mut routes = Routes::default();
+        let tools = self.registry.catalog(crate::registry::Kind::Tools);
+        for (entry, item) in tools.entries().iter().zip(tools.items()) {
+            let schema = serde_json::from_str::<serde_json::Value>(item.get())
+                .map(|t| crate::modern::mirrored_params(&t["inputSchema"]))
+                .unwrap_or_default();
+            if !schema.is_empty() {
+                routes.mirrored.insert(entry.exposed.clone(), schema.into());
+            }
+        }
         if self.first_lists_done() {
             for entry in self.registry.tools() {
                 let backend = &self.backends[entry.backend];

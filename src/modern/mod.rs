@@ -284,8 +284,12 @@ pub fn encode_header(value: &str) -> String {
     out
 }
 
-/// Standard base64 (with or without padding).
+/// Standard base64, padded to a multiple of four as the revision's header form requires.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let padding = text.len() - text.trim_end_matches('=').len();
+    if !text.len().is_multiple_of(4) || padding > 2 {
+        return None;
+    }
     let value = |c: u8| match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),
@@ -353,6 +357,74 @@ pub fn legacy_params(params: Option<&Value>) -> Option<Value> {
         obj.remove("requestState");
     }
     Some(params)
+}
+
+/// A tool's mirrored arguments (`mirrored_params`), as routers keep them.
+pub type Mirrored = std::sync::Arc<[(String, Vec<String>)]>;
+
+/// The tool arguments a tool's `inputSchema` mirrors into `Mcp-Param-{Name}` headers
+/// (`x-mcp-header`): each header's name and the path of properties to its value.
+pub fn mirrored_params(input_schema: &Value) -> Vec<(String, Vec<String>)> {
+    fn walk(schema: &Value, path: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, prop) in props {
+            path.push(key.clone());
+            if let Some(header) = prop.get("x-mcp-header").and_then(Value::as_str) {
+                out.push((header.to_string(), path.clone()));
+            }
+            walk(prop, path, out);
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(input_schema, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Checks a `tools/call`'s `Mcp-Param-*` headers against its arguments: every mirrored
+/// value present in the body must come in its header too, equal (after the base64 form
+/// is decoded; numbers compared as numbers).
+pub fn check_params<'h>(
+    arguments: Option<&Value>,
+    mirrored: &[(String, Vec<String>)],
+    header: Headers<'_, 'h>,
+) -> Result<(), Refusal> {
+    let mismatch = |message: String| Err(refuse(400, HEADER_MISMATCH, message, None));
+    for (name, path) in mirrored {
+        let value = path
+            .iter()
+            .try_fold(arguments, |v, key| v?.get(key).map(Some))
+            .flatten()
+            .filter(|v| !v.is_null());
+        let Some(value) = value else { continue };
+        let header_name = format!("Mcp-Param-{name}");
+        let Some(raw) = header(&header_name) else {
+            return mismatch(format!(
+                "header mismatch: {header_name} is missing, but the body has {}",
+                path.join(".")
+            ));
+        };
+        let Some(given) = decode_header(raw) else {
+            return mismatch(format!(
+                "header mismatch: {header_name} '{raw}' is not validly encoded"
+            ));
+        };
+        let equal = match value {
+            Value::String(s) => *s == given,
+            Value::Number(n) => given.parse::<f64>().ok() == n.as_f64(),
+            Value::Bool(b) => given == b.to_string(),
+            _ => false,
+        };
+        if !equal {
+            return mismatch(format!(
+                "header mismatch: {header_name} '{given}' does not match the body's {} {value}",
+                path.join(".")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The gateway's identity, as every modern result carries it.
@@ -533,9 +605,49 @@ mod tests {
         );
         assert_eq!(decode_header("plain").as_deref(), Some("plain"));
         assert_eq!(decode_header("=?base64?!!?="), None);
+        assert_eq!(decode_header("=?base64?SGVsbG8?="), None, "unpadded");
+        assert_eq!(
+            decode_header("=?base64?SGVsbG8=?=").as_deref(),
+            Some("Hello")
+        );
+        assert_eq!(
+            decode_header("=?base64?SGVsbG8=").as_deref(),
+            Some("=?base64?SGVsbG8="),
+            "literal"
+        );
         let p = json!({"name": "héllo", "_meta": good_meta()});
         let h = [GOOD[0], GOOD[1], ("Mcp-Name", "=?base64?aMOpbGxv?=")];
         assert!(check("tools/call", Some(&p), Some(&headers(&h))).is_ok());
+    }
+
+    #[test]
+    fn mirrored_arguments_must_come_in_their_headers_too() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "n": {"type": "integer", "x-mcp-header": "N"},
+            "deep": {"type": "object", "properties": {"id": {"type": "string", "x-mcp-header": "Id"}}}}});
+        let mirrored = mirrored_params(&schema);
+        assert_eq!(mirrored.len(), 3);
+        let args = json!({"region": "us-west1", "n": 42, "deep": {"id": "héllo"}});
+        let all = [
+            ("Mcp-Param-Region", "us-west1"),
+            ("Mcp-Param-N", "42.0"),
+            ("Mcp-Param-Id", "=?base64?aMOpbGxv?="),
+        ];
+        assert!(check_params(Some(&args), &mirrored, &headers(&all)).is_ok());
+        let code = |h: &[(&str, &str)]| {
+            check_params(Some(&args), &mirrored, &headers(h))
+                .err()
+                .map(|r| r.error.code)
+        };
+        assert_eq!(code(&all[1..]), Some(-32020), "Region missing");
+        assert_eq!(
+            code(&[("Mcp-Param-Region", "eu"), all[1], all[2]]),
+            Some(-32020)
+        );
+        assert_eq!(code(&[all[0], ("Mcp-Param-N", "41"), all[2]]), Some(-32020));
+        // A value the body does not have needs no header.
+        assert!(check_params(Some(&json!({})), &mirrored, &headers(&[])).is_ok());
     }
 
     #[test]
