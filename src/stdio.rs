@@ -161,7 +161,7 @@ impl ModernCalls {
                             id: Some(req.id),
                             outcome: Err(refusal.error),
                         };
-                        out.finish(refusal.status, Message::Response(answer));
+                        Box::new(out).finish(refusal.status, Message::Response(answer));
                         return None;
                     }
                 };
@@ -172,7 +172,9 @@ impl ModernCalls {
                 let spawned = thread::Builder::new()
                     .name(name)
                     .stack_size(crate::http::WRITER_STACK)
-                    .spawn(move || modern::serve(&ends, out, req, params, meta, ()));
+                    .spawn(move || {
+                        modern::serve(&ends, Box::new(out), req, params, meta, Box::new(()))
+                    });
                 if let Err(e) = spawned {
                     warn!("stdio: cannot start a thread for a 2026-07-28 request: {e}");
                 }
@@ -228,11 +230,11 @@ impl Reply for Stdout {
         }
     }
 
-    fn finish(self, _status: u16, answer: Message) {
+    fn finish(self: Box<Self>, _status: u16, answer: Message) {
         self.write(answer);
     }
 
-    fn stopping(self) {
+    fn stopping(self: Box<Self>) {
         let answer = jsonrpc::Response::error(
             Some(self.id.clone()),
             jsonrpc::INTERNAL_ERROR,

@@ -51,14 +51,8 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
         return rq.respond(super::draining_refusal(shared));
     };
     let _writing = shared.writers.enter();
-    modern::serve(
-        &shared.modern,
-        Out::new(rq, shared),
-        req,
-        params,
-        meta,
-        admitted,
-    );
+    let out = Box::new(Out::new(rq, shared));
+    modern::serve(&shared.modern, out, req, params, meta, Box::new(admitted));
 }
 
 /// Answers a request the checks refused, with the status and error they name.
@@ -71,7 +65,7 @@ fn refuse(rq: HttpRequest<'_>, shared: &Shared, req: jsonrpc::Request, refusal: 
         id: Some(req.id),
         outcome: Err(refusal.error),
     };
-    Out::new(rq, shared).finish(refusal.status, Message::Response(answer));
+    Box::new(Out::new(rq, shared)).finish(refusal.status, Message::Response(answer));
 }
 
 /// Where a POST's answer goes: nothing sent yet (a JSON answer is still possible), or an
@@ -121,7 +115,7 @@ impl Reply for Out<'_> {
         true
     }
 
-    fn finish(self, status: u16, answer: Message) {
+    fn finish(self: Box<Self>, status: u16, answer: Message) {
         let json = answer.to_json();
         self.shared
             .bytes_out
@@ -137,7 +131,7 @@ impl Reply for Out<'_> {
         }
     }
 
-    fn stopping(self) {
+    fn stopping(self: Box<Self>) {
         if let State::Waiting(rq) = self.state {
             rq.respond(Response::text(503, "the gateway is shutting down"));
         }

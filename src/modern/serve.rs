@@ -40,19 +40,26 @@ pub trait Reply {
     /// is gone or has cancelled the request.
     fn event(&mut self, msg: Option<&Message>) -> bool;
     /// Sends the answer (with `status`, over HTTP, when nothing went ahead of it).
-    fn finish(self, status: u16, answer: Message);
+    fn finish(self: Box<Self>, status: u16, answer: Message);
     /// Says the gateway is stopping.
-    fn stopping(self);
+    fn stopping(self: Box<Self>);
 }
 
+/// A transport's `Reply`, boxed: one copy of the serving code for every transport.
+pub type Out<'a> = Box<dyn Reply + 'a>;
+
+/// Whatever a transport holds until a request is with the hub (the drain's admission).
+pub trait Held {}
+impl<T> Held for T {}
+
 /// Serves `req` (checked already) to `out`; `admitted` is held until it is with the hub.
-pub fn serve<R: Reply>(
+pub fn serve(
     ends: &Ends,
-    out: R,
+    out: Out<'_>,
     req: Request,
     params: Option<Value>,
     meta: Meta,
-    admitted: impl Sized,
+    admitted: Box<dyn Held + '_>,
 ) {
     let state = params
         .as_ref()
@@ -255,8 +262,8 @@ impl Parked {
 }
 
 /// A retry with `requestState`: the waiting call gets its input and goes on.
-fn resume<R: Reply>(ends: &Ends, out: R, req: &Request, params: Option<&Value>, state: String) {
-    let refuse = |out: R, message: String| {
+fn resume(ends: &Ends, out: Out<'_>, req: &Request, params: Option<&Value>, state: String) {
+    let refuse = |out: Out<'_>, message: String| {
         let error = ErrorObject {
             code: INVALID_PARAMS,
             message,
@@ -344,7 +351,7 @@ struct Call {
 /// Answers `call` from its session: progress and the log lines the client asked for as
 /// events, then the answer (as JSON when it comes first and alone); a backend's requests
 /// to the client as `input_required`, the session parked for the retry.
-fn answer<R: Reply>(mut out: R, session: Private, call: Call, ends: &Ends) {
+fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
     let keepalive = ends.keepalive;
     loop {
         let msg = match session.next(keepalive) {
@@ -399,7 +406,7 @@ fn wanted(meta: &Meta, n: &jsonrpc::Notification) -> bool {
 
 /// A backend asked the client for input: the requests that come with `first` become one
 /// `input_required` result (or -32021 when the client declared none of what they need).
-fn ask_for_input<R: Reply>(mut out: R, session: Private, call: Call, first: Request, ends: &Ends) {
+fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request, ends: &Ends) {
     let mut requests = vec![first];
     loop {
         match session.next(GATHER) {
@@ -482,13 +489,7 @@ fn ask_for_input<R: Reply>(mut out: R, session: Private, call: Call, first: Requ
 /// the client asked for, each tagged with the listen request's id, until the client
 /// closes the stream (which ends the session and its resource subscriptions) or the
 /// gateway stops (which ends it with a result, as the revision asks).
-fn listen<R: Reply>(
-    mut out: R,
-    session: Private,
-    req: &Request,
-    params: Option<&Value>,
-    ends: &Ends,
-) {
+fn listen(mut out: Out<'_>, session: Private, req: &Request, params: Option<&Value>, ends: &Ends) {
     let wanted = params
         .and_then(|p| p.get("notifications"))
         .cloned()
