@@ -697,3 +697,71 @@ fn mirrored_arguments_are_checked_against_their_mcp_param_headers() {
         );
     }
 }
+
+#[test]
+fn on_stdio_a_2026_request_is_answered_in_order_and_cancelled_by_name() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let dir = util::TempDir::new();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({ "fx": fixture(&[]) }).to_string()).unwrap();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--stdio", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = gw.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = gw.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or_default());
+        }
+    });
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    let call = |id: &str, tool: &str, args: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": tool, "arguments": args, "_meta": meta()}})
+    };
+    let wait = std::time::Duration::from_secs(15);
+    // A slow call, cancelled by name: no answer comes for it, and the backend hears of it.
+    send(call(
+        "slow",
+        "fx__sleep",
+        json!({"ms": 5000, "text": "late"}),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow"}}),
+    );
+    send(call("state", "fx__state", json!({})));
+    let answer = rx.recv_timeout(wait).expect("the state call's answer");
+    assert_eq!(
+        answer["id"], "state",
+        "the cancelled call is not answered: {answer}"
+    );
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    let seen: Value =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    let mut cancelled = seen["cancelled"].as_array().map(Vec::len).unwrap_or(0);
+    while cancelled == 0 && std::time::Instant::now() < deadline {
+        send(call("again", "fx__state", json!({})));
+        let a = rx.recv_timeout(wait).expect("an answer");
+        let seen: Value =
+            serde_json::from_str(a["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+        cancelled = seen["cancelled"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    assert_eq!(cancelled, 1, "the backend was told to stop the call");
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(6)).is_err(),
+        "nothing more came"
+    );
+    drop(stdin);
+    let _ = gw.wait();
+}
