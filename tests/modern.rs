@@ -765,3 +765,60 @@ fn on_stdio_a_2026_request_is_answered_in_order_and_cancelled_by_name() {
     drop(stdin);
     let _ = gw.wait();
 }
+
+#[test]
+fn a_tool_made_as_a_task_passes_through_with_its_id_named_for_the_client() {
+    let ev = util::everything();
+    let gw = Gateway::start(&json!({ "ev": {"command": "node", "args": [ev]} }));
+    let c = util::McpClient::connect(gw.port);
+    let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
+    let list = last(c.request(json!(1), "tools/list", json!({})));
+    let tool = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ev__simulate-research-query")
+        .cloned()
+        .unwrap_or_else(|| panic!("no task tool in {list}"));
+    assert_eq!(tool["execution"]["taskSupport"], "required", "{tool}");
+    let call = json!({"name": "ev__simulate-research-query", "arguments": {"topic": "gateways"},
+                      "task": {"ttl": 60000}});
+    let created = last(c.request(json!(2), "tools/call", call));
+    let task_id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task: {created}"))
+        .to_string();
+    assert!(
+        task_id.starts_with("ev."),
+        "named for the client: {task_id}"
+    );
+    // Polled until it is done (four stages of a second each), then its result.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = last(c.request(json!(3), "tasks/get", json!({"taskId": task_id})));
+        assert_eq!(got["result"]["taskId"], task_id.as_str(), "{got}");
+        if got["result"]["status"] == "completed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never completed: {got}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let result = last(c.request(json!(4), "tasks/result", json!({"taskId": task_id})));
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("gateways"), "{result}");
+    let listed = last(c.request(json!(5), "tasks/list", json!({})));
+    assert_eq!(
+        listed["result"]["tasks"][0]["taskId"],
+        task_id.as_str(),
+        "{listed}"
+    );
+    // Another session's task is not this one's to ask about.
+    let other = util::McpClient::connect(gw.port);
+    let refused = last(other.request(json!(6), "tasks/get", json!({"taskId": task_id})));
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+}

@@ -189,6 +189,16 @@ impl Hub {
                     self.deliver_related(&s, related, Message::Notification(n));
                 }
             }
+            "notifications/tasks/status" => {
+                let mut params = params;
+                if let Some(session) = self.task_status(instance, &mut params) {
+                    let n = Notification {
+                        method: n.method.clone(),
+                        params: Some(jsonrpc::to_raw(&params)),
+                    };
+                    self.deliver(&session, Message::Notification(n));
+                }
+            }
             "notifications/resources/updated" => {
                 let Some(uri) = params.get("uri").and_then(Value::as_str) else {
                     return;

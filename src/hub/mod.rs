@@ -20,6 +20,7 @@ mod router;
 mod sessions;
 mod status;
 mod supervise;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod unreadable;
@@ -96,6 +97,8 @@ enum State {
 struct Caps {
     lists: [bool; 4],
     logging: bool,
+    /// It takes `tools/call` as a task (2025-11-25).
+    tasks: bool,
 }
 
 /// One configured backend and its catalog.
@@ -220,6 +223,8 @@ pub struct Hub {
     replies: std::sync::Arc<Replies>,
     /// Which sessions subscribed to which URI of which instance (the backend's URI).
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
+    /// Tasks sessions made, by the id their clients know (`tasks.rs`).
+    tasks: HashMap<String, tasks::Task>,
     events_tx: Sender<HubEvent>,
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
@@ -245,6 +250,7 @@ impl Hub {
             sessions: HashMap::new(),
             replies,
             subscriptions: HashMap::new(),
+            tasks: HashMap::new(),
             events_tx,
             stopped: Vec::new(),
             summary_printed: false,

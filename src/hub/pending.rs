@@ -53,6 +53,13 @@ pub(super) enum After {
     Subscribed {
         uri: String,
     },
+    /// A `tools/call` made as a task: name the new task for its client.
+    TaskCreated,
+    /// A request about a task: the backend's task id back to the client's.
+    Task {
+        exposed: String,
+        original: String,
+    },
 }
 
 // Nearly every entry is a client request: boxing it to shrink the rare others would cost

@@ -64,6 +64,9 @@ impl Hub {
                 let b = entry.backend;
                 params.insert("name".into(), jsonrpc::to_raw(&entry.original));
                 exposed = Some(name);
+                if params.contains_key("task") {
+                    after = After::TaskCreated;
+                }
                 b
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -126,6 +129,11 @@ impl Hub {
                 b
             }
             "completion/complete" => self.route_completion(&mut params)?,
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                let (b, task) = self.route_task(session, &mut params)?;
+                after = task;
+                b
+            }
             other => unreachable!("route() is only called for routed methods, not '{other}'"),
         };
         let call = Call {
@@ -350,6 +358,12 @@ impl Hub {
                 match (after, &mut outcome) {
                     (After::MapUri { original, exposed }, Ok(result)) => {
                         *result = map_contents_uri(result, &original, &exposed);
+                    }
+                    (After::TaskCreated, Ok(result)) => {
+                        *result = self.task_created(&call.session, instance, result);
+                    }
+                    (After::Task { exposed, original }, Ok(result)) => {
+                        *result = self.task_answered(result, &exposed, &original);
                     }
                     (After::Subscribed { uri }, Err(_)) => {
                         if let Some(subs) = self.subscriptions.get_mut(&(instance, uri)) {

@@ -30,12 +30,16 @@ impl Hub {
                 self.list_page(session, Kind::Templates, req.params.as_deref())
             }
             "logging/setLevel" => self.set_level(session, req.params.as_deref()),
+            "tasks/list" => Ok(self.tasks_list(session)),
             "tools/call"
             | "prompts/get"
             | "resources/read"
             | "resources/subscribe"
             | "resources/unsubscribe"
-            | "completion/complete" => {
+            | "completion/complete"
+            | "tasks/get"
+            | "tasks/result"
+            | "tasks/cancel" => {
                 return match self.route(session, req) {
                     Ok(()) => None,
                     Err(e) => Some(Response {
@@ -123,15 +127,21 @@ impl Hub {
                 warn!("session {session}: {e}");
             }
         }
+        let mut capabilities = json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "logging": {},
+            "completions": {},
+        });
+        // Tasks are 2025-11-25's, and only worth saying when a backend takes them.
+        if version >= "2025-11-25" && self.tasks_offered() {
+            capabilities["tasks"] =
+                json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
+        }
         jsonrpc::to_raw(&json!({
             "protocolVersion": version,
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "prompts": {"listChanged": true},
-                "resources": {"subscribe": true, "listChanged": true},
-                "logging": {},
-                "completions": {},
-            },
+            "capabilities": capabilities,
             "serverInfo": {"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
         }))
     }
@@ -273,6 +283,7 @@ impl Hub {
             alive.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         info!("session {session}: closed (client '{}')", s.client);
+        self.forget_tasks(session);
         // Requests it had in flight are cancelled at their backends.
         let mine = self.pending().of_session(session);
         for gid in mine {

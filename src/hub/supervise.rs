@@ -429,6 +429,10 @@ impl Hub {
                 has("resources"),
             ],
             logging: has("logging"),
+            tasks: declared
+                .get("tasks")
+                .and_then(|t| t.pointer("/requests/tools/call"))
+                .is_some(),
         };
         info!(
             "backend '{}': initialized: protocol {}, server {}, capabilities {}",
