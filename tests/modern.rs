@@ -822,3 +822,26 @@ fn a_tool_made_as_a_task_passes_through_with_its_id_named_for_the_client() {
     let refused = last(other.request(json!(6), "tasks/get", json!({"taskId": task_id})));
     assert_eq!(refused["error"]["code"], -32602, "{refused}");
 }
+
+#[test]
+fn a_call_to_a_2026_backend_that_times_out_is_cancelled_under_the_id_the_backend_knows() {
+    let backend = util::root().join("tests/fixtures/modern_server.py");
+    let gw =
+        Gateway::start(&json!({ "mo": {"command": "python3", "args": [backend], "timeout": 1} }));
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let c = util::McpClient::connect(gw.port);
+    let answer = c.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "mo__slow", "arguments": {}}),
+    );
+    let last = answer.last().cloned().unwrap_or_default();
+    assert_eq!(last["error"]["code"], -32001, "timed out: {last}");
+    let told: Vec<Value> =
+        serde_json::from_str(&call_text(&c, "mo__cancelled", json!({}))).unwrap();
+    assert_eq!(told.len(), 1, "the backend was told once: {told:?}");
+}

@@ -206,6 +206,40 @@ impl Bridge {
             Message::Notification(n) if st.modern && n.method == "notifications/initialized" => {
                 None
             }
+            Message::Notification(n) if st.modern && n.method == "notifications/cancelled" => {
+                // A cancelled call is answered by no one: its entry goes, and a call waiting
+                // for input is cancelled under the id it was last sent with.
+                let mut params = object(n.params.as_deref());
+                let id = params
+                    .get("requestId")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                st.calls.remove(&id);
+                let round = st
+                    .open_rounds
+                    .iter()
+                    .find(|(_, r)| raw_key(&r.call.hub_id) == id)
+                    .map(|(no, _)| *no);
+                if let Some(no) = round {
+                    st.open_rounds.remove(&no);
+                    st.rounds.retain(|_, r| *r != no);
+                }
+                let retried = st
+                    .calls
+                    .iter()
+                    .find(|(_, c)| raw_key(&c.hub_id) == id)
+                    .map(|(k, _)| k.clone());
+                if let Some(key) = retried {
+                    st.calls.remove(&key);
+                    if let Ok(v) = serde_json::from_str::<Value>(&key) {
+                        params.insert("requestId".into(), v);
+                    }
+                }
+                Some(Message::Notification(Notification {
+                    method: n.method,
+                    params: Some(jsonrpc::to_raw(&params)),
+                }))
+            }
             Message::Response(resp) if st.modern => {
                 let key = resp.id.as_ref().map(raw_key).unwrap_or_default();
                 let Some(round_no) = st.rounds.remove(&key) else {
