@@ -156,7 +156,12 @@ impl Metrics {
             "gauge",
             "Client sessions, by transport.",
         );
-        for transport in ["sse", "streamable-http", "stdio"] {
+        for transport in [
+            "sse",
+            "streamable-http",
+            "stdio",
+            crate::contract::STATELESS,
+        ] {
             let _ = writeln!(
                 out,
                 "mcp_gateway_sessions{{transport=\"{transport}\"}} {}",
