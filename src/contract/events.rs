@@ -19,9 +19,8 @@ impl std::fmt::Display for InstanceId {
     }
 }
 
-/// The transport of a session that serves one 2026-07-28 request: the front end answers a
-/// backend's requests to its client itself (as `input_required`, or -32021), so the hub
-/// hands them on whatever capabilities the session's `initialize` declared.
+/// The transport of a session that serves one 2026-07-28 request. Such sessions come and
+/// go with their requests: the hub logs their opening and closing at debug level.
 pub const STATELESS: &str = "streamable-http-2026";
 
 /// Everything that happens, as the hub hears of it.

@@ -52,8 +52,6 @@ impl Hub {
             );
         };
         let caps = &self.sessions[&session].caps;
-        // A 2026-07-28 request's front end answers for its client (`http/modern.rs`).
-        let stateless = self.sessions[&session].transport == crate::contract::STATELESS;
         let mode_url = req.method == "elicitation/create"
             && req.params.as_deref().is_some_and(|p| {
                 serde_json::from_str::<Value>(p.get())
@@ -65,7 +63,7 @@ impl Hub {
             _ if mode_url => (caps.elicitation_url, "elicitation.url"),
             _ => (caps.elicitation_form, "elicitation"),
         };
-        if !allowed && !stateless {
+        if !allowed {
             return refuse(
                 self,
                 METHOD_NOT_FOUND,

@@ -97,7 +97,10 @@ impl Hub {
             elicitation_url: elicitation.is_some_and(|e| e.contains_key("url")),
             roots: caps.contains_key("roots"),
         };
-        info!(
+        log::log!(
+            self.sessions
+                .get(session)
+                .map_or(log::Level::Info, |s| loudness(s.transport)),
             "session {session}: initialize from '{client}', protocol {version} (asked {}), capabilities {caps:?}",
             p.protocol_version.as_deref().unwrap_or("none")
         );
@@ -282,7 +285,11 @@ impl Hub {
             let _table = self.pending();
             alive.store(false, std::sync::atomic::Ordering::SeqCst);
         }
-        info!("session {session}: closed (client '{}')", s.client);
+        log::log!(
+            loudness(s.transport),
+            "session {session}: closed (client '{}')",
+            s.client
+        );
         self.forget_tasks(session);
         // Requests it had in flight are cancelled at their backends.
         let mine = self.pending().of_session(session);
@@ -385,6 +392,16 @@ impl Hub {
             );
         }
         self.session_gone(session);
+    }
+}
+
+/// How loud a session's opening and closing are in the log: a 2026-07-28 request's session
+/// lives as long as the request, so its lines are debug ones.
+fn loudness(transport: &str) -> log::Level {
+    if transport == crate::contract::STATELESS {
+        log::Level::Debug
+    } else {
+        log::Level::Info
     }
 }
 

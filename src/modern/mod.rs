@@ -314,9 +314,11 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The `initialize` params that open the legacy session a modern request runs in: the
-/// newest legacy version, the client's info and the capabilities it declared (so a backend
-/// that minds them asks only for what the client can give; one that asks anyway reaches
-/// the front end, which answers -32021).
+/// newest legacy version, the client's info, and every capability a backend may ask a
+/// client for, so the hub hands each such request to the front end, which answers for the
+/// client: as `input_required` when the client declared what it needs, else refused
+/// (-32021 when nothing is left to ask). The backend never sees these: it was initialized
+/// by the gateway.
 pub fn initialize_params(meta: &Meta) -> Value {
     let client = meta
         .client
@@ -324,7 +326,7 @@ pub fn initialize_params(meta: &Meta) -> Value {
         .unwrap_or_else(|| json!({"name": "modern-client", "version": "0"}));
     json!({
         "protocolVersion": PROTOCOL_VERSIONS[0],
-        "capabilities": meta.capabilities,
+        "capabilities": {"roots": {}, "sampling": {}, "elicitation": {"form": {}, "url": {}}},
         "clientInfo": client,
     })
 }
