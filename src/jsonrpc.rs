@@ -24,6 +24,11 @@ impl Id {
         Id(RawValue::from_string(n.to_string()).expect("an integer is valid JSON"))
     }
 
+    /// A string id.
+    pub fn text(s: &str) -> Id {
+        Id(to_raw(&s))
+    }
+
     /// The id as an unsigned integer, when it is one (the gateway's own ids always are).
     pub fn as_u64(&self) -> Option<u64> {
         self.0.get().parse().ok()

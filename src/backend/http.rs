@@ -7,7 +7,6 @@ use super::remote::{MAX_BODY, agent, read_sse_stream, spawn, tls, to_hub, undeli
 use super::{BackendHandle, Hub};
 use crate::contract::PROTOCOL_VERSIONS;
 use crate::jsonrpc::{self, Message};
-use crossbeam_channel::select;
 use log::{debug, info, warn};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -45,10 +44,8 @@ pub fn start(
     hub: Hub,
     max_message: usize,
 ) -> Result<BackendHandle, String> {
-    // A backend that speaks only 2026-07-28 is bridged (`modern.rs`); its own messages
-    // have their own channel, so the writer still ends when the hub drops `tx`.
-    let (own_tx, own_rx) = crossbeam_channel::unbounded::<Message>();
-    let bridge = Arc::new(Bridge::new(hub, own_tx, name));
+    // A backend that speaks only 2026-07-28 is bridged (`modern.rs`).
+    let bridge = Arc::new(Bridge::new(hub, name));
     let remote = Arc::new(Remote {
         max_message,
         name: name.to_string(),
@@ -62,14 +59,7 @@ pub fn start(
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let writer = remote.clone();
     spawn(format!("backend-{name}-writer"), move || {
-        loop {
-            let msg = select! {
-                recv(rx) -> msg => match msg {
-                    Ok(msg) => bridge.outgoing(msg),
-                    Err(_) => break,
-                },
-                recv(own_rx) -> msg => msg.ok(),
-            };
+        while let Ok(msg) = bridge.next(&rx) {
             let Some(msg) = msg else { continue };
             if matches!(msg, Message::Request(_)) {
                 let r = writer.clone();

@@ -19,7 +19,7 @@
 use super::Hub;
 use crate::contract::Inbox;
 use crate::jsonrpc::{self, Id, Message, Notification, Request, Response};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender, select};
 use log::info;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -63,22 +63,16 @@ struct State {
 /// One instance's bridge: an `Inbox` for its reader, and `outgoing` for its writer.
 pub struct Bridge {
     hub: Hub,
-    /// The instance's writer, for the bridge's own messages to the backend.
-    writer: Sender<Message>,
+    /// The bridge's own messages to the backend (a handshake, a retry): a channel apart
+    /// from the hub's, so the writer still ends when the hub drops its sender.
+    own: Sender<Message>,
+    own_rx: Receiver<Message>,
     name: String,
     state: Mutex<State>,
 }
 
 fn raw_key(id: &Id) -> String {
     id.raw().get().to_string()
-}
-
-fn string_id(text: &str) -> Id {
-    let msg = format!(r#"{{"jsonrpc":"2.0","id":"{text}","result":{{}}}}"#);
-    match Message::parse(&msg) {
-        Ok(Message::Response(Response { id: Some(id), .. })) => id,
-        _ => Id::number(0),
-    }
 }
 
 fn object(params: Option<&serde_json::value::RawValue>) -> Map<String, Value> {
@@ -88,10 +82,12 @@ fn object(params: Option<&serde_json::value::RawValue>) -> Map<String, Value> {
 }
 
 impl Bridge {
-    pub fn new(hub: Hub, writer: Sender<Message>, name: &str) -> Bridge {
+    pub fn new(hub: Hub, name: &str) -> Bridge {
+        let (own, own_rx) = crossbeam_channel::unbounded();
         Bridge {
             hub,
-            writer,
+            own,
+            own_rx,
             name: name.to_string(),
             state: Mutex::new(State::default()),
         }
@@ -136,9 +132,19 @@ impl Bridge {
         })
     }
 
+    /// The next message for the backend, from the hub (as the bridge has it) or the bridge
+    /// itself: `Err` once the hub has dropped its sender, `Ok(None)` when the bridge kept
+    /// or answered the hub's message. The writer threads of both transports loop on it.
+    pub fn next(&self, from_hub: &Receiver<Message>) -> Result<Option<Message>, ()> {
+        select! {
+            recv(from_hub) -> msg => msg.map(|m| self.outgoing(m)).map_err(|_| ()),
+            recv(self.own_rx) -> msg => Ok(msg.ok()),
+        }
+    }
+
     /// What the writer sends the backend for `msg` from the hub (nothing, when the bridge
     /// answers it itself or keeps it).
-    pub fn outgoing(&self, msg: Message) -> Option<Message> {
+    fn outgoing(&self, msg: Message) -> Option<Message> {
         let mut st = self.lock();
         match msg {
             Message::Request(r) if !st.modern => {
@@ -259,7 +265,7 @@ impl Bridge {
                 let round = st.open_rounds.remove(&round_no)?;
                 // All answered: the call again, under a new id, with what the client said.
                 st.next += 1;
-                let retry_id = string_id(&format!("gateway-retry-{}", st.next));
+                let retry_id = Id::text(&format!("gateway-retry-{}", st.next));
                 let mut params = round.call.params.clone();
                 params.insert("inputResponses".into(), Value::Object(round.answers));
                 if let Some(state) = round.state {
@@ -293,8 +299,8 @@ impl Bridge {
                 st.init = None;
                 return false;
             }
-            let discover = self.request(string_id(DISCOVER), "server/discover", Map::new(), None);
-            let _ = self.writer.send(discover);
+            let discover = self.request(Id::text(DISCOVER), "server/discover", Map::new(), None);
+            let _ = self.own.send(discover);
             return true;
         }
         if id.and_then(|i| i.strip_prefix('"')?.strip_suffix('"')) != Some(DISCOVER) {
@@ -352,12 +358,9 @@ impl Bridge {
         }
         if !wanted.is_empty() {
             let params = Map::from_iter([("notifications".to_string(), Value::Object(wanted))]);
-            let _ = self.writer.send(self.request(
-                string_id(LISTEN),
-                "subscriptions/listen",
-                params,
-                None,
-            ));
+            let _ =
+                self.own
+                    .send(self.request(Id::text(LISTEN), "subscriptions/listen", params, None));
         }
         self.hub.message(Message::Response(Response::ok(
             init,
@@ -407,7 +410,7 @@ impl Inbox for Bridge {
                     let mut keys = HashMap::new();
                     let mut requests = Vec::new();
                     for (n, (input_key, ask)) in inputs.into_iter().enumerate() {
-                        let id = string_id(&format!("gateway-input-{round_no}-{n}"));
+                        let id = Id::text(&format!("gateway-input-{round_no}-{n}"));
                         keys.insert(raw_key(&id), input_key);
                         st.rounds.insert(raw_key(&id), round_no);
                         requests.push(Message::Request(Request {

@@ -36,10 +36,7 @@ pub(super) fn start(
     let last_stderr = Arc::new(Mutex::new(LastWords::default()));
 
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
-    // The bridge's own messages (a 2026-07-28 backend's handshake and rounds) have their
-    // own channel, so the writer still ends when the hub drops `tx`.
-    let (own_tx, own_rx) = crossbeam_channel::unbounded::<Message>();
-    let bridge = Arc::new(Bridge::new(hub.clone(), own_tx, name));
+    let bridge = Arc::new(Bridge::new(hub.clone(), name));
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let (eof_tx, eof_rx) = crossbeam_channel::bounded::<()>(1);
     let (stderr_done, stderr_drained) = crossbeam_channel::bounded::<()>(0);
@@ -47,7 +44,7 @@ pub(super) fn start(
     let spawned = (|| {
         let (n, writer_bridge) = (name.to_string(), bridge.clone());
         spawn_sized(format!("backend-{name}-writer"), PIPE_STACK, move || {
-            write_stdin(&n, stdin, &rx, &own_rx, &writer_bridge)
+            write_stdin(&n, stdin, &rx, &writer_bridge)
         })?;
         let (n, reader_hub): (String, Hub) = (name.to_string(), bridge);
         spawn_sized(format!("backend-{name}-reader"), PIPE_STACK, move || {
@@ -132,21 +129,8 @@ fn supervise(
 
 /// Writes the hub's messages (as the bridge has them) and the bridge's own, until the hub
 /// drops its sender.
-fn write_stdin(
-    name: &str,
-    mut stdin: ChildStdin,
-    rx: &Receiver<Message>,
-    own: &Receiver<Message>,
-    bridge: &Bridge,
-) {
-    loop {
-        let msg = select! {
-            recv(rx) -> msg => match msg {
-                Ok(msg) => bridge.outgoing(msg),
-                Err(_) => return,
-            },
-            recv(own) -> msg => msg.ok(),
-        };
+fn write_stdin(name: &str, mut stdin: ChildStdin, rx: &Receiver<Message>, bridge: &Bridge) {
+    while let Ok(msg) = bridge.next(rx) {
         let Some(msg) = msg else { continue };
         let mut line = msg.to_json();
         debug!("> {name}: {line}");
