@@ -34,6 +34,11 @@ pub const LOG_LEVELS: [&str; 8] = [
     "emergency",
 ];
 
+/// Where a log level stands in `LOG_LEVELS` (0 for debug), if it is one.
+pub fn log_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
 /// Protocol versions the gateway speaks, newest first.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 

@@ -27,9 +27,9 @@ mod unreadable;
 
 pub use router::Router;
 
+use crate::contract::log_rank as level_rank;
 use pending::{After, AuditCall, GatewayId, Pending, PendingTable};
 use replies::{Direct, Replies, ToHub};
-use sessions::level_rank;
 
 use crate::compat;
 use crate::config::{BackendSpec, Scope};

@@ -404,7 +404,3 @@ fn loudness(transport: &str) -> log::Level {
         log::Level::Info
     }
 }
-
-pub(super) fn level_rank(level: &str) -> Option<usize> {
-    LEVELS.iter().position(|l| *l == level)
-}

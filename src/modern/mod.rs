@@ -52,6 +52,13 @@ pub const METHODS: &[&str] = &[
     "subscriptions/listen",
 ];
 
+/// The methods a request names something for (in `Mcp-Name` too), and the field it is in.
+const NAMED: [(&str, &str); 3] = [
+    ("tools/call", "name"),
+    ("prompts/get", "name"),
+    ("resources/read", "uri"),
+];
+
 /// The methods whose results carry caching hints.
 const CACHEABLE: &[&str] = &[
     "server/discover",
@@ -131,62 +138,32 @@ pub fn check<'h>(
         .get(META_CAPABILITIES)
         .filter(|c| c.is_object())
         .ok_or_else(|| invalid("'io.modelcontextprotocol/clientCapabilities' (an object)"))?;
-    let mismatch = |message: String| refuse(400, HEADER_MISMATCH, message, None);
     if let Some(header) = headers {
-        match header("MCP-Protocol-Version") {
-            None => {
-                return Err(mismatch(
-                    "header mismatch: the MCP-Protocol-Version header is missing".into(),
-                ));
-            }
-            Some(h) if h != version => {
-                return Err(mismatch(format!(
-                    "header mismatch: MCP-Protocol-Version header '{h}' does not match _meta protocolVersion '{version}'"
-                )));
-            }
-            Some(_) => {}
-        }
+        same(
+            &fetch(header, "MCP-Protocol-Version", false)?,
+            version,
+            "MCP-Protocol-Version",
+            "_meta protocolVersion",
+        )?;
     }
     if version != VERSION {
         return Err(unsupported(version));
     }
     if let Some(header) = headers {
-        match header("Mcp-Method") {
-            None => {
-                return Err(mismatch(
-                    "header mismatch: the Mcp-Method header is missing".into(),
-                ));
-            }
-            Some(h) if h != method => {
-                return Err(mismatch(format!(
-                    "header mismatch: Mcp-Method header '{h}' does not match body method '{method}'"
-                )));
-            }
-            Some(_) => {}
-        }
-        let named = match method {
-            "tools/call" | "prompts/get" => Some("name"),
-            "resources/read" => Some("uri"),
-            _ => None,
-        };
-        if let Some(field) = named {
-            let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
-            let Some(raw) = header("Mcp-Name") else {
-                return Err(mismatch(
-                    "header mismatch: the Mcp-Name header is missing".into(),
-                ));
-            };
-            let decoded = decode_header(raw).ok_or_else(|| {
-                mismatch(format!(
-                    "header mismatch: Mcp-Name header '{raw}' is not validly encoded"
-                ))
-            })?;
-            if body != Some(decoded.as_str()) {
-                return Err(mismatch(format!(
-                    "header mismatch: Mcp-Name header value '{decoded}' does not match body {field} '{}'",
-                    body.unwrap_or("(none)")
-                )));
-            }
+        same(
+            &fetch(header, "Mcp-Method", false)?,
+            method,
+            "Mcp-Method",
+            "body method",
+        )?;
+        if let Some((_, field)) = NAMED.iter().find(|(m, _)| *m == method) {
+            let body = name_of(method, params).unwrap_or_default();
+            same(
+                &fetch(header, "Mcp-Name", true)?,
+                &body,
+                "Mcp-Name",
+                &format!("body {field}"),
+            )?;
         }
     }
     if !METHODS.contains(&method) {
@@ -207,6 +184,39 @@ pub fn check<'h>(
             .and_then(Value::as_str)
             .map(str::to_string),
     })
+}
+
+/// -32020, HTTP 400.
+fn mismatch(message: String) -> Refusal {
+    refuse(400, HEADER_MISMATCH, message, None)
+}
+
+/// A header's value (decoded from the `=?base64?…?=` form where `encoded` allows it), or
+/// the -32020 for its absence or a bad encoding.
+fn fetch(header: Headers<'_, '_>, name: &str, encoded: bool) -> Result<String, Refusal> {
+    let Some(raw) = header(name) else {
+        return Err(mismatch(format!(
+            "header mismatch: the {name} header is missing"
+        )));
+    };
+    if !encoded {
+        return Ok(raw.to_string());
+    }
+    decode_header(raw).ok_or_else(|| {
+        mismatch(format!(
+            "header mismatch: {name} header '{raw}' is not validly encoded"
+        ))
+    })
+}
+
+/// The -32020 for a header that differs from what it mirrors (`what`, in the body).
+fn same(given: &str, body: &str, name: &str, what: &str) -> Result<(), Refusal> {
+    if given == body {
+        return Ok(());
+    }
+    Err(mismatch(format!(
+        "header mismatch: {name} header '{given}' does not match {what} '{body}'"
+    )))
 }
 
 /// -32022, with the versions the gateway speaks.
@@ -333,12 +343,8 @@ pub fn initialize_params(meta: &Meta) -> Value {
 
 /// The name (or URI) a request of `method` is about, which a `requestState` is bound to.
 pub fn name_of(method: &str, params: Option<&Value>) -> Option<String> {
-    let field = match method {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" => "uri",
-        _ => return None,
-    };
-    params?.get(field)?.as_str().map(str::to_string)
+    let (_, field) = NAMED.iter().find(|(m, _)| *m == method)?;
+    params?.get(*field)?.as_str().map(str::to_string)
 }
 
 /// The request's params for a legacy backend: the protocol's `_meta` keys taken out (an
@@ -393,7 +399,6 @@ pub fn check_params<'h>(
     mirrored: &[(String, Vec<String>)],
     header: Headers<'_, 'h>,
 ) -> Result<(), Refusal> {
-    let mismatch = |message: String| Err(refuse(400, HEADER_MISMATCH, message, None));
     for (name, path) in mirrored {
         let value = path
             .iter()
@@ -402,17 +407,7 @@ pub fn check_params<'h>(
             .filter(|v| !v.is_null());
         let Some(value) = value else { continue };
         let header_name = format!("Mcp-Param-{name}");
-        let Some(raw) = header(&header_name) else {
-            return mismatch(format!(
-                "header mismatch: {header_name} is missing, but the body has {}",
-                path.join(".")
-            ));
-        };
-        let Some(given) = decode_header(raw) else {
-            return mismatch(format!(
-                "header mismatch: {header_name} '{raw}' is not validly encoded"
-            ));
-        };
+        let given = fetch(header, &header_name, true)?;
         let equal = match value {
             Value::String(s) => *s == given,
             Value::Number(n) => given.parse::<f64>().ok() == n.as_f64(),
@@ -420,10 +415,10 @@ pub fn check_params<'h>(
             _ => false,
         };
         if !equal {
-            return mismatch(format!(
+            return Err(mismatch(format!(
                 "header mismatch: {header_name} '{given}' does not match the body's {} {value}",
                 path.join(".")
-            ));
+            )));
         }
     }
     Ok(())
@@ -491,8 +486,8 @@ pub fn discover(initialized: &Value) -> Map<String, Value> {
 
 /// Whether a log message at `level` goes to a client that asked for `wanted` and above.
 pub fn wants_log(wanted: Option<&str>, level: Option<&str>) -> bool {
-    let rank = |l: &str| crate::contract::LOG_LEVELS.iter().position(|x| *x == l);
-    match (wanted.and_then(rank), level.and_then(rank)) {
+    use crate::contract::log_rank;
+    match (wanted.and_then(log_rank), level.and_then(log_rank)) {
         (Some(min), Some(at)) => at >= min,
         (Some(_), None) => true,
         (None, _) => false,
