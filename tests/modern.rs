@@ -662,7 +662,7 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
     let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
     assert_eq!(
         call_text(&c, "mo__echo", json!({"text": "hi"})),
-        "modern http echo: hi"
+        "modern echo: hi"
     );
     // The revision's headers went with it, and no session.
     let seen: Value = serde_json::from_str(&call_text(&c, "mo__whoami", json!({}))).unwrap();
