@@ -140,6 +140,9 @@ impl ModernCalls {
     /// cancellation of one; gives anything else back for the legacy session.
     fn take(&self, msg: Message, ends: &modern::Ends, tx: &Queue) -> Option<Message> {
         match msg {
+            Message::Request(req) if !modern::may_name_revision(req.params.as_deref()) => {
+                Some(Message::Request(req))
+            }
             Message::Request(req) => {
                 let params: Option<Value> = req
                     .params

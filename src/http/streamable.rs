@@ -386,6 +386,9 @@ fn params_of(msg: &Message) -> Option<serde_json::Value> {
         Message::Notification(n) => n.params.as_deref(),
         Message::Response(_) => None,
     }?;
+    if !crate::modern::may_name_revision(Some(params)) {
+        return None;
+    }
     serde_json::from_str(params.get()).ok()
 }
 

@@ -99,6 +99,12 @@ pub struct Meta {
 /// Looks an HTTP header up by name.
 pub type Headers<'f, 'h> = &'f dyn Fn(&str) -> Option<&'h str>;
 
+/// Whether raw params may carry a modern `_meta` at all: a look at the text, so legacy
+/// requests, on the paths every call takes, are not parsed a second time.
+pub fn may_name_revision(params: Option<&serde_json::value::RawValue>) -> bool {
+    params.is_some_and(|p| p.get().contains(META_VERSION))
+}
+
 /// Whether a request without a session is meant as modern: it carries the modern
 /// version header, or a protocol version in its `_meta`.
 pub fn is_modern(header_version: Option<&str>, params: Option<&Value>) -> bool {
@@ -679,6 +685,12 @@ mod tests {
         );
         let p = json!({"_meta": good_meta()});
         assert_eq!(legacy_params(Some(&p)), Some(json!({})));
+        let raw = |t: &str| serde_json::value::RawValue::from_string(t.into()).unwrap();
+        assert!(may_name_revision(Some(&raw(
+            &json!({"_meta": good_meta()}).to_string()
+        ))));
+        assert!(!may_name_revision(Some(&raw(r#"{"name":"x"}"#))));
+        assert!(!may_name_revision(None));
         assert!(wants_log(Some("info"), Some("error")));
         assert!(!wants_log(Some("error"), Some("info")));
         assert!(!wants_log(None, Some("emergency")));
