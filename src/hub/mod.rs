@@ -225,6 +225,7 @@ pub struct Hub {
     subscriptions: HashMap<(InstanceId, String), HashSet<SessionId>>,
     /// Tasks sessions made, by the id their clients know (`tasks.rs`).
     tasks: HashMap<String, tasks::Task>,
+    task_seq: u64,
     events_tx: Sender<HubEvent>,
     /// Supervisor threads of stopped instances, joined at shutdown.
     stopped: Vec<JoinHandle<()>>,
@@ -251,6 +252,7 @@ impl Hub {
             replies,
             subscriptions: HashMap::new(),
             tasks: HashMap::new(),
+            task_seq: 0,
             events_tx,
             stopped: Vec::new(),
             summary_printed: false,

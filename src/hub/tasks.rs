@@ -8,9 +8,14 @@
 
 use super::*;
 
+/// Tasks one session may have the gateway keep; making one more forgets its oldest.
+pub(super) const MAX_TASKS: usize = 1000;
+
 /// A task a session made on a backend.
 pub(super) struct Task {
     pub(super) session: SessionId,
+    /// When it was made, among all tasks (for forgetting the oldest).
+    pub(super) seq: u64,
     pub(super) backend: BackendIx,
     /// The backend's own id.
     pub(super) original: String,
@@ -97,10 +102,28 @@ impl Hub {
             return result.to_owned();
         };
         let exposed = format!("{}.{original}", self.backends[b].spec.name);
+        let mine: Vec<(u64, &String)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.session == session)
+            .map(|(id, t)| (t.seq, id))
+            .collect();
+        if mine.len() >= MAX_TASKS
+            && let Some((_, oldest)) = mine.iter().min()
+        {
+            let oldest = (*oldest).clone();
+            warn!(
+                "session {session}: over {MAX_TASKS} tasks kept; forgetting the oldest, '{oldest}'"
+            );
+            self.tasks.remove(&oldest);
+        }
+        self.task_seq += 1;
+        let seq = self.task_seq;
         self.tasks.insert(
             exposed.clone(),
             Task {
                 session: session.to_string(),
+                seq,
                 backend: b,
                 original: original.clone(),
                 last: Value::Null,

@@ -29,7 +29,7 @@ fn stand_in(inbox: Arc<dyn Inbox>, silent: bool) -> BackendHandle {
             let result = match (req.method.as_str(), params["name"].as_str()) {
                 ("initialize", _) => json!({
                     "protocolVersion": PROTOCOL_VERSIONS[0],
-                    "capabilities": {"tools": {}},
+                    "capabilities": {"tools": {}, "tasks": {"requests": {"tools": {"call": {}}}}},
                     "serverInfo": {"name": "stand-in", "version": "1"},
                 }),
                 ("tools/list", _) => {
@@ -37,6 +37,9 @@ fn stand_in(inbox: Arc<dyn Inbox>, silent: bool) -> BackendHandle {
                         .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}));
                     json!({ "tools": tools })
                 }
+                ("tools/call", Some("echo")) if params.get("task").is_some() => json!({
+                    "task": {"taskId": format!("t{}", req.id), "status": "completed"},
+                }),
                 ("tools/call", Some("echo")) => json!({
                     "content": [{"type": "text", "text": params["arguments"].to_string()}],
                 }),
@@ -352,4 +355,41 @@ fn the_status_counts_the_calls_in_flight_that_a_drain_waits_for() {
     // Its timeout answers it, and the drain has nothing left to wait for.
     assert_eq!(c.next()["error"]["code"], REQUEST_TIMEOUT);
     assert_eq!(in_flight(), 0);
+}
+
+#[test]
+fn a_session_keeps_at_most_max_tasks_and_forgets_its_oldest() {
+    let hub = Harness::new("");
+    let c = hub.client("s1");
+    let _ = c.ask(json!(1), "tools/list", json!({}));
+    let make = |id: u64| {
+        let r = c.ask(
+            json!(id),
+            "tools/call",
+            json!({"name": "fx__echo", "arguments": {}, "task": {"ttl": 1000}}),
+        );
+        r["result"]["task"]["taskId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_string()
+    };
+    let first = make(100);
+    assert!(first.starts_with("fx."), "named for the client: {first}");
+    for id in 101..100 + tasks::MAX_TASKS as u64 {
+        make(id);
+    }
+    let listed = c.ask(json!(2), "tasks/list", json!({}));
+    assert_eq!(
+        listed["result"]["tasks"].as_array().map(Vec::len),
+        Some(tasks::MAX_TASKS)
+    );
+    // One more: the first is forgotten, and asking about it is an unknown task.
+    make(99_999);
+    let asked = c.ask(json!(3), "tasks/get", json!({"taskId": first}));
+    assert_eq!(asked["error"]["code"], INVALID_PARAMS, "{asked}");
+    let listed = c.ask(json!(4), "tasks/list", json!({}));
+    assert_eq!(
+        listed["result"]["tasks"].as_array().map(Vec::len),
+        Some(tasks::MAX_TASKS)
+    );
 }
