@@ -46,6 +46,7 @@ pub fn start(
         // whether it was cancelled.
         keepalive: Duration::from_secs(1),
         parked: Arc::default(),
+        tasks: Arc::default(),
     };
     let modern_calls = ModernCalls::default();
     let writer_done = done.clone();

@@ -862,3 +862,87 @@ fn a_call_to_a_2026_backend_that_times_out_is_cancelled_under_the_id_the_backend
         serde_json::from_str(&call_text(&c, "mo__cancelled", json!({}))).unwrap();
     assert_eq!(told.len(), 1, "the backend was told once: {told:?}");
 }
+
+/// A `tasks/get` until `done` says the task got where the test waits for (within 30 s).
+fn poll_task(gw: &Gateway, m: &Value, task: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let params = json!({"taskId": task, "_meta": m});
+        let (_, _, got) = modern(gw, "tasks/get", params, Some(task), &[]);
+        if done(&got["result"]) {
+            return got["result"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never got there: {got}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_2026_client_runs_a_task_tool_of_server_everything_and_answers_its_question() {
+    let ev = util::everything();
+    let config = json!({ "ev": {"command": "node", "args": [ev]} });
+    let gw = Gateway::start(&config);
+    let tool = "ev__simulate-research-query";
+    let mut m = meta();
+    let call = |m: &Value| {
+        let arguments = json!({"topic": "gateways", "ambiguous": true});
+        let params = json!({"name": tool, "arguments": arguments, "_meta": m});
+        modern(&gw, "tools/call", params, Some(tool), &[])
+    };
+    // The tool runs only as a task: a client that does not take tasks is told so.
+    let (status, _, refused) = call(&m);
+    assert_eq!(
+        (status, refused["error"]["code"].as_i64()),
+        (400, Some(-32021)),
+        "{refused}"
+    );
+    let ext = &refused["error"]["data"]["requiredCapabilities"]["extensions"];
+    assert!(
+        ext.get("io.modelcontextprotocol/tasks").is_some(),
+        "{refused}"
+    );
+
+    m["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let (_, _, created) = call(&m);
+    let created = &created["result"];
+    assert_eq!(created["resultType"], "task", "{created}");
+    assert!(
+        created["ttlMs"].as_u64().is_some() && created.get("task").is_none(),
+        "{created}"
+    );
+    let task = created["taskId"].as_str().expect("a task id").to_string();
+
+    // The backend's question (asked the 2025-11-25 way, on its tasks/result) waits in the
+    // task; the answer goes back through tasks/update and the task runs to its end.
+    let asked = poll_task(&gw, &m, &task, |r| r["status"] == "input_required");
+    let inputs = asked["inputRequests"].as_object().expect("inputRequests");
+    let (key, request) = inputs.iter().next().expect("one question");
+    assert_eq!(request["method"], "elicitation/create", "{asked}");
+    let answer = json!({"action": "accept", "content": {"interpretation": "network gateways"}});
+    let params = json!({"taskId": task, "inputResponses": {key.as_str(): answer}, "_meta": m});
+    let (_, _, ack) = modern(&gw, "tasks/update", params, Some(&task), &[]);
+    assert_eq!(ack["result"]["resultType"], "complete", "{ack}");
+    let done = poll_task(&gw, &m, &task, |r| r["status"] == "completed");
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("network gateways"),
+        "the answer reached the backend: {done}"
+    );
+
+    // Another instance does not know the task, and says whose it is.
+    let other = Gateway::start(&config);
+    let params = json!({"taskId": task, "_meta": m});
+    let (_, _, stranger) = modern(&other, "tasks/get", params, Some(&task), &[]);
+    assert_eq!(stranger["error"]["code"], -32602, "{stranger}");
+    let message = stranger["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was made by gateway instance"),
+        "{message}"
+    );
+}

@@ -156,6 +156,7 @@ impl Frontend {
             instance: opts.instance.clone(),
             keepalive: opts.keepalive,
             parked: Arc::default(),
+            tasks: Arc::default(),
         };
         let shared = Arc::new(Shared {
             hub,

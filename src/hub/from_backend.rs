@@ -16,8 +16,9 @@ impl Hub {
     }
 
     /// A request from a backend: `ping` is answered here; sampling, elicitation and roots go
-    /// to the client whose request is in flight there (the newest, if several).
-    pub(super) fn backend_request(&mut self, instance: InstanceId, req: Request) {
+    /// to the session whose task they are about, else to the client whose request is in
+    /// flight there (the newest, if several).
+    pub(super) fn backend_request(&mut self, instance: InstanceId, mut req: Request) {
         let name = self.name_of(instance).to_string();
         let refuse = |hub: &Self, code, message: String| {
             debug!("backend '{name}': {message}");
@@ -40,7 +41,9 @@ impl Hub {
                 format!("the gateway does not forward '{}' to clients", req.method),
             );
         }
-        let target = self.client_for(instance);
+        let target = self
+            .task_request(instance, &mut req.params)
+            .or_else(|| self.client_for(instance));
         let Some(session) = target.filter(|s| self.sessions.contains_key(s)) else {
             return refuse(
                 self,

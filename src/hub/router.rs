@@ -31,6 +31,9 @@ pub(super) struct Routes {
     tools: HashMap<String, Target>,
     /// Every exposed tool's arguments mirrored into `Mcp-Param-*` headers (2026-07-28).
     mirrored: HashMap<String, crate::modern::Mirrored>,
+    /// The exposed tools a backend takes as tasks (2025-11-25 `execution.taskSupport`):
+    /// true where it takes them only so.
+    tasks: HashMap<String, bool>,
 }
 
 struct Target {
@@ -226,6 +229,11 @@ impl Router {
         let routes = self.replies.published.routes();
         routes.mirrored.get(tool).cloned()
     }
+
+    /// Whether `tool` may run as a task: `Some(true)` when only so, `None` when never.
+    pub fn task_support(&self, tool: &str) -> Option<bool> {
+        self.replies.published.routes().tasks.get(tool).copied()
+    }
 }
 
 impl Hub {
@@ -244,12 +252,16 @@ impl Hub {
         let mut routes = Routes::default();
         let tools = self.registry.catalog(crate::registry::Kind::Tools);
         for (entry, item) in tools.entries().iter().zip(tools.items()) {
-            let schema = serde_json::from_str::<serde_json::Value>(item.get())
-                .map(|t| crate::modern::mirrored_params(&t["inputSchema"]))
-                .unwrap_or_default();
+            let tool = serde_json::from_str::<serde_json::Value>(item.get()).unwrap_or_default();
+            let schema = crate::modern::mirrored_params(&tool["inputSchema"]);
             if !schema.is_empty() {
                 routes.mirrored.insert(entry.exposed.clone(), schema.into());
             }
+            match tool["execution"]["taskSupport"].as_str() {
+                Some("optional") => routes.tasks.insert(entry.exposed.clone(), false),
+                Some("required") => routes.tasks.insert(entry.exposed.clone(), true),
+                _ => None,
+            };
         }
         if self.first_lists_done() {
             for entry in self.registry.tools() {

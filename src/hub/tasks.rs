@@ -161,6 +161,27 @@ impl Hub {
         Some(task.session.clone())
     }
 
+    /// A backend's request about one of its tasks (its `_meta` names the task, as a
+    /// 2025-11-25 server's requests for a task's input do): the task's session, with the
+    /// task named for it. `None` when the request names no task the gateway knows.
+    pub(super) fn task_request(
+        &self,
+        instance: InstanceId,
+        params: &mut Option<Box<RawValue>>,
+    ) -> Option<SessionId> {
+        let raw = params.as_deref().filter(|p| p.get().contains(RELATED))?;
+        let mut v: Value = serde_json::from_str(raw.get()).ok()?;
+        let named = v.get_mut("_meta")?.get_mut(RELATED)?.get_mut("taskId")?;
+        let b = self.instances.get(&instance)?.backend;
+        let (exposed, task) = self
+            .tasks
+            .iter()
+            .find(|(_, t)| t.backend == b && *named == t.original.as_str())?;
+        *named = Value::from(exposed.as_str());
+        *params = Some(jsonrpc::to_raw(&v));
+        Some(task.session.clone())
+    }
+
     /// Forgets the tasks of a session that ended.
     pub(super) fn forget_tasks(&mut self, session: &str) {
         self.tasks.retain(|_, t| t.session != session);

@@ -10,6 +10,7 @@
 //! resource, and 404 for methods the revision removed.
 
 pub mod serve;
+pub mod tasks;
 
 pub use serve::{Ends, Reply, serve};
 
@@ -50,13 +51,19 @@ pub const METHODS: &[&str] = &[
     "resources/read",
     "completion/complete",
     "subscriptions/listen",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
 ];
 
 /// The methods a request names something for (in `Mcp-Name` too), and the field it is in.
-const NAMED: [(&str, &str); 3] = [
+const NAMED: [(&str, &str); 6] = [
     ("tools/call", "name"),
     ("prompts/get", "name"),
     ("resources/read", "uri"),
+    ("tasks/get", "taskId"),
+    ("tasks/update", "taskId"),
+    ("tasks/cancel", "taskId"),
 ];
 
 /// The methods whose results carry caching hints.
@@ -366,9 +373,11 @@ pub fn legacy_params(params: Option<&Value>) -> Option<Value> {
         }
     }
     if let Some(obj) = params.as_object_mut() {
-        // A fresh call's leftovers of an earlier round mean nothing to a legacy backend.
+        // A fresh call's leftovers of an earlier round mean nothing to a legacy backend,
+        // nor does a 2025-11-25 client's `task` (the gateway decides what runs as a task).
         obj.remove("inputResponses");
         obj.remove("requestState");
+        obj.remove("task");
     }
     Some(params)
 }
@@ -477,13 +486,18 @@ pub fn discover(initialized: &Value) -> Map<String, Value> {
     supported.extend(PROTOCOL_VERSIONS);
     let mut out = Map::new();
     out.insert("supportedVersions".into(), json!(supported));
-    out.insert(
-        "capabilities".into(),
-        initialized
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-    );
+    let mut capabilities = initialized
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    // 2025-11-25's tasks are the tasks extension now.
+    if let Some(caps) = capabilities.as_object_mut()
+        && caps.remove("tasks").is_some()
+    {
+        let extensions = caps.entry("extensions").or_insert_with(|| json!({}));
+        extensions[tasks::EXTENSION] = json!({});
+    }
+    out.insert("capabilities".into(), capabilities);
     if let Some(instructions) = initialized.get("instructions") {
         out.insert("instructions".into(), instructions.clone());
     }

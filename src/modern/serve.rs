@@ -11,7 +11,7 @@
 //! `subscriptions/listen` is a session that stays open for the list changes and resource
 //! updates the client asked for.
 
-use super::{self as modern, Meta};
+use super::{self as modern, Meta, tasks};
 use crate::contract::{HubEvent, Outbound, Queue, Queued, Refused, STATELESS, Sink};
 use crate::hub::Router;
 use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS, Id, Message, Request};
@@ -32,6 +32,7 @@ pub struct Ends {
     /// How long a stream may be quiet before a keep-alive (or a check for cancellation).
     pub keepalive: Duration,
     pub parked: Arc<Parked>,
+    pub tasks: Arc<super::tasks::Tasks>,
 }
 
 /// Where one request's answer goes, as its transport carries it.
@@ -68,6 +69,40 @@ pub fn serve(
     if let Some(state) = state {
         drop(admitted);
         return resume(ends, out, &req, params.as_ref(), state.to_string());
+    }
+    let refused = |out: Out<'_>, status: u16, error: ErrorObject| {
+        let answer = jsonrpc::Response {
+            id: Some(req.id.clone()),
+            outcome: Err(error),
+        };
+        out.finish(status, Message::Response(answer))
+    };
+    if tasks::METHODS.contains(&req.method.as_str()) {
+        drop(admitted);
+        if !tasks::declared(&meta) {
+            return refused(out, 400, tasks::missing());
+        }
+        let answer = ends
+            .tasks
+            .answer(&ends.instance, &req.method, params.as_ref());
+        return match answer {
+            Ok(done) => {
+                let answer = jsonrpc::Response::ok(req.id, jsonrpc::to_raw(&done));
+                out.finish(200, Message::Response(answer))
+            }
+            Err(error) => refused(out, 200, error),
+        };
+    }
+    // A tool its backend may run as a task is run so for a client that takes tasks; one
+    // it runs only so needs a client that does.
+    let name = modern::name_of(&req.method, params.as_ref());
+    let task_support = (req.method == "tools/call")
+        .then(|| ends.router.task_support(name.as_deref()?))
+        .flatten();
+    let as_task = task_support.is_some() && tasks::declared(&meta);
+    if task_support == Some(true) && !as_task {
+        drop(admitted);
+        return refused(out, 400, tasks::missing());
     }
     let Some(session) = Private::open(ends) else {
         return out.stopping();
@@ -112,10 +147,14 @@ pub fn serve(
         drop(admitted);
         return listen(out, session, &req, params.as_ref(), ends);
     }
+    let mut legacy = modern::legacy_params(params.as_ref());
+    if as_task && let Some(Value::Object(p)) = &mut legacy {
+        p.insert("task".into(), json!({"ttl": tasks::MAX_TTL_MS}));
+    }
     let forwarded = Request {
         id: req.id.clone(),
         method: req.method.clone(),
-        params: modern::legacy_params(params.as_ref()).map(|p| jsonrpc::to_raw(&p)),
+        params: legacy.map(|p| jsonrpc::to_raw(&p)),
     };
     if !session.send(Message::Request(forwarded)) {
         return out.stopping();
@@ -123,10 +162,11 @@ pub fn serve(
     drop(admitted);
     let call = Call {
         method: req.method.clone(),
-        name: modern::name_of(&req.method, params.as_ref()),
+        name,
         id: req.id.clone(),
         reply: req.id,
         meta,
+        as_task,
     };
     answer(out, session, call, ends);
 }
@@ -150,7 +190,7 @@ impl Sink for OneRequest {
 }
 
 /// The hub's session for one modern request; ends it (and so the call) when dropped.
-struct Private {
+pub(super) struct Private {
     id: String,
     hub: Sender<HubEvent>,
     router: Router,
@@ -166,7 +206,7 @@ impl Drop for Private {
 }
 
 /// What a modern request's session has for it next.
-enum Next {
+pub(super) enum Next {
     Message(Message),
     /// Nothing within the wait.
     Quiet,
@@ -192,11 +232,19 @@ impl Private {
         })
     }
 
-    fn send(&self, msg: Message) -> bool {
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(super) fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub(super) fn send(&self, msg: Message) -> bool {
         self.router.dispatch(&self.id, msg).is_ok()
     }
 
-    fn next(&self, wait: Duration) -> Next {
+    pub(super) fn next(&self, wait: Duration) -> Next {
         match self.rx.recv_timeout(wait) {
             Ok(out) => Next::Message(out.into_inner().msg),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Next::Quiet,
@@ -205,7 +253,7 @@ impl Private {
     }
 
     /// Answers a backend's request to the client with an error.
-    fn refuse(&self, req: Request, message: String) {
+    pub(super) fn refuse(&self, req: Request, message: String) {
         let error = jsonrpc::Response::error(Some(req.id), jsonrpc::METHOD_NOT_FOUND, message);
         self.send(Message::Response(error));
     }
@@ -222,6 +270,7 @@ struct Waiting {
     /// The keys the client must answer, with the backend requests they answer.
     asked: Vec<(String, Id)>,
     meta: Meta,
+    as_task: bool,
     until: Instant,
 }
 
@@ -316,6 +365,7 @@ fn resume(ends: &Ends, out: Out<'_>, req: &Request, params: Option<&Value>, stat
         call,
         asked,
         meta,
+        as_task,
         ..
     } = waiting;
     for (key, id) in asked {
@@ -334,6 +384,7 @@ fn resume(ends: &Ends, out: Out<'_>, req: &Request, params: Option<&Value>, stat
         id: call,
         reply: req.id.clone(),
         meta,
+        as_task,
     };
     answer(out, session, call, ends);
 }
@@ -346,6 +397,8 @@ struct Call {
     id: Id,
     reply: Id,
     meta: Meta,
+    /// Asked of its backend as a task.
+    as_task: bool,
 }
 
 /// Answers `call` from its session: progress and the log lines the client asked for as
@@ -353,6 +406,8 @@ struct Call {
 /// to the client as `input_required`, the session parked for the retry.
 fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
     let keepalive = ends.keepalive;
+    // A task's requests for input that come before the task itself: the task's.
+    let mut early = Vec::new();
     loop {
         let msg = match session.next(keepalive) {
             Next::Message(msg) => msg,
@@ -368,6 +423,19 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
             Message::Response(r)
                 if r.id.as_ref().map(|i| i.raw().get()) == Some(call.id.raw().get()) =>
             {
+                let created = match &r.outcome {
+                    Ok(o) if call.as_task => serde_json::from_str::<Value>(o.get())
+                        .ok()
+                        .filter(|v| v.get("task").is_some_and(Value::is_object)),
+                    _ => None,
+                };
+                if let Some(created) = created {
+                    let task =
+                        ends.tasks
+                            .adopt(&ends.instance, session, &created, call.meta, early);
+                    let answer = jsonrpc::Response::ok(call.reply, jsonrpc::to_raw(&task));
+                    return out.finish(200, Message::Response(answer));
+                }
                 let outcome = r
                     .outcome
                     .map(|o| decorate(&call.method, &o))
@@ -378,6 +446,7 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
                 };
                 return out.finish(200, Message::Response(answer));
             }
+            Message::Request(r) if call.as_task && tasks::names_task(&r) => early.push(r),
             Message::Request(first) => {
                 return ask_for_input(out, session, call, first, ends);
             }
@@ -479,6 +548,7 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
             call: call.id,
             asked,
             meta: call.meta,
+            as_task: call.as_task,
             until: Instant::now() + PARKED_FOR,
         },
     );
