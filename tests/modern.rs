@@ -585,7 +585,7 @@ fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
 }
 
 #[test]
-fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required() {
+fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required_and_tasks() {
     let gw = modern_backend_gateway();
     assert!(
         gw.wait_stderr("speaks protocol 2026-07-28"),
@@ -602,7 +602,13 @@ fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required() {
     assert_eq!(seen["version"], "2025-11-25", "{seen}");
     assert_eq!(seen["echo"], "modern echo: from a legacy client", "{seen}");
     assert_eq!(seen["greeting"], "Hello, Grace!", "{seen}");
-    assert_eq!(seen["asked"], json!(["What is your name?"]), "{seen}");
+    // The backend made a task of the booking: polled, its question asked, its end the answer.
+    assert_eq!(seen["booked"], "booked seat 12A", "{seen}");
+    assert_eq!(
+        seen["asked"],
+        json!(["What is your name?", "Which seat?"]),
+        "{seen}"
+    );
 }
 
 #[test]

@@ -14,6 +14,13 @@
 //!   with `inputResponses` and `requestState`, under a new id, and its answer goes to the
 //!   hub under the first.
 //!
+//! - Tasks (the `io.modelcontextprotocol/tasks` extension, declared when the backend lists
+//!   it): a call the backend makes a task of is polled (`tasks/get`, at the backend's
+//!   `pollIntervalMs`) on the writer's thread until it ends, and the end answers the call;
+//!   the task's `inputRequests` go to the client as the backend's own requests, and their
+//!   answers back in a `tasks/update`; a call the client cancels is `tasks/cancel`led.
+//!   Legacy clients see an ordinary call.
+//!
 //! Legacy backends never notice: nothing changes until an `initialize` is refused.
 
 use super::Hub;
@@ -24,11 +31,16 @@ use log::info;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 const VERSION: &str = crate::modern::VERSION;
 /// The ids the bridge's own requests go out under (never a hub's: the hub's are numbers).
 const DISCOVER: &str = "gateway-discover";
 const LISTEN: &str = "gateway-listen";
+/// A task's polls go out as `gateway-poll-<task id>`.
+const POLL: &str = "gateway-poll-";
+const TASKS: &str = crate::modern::tasks::EXTENSION;
 
 /// A call sent to a modern backend, kept until its final answer.
 struct Call {
@@ -40,10 +52,24 @@ struct Call {
 
 /// A round of input the backend asked for: the key of each request sent to the client.
 struct Round {
-    call: Call,
+    /// The call to send again with the answers (a call's round), or the task to update.
+    then: Then,
     state: Option<Value>,
     keys: HashMap<String, String>,
     answers: Map<String, Value>,
+}
+
+enum Then {
+    Retry(Call),
+    Update(String),
+}
+
+/// A call the backend made a task of: polled until it ends.
+struct Polled {
+    call: Call,
+    every: Duration,
+    /// When the next poll goes; none while one is out or the client is being asked.
+    due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -56,6 +82,8 @@ struct State {
     /// Rounds waiting for the client's answers, by the id of each request sent to it.
     rounds: HashMap<String, usize>,
     open_rounds: HashMap<usize, Round>,
+    /// Tasks being polled, by the backend's task id.
+    polled: HashMap<String, Polled>,
     next: usize,
     log_level: Option<String>,
 }
@@ -67,6 +95,11 @@ pub struct Bridge {
     /// from the hub's, so the writer still ends when the hub drops its sender.
     own: Sender<Message>,
     own_rx: Receiver<Message>,
+    /// Wakes the writer when a poll's time changed.
+    wake: Sender<()>,
+    wake_rx: Receiver<()>,
+    /// The backend takes tasks: requests declare the extension.
+    tasks: AtomicBool,
     name: String,
     state: Mutex<State>,
 }
@@ -84,10 +117,14 @@ fn object(params: Option<&serde_json::value::RawValue>) -> Map<String, Value> {
 impl Bridge {
     pub fn new(hub: Hub, name: &str) -> Bridge {
         let (own, own_rx) = crossbeam_channel::unbounded();
+        let (wake, wake_rx) = crossbeam_channel::bounded(1);
         Bridge {
             hub,
             own,
             own_rx,
+            wake,
+            wake_rx,
+            tasks: AtomicBool::new(false),
             name: name.to_string(),
             state: Mutex::new(State::default()),
         }
@@ -108,6 +145,9 @@ impl Bridge {
         });
         if let Some(level) = level {
             meta["io.modelcontextprotocol/logLevel"] = Value::from(level);
+        }
+        if self.tasks.load(Ordering::Relaxed) {
+            meta["io.modelcontextprotocol/clientCapabilities"]["extensions"] = json!({ TASKS: {} });
         }
         meta
     }
@@ -136,10 +176,120 @@ impl Bridge {
     /// itself: `Err` once the hub has dropped its sender, `Ok(None)` when the bridge kept
     /// or answered the hub's message. The writer threads of both transports loop on it.
     pub fn next(&self, from_hub: &Receiver<Message>) -> Result<Option<Message>, ()> {
+        let due = self.lock().polled.values().filter_map(|p| p.due).min();
+        let timer = due.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         select! {
             recv(from_hub) -> msg => msg.map(|m| self.outgoing(m)).map_err(|_| ()),
             recv(self.own_rx) -> msg => Ok(msg.ok()),
+            recv(self.wake_rx) -> _ => Ok(None),
+            recv(timer) -> _ => Ok(self.poll_due()),
         }
+    }
+
+    /// A `tasks/get` of a task whose poll is due.
+    fn poll_due(&self) -> Option<Message> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let (task, p) = st
+            .polled
+            .iter_mut()
+            .find(|(_, p)| p.due.is_some_and(|d| d <= now))?;
+        p.due = None;
+        let params = Map::from_iter([("taskId".to_string(), Value::from(task.as_str()))]);
+        let id = Id::text(&format!("{POLL}{task}"));
+        Some(self.request(id, "tasks/get", params, st.log_level.as_deref()))
+    }
+
+    /// A task's state, from a poll: its end answers the call; a question goes to the
+    /// client; otherwise the next poll. What is for the hub is returned, to go once the
+    /// state is unlocked.
+    fn polled(
+        &self,
+        st: &mut State,
+        task: &str,
+        outcome: Result<Value, jsonrpc::ErrorObject>,
+    ) -> Vec<Message> {
+        let Some(p) = st.polled.get_mut(task) else {
+            return Vec::new(); // cancelled meanwhile
+        };
+        let status = outcome.as_ref().ok().and_then(|v| v["status"].as_str());
+        let asked = outcome
+            .as_ref()
+            .ok()
+            .and_then(|v| v["inputRequests"].as_object())
+            .filter(|i| !i.is_empty());
+        let end = match (status, &outcome) {
+            (Some("working"), _) => None,
+            (Some("input_required"), _) if asked.is_none() => None,
+            (Some("input_required"), _) => {
+                let inputs = asked.cloned().unwrap_or_default();
+                return self.open_round(st, Then::Update(task.to_string()), None, inputs);
+            }
+            (Some("completed"), Ok(v)) => Some(Ok(jsonrpc::to_raw(&v["result"]))),
+            (Some("failed"), Ok(v)) => Some(Err(serde_json::from_value(v["error"].clone())
+                .unwrap_or_else(|_| {
+                    jsonrpc::ErrorObject::new(jsonrpc::INTERNAL_ERROR, "the backend's task failed")
+                }))),
+            (_, Err(e)) => Some(Err(e.clone())),
+            (other, _) => Some(Err(jsonrpc::ErrorObject::new(
+                jsonrpc::INTERNAL_ERROR,
+                format!(
+                    "backend '{}' ended the task as {}",
+                    self.name,
+                    other.unwrap_or("(no status)")
+                ),
+            ))),
+        };
+        let Some(outcome) = end else {
+            p.due = Some(Instant::now() + p.every);
+            let _ = self.wake.try_send(());
+            return Vec::new();
+        };
+        st.polled
+            .remove(task)
+            .map(|p| {
+                Message::Response(Response {
+                    id: Some(p.call.hub_id),
+                    outcome,
+                })
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Opens a round of the backend's questions (`inputs`, by key): the requests for the
+    /// hub to route to the client.
+    fn open_round(
+        &self,
+        st: &mut State,
+        then: Then,
+        state: Option<Value>,
+        inputs: Map<String, Value>,
+    ) -> Vec<Message> {
+        st.next += 1;
+        let round_no = st.next;
+        let mut keys = HashMap::new();
+        let mut requests = Vec::new();
+        for (n, (input_key, ask)) in inputs.into_iter().enumerate() {
+            let id = Id::text(&format!("gateway-input-{round_no}-{n}"));
+            keys.insert(raw_key(&id), input_key);
+            st.rounds.insert(raw_key(&id), round_no);
+            requests.push(Message::Request(Request {
+                id,
+                method: ask["method"].as_str().unwrap_or_default().to_string(),
+                params: Some(jsonrpc::to_raw(&ask["params"])),
+            }));
+        }
+        st.open_rounds.insert(
+            round_no,
+            Round {
+                then,
+                state,
+                keys,
+                answers: Map::new(),
+            },
+        );
+        requests
     }
 
     /// What the writer sends the backend for `msg` from the hub (nothing, when the bridge
@@ -221,14 +371,29 @@ impl Bridge {
                     .map(Value::to_string)
                     .unwrap_or_default();
                 st.calls.remove(&id);
+                let task = st
+                    .polled
+                    .iter()
+                    .find(|(_, p)| raw_key(&p.call.hub_id) == id)
+                    .map(|(t, _)| t.clone());
                 let round = st
                     .open_rounds
                     .iter()
-                    .find(|(_, r)| raw_key(&r.call.hub_id) == id)
+                    .find(|(_, r)| match &r.then {
+                        Then::Retry(call) => raw_key(&call.hub_id) == id,
+                        Then::Update(t) => task.as_ref() == Some(t),
+                    })
                     .map(|(no, _)| *no);
                 if let Some(no) = round {
                     st.open_rounds.remove(&no);
                     st.rounds.retain(|_, r| *r != no);
+                }
+                if let Some(task) = task {
+                    // The backend knows a task by its id now, not by the call's.
+                    st.polled.remove(&task);
+                    let params = Map::from_iter([("taskId".to_string(), Value::from(task))]);
+                    let id = Id::text("gateway-task-cancel");
+                    return Some(self.request(id, "tasks/cancel", params, None));
                 }
                 let retried = st
                     .calls
@@ -263,21 +428,34 @@ impl Bridge {
                     return None;
                 }
                 let round = st.open_rounds.remove(&round_no)?;
+                let call = match round.then {
+                    Then::Retry(call) => call,
+                    Then::Update(task) => {
+                        // A task's answers go in an update, and the polls go on.
+                        let p = st.polled.get_mut(&task)?;
+                        p.due = Some(Instant::now() + p.every);
+                        let mut params = Map::new();
+                        params.insert("taskId".into(), Value::from(task));
+                        params.insert("inputResponses".into(), Value::Object(round.answers));
+                        let id = Id::text("gateway-task-update");
+                        return Some(self.request(id, "tasks/update", params, None));
+                    }
+                };
                 // All answered: the call again, under a new id, with what the client said.
                 st.next += 1;
                 let retry_id = Id::text(&format!("gateway-retry-{}", st.next));
-                let mut params = round.call.params.clone();
+                let mut params = call.params.clone();
                 params.insert("inputResponses".into(), Value::Object(round.answers));
                 if let Some(state) = round.state {
                     params.insert("requestState".into(), state);
                 }
                 let out = self.request(
                     retry_id.clone(),
-                    &round.call.method,
+                    &call.method,
                     params,
                     st.log_level.as_deref(),
                 );
-                st.calls.insert(raw_key(&retry_id), round.call);
+                st.calls.insert(raw_key(&retry_id), call);
                 Some(out)
             }
             other => Some(other),
@@ -332,6 +510,8 @@ impl Bridge {
             return true;
         };
         st.modern = true;
+        let takes_tasks = d["capabilities"]["extensions"].get(TASKS).is_some();
+        self.tasks.store(takes_tasks, Ordering::Relaxed);
         info!(
             "backend '{}': speaks protocol 2026-07-28; the gateway bridges it",
             self.name
@@ -383,8 +563,22 @@ impl Inbox for Bridge {
             }
             Message::Response(resp) => {
                 let key = resp.id.as_ref().map(raw_key).unwrap_or_default();
-                if key == format!("\"{LISTEN}\"") {
-                    return true;
+                let own: Option<String> = serde_json::from_str::<String>(&key)
+                    .ok()
+                    .filter(|k| k.starts_with("gateway-"));
+                if let Some(task) = own.as_deref().and_then(|k| k.strip_prefix(POLL)) {
+                    let outcome = resp
+                        .outcome
+                        .map(|r| serde_json::from_str(r.get()).unwrap_or_default());
+                    let for_hub = self.polled(&mut st, task, outcome);
+                    drop(st);
+                    return for_hub.into_iter().all(|m| self.hub.message(m));
+                }
+                if own
+                    .as_deref()
+                    .is_some_and(|k| !k.starts_with("gateway-retry-"))
+                {
+                    return true; // the listen stream's end, a task's update or cancel
                 }
                 let Some(call) = st.calls.remove(&key) else {
                     drop(st);
@@ -395,39 +589,32 @@ impl Inbox for Bridge {
                     .as_ref()
                     .ok()
                     .and_then(|r| serde_json::from_str::<Map<String, Value>>(r.get()).ok());
-                let asks = result.as_ref().filter(|r| {
-                    r.get("resultType").and_then(Value::as_str) == Some("input_required")
-                });
-                if let Some(r) = asks {
+                let kind = result
+                    .as_ref()
+                    .and_then(|r| r.get("resultType").and_then(Value::as_str));
+                if let (Some("task"), Some(r)) = (kind, &result) {
+                    // A task: polled from now on, its end the call's answer.
+                    let task = r.get("taskId").and_then(Value::as_str).unwrap_or_default();
+                    let every = r
+                        .get("pollIntervalMs")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(500);
+                    let every = Duration::from_millis(every.clamp(50, 5000));
+                    let due = Some(Instant::now());
+                    st.polled
+                        .insert(task.to_string(), Polled { call, every, due });
+                    let _ = self.wake.try_send(());
+                    return true;
+                }
+                if let (Some("input_required"), Some(r)) = (kind, &result) {
                     // The backend's questions go to the client as its own requests.
                     let inputs = r
                         .get("inputRequests")
                         .and_then(Value::as_object)
                         .cloned()
                         .unwrap_or_default();
-                    st.next += 1;
-                    let round_no = st.next;
-                    let mut keys = HashMap::new();
-                    let mut requests = Vec::new();
-                    for (n, (input_key, ask)) in inputs.into_iter().enumerate() {
-                        let id = Id::text(&format!("gateway-input-{round_no}-{n}"));
-                        keys.insert(raw_key(&id), input_key);
-                        st.rounds.insert(raw_key(&id), round_no);
-                        requests.push(Message::Request(Request {
-                            id,
-                            method: ask["method"].as_str().unwrap_or_default().to_string(),
-                            params: Some(jsonrpc::to_raw(&ask["params"])),
-                        }));
-                    }
-                    st.open_rounds.insert(
-                        round_no,
-                        Round {
-                            call,
-                            state: r.get("requestState").cloned(),
-                            keys,
-                            answers: Map::new(),
-                        },
-                    );
+                    let state = r.get("requestState").cloned();
+                    let requests = self.open_round(&mut st, Then::Retry(call), state, inputs);
                     drop(st);
                     return requests.into_iter().all(|m| self.hub.message(m));
                 }
