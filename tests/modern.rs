@@ -676,6 +676,17 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
         seen,
         json!({"MCP-Protocol-Version": VERSION, "Mcp-Method": "tools/call", "Mcp-Name": "whoami", "Mcp-Session-Id": null})
     );
+    // A tool's mirrored argument goes in its Mcp-Param header (the revision's base64 form
+    // when not plain ASCII); the backend refuses the call without it.
+    assert_eq!(
+        call_text(&c, "mo__locate", json!({"region": "eu-west"})),
+        "region eu-west, header eu-west"
+    );
+    let encoded = call_text(&c, "mo__locate", json!({"region": "zürich"}));
+    assert!(
+        encoded.starts_with("region zürich, header =?base64?"),
+        "{encoded}"
+    );
     // Its list changes come over its listen stream.
     last(c.request(
         json!(3),
@@ -951,4 +962,83 @@ fn a_2026_client_runs_a_task_tool_of_server_everything_and_answers_its_question(
         message.contains("was made by gateway instance"),
         "{message}"
     );
+}
+
+#[test]
+fn a_resource_subscription_to_a_2026_backend_rides_a_listen_stream_of_its_own() {
+    let gw = modern_backend_gateway();
+    assert!(
+        gw.wait_stderr("speaks protocol 2026-07-28"),
+        "{}",
+        gw.stderr()
+    );
+    let c = gw.connect();
+    c.initialize();
+    let mut listed = Value::Null;
+    util::eventually("the backend's resources are listed", || {
+        listed = c.request(json!(1), "resources/list", json!({}));
+        listed["result"]["resources"][0]["uri"].is_string()
+    });
+    let uri = listed["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let subscribed = c.request(json!(2), "resources/subscribe", json!({"uri": uri}));
+    assert!(subscribed["result"].is_object(), "{subscribed}");
+    let updated = |c: &util::SseClient, secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match c.next_message(left) {
+                Some(m) if m["method"] == "notifications/resources/updated" => return Some(m),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        None
+    };
+    // The backend's update comes on the subscription's listen stream, and reaches the
+    // session as a legacy backend's would: the URI the client knows, no subscription id.
+    c.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                   "params": {"name": "mo__touch", "arguments": {}}}));
+    let update = updated(&c, 10).expect("an update after the touch");
+    assert_eq!(update["params"]["uri"], uri.as_str(), "{update}");
+    assert!(update["params"].get("_meta").is_none(), "{update}");
+    // Unsubscribed: the listen is cancelled at the backend, and no update comes.
+    let gone = c.request(json!(4), "resources/unsubscribe", json!({"uri": uri}));
+    assert!(gone["result"].is_object(), "{gone}");
+    c.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                   "params": {"name": "mo__touch", "arguments": {}}}));
+    assert!(updated(&c, 2).is_none(), "no update after unsubscribing");
+    let seen = c.call(json!(6), "mo__cancelled", json!({}));
+    let text = seen["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("gateway-subscription-"),
+        "the backend was told: {text}"
+    );
+}
+
+#[test]
+fn a_2026_backends_list_is_listed_again_when_its_ttl_runs_out() {
+    let gw = modern_backend_gateway();
+    let c = gw.connect();
+    c.initialize();
+    let uris = |c: &util::SseClient| {
+        let listed = c.request(json!(1), "resources/list", json!({}));
+        listed["result"]["resources"].to_string()
+    };
+    util::eventually("the backend's resources are listed", || {
+        uris(&c).contains("modern://clock")
+    });
+    // The backend does not announce resource list changes, and says its list is stale at
+    // once (ttlMs 0): the gateway lists it again (at least 5 s apart) and sees the new one.
+    let added = c.call(json!(2), "mo__add_resource", json!({}));
+    assert_eq!(
+        added["result"]["content"][0]["text"], "added quietly",
+        "{added}"
+    );
+    util::eventually("the quietly added resource is listed", || {
+        uris(&c).contains("modern://added-0")
+    });
 }

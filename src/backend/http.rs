@@ -30,6 +30,8 @@ struct Remote {
     headers: Vec<(String, String)>,
     agent: Agent,
     hub: Hub,
+    /// The bridge `hub` is, for what 2026-07-28 requests carry in their headers.
+    bridge: Arc<Bridge>,
     session: Mutex<HttpSession>,
     max_message: usize,
 }
@@ -53,6 +55,7 @@ pub fn start(
         headers: headers.to_vec(),
         agent: agent(),
         hub: bridge.clone(),
+        bridge: bridge.clone(),
         session: Mutex::new(HttpSession::default()),
     });
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
@@ -115,6 +118,9 @@ impl Remote {
             // A 2026-07-28 request says what it is in its headers, and has no session.
             Some(mirrored) => {
                 for (k, v) in mirrored {
+                    request = request.header(k, v);
+                }
+                for (k, v) in self.bridge.param_headers(&msg) {
                     request = request.header(k, v);
                 }
             }

@@ -20,6 +20,12 @@
 //!   the task's `inputRequests` go to the client as the backend's own requests, and their
 //!   answers back in a `tasks/update`; a call the client cancels is `tasks/cancel`led.
 //!   Legacy clients see an ordinary call.
+//! - List caching hints: a list whose kind the backend does not announce changes of is
+//!   listed again when its `ttlMs` runs out (at least `MIN_REFRESH` apart), by a
+//!   `list_changed` the bridge tells the hub itself.
+//! - Resource subscriptions: `resources/subscribe` opens a `subscriptions/listen` of its
+//!   own for the URI (the hub subscribes once per backend and URI), `unsubscribe` cancels
+//!   it; its updates reach the hub as a legacy backend's would.
 //!
 //! Legacy backends never notice: nothing changes until an `initialize` is refused.
 
@@ -27,7 +33,7 @@ use super::Hub;
 use crate::contract::Inbox;
 use crate::jsonrpc::{self, Id, Message, Notification, Request, Response};
 use crossbeam_channel::{Receiver, Sender, select};
-use log::info;
+use log::{debug, info};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,6 +47,27 @@ const LISTEN: &str = "gateway-listen";
 /// A task's polls go out as `gateway-poll-<task id>`.
 const POLL: &str = "gateway-poll-";
 const TASKS: &str = crate::modern::tasks::EXTENSION;
+/// The soonest a list is listed again for its `ttlMs`.
+const MIN_REFRESH: Duration = Duration::from_secs(5);
+/// Each list method, its capability, and the notification that has the hub list it again.
+const LISTS: [(&str, &str, &str); 4] = [
+    ("tools/list", "tools", "notifications/tools/list_changed"),
+    (
+        "prompts/list",
+        "prompts",
+        "notifications/prompts/list_changed",
+    ),
+    (
+        "resources/list",
+        "resources",
+        "notifications/resources/list_changed",
+    ),
+    (
+        "resources/templates/list",
+        "resources",
+        "notifications/resources/list_changed",
+    ),
+];
 
 /// A call sent to a modern backend, kept until its final answer.
 struct Call {
@@ -84,6 +111,16 @@ struct State {
     open_rounds: HashMap<usize, Round>,
     /// Tasks being polled, by the backend's task id.
     polled: HashMap<String, Polled>,
+    /// The backend offers resource subscriptions.
+    subscribable: bool,
+    /// The capabilities whose list changes the backend announces.
+    announced: Vec<String>,
+    /// When each kind of list goes stale, by the notification that has it listed again.
+    refresh: HashMap<&'static str, Instant>,
+    /// The listen request open for each subscribed URI, and those cancelled since (whose
+    /// stragglers are dropped).
+    subscriptions: HashMap<String, Id>,
+    ended: std::collections::HashSet<String>,
     next: usize,
     log_level: Option<String>,
 }
@@ -100,6 +137,9 @@ pub struct Bridge {
     wake_rx: Receiver<()>,
     /// The backend takes tasks: requests declare the extension.
     tasks: AtomicBool,
+    /// The arguments each of the backend's tools mirrors into `Mcp-Param-*` headers, from
+    /// its lists as they pass.
+    mirrored: Mutex<HashMap<String, crate::modern::Mirrored>>,
     name: String,
     state: Mutex<State>,
 }
@@ -125,6 +165,7 @@ impl Bridge {
             wake,
             wake_rx,
             tasks: AtomicBool::new(false),
+            mirrored: Mutex::default(),
             name: name.to_string(),
             state: Mutex::new(State::default()),
         }
@@ -176,7 +217,11 @@ impl Bridge {
     /// itself: `Err` once the hub has dropped its sender, `Ok(None)` when the bridge kept
     /// or answered the hub's message. The writer threads of both transports loop on it.
     pub fn next(&self, from_hub: &Receiver<Message>) -> Result<Option<Message>, ()> {
-        let due = self.lock().polled.values().filter_map(|p| p.due).min();
+        let due = {
+            let st = self.lock();
+            let polls = st.polled.values().filter_map(|p| p.due);
+            polls.chain(st.refresh.values().copied()).min()
+        };
         let timer = due.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         select! {
             recv(from_hub) -> msg => msg.map(|m| self.outgoing(m)).map_err(|_| ()),
@@ -186,10 +231,129 @@ impl Bridge {
         }
     }
 
-    /// A `tasks/get` of a task whose poll is due.
+    /// A `resources/subscribe` or `unsubscribe` of `uri`: the listen request to open, or
+    /// the cancellation of the one open; Err when the backend offers no subscriptions.
+    fn subscription(
+        &self,
+        st: &mut State,
+        method: &str,
+        uri: String,
+    ) -> Result<Option<Message>, String> {
+        if !st.subscribable {
+            return Err(format!(
+                "backend '{}' does not offer resource subscriptions",
+                self.name
+            ));
+        }
+        if method == "resources/unsubscribe" {
+            let Some(id) = st.subscriptions.remove(&uri) else {
+                return Ok(None);
+            };
+            st.ended.insert(raw_key(&id));
+            let params = json!({"requestId": serde_json::from_str::<Value>(id.raw().get()).unwrap_or_default()});
+            return Ok(Some(Message::Notification(Notification {
+                method: "notifications/cancelled".into(),
+                params: Some(jsonrpc::to_raw(&params)),
+            })));
+        }
+        if st.subscriptions.contains_key(&uri) {
+            return Ok(None);
+        }
+        st.next += 1;
+        let id = Id::text(&format!("gateway-subscription-{}", st.next));
+        let wanted = json!({"resourceSubscriptions": [uri]});
+        let params = Map::from_iter([("notifications".to_string(), wanted)]);
+        st.subscriptions.insert(uri, id.clone());
+        Ok(Some(self.request(id, "subscriptions/listen", params, None)))
+    }
+
+    /// The `Mcp-Param-{Name}` headers a `tools/call` to the backend carries over HTTP:
+    /// each argument the tool's schema mirrors (`x-mcp-header`) that the call has, a
+    /// string in the revision's header form, a number or boolean as its JSON text.
+    pub fn param_headers(&self, msg: &Message) -> Vec<(String, String)> {
+        let Message::Request(r) = msg else {
+            return Vec::new();
+        };
+        if r.method != "tools/call" {
+            return Vec::new();
+        }
+        let params = object(r.params.as_deref());
+        let tool = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mirrored = self.mirrored.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mirrored) = mirrored.get(tool) else {
+            return Vec::new();
+        };
+        let mut headers = Vec::new();
+        for (name, path) in mirrored.iter() {
+            let value = path
+                .iter()
+                .try_fold(params.get("arguments"), |v, key| v?.get(key).map(Some))
+                .flatten();
+            let text = match value {
+                Some(Value::String(s)) => crate::modern::encode_header(s),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+                _ => continue,
+            };
+            headers.push((format!("Mcp-Param-{name}"), text));
+        }
+        headers
+    }
+
+    /// A list page's `ttlMs`, for a kind whose changes the backend does not announce: when
+    /// to list it again.
+    fn note_ttl(&self, st: &mut State, method: &str, page: Option<&Map<String, Value>>) {
+        let Some((_, cap, notification)) = LISTS.iter().find(|(m, _, _)| *m == method) else {
+            return;
+        };
+        let ttl = page.and_then(|p| p.get("ttlMs")).and_then(Value::as_u64);
+        let Some(ttl) = ttl.filter(|_| !st.announced.iter().any(|a| a == cap)) else {
+            return;
+        };
+        let at = Instant::now() + Duration::from_millis(ttl).max(MIN_REFRESH);
+        let due = st.refresh.entry(notification).or_insert(at);
+        *due = (*due).min(at);
+        let _ = self.wake.try_send(());
+    }
+
+    /// Keeps what a page of the backend's tools mirrors into headers.
+    fn note_mirrored(&self, page: Option<&Map<String, Value>>) {
+        let tools = page.and_then(|p| p.get("tools")).and_then(Value::as_array);
+        let mut mirrored = self.mirrored.lock().unwrap_or_else(|p| p.into_inner());
+        for tool in tools.into_iter().flatten() {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let params = crate::modern::mirrored_params(&tool["inputSchema"]);
+            if params.is_empty() {
+                mirrored.remove(name);
+            } else {
+                mirrored.insert(name.to_string(), params.into());
+            }
+        }
+    }
+
+    /// A `tasks/get` of a task whose poll is due; or, for a list gone stale, the hub told
+    /// to list it again.
     fn poll_due(&self) -> Option<Message> {
         let mut st = self.lock();
         let now = Instant::now();
+        let stale: Vec<&'static str> = st
+            .refresh
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for method in stale {
+            st.refresh.remove(method);
+            debug!("backend '{}': its list is stale ({method})", self.name);
+            let _ = self.hub.message(Message::Notification(Notification {
+                method: method.into(),
+                params: None,
+            }));
+        }
         let (task, p) = st
             .polled
             .iter_mut()
@@ -328,17 +492,22 @@ impl Bridge {
                     None
                 }
                 "resources/subscribe" | "resources/unsubscribe" => {
+                    let uri = object(r.params.as_deref())
+                        .get("uri")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let out = self.subscription(&mut st, &r.method, uri);
                     drop(st);
-                    let why = format!(
-                        "backend '{}' speaks protocol 2026-07-28, whose resource subscriptions the gateway does not bridge yet",
-                        self.name
-                    );
-                    self.hub.message(Message::Response(Response::error(
-                        Some(r.id),
-                        jsonrpc::METHOD_NOT_FOUND,
-                        why,
-                    )));
-                    None
+                    let (answer, out) = match out {
+                        Ok(out) => (Response::ok(r.id, jsonrpc::to_raw(&json!({}))), out),
+                        Err(why) => (
+                            Response::error(Some(r.id), jsonrpc::METHOD_NOT_FOUND, why),
+                            None,
+                        ),
+                    };
+                    self.hub.message(Message::Response(answer));
+                    out
                 }
                 method => {
                     let params = object(r.params.as_deref());
@@ -510,6 +679,12 @@ impl Bridge {
             return true;
         };
         st.modern = true;
+        st.subscribable = d["capabilities"]["resources"]["subscribe"] == true;
+        st.announced = ["tools", "prompts", "resources"]
+            .into_iter()
+            .filter(|cap| d["capabilities"][cap]["listChanged"] == true)
+            .map(String::from)
+            .collect();
         let takes_tasks = d["capabilities"]["extensions"].get(TASKS).is_some();
         self.tasks.store(takes_tasks, Ordering::Relaxed);
         info!(
@@ -589,6 +764,10 @@ impl Inbox for Bridge {
                     .as_ref()
                     .ok()
                     .and_then(|r| serde_json::from_str::<Map<String, Value>>(r.get()).ok());
+                if call.method == "tools/list" {
+                    self.note_mirrored(result.as_ref());
+                }
+                self.note_ttl(&mut st, &call.method, result.as_ref());
                 let kind = result
                     .as_ref()
                     .and_then(|r| r.get("resultType").and_then(Value::as_str));
@@ -627,6 +806,13 @@ impl Inbox for Bridge {
                 let mut params = object(n.params.as_deref());
                 if n.method == "notifications/subscriptions/acknowledged" {
                     return true;
+                }
+                let from = params
+                    .get("_meta")
+                    .and_then(|m| m.get("io.modelcontextprotocol/subscriptionId"))
+                    .map(Value::to_string);
+                if from.is_some_and(|f| st.ended.contains(&f)) {
+                    return true; // a subscription cancelled since
                 }
                 // The listen stream's tag means nothing to legacy clients.
                 if let Some(Value::Object(meta)) = params.get_mut("_meta") {

@@ -95,6 +95,15 @@ impl Hub {
         outcome: Result<Box<RawValue>, ErrorObject>,
     ) {
         let field = kind.field();
+        // A backend that declares the capability but has not the method (many answer
+        // `resources/templates/list` so) has none of that kind.
+        let outcome = outcome.or_else(|e| match e.code {
+            jsonrpc::METHOD_NOT_FOUND => {
+                debug!("{} answered -32601: taken as none", kind.list_method());
+                Ok(jsonrpc::to_raw(&json!({ field: [] })))
+            }
+            _ => Err(e),
+        });
         let page = outcome
             .map_err(|e| format!("{} failed: {} ({})", kind.list_method(), e.message, e.code))
             .and_then(|r| {
