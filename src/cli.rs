@@ -22,6 +22,8 @@ USAGE:
     mcp-gateway --print-config-schema    print the JSON Schema of config.json
 
 OPTIONS:
+    --profile NAME         with --stdio: serve the client the profile NAME of the config's
+                           gateway.profiles instead of the whole catalogue
     --stdio                serve one client over stdin/stdout instead of HTTP (for clients
                            that start servers as child processes, like Claude Desktop)
     --host HOST            address to listen on [default: 127.0.0.1]
@@ -88,6 +90,8 @@ pub struct Flags {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub stdio: bool,
+    /// `--profile NAME` (with `--stdio`): the profile the one client sees.
+    pub profile: Option<String>,
     pub reload_interval: u64,
     pub instance_id: Option<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -138,6 +142,7 @@ pub struct Args {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub stdio: bool,
+    pub profile: Option<String>,
     pub audit_arguments: bool,
     /// Seconds between looks at the config file; None: only on SIGHUP.
     pub reload_interval: Option<Duration>,
@@ -188,6 +193,7 @@ impl Flags {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             stdio: self.stdio,
+            profile: self.profile,
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),
             instance_id: self.instance_id,
@@ -226,6 +232,7 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
         tls_cert: None,
         tls_key: None,
         stdio: false,
+        profile: None,
         reload_interval: 2,
         instance_id: None,
         drain_timeout: 0,
@@ -260,6 +267,7 @@ pub fn parse_args() -> Result<Command, lexopt::Error> {
             Long("config") => args.config = parser.value()?.into(),
             Long("no-auth") => args.no_auth = true,
             Long("stdio") => args.stdio = true,
+            Long("profile") => args.profile = Some(parser.value()?.string()?),
             Long("reload-interval") => {
                 args.reload_interval = number(
                     &mut parser,

@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 mod original;
+pub mod profiles;
 pub mod settings;
 mod shapes;
 mod vars;
@@ -206,10 +207,14 @@ pub struct Context<'a> {
 /// `config.schema.json` with the gateway's settings filled in from their table.
 pub fn schema() -> String {
     const TEXT: &str = include_str!("config.schema.json");
-    let rows: Vec<String> = settings::TABLE
+    let mut rows: Vec<String> = settings::TABLE
         .iter()
         .map(|s| format!("        \"{}\": {}", s.key, s.schema()))
         .collect();
+    rows.push(
+        r##"        "profiles": {"description": "Named views of the catalogue, by name.", "type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"}, "additionalProperties": {"$ref": "#/$defs/profile"}}"##
+            .into(),
+    );
     TEXT.replace(
         "\"properties\": \"SETTINGS\"",
         &format!("\"properties\": {{\n{}\n      }}", rows.join(",\n")),
@@ -270,6 +275,7 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
             backends.push(spec);
         }
     }
+    v.check_profiles(&settings.profiles, &backends);
     if backends.is_empty() && v.errors.is_empty() {
         v.warn("config: no backends are configured; the gateway will serve no tools".into());
     }

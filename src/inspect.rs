@@ -32,6 +32,7 @@ pub fn run(
             ping_timeout: args.ping_timeout,
             audit: None,
             startup_wait: Duration::ZERO,
+            profiles: Vec::new(),
         },
         hub_tx.clone(),
     );

@@ -96,6 +96,28 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     limits::return_large_blocks();
     let args = flags.resolve(&loaded.config.settings);
     let running_settings = loaded.config.settings.clone();
+    let profile_names: Vec<String> = loaded
+        .config
+        .settings
+        .profiles
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let stdio_profile = match &args.profile {
+        None => None,
+        Some(_) if !args.stdio => {
+            return Err(Failure::Usage(
+                "--profile is for --stdio; over HTTP a profile is served at /p/NAME/mcp and /p/NAME/sse".into(),
+            ));
+        }
+        Some(name) => Some(profile_names.iter().position(|n| n == name).ok_or_else(|| {
+            Failure::Usage(format!(
+                "--profile {name}: the config '{}' has no such profile (gateway.profiles: {})",
+                args.config.display(),
+                if profile_names.is_empty() { "none".to_string() } else { profile_names.join(", ") }
+            ))
+        })?),
+    };
     // The log file's name needs the local time, which is only safe to read while this
     // process has a single thread, so the logger starts before anything else.
     let rotation = logging::Rotation {
@@ -217,6 +239,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             ping_timeout: args.ping_timeout,
             audit: Some(audit.clone()),
             startup_wait: args.startup_wait,
+            profiles: loaded.config.settings.profiles.clone(),
         },
         hub_tx.clone(),
     );
@@ -240,6 +263,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                     .clone()
                     .unwrap_or_else(|| default_instance_id(h.addr.port())),
                 trusted_proxies: args.trusted_proxies.clone(),
+                profiles: profile_names.clone(),
             };
             let limits = http::server::Limits {
                 header_timeout: args.header_timeout,
@@ -255,7 +279,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             (Some(frontend), None)
         }
         None => {
-            let writer = stdio::start(hub_tx.clone(), router, stdio_done)
+            let writer = stdio::start(hub_tx.clone(), router, stdio_done, stdio_profile)
                 .map_err(|e| Failure::Runtime(format!("cannot start the stdio threads: {e}")))?;
             (None, Some(writer))
         }

@@ -31,12 +31,14 @@ pub fn start(
     hub: Sender<HubEvent>,
     router: crate::hub::Router,
     done: Sender<()>,
+    profile: Option<usize>,
 ) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = crate::contract::Queue::new(crate::http::SESSION_QUEUE);
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
         sink: Box::new(tx.clone()),
         transport: "stdio",
+        profile,
     });
     let ends = modern::Ends {
         hub: hub.clone(),
@@ -47,6 +49,7 @@ pub fn start(
         keepalive: Duration::from_secs(1),
         parked: Arc::default(),
         tasks: Arc::default(),
+        profile,
     };
     let modern_calls = ModernCalls::default();
     let writer_done = done.clone();

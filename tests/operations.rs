@@ -515,11 +515,21 @@ fn the_printed_schema_accepts_good_configs_and_rejects_bad_ones() {
         json!({"inputs": [{"type": "promptString", "id": "key", "description": "Key", "password": true}],
                "servers": {"gh": {"type": "http", "url": "https://api.example.com/mcp/"},
                            "files": {"type": "stdio", "command": "npx", "args": ["${env:HOME}"]}}}),
+        json!({"gateway": {"profiles": {
+                   "coding": {"description": "the agent", "backends": ["gh"], "tools": {"allow": ["gh__*"]},
+                              "descriptions": {"gh__search": "Search"}},
+                   "read-only": {"tools": {"deny": ["*write*"]}, "prompts": {"deny": ["*"]},
+                                 "resources": {"allow": ["file:///*"]}}}},
+               "gh": {"command": "github-mcp-server"}}),
         json!({"gateway": {"prefix": false, "startupWait": 0},
                "enscan_go": {"type": "sse", "url": "http://127.0.0.1:8001/sse", "command": "uv", "required": true}}),
     ];
     let bad = [
         (json!({"gateway": {"port": 70000}}), "70000"),
+        (
+            json!({"gateway": {"profiles": {"a b": {}}}}),
+            "does not match",
+        ),
         (
             json!({"a": {"type": "stdio"}}),
             "'command' is a required property",

@@ -187,8 +187,26 @@ impl Validator<'_> {
     }
 
     pub(super) fn view(&mut self, ctx: &str, obj: &Map<String, Value>) -> Option<View> {
-        let mut view = View::default();
-        match obj.get("tools") {
+        let (allow, deny) = self.filter(ctx, obj, "tools", "tool name")?;
+        let mut view = View {
+            allow,
+            deny,
+            ..View::default()
+        };
+        view.descriptions = self.string_map(ctx, obj, "descriptions")?;
+        Some(view)
+    }
+
+    /// `{"allow": [...], "deny": [...]}` glob patterns under `field` (of `what`s).
+    pub(super) fn filter(
+        &mut self,
+        ctx: &str,
+        obj: &Map<String, Value>,
+        field: &str,
+        what: &str,
+    ) -> Option<(Vec<String>, Vec<String>)> {
+        let (mut allow, mut deny) = (Vec::new(), Vec::new());
+        match obj.get(field) {
             None => {}
             Some(Value::Object(filter)) => {
                 for (key, value) in filter {
@@ -199,30 +217,29 @@ impl Validator<'_> {
                             .collect(),
                         other => {
                             self.error(format!(
-                                "{ctx}: field 'tools.{key}': expected a list of tool name patterns, got {other}"
+                                "{ctx}: field '{field}.{key}': expected a list of {what} patterns, got {other}"
                             ));
                             return None;
                         }
                     };
                     match key.as_str() {
-                        "allow" => view.allow = list,
-                        "deny" => view.deny = list,
+                        "allow" => allow = list,
+                        "deny" => deny = list,
                         other => self.warn(format!(
-                            "{ctx}: field 'tools': unknown key '{other}' (expected allow, deny)"
+                            "{ctx}: field '{field}': unknown key '{other}' (expected allow, deny)"
                         )),
                     }
                 }
             }
             Some(other) => {
                 self.error(format!(
-                    "{ctx}: field 'tools': expected {{\"allow\": [...], \"deny\": [...]}}, got {}",
+                    "{ctx}: field '{field}': expected {{\"allow\": [...], \"deny\": [...]}}, got {}",
                     kind(other)
                 ));
                 return None;
             }
         }
-        view.descriptions = self.string_map(ctx, obj, "descriptions")?;
-        Some(view)
+        Some((allow, deny))
     }
 
     pub(super) fn policy(

@@ -415,6 +415,8 @@ pub struct Settings {
     /// The environment variables the `token` setting names (`${VAR}`): the gateway's own
     /// secrets, which no backend inherits.
     pub secret_variables: Vec<String>,
+    /// Named views of the catalogue (`profiles.rs`), by name.
+    pub profiles: Vec<super::profiles::Profile>,
 }
 
 impl Settings {
@@ -476,9 +478,13 @@ impl Settings {
 
     /// The settings (by their config names) that differ between `self` and `other`.
     pub fn changed_fields(&self, other: &Settings) -> Vec<&'static str> {
-        keys()
+        let mut changed: Vec<&'static str> = keys()
             .filter(|k| self.values.get(k) != other.values.get(k))
-            .collect()
+            .collect();
+        if self.profiles != other.profiles {
+            changed.push("profiles");
+        }
+        changed
     }
 }
 
@@ -565,9 +571,13 @@ impl Validator<'_> {
             return s;
         };
         for (key, value) in obj {
+            if key == "profiles" {
+                s.profiles = self.profiles(value);
+                continue;
+            }
             let Some(setting) = by_key(key) else {
                 self.warn(format!(
-                    "{CTX}: unknown setting '{key}' (ignored; known: {})",
+                    "{CTX}: unknown setting '{key}' (ignored; known: {}, profiles)",
                     keys().collect::<Vec<_>>().join(", ")
                 ));
                 continue;

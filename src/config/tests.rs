@@ -250,8 +250,12 @@ fn the_schema_names_exactly_the_fields_the_parser_reads() {
         k
     };
     let mut settings: Vec<String> = settings::keys().map(String::from).collect();
+    settings.push("profiles".into());
     settings.sort();
     assert_eq!(keys(&schema["$defs"]["settings"]), settings);
+    let mut profile: Vec<String> = profiles::FIELDS.iter().map(|f| f.to_string()).collect();
+    profile.sort();
+    assert_eq!(keys(&schema["$defs"]["profile"]), profile);
     let mut fields: Vec<String> = [
         COMMON_FIELDS,
         STDIO_FIELDS,
@@ -304,4 +308,58 @@ fn not_json_is_one_clear_error() {
     assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
     let errs = errors("[1,2]");
     assert!(errs[0].starts_with("config: not valid JSON"), "{errs:?}");
+}
+
+#[test]
+fn profiles_are_read_with_their_filters_and_checked_against_the_backends() {
+    let loaded = ok(r#"{
+        "gateway": {"profiles": {
+            "coding": {"description": "the agent", "backends": ["gh"],
+                       "tools": {"allow": ["gh__*"], "deny": ["*delete*"]},
+                       "descriptions": {"gh__search": "Search the code"}},
+            "read-only": {"prompts": {"deny": ["*"]}, "resources": {"allow": ["file:///*"]}}
+        }},
+        "gh": {"command": "github-mcp-server"},
+        "sh": {"type": "builtin", "server": "bash"}
+    }"#);
+    let profiles = &loaded.config.settings.profiles;
+    let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["coding", "read-only"]);
+    let coding = &profiles[0];
+    assert!(coding.tools.shows("gh__search") && !coding.tools.shows("gh__delete_repo"));
+    assert_eq!(
+        coding.tools.description("gh__search"),
+        Some("Search the code")
+    );
+    let (gh, sh) = (&loaded.config.backends[0], &loaded.config.backends[1]);
+    assert!(coding.shows_backend(gh) && !coding.shows_backend(sh));
+    // Without `backends`: every one but the built-in servers.
+    let read_only = &profiles[1];
+    assert!(read_only.shows_backend(gh) && !read_only.shows_backend(sh));
+    assert!(!read_only.prompts.shows("gh__x") && read_only.resources.shows("file:///a"));
+
+    for (text, expected) in [
+        (
+            r#"{"gateway": {"profiles": {"a": {"backends": ["nope"]}}}, "gh": {"command": "x"}}"#,
+            "profile 'a': field 'backends': no backend is named 'nope'",
+        ),
+        (
+            r#"{"gateway": {"profiles": {"a b": {}}}, "gh": {"command": "x"}}"#,
+            "profile 'a b': a profile's name is part of its URL",
+        ),
+        (
+            r#"{"gateway": {"profiles": {"a": {"tools": ["x"]}}}, "gh": {"command": "x"}}"#,
+            "profile 'a': field 'tools': expected",
+        ),
+        (
+            r#"{"gateway": {"profiles": []}, "gh": {"command": "x"}}"#,
+            "field 'profiles': expected an object",
+        ),
+    ] {
+        let errs = errors(text);
+        assert!(
+            errs.iter().any(|e| e.contains(expected)),
+            "{expected}: {errs:?}"
+        );
+    }
 }

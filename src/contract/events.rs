@@ -31,6 +31,9 @@ pub enum HubEvent {
         sink: Box<dyn Sink>,
         /// `sse`, `streamable-http` or `stdio`, for the metrics.
         transport: &'static str,
+        /// The profile the session sees the catalogue through (its place in the config's
+        /// `profiles`); none: the whole catalogue.
+        profile: Option<usize>,
     },
     FromClient {
         session: SessionId,

@@ -6,7 +6,7 @@
 use super::server::{Request, Response};
 use super::*;
 
-pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
+pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, profile: Option<usize>) {
     if let Some(refusal) = no_room(shared) {
         return rq.respond(refusal);
     }
@@ -28,6 +28,7 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>) {
             session: session.clone(),
             sink: Box::new(sink),
             transport: "sse",
+            profile,
         })
         .is_err()
     {

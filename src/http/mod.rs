@@ -53,6 +53,8 @@ pub struct Options {
     pub instance: String,
     /// Proxies whose `X-Forwarded-For`/`-Proto` are believed (`--trusted-proxy`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The profiles' names, in config order: `/p/NAME/...` serves the one named.
+    pub profiles: Vec<String>,
 }
 
 pub struct Frontend {
@@ -157,6 +159,7 @@ impl Frontend {
             keepalive: opts.keepalive,
             parked: Arc::default(),
             tasks: Arc::default(),
+            profile: None,
         };
         let shared = Arc::new(Shared {
             hub,
@@ -320,8 +323,22 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
             .with_header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\"");
         return rq.respond(response);
     }
+    // A profile's endpoints: `/p/NAME/mcp`, `/p/NAME/sse` (its legacy POSTs go to
+    // `/messages`, where the session says which profile it has).
+    let (profile, path) = match path.strip_prefix("/p/") {
+        None => (None, path),
+        Some(rest) => {
+            let name = rest.split('/').next().unwrap_or_default();
+            let Some(p) = shared.opts.profiles.iter().position(|n| n == name) else {
+                let known = shared.opts.profiles.join(", ");
+                let why = format!("not found: no profile is named '{name}' (profiles: {known})");
+                return rq.respond(Response::text(404, &why));
+            };
+            (Some(p), &path[3 + name.len()..])
+        }
+    };
     match (rq.method(), path) {
-        ("GET", "/sse") => legacy::open_stream(shared, rq),
+        ("GET", "/sse") => legacy::open_stream(shared, rq, profile),
         ("POST", "/messages" | "/messages/") => legacy::post_message(shared, rq, query),
         (_, "/sse") => {
             rq.respond(Response::text(405, "use GET on /sse").with_header("Allow", "GET"))
@@ -329,7 +346,7 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
         (_, "/messages" | "/messages/") => {
             rq.respond(Response::text(405, "use POST on /messages").with_header("Allow", "POST"))
         }
-        (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq),
+        (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq, profile),
         ("GET", "/metrics") => status(shared, rq, path, true),
         _ => rq.respond(Response::text(
             404,

@@ -15,7 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Serves one modern message (`streamable::post` found no session and a modern request).
-pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
+pub(super) fn post(
+    shared: &Arc<Shared>,
+    rq: HttpRequest<'_>,
+    msg: Message,
+    profile: Option<usize>,
+) {
     let req = match msg {
         Message::Request(r) => r,
         // Nothing a modern client notifies needs the gateway (cancellation is the stream's
@@ -52,7 +57,11 @@ pub(super) fn post(shared: &Arc<Shared>, rq: HttpRequest<'_>, msg: Message) {
     };
     let _writing = shared.writers.enter();
     let out = Box::new(Out::new(rq, shared));
-    modern::serve(&shared.modern, out, req, params, meta, Box::new(admitted));
+    let ends = modern::Ends {
+        profile,
+        ..shared.modern.clone()
+    };
+    modern::serve(&ends, out, req, params, meta, Box::new(admitted));
 }
 
 /// Answers a request the checks refused, with the status and error they name.

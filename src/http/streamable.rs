@@ -63,6 +63,8 @@ impl Streams {
 
 pub struct StreamSession {
     id: SessionId,
+    /// The profile it was opened with (`/p/NAME/mcp`).
+    profile: Option<usize>,
     state: Mutex<State>,
 }
 
@@ -183,7 +185,7 @@ impl Drop for SessionSink {
     }
 }
 
-pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>) {
+pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>, profile: Option<usize>) {
     // Without a session, a POST may be a 2026-07-28 request, which `post` tells apart.
     let sessionless_post = rq.method() == "POST" && rq.header("Mcp-Session-Id").is_none();
     if let Some(v) = rq.header("MCP-Protocol-Version")
@@ -201,7 +203,12 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>) {
         Some(id) => {
             let found = shared.streams.lock().get(id).cloned();
             match found {
-                Some(s) if !s.lock().gone => Some(s),
+                // A session is served only at the endpoint it was opened at.
+                Some(s) if !s.lock().gone && s.profile == profile => Some(s),
+                Some(s) if s.profile != profile => {
+                    let msg = format!("unknown session '{id}' at this endpoint");
+                    return rq.respond(Response::text(404, &msg));
+                }
                 _ => {
                     shared.streams.lock().remove(id);
                     let msg = format!(
@@ -216,7 +223,7 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>) {
         s.lock().last_seen = Instant::now();
     }
     match rq.method() {
-        "POST" => post(shared, rq, session),
+        "POST" => post(shared, rq, session, profile),
         "GET" => match session {
             Some(s) => open_get_stream(shared, rq, s),
             None => rq.respond(Response::text(400, "missing Mcp-Session-Id header")),
@@ -240,7 +247,12 @@ fn accepts(rq: &HttpRequest<'_>, kind: &str) -> bool {
         .is_none_or(|a| a.contains(kind) || a.contains("*/*"))
 }
 
-fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<StreamSession>>) {
+fn post(
+    shared: &Arc<Shared>,
+    mut rq: HttpRequest<'_>,
+    session: Option<Arc<StreamSession>>,
+    profile: Option<usize>,
+) {
     if !accepts(&rq, "application/json") && !accepts(&rq, "text/event-stream") {
         return rq.respond(Response::text(
             406,
@@ -269,7 +281,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
         && crate::modern::is_modern(rq.header("MCP-Protocol-Version"), params_of(msg).as_ref())
     {
         let msg = msgs.into_iter().next().expect("one message");
-        return super::modern::post(shared, rq, msg);
+        return super::modern::post(shared, rq, msg, profile);
     }
     if let Some(v) = rq.header("MCP-Protocol-Version")
         && !PROTOCOL_VERSIONS.contains(&v)
@@ -312,7 +324,7 @@ fn post(shared: &Arc<Shared>, mut rq: HttpRequest<'_>, session: Option<Arc<Strea
             if let Some(refusal) = http::no_room(shared) {
                 return rq.respond(refusal);
             }
-            match open_session(shared, &http::client_of(&rq, &shared.opts)) {
+            match open_session(shared, &http::client_of(&rq, &shared.opts), profile) {
                 Some(s) => s,
                 None => return rq.respond(Response::text(503, "the gateway is shutting down")),
             }
@@ -437,10 +449,15 @@ fn parse_batch(
     Ok(msgs)
 }
 
-fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>> {
+fn open_session(
+    shared: &Arc<Shared>,
+    client: &str,
+    profile: Option<usize>,
+) -> Option<Arc<StreamSession>> {
     let id = http::new_session_id(&shared.opts.instance);
     let session = Arc::new(StreamSession {
         id: id.clone(),
+        profile,
         state: Mutex::new(State {
             requests: HashMap::new(),
             get: None,
@@ -460,6 +477,7 @@ fn open_session(shared: &Arc<Shared>, client: &str) -> Option<Arc<StreamSession>
         session: id.clone(),
         sink: Box::new(SessionSink(session.clone())),
         transport: "streamable-http",
+        profile,
     };
     shared.hub.send(opened).ok()?;
     shared.streams.lock().insert(id.clone(), session.clone());

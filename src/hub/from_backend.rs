@@ -172,11 +172,13 @@ impl Hub {
                     .and_then(Value::as_str)
                     .and_then(level_rank)
                     .unwrap_or(0);
+                let backend = self.instances.get(&instance).map(|i| i.backend);
                 let targets: Vec<SessionId> = self
                     .sessions
                     .iter()
                     .filter(|(id, s)| owner.as_ref().is_none_or(|o| o == *id) && s.initialized)
                     .filter(|(_, s)| s.log_level.is_none_or(|min| rank >= min))
+                    .filter(|(id, _)| backend.is_none_or(|b| self.shows_backend(id, b)))
                     .map(|(id, _)| id.clone())
                     .collect();
                 let params = jsonrpc::to_raw(&params);

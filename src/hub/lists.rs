@@ -18,7 +18,7 @@ impl Hub {
         let p: P = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
-        let items = self.registry.catalog(kind).items();
+        let items = self.visible(session, kind);
         let start = match p.cursor.filter(|c| !c.is_null()) {
             None => 0,
             Some(c) => c
@@ -192,22 +192,13 @@ impl Hub {
             }
         }
         let old = std::mem::replace(&mut self.registry, registry);
+        let views = self.build_views();
+        let old_views = std::mem::replace(&mut self.views, views);
         self.publish_routes();
         if !self.summary_printed {
             return;
         }
-        let mut sent = HashSet::new();
-        for kind in Kind::ALL {
-            let (a, b) = (
-                old.catalog(kind).items(),
-                self.registry.catalog(kind).items(),
-            );
-            let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.get() == y.get());
-            if !same && sent.insert(kind.changed_notification()) {
-                info!("{} changed: {} now", kind.list_method(), b.len());
-                self.notify_all(kind.changed_notification());
-            }
-        }
+        self.announce_changes(&old, &old_views);
     }
 }
 

@@ -13,6 +13,7 @@ mod first_lists;
 mod from_backend;
 mod lists;
 mod pending;
+mod profiles;
 mod reload;
 mod replies;
 mod route;
@@ -75,6 +76,8 @@ pub struct HubOptions {
     pub audit: Option<crate::audit::Audit>,
     /// How long list requests wait for the first start to settle (`startupWait`).
     pub startup_wait: Duration,
+    /// The named views of the catalogue sessions may be opened with (`profiles.rs`).
+    pub profiles: Vec<crate::config::profiles::Profile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +213,8 @@ struct Session {
     log_level: Option<usize>,
     /// This session's own instances of per-session backends, by backend.
     instances: HashMap<BackendIx, InstanceId>,
+    /// The profile it sees the catalogue through (an index into `HubOptions::profiles`).
+    profile: Option<usize>,
 }
 
 pub struct Hub {
@@ -217,6 +222,8 @@ pub struct Hub {
     backends: Vec<Backend>,
     instances: HashMap<InstanceId, Instance>,
     registry: Registry,
+    /// Each profile's view of the registry (`profiles.rs`).
+    views: Vec<profiles::ProfileView>,
     sessions: HashMap<SessionId, Session>,
     /// The requests in flight, the sessions' sinks, the metrics and the audit log: shared
     /// with the backends' readers, which complete plain replies themselves.
@@ -248,6 +255,7 @@ impl Hub {
                 .collect(),
             instances: HashMap::new(),
             registry: Registry::empty(),
+            views: Vec::new(),
             sessions: HashMap::new(),
             replies,
             subscriptions: HashMap::new(),
@@ -285,6 +293,7 @@ impl Hub {
                 session,
                 sink,
                 transport,
+                profile,
             } => {
                 debug!("session {session}: opened");
                 let sink: std::sync::Arc<dyn Sink> = std::sync::Arc::from(sink);
@@ -299,6 +308,7 @@ impl Hub {
                         caps: ClientCaps::default(),
                         log_level: None,
                         instances: HashMap::new(),
+                        profile: profile.filter(|p| *p < self.opts.profiles.len()),
                     },
                 );
             }

@@ -56,10 +56,12 @@ impl Hub {
                 let name = string(&params, "name").ok_or_else(|| {
                     invalid(format!("{}: 'params.name' must be a string", req.method))
                 })?;
+                // What the session's profile does not show is as unknown as what is not.
                 let entry = self
                     .registry
                     .catalog(kind)
                     .lookup(&name)
+                    .filter(|_| self.shows(session, kind, &name))
                     .ok_or_else(|| invalid(format!("unknown {what} '{name}'")))?;
                 let b = entry.backend;
                 params.insert("name".into(), jsonrpc::to_raw(&entry.original));
@@ -73,7 +75,11 @@ impl Hub {
                 let uri = string(&params, "uri").ok_or_else(|| {
                     invalid(format!("{}: 'params.uri' must be a string", req.method))
                 })?;
-                let (b, original) = self.registry.route_uri(&uri).ok_or_else(|| {
+                let routed = self
+                    .registry
+                    .route_uri(&uri)
+                    .filter(|(b, _)| self.shows_uri(session, *b, &uri));
+                let (b, original) = routed.ok_or_else(|| {
                     let mut e = ErrorObject::new(
                         RESOURCE_NOT_FOUND,
                         format!("resource not found: no backend serves '{uri}'"),
@@ -128,7 +134,7 @@ impl Hub {
                 }
                 b
             }
-            "completion/complete" => self.route_completion(&mut params)?,
+            "completion/complete" => self.route_completion(session, &mut params)?,
             "tasks/get" | "tasks/result" | "tasks/cancel" => {
                 let (b, task) = self.route_task(session, &mut params)?;
                 after = task;
@@ -148,7 +154,11 @@ impl Hub {
     }
 
     /// `completion/complete` goes where its `ref` points: a prompt or a resource template.
-    pub(super) fn route_completion(&self, params: &mut Params) -> Result<BackendIx, ErrorObject> {
+    pub(super) fn route_completion(
+        &self,
+        session: &str,
+        params: &mut Params,
+    ) -> Result<BackendIx, ErrorObject> {
         let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
         let mut reference: Map<String, Value> = params
             .get("ref")
@@ -165,6 +175,7 @@ impl Hub {
                     .registry
                     .catalog(Kind::Prompts)
                     .lookup(&name)
+                    .filter(|_| self.shows(session, Kind::Prompts, &name))
                     .ok_or_else(|| invalid(format!("unknown prompt '{name}'")))?;
                 (e.backend, "name", e.original.clone())
             }
@@ -176,6 +187,7 @@ impl Hub {
                     .registry
                     .route_template(&uri)
                     .or_else(|| self.registry.route_uri(&uri))
+                    .filter(|(b, _)| self.shows_uri(session, *b, &uri))
                     .ok_or_else(|| invalid(format!("unknown resource template '{uri}'")))?;
                 (b, "uri", original)
             }

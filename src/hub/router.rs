@@ -57,6 +57,8 @@ pub(super) struct SessionView {
     pub(super) alive: Arc<AtomicBool>,
     /// What the session sent the hub, and what the hub has handled of it.
     pub(super) order: Arc<Order>,
+    /// Whether its calls may be routed where they arrive (not a profile's session).
+    pub(super) routed: bool,
 }
 
 /// The snapshots, kept in `Replies`.
@@ -89,7 +91,7 @@ impl Router {
         };
         let msg = match (&view, msg) {
             (Some(v), Message::Request(req))
-                if req.method == "tools/call" && v.order.caught_up() =>
+                if req.method == "tools/call" && v.routed && v.order.caught_up() =>
             {
                 match self.call(v, session, req) {
                     Ok(()) => return Ok(()),

@@ -108,13 +108,15 @@ impl Hub {
             s.client = client;
             s.version = version;
             s.caps = caps;
-            // Its calls may be routed where they arrive from now on.
+            // Its calls may be routed where they arrive from now on (a profile's, which
+            // the hub checks against its view, always come here).
             let view = router::SessionView {
                 sink: s.sink.clone(),
                 version,
                 client: std::sync::Arc::from(s.client.as_str()),
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
                 order: Order::new(true),
+                routed: s.profile.is_none(),
             };
             self.replies.published.open(session, view);
         }
@@ -123,6 +125,7 @@ impl Hub {
             .filter(|&b| {
                 matches!(self.backends[b].spec.scope, Scope::Session { .. })
                     && self.backends[b].state == State::Ready
+                    && self.shows_backend(session, b)
             })
             .collect();
         for b in per_session {
@@ -337,18 +340,6 @@ impl Hub {
             }
         }
         self.apply_log_levels();
-    }
-
-    pub(super) fn notify_all(&mut self, method: &str) {
-        let targets: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.initialized)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for session in targets {
-            self.notify_session(&session, method, None);
-        }
     }
 
     pub(super) fn notify_session(&mut self, session: &str, method: &str, params: Option<Value>) {

@@ -100,6 +100,7 @@ impl Harness {
             ping_timeout: WAIT,
             audit: None,
             startup_wait: WAIT,
+            profiles: Vec::new(),
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let hub = Hub::new(specs, opts, tx.clone());
@@ -120,6 +121,7 @@ impl Harness {
             session: name.into(),
             sink: Box::new(queue),
             transport: "sse",
+            profile: None,
         };
         self.tx.send(ev).expect("hub is running");
         Client {

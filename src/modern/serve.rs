@@ -33,6 +33,8 @@ pub struct Ends {
     pub keepalive: Duration,
     pub parked: Arc<Parked>,
     pub tasks: Arc<super::tasks::Tasks>,
+    /// The profile the request came in through (`/p/NAME/mcp`, `--stdio --profile`).
+    pub profile: Option<usize>,
 }
 
 /// Where one request's answer goes, as its transport carries it.
@@ -82,9 +84,7 @@ pub fn serve(
         if !tasks::declared(&meta) {
             return refused(out, 400, tasks::missing());
         }
-        let answer = ends
-            .tasks
-            .answer(&ends.instance, &req.method, params.as_ref());
+        let answer = ends.tasks.answer(ends, &req.method, params.as_ref());
         return match answer {
             Ok(done) => {
                 let answer = jsonrpc::Response::ok(req.id, jsonrpc::to_raw(&done));
@@ -222,6 +222,7 @@ impl Private {
             session: id.clone(),
             sink: Box::new(OneRequest(queue)),
             transport: STATELESS,
+            profile: ends.profile,
         };
         ends.hub.send(opened).ok()?;
         Some(Private {
@@ -430,9 +431,7 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
                     _ => None,
                 };
                 if let Some(created) = created {
-                    let task =
-                        ends.tasks
-                            .adopt(&ends.instance, session, &created, call.meta, early);
+                    let task = ends.tasks.adopt(ends, session, &created, call.meta, early);
                     let answer = jsonrpc::Response::ok(call.reply, jsonrpc::to_raw(&task));
                     return out.finish(200, Message::Response(answer));
                 }

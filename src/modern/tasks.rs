@@ -49,6 +49,8 @@ pub struct Tasks(Mutex<HashMap<String, Arc<Task>>>);
 struct Task {
     /// The hub session the task's call ran in, and that its thread keeps open.
     session: String,
+    /// The profile it was made through: only that endpoint knows it.
+    profile: Option<usize>,
     router: Router,
     /// The hub's name for the backend's task.
     exposed: String,
@@ -162,7 +164,7 @@ impl Tasks {
     /// a thread that sees it to its end over `session`.
     pub(super) fn adopt(
         &self,
-        instance: &str,
+        ends: &super::Ends,
         session: Private,
         created: &Value,
         meta: Meta,
@@ -186,8 +188,10 @@ impl Tasks {
             Some("input_required") => "input_required",
             _ => "working",
         };
+        let instance = ends.instance.as_str();
         let task = Arc::new(Task {
             session: session.id().to_string(),
+            profile: ends.profile,
             router: session.router(),
             exposed: legacy["taskId"].as_str().unwrap_or_default().to_string(),
             created_at: text("createdAt"),
@@ -245,10 +249,11 @@ impl Tasks {
     /// Answers `tasks/get`, `tasks/update` or `tasks/cancel` (the extension declared).
     pub fn answer(
         &self,
-        instance: &str,
+        ends: &super::Ends,
         method: &str,
         params: Option<&Value>,
     ) -> Result<Map<String, Value>, ErrorObject> {
+        let instance = ends.instance.as_str();
         let invalid = |message: String| ErrorObject::new(INVALID_PARAMS, message);
         let id = params
             .and_then(|p| p.get("taskId"))
@@ -257,7 +262,7 @@ impl Tasks {
         let task = self
             .table()
             .get(id)
-            .filter(|t| t.until > Instant::now())
+            .filter(|t| t.until > Instant::now() && t.profile == ends.profile)
             .cloned();
         let Some(task) = task else {
             let issuer = id.rsplit_once('.').map_or("", |(i, _)| i);

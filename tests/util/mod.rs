@@ -491,12 +491,17 @@ impl SseClient {
 
     /// `connect`, saying what went wrong instead of failing the test.
     pub fn try_connect(port: u16) -> Result<SseClient, String> {
+        SseClient::try_connect_at(port, "/sse")
+    }
+
+    /// `try_connect` to another path (a profile's, `/p/NAME/sse`).
+    pub fn try_connect_at(port: u16, path: &str) -> Result<SseClient, String> {
         let stream =
             TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
         let mut w = stream.try_clone().unwrap();
         write!(
             w,
-            "GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
         )
         .unwrap();
         let mut r = BufReader::new(stream.try_clone().unwrap());
@@ -774,11 +779,24 @@ pub fn messages_in(content_type: &str, body: &str) -> Vec<Value> {
 pub struct McpClient {
     pub port: u16,
     pub session: String,
+    /// The endpoint: `/mcp`, or a profile's `/p/NAME/mcp`.
+    pub path: String,
 }
 
 impl McpClient {
     pub fn post(
         port: u16,
+        session: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &Value,
+    ) -> (u16, Vec<(String, String)>, String) {
+        McpClient::post_at(port, "/mcp", session, extra, body)
+    }
+
+    /// `post` to another endpoint.
+    pub fn post_at(
+        port: u16,
+        path: &str,
         session: Option<&str>,
         extra: &[(&str, &str)],
         body: &Value,
@@ -791,7 +809,7 @@ impl McpClient {
             headers.push(("Mcp-Session-Id", s));
         }
         headers.extend_from_slice(extra);
-        http(port, "POST", "/mcp", &headers, body.to_string().as_bytes())
+        http(port, "POST", path, &headers, body.to_string().as_bytes())
     }
 
     pub fn connect(port: u16) -> McpClient {
@@ -800,9 +818,14 @@ impl McpClient {
 
     /// `connect`, saying what went wrong instead of failing the test.
     pub fn try_connect(port: u16) -> Result<McpClient, String> {
+        McpClient::try_connect_at(port, "/mcp")
+    }
+
+    /// `try_connect` to another endpoint (a profile's, `/p/NAME/mcp`).
+    pub fn try_connect_at(port: u16, path: &str) -> Result<McpClient, String> {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw-mcp", "version": "1"}}});
-        let (status, headers, body) = McpClient::post(port, None, &[], &init);
+        let (status, headers, body) = McpClient::post_at(port, path, None, &[], &init);
         if status != 200 {
             return Err(format!("initialize: {status} {body}"));
         }
@@ -811,9 +834,15 @@ impl McpClient {
             .find(|(k, _)| k == "mcp-session-id")
             .map(|(_, v)| v.clone())
             .ok_or_else(|| format!("no Mcp-Session-Id in {headers:?}"))?;
-        let c = McpClient { port, session };
-        let (status, _, body) = McpClient::post(
+        let path = path.to_string();
+        let c = McpClient {
             port,
+            session,
+            path,
+        };
+        let (status, _, body) = McpClient::post_at(
+            port,
+            &c.path,
             Some(&c.session),
             &[],
             &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -827,7 +856,8 @@ impl McpClient {
     /// Sends a request and returns every message of its answer (the response last).
     pub fn request(&self, id: Value, method: &str, params: Value) -> Vec<Value> {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let (status, headers, text) = McpClient::post(self.port, Some(&self.session), &[], &body);
+        let (status, headers, text) =
+            McpClient::post_at(self.port, &self.path, Some(&self.session), &[], &body);
         assert_eq!(status, 200, "{method}: {text}");
         let content_type = headers
             .iter()

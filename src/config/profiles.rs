@@ -1,0 +1,156 @@
+//! Profiles (`"gateway": {"profiles": {NAME: {...}}}`): named views of the catalogue,
+//! each served at its own endpoints (`/p/NAME/mcp`, `/p/NAME/sse`, `--stdio --profile
+//! NAME`). A profile names the backends it shows (without `backends`: every one but the
+//! built-in servers, which a profile must name), allow and deny globs on exposed tool and
+//! prompt names and on resource URIs (and URI templates), and tool descriptions of its
+//! own. The endpoints without a profile serve the whole catalogue, as before profiles.
+//! Part of the pure config parser: no I/O.
+
+use super::{BackendSpec, Transport, Validator, View, kind};
+use serde_json::{Map, Value};
+
+/// One profile, as configured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub description: Option<String>,
+    /// The backends it shows, by name; `None`: every one but the built-in servers.
+    pub backends: Option<Vec<String>>,
+    /// Globs on exposed tool names, and descriptions by exposed name.
+    pub tools: View,
+    /// Globs on exposed prompt names.
+    pub prompts: View,
+    /// Globs on resource URIs and URI templates as exposed.
+    pub resources: View,
+}
+
+impl Profile {
+    /// Whether the profile shows the backend `spec`.
+    pub fn shows_backend(&self, spec: &BackendSpec) -> bool {
+        match &self.backends {
+            Some(names) => names.contains(&spec.name),
+            None => !matches!(spec.transport, Transport::Builtin { .. }),
+        }
+    }
+}
+
+/// Whether `name` can be a profile's: a path segment of letters, digits, `-` and `_`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The fields a profile has (the schema's too).
+pub(super) const FIELDS: &[&str] = &[
+    "description",
+    "backends",
+    "tools",
+    "descriptions",
+    "prompts",
+    "resources",
+];
+
+impl Validator<'_> {
+    /// `gateway.profiles`, by name.
+    pub(super) fn profiles(&mut self, value: &Value) -> Vec<Profile> {
+        const CTX: &str = "config: 'gateway': field 'profiles'";
+        let Some(obj) = value.as_object() else {
+            self.error(format!(
+                "{CTX}: expected an object mapping profile names to their views, got {}",
+                kind(value)
+            ));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, value) in obj {
+            let ctx = format!("config: 'gateway': profile '{name}'");
+            if !valid_name(name) {
+                self.error(format!(
+                    "{ctx}: a profile's name is part of its URL (/p/NAME/mcp): use letters, digits, '-' and '_' (at most 64)"
+                ));
+                continue;
+            }
+            let Some(obj) = value.as_object() else {
+                self.error(format!("{ctx}: expected an object, got {}", kind(value)));
+                continue;
+            };
+            if let Some(p) = self.profile(&ctx, name, obj) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn profile(&mut self, ctx: &str, name: &str, obj: &Map<String, Value>) -> Option<Profile> {
+        for key in obj.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+            self.warn(format!(
+                "{ctx}: unknown field '{key}' (ignored; known: {})",
+                FIELDS.join(", ")
+            ));
+        }
+        let description = match obj.get("description") {
+            None => None,
+            Some(Value::String(d)) => Some(d.clone()),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'description': expected a string, got {}",
+                    kind(other)
+                ));
+                return None;
+            }
+        };
+        let backends = match obj.get("backends") {
+            None => None,
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'backends': expected a list of backend names, got {other}"
+                ));
+                return None;
+            }
+        };
+        let tools = self.view(ctx, obj)?;
+        let (allow, deny) = self.filter(ctx, obj, "prompts", "prompt name")?;
+        let prompts = View {
+            allow,
+            deny,
+            ..View::default()
+        };
+        let (allow, deny) = self.filter(ctx, obj, "resources", "resource URI")?;
+        let resources = View {
+            allow,
+            deny,
+            ..View::default()
+        };
+        Some(Profile {
+            name: name.to_string(),
+            description,
+            backends,
+            tools,
+            prompts,
+            resources,
+        })
+    }
+
+    /// Every backend a profile names is configured.
+    pub(super) fn check_profiles(&mut self, profiles: &[Profile], backends: &[BackendSpec]) {
+        for p in profiles {
+            for name in p.backends.iter().flatten() {
+                if !backends.iter().any(|b| b.name == *name) {
+                    self.error(format!(
+                        "config: 'gateway': profile '{}': field 'backends': no backend is named '{name}'",
+                        p.name
+                    ));
+                }
+            }
+        }
+    }
+}

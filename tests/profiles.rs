@@ -1,0 +1,255 @@
+//! Profiles: named views of the catalogue at their own endpoints (`/p/NAME/mcp`,
+//! `/p/NAME/sse`, `--stdio --profile NAME`), through the real binary.
+
+mod util;
+
+use serde_json::{Value, json};
+use util::{Gateway, McpClient, SseClient, fixture};
+
+/// Two fixture backends and the built-in bash server; a coding profile (one backend, its
+/// echo-like tools, a description of its own), a read-only one (both backends' `state`
+/// tools only, no prompts), and an admin profile that names bash.
+fn gateway() -> Gateway {
+    Gateway::start(&json!({
+        "gateway": {"profiles": {
+            "coding": {"backends": ["code"], "tools": {"allow": ["code__*"], "deny": ["code__crash", "code__freeze"]},
+                       "descriptions": {"code__echo": "Echo, for the coding agent"}},
+            "readonly": {"tools": {"allow": ["*__state"]}, "prompts": {"deny": ["*"]},
+                         "resources": {"allow": ["mem://shared"]}},
+            "admin": {"backends": ["code", "ops", "sh"]}
+        }},
+        "code": fixture(&["--tag", "code"]),
+        "ops": fixture(&["--tag", "ops"]),
+        "sh": {"type": "builtin", "server": "bash"},
+    }))
+}
+
+fn names(list: &Value, field: &str) -> Vec<String> {
+    list["result"][field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field}: {list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn two_profiles_over_both_transports_see_and_call_only_their_own() {
+    let gw = gateway();
+    let last = |answers: Vec<Value>| answers.last().cloned().unwrap_or_default();
+
+    // Streamable HTTP at the coding profile: its backend's tools, minus the denied ones.
+    let coding = McpClient::try_connect_at(gw.port, "/p/coding/mcp").unwrap();
+    let list = last(coding.request(json!(1), "tools/list", json!({})));
+    let tools = names(&list, "tools");
+    assert!(tools.contains(&"code__echo".to_string()), "{tools:?}");
+    assert!(tools.iter().all(|t| t.starts_with("code__")), "{tools:?}");
+    assert!(!tools.contains(&"code__crash".to_string()), "{tools:?}");
+    let echo = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "code__echo")
+        .unwrap();
+    assert_eq!(echo["description"], "Echo, for the coding agent");
+    let called = coding.call(json!(2), "code__echo", json!({"text": "hi"}));
+    assert_eq!(called["result"]["content"][0]["text"], "hi", "{called}");
+    // Another backend's tool, and a denied one, are as unknown as a missing one.
+    for tool in ["ops__echo", "code__crash", "sh__run"] {
+        let refused = coding.call(json!(3), tool, json!({}));
+        assert_eq!(refused["error"]["code"], -32602, "{tool}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("unknown tool"), "{message}");
+    }
+    // Its session is not another endpoint's.
+    let (status, _, _) = McpClient::post(
+        gw.port,
+        Some(&coding.session),
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}}),
+    );
+    assert_eq!(status, 404, "a profile's session at /mcp");
+
+    // HTTP+SSE at the read-only profile: the state tools of both backends (not bash's,
+    // which a profile must name), no prompts, one resource.
+    let readonly = SseClient::try_connect_at(gw.port, "/p/readonly/sse").unwrap();
+    readonly.initialize();
+    let tools = names(
+        &readonly.request(json!(1), "tools/list", json!({})),
+        "tools",
+    );
+    assert_eq!(tools, ["code__state", "ops__state"]);
+    let prompts = names(
+        &readonly.request(json!(2), "prompts/list", json!({})),
+        "prompts",
+    );
+    assert!(prompts.is_empty(), "{prompts:?}");
+    let resources = readonly.request(json!(3), "resources/list", json!({}));
+    let uris: Vec<&str> = resources["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert_eq!(uris, ["mem://shared"], "{resources}");
+    let state = readonly.call(json!(4), "code__state", json!({}));
+    assert!(state["result"]["content"].is_array(), "{state}");
+    let refused = readonly.call(json!(5), "code__echo", json!({"text": "x"}));
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    let unread = readonly.request(json!(6), "resources/read", json!({"uri": "mem://code"}));
+    assert_eq!(unread["error"]["code"], -32002, "{unread}");
+    let prompt = readonly.request(
+        json!(7),
+        "prompts/get",
+        json!({"name": "code__greet", "arguments": {"who": "x"}}),
+    );
+    assert_eq!(prompt["error"]["code"], -32602, "{prompt}");
+
+    // The endpoints without a profile serve everything, bash included, as before.
+    let all = McpClient::connect(gw.port);
+    let tools = names(
+        &last(all.request(json!(1), "tools/list", json!({}))),
+        "tools",
+    );
+    assert!(tools.iter().any(|t| t.starts_with("sh__")), "{tools:?}");
+    assert!(tools.contains(&"ops__echo".to_string()), "{tools:?}");
+    // The admin profile names bash, so it has it.
+    let admin = McpClient::try_connect_at(gw.port, "/p/admin/mcp").unwrap();
+    let tools = names(
+        &last(admin.request(json!(1), "tools/list", json!({}))),
+        "tools",
+    );
+    assert!(tools.iter().any(|t| t.starts_with("sh__")), "{tools:?}");
+
+    // An unknown profile is 404 naming the ones there are.
+    let (status, _, body) = McpClient::post_at(
+        gw.port,
+        "/p/nope/mcp",
+        None,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("admin, coding, readonly"), "{body}");
+}
+
+#[test]
+fn a_list_change_reaches_only_the_sessions_whose_view_changed() {
+    let gw = gateway();
+    let coding = SseClient::try_connect_at(gw.port, "/p/coding/sse").unwrap();
+    coding.initialize();
+    let readonly = SseClient::try_connect_at(gw.port, "/p/readonly/sse").unwrap();
+    readonly.initialize();
+    let whole = gw.connect();
+    whole.initialize();
+    // `code` gains the tool `code__extra`: in the coding view and the whole catalogue, not
+    // in the read-only one (state tools only).
+    let added = whole.call(json!(1), "code__add_tool", json!({}));
+    assert!(added["result"].is_object(), "{added}");
+    let changed = |c: &SseClient, wait: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match c.next_message(left) {
+                Some(m) if m["method"] == "notifications/tools/list_changed" => return true,
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        false
+    };
+    assert!(changed(&coding, 10), "the coding session heard of it");
+    assert!(
+        changed(&whole, 10),
+        "the whole catalogue's session heard of it"
+    );
+    assert!(
+        !changed(&readonly, 2),
+        "the read-only session's view did not change"
+    );
+    let tools = names(&coding.request(json!(2), "tools/list", json!({})), "tools");
+    assert!(tools.contains(&"code__extra".to_string()), "{tools:?}");
+}
+
+#[test]
+fn a_2026_request_at_a_profiles_endpoint_sees_its_view() {
+    let gw = gateway();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let headers = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/list"),
+    ];
+    let (status, _, text) = McpClient::post_at(gw.port, "/p/readonly/mcp", None, &headers, &body);
+    assert_eq!(status, 200, "{text}");
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or(&text);
+    let answer: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(names(&answer, "tools"), ["code__state", "ops__state"]);
+}
+
+#[test]
+fn stdio_serves_the_profile_it_is_given_and_refuses_an_unknown_one() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let config = json!({
+        "gateway": {"profiles": {"coding": {"backends": ["code"]}}},
+        "code": fixture(&["--tag", "code"]),
+        "ops": fixture(&["--tag", "ops"]),
+    });
+    let dir = util::TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_mcp-gateway");
+    let wrong = Command::new(bin)
+        .args(["--stdio", "--profile", "nope", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2), "a usage error");
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("no such profile") && said.contains("coding"),
+        "{said}"
+    );
+
+    let mut child = Command::new(bin)
+        .args(["--stdio", "--profile", "coding", "--log-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for msg in [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
+    ] {
+        writeln!(stdin, "{msg}").unwrap();
+    }
+    let mut listed = Value::Null;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        let msg: Value = serde_json::from_str(&line).unwrap_or_default();
+        line.clear();
+        if msg["id"] == 1 {
+            listed = msg;
+            break;
+        }
+    }
+    let tools = names(&listed, "tools");
+    assert!(
+        !tools.is_empty() && tools.iter().all(|t| t.starts_with("code__")),
+        "{tools:?}"
+    );
+    drop(stdin);
+    let _ = child.wait();
+}
