@@ -212,6 +212,10 @@ pub fn schema() -> String {
         .map(|s| format!("        \"{}\": {}", s.key, s.schema()))
         .collect();
     rows.push(
+        r##"        "tokens": {"description": "Client tokens, by label (which names them in logs and the audit): each opens only the profiles it names.", "type": "object", "additionalProperties": {"$ref": "#/$defs/clientToken"}}"##
+            .into(),
+    );
+    rows.push(
         r##"        "profiles": {"description": "Named views of the catalogue, by name.", "type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"}, "additionalProperties": {"$ref": "#/$defs/profile"}}"##
             .into(),
     );
@@ -276,6 +280,7 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
         }
     }
     v.check_profiles(&settings.profiles, &backends);
+    v.check_tokens(&settings.tokens, &settings.profiles);
     if backends.is_empty() && v.errors.is_empty() {
         v.warn("config: no backends are configured; the gateway will serve no tools".into());
     }

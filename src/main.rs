@@ -103,6 +103,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         .iter()
         .map(|p| p.name.clone())
         .collect();
+    let clients = client_tokens(&loaded.config.settings, &profile_names)?;
     let stdio_profile = match &args.profile {
         None => None,
         Some(_) if !args.stdio => {
@@ -264,6 +265,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                     .unwrap_or_else(|| default_instance_id(h.addr.port())),
                 trusted_proxies: args.trusted_proxies.clone(),
                 profiles: profile_names.clone(),
+                clients,
             };
             let limits = http::server::Limits {
                 header_timeout: args.header_timeout,
@@ -355,4 +357,50 @@ fn drain(
     console!(
         "{end}; refused meanwhile: {sessions} new session(s), {requests} new request(s) in open sessions"
     );
+}
+
+/// The config's client tokens, their secrets read (from the config or their files) and
+/// their profiles named by place; a file that cannot be read, or holds nothing, or a secret
+/// that is the gateway's own token, stops the start with the token's label.
+fn client_tokens(
+    settings: &config::Settings,
+    profiles: &[String],
+) -> Result<Vec<http::ClientToken>, Failure> {
+    use config::profiles::Secret;
+    let mut out: Vec<http::ClientToken> = Vec::new();
+    for t in &settings.tokens {
+        let ctx = format!("config: 'gateway': token '{}'", t.label);
+        let token = match &t.secret {
+            Secret::Text(s) => s.clone(),
+            Secret::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Failure::Usage(format!(
+                        "{ctx}: field 'tokenFile': cannot read '{path}': {e}"
+                    ))
+                })?;
+                let text = text.trim().to_string();
+                if text.is_empty() {
+                    return Err(Failure::Usage(format!(
+                        "{ctx}: field 'tokenFile': '{path}' is empty"
+                    )));
+                }
+                text
+            }
+        };
+        if settings.text("token") == Some(token.as_str()) || out.iter().any(|o| o.token == token) {
+            return Err(Failure::Usage(format!(
+                "{ctx}: its secret is another token's (or the gateway's own): give each client its own"
+            )));
+        }
+        out.push(http::ClientToken {
+            label: std::sync::Arc::from(t.label.as_str()),
+            token,
+            profiles: t
+                .profiles
+                .iter()
+                .filter_map(|n| profiles.iter().position(|p| p == n))
+                .collect(),
+        });
+    }
+    Ok(out)
 }

@@ -38,7 +38,10 @@ pub fn start(
         session: SESSION.into(),
         sink: Box::new(tx.clone()),
         transport: "stdio",
-        profile,
+        access: crate::contract::Access {
+            profile,
+            token: None,
+        },
     });
     let ends = modern::Ends {
         hub: hub.clone(),
@@ -49,7 +52,10 @@ pub fn start(
         keepalive: Duration::from_secs(1),
         parked: Arc::default(),
         tasks: Arc::default(),
-        profile,
+        access: crate::contract::Access {
+            profile,
+            token: None,
+        },
     };
     let modern_calls = ModernCalls::default();
     let writer_done = done.clone();

@@ -253,3 +253,138 @@ fn stdio_serves_the_profile_it_is_given_and_refuses_an_unknown_one() {
     drop(stdin);
     let _ = child.wait();
 }
+
+/// Every line of every file in the gateway's log directory.
+fn logged(gw: &Gateway) -> String {
+    let dir = gw.dir.path().join("logs");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
+    let secrets = util::TempDir::new();
+    let file = secrets.path().join("dashboard.token");
+    std::fs::write(&file, "dash-secret-4d1f\n").unwrap();
+    let gw = Gateway::start_env(
+        &json!({
+            "gateway": {
+                "token": "admin-secret-9b2c",
+                "tokens": {
+                    "coding-agent": {"token": "${AGENT_TOKEN}", "profiles": ["coding"]},
+                    "dashboard": {"tokenFile": file, "profiles": ["readonly"]}
+                },
+                "profiles": {
+                    "coding": {"backends": ["code"]},
+                    "readonly": {"tools": {"allow": ["*__state"]}}
+                }
+            },
+            "code": fixture(&["--tag", "code"]),
+            "ops": fixture(&["--tag", "ops"]),
+            "sh": {"type": "builtin", "server": "bash"},
+        }),
+        &[],
+        &[("AGENT_TOKEN", "agent-secret-7e3a")],
+    );
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "agent", "version": "1"}}});
+    let post = |path: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        McpClient::post_at(gw.port, path, None, &[("Authorization", &auth)], &init)
+    };
+    // The agent's token opens its profile, and nothing else: not another profile, not the
+    // whole catalogue (where bash is).
+    let (status, headers, _) = post("/p/coding/mcp", "agent-secret-7e3a");
+    assert_eq!(status, 200);
+    for path in ["/p/readonly/mcp", "/mcp", "/sse", "/metrics"] {
+        let (status, _, body) = post(path, "agent-secret-7e3a");
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body.contains("the token 'coding-agent' opens the profiles coding"),
+            "{body}"
+        );
+    }
+    // The dashboard's token, read from its file, opens its own.
+    assert_eq!(post("/p/readonly/mcp", "dash-secret-4d1f").0, 200);
+    assert_eq!(post("/p/coding/mcp", "dash-secret-4d1f").0, 403);
+    // The gateway's own token opens everything; no token, or a wrong one, is 401.
+    assert_eq!(post("/mcp", "admin-secret-9b2c").0, 200);
+    assert_eq!(post("/p/coding/mcp", "admin-secret-9b2c").0, 200);
+    assert_eq!(post("/p/coding/mcp", "nope").0, 401);
+
+    // A call through the agent's session: the audit line names the token's label and the
+    // profile, and no secret is written anywhere.
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let auth = [("Authorization", "Bearer agent-secret-7e3a")];
+    let send = |body: Value, auth: &[(&str, &str)]| {
+        McpClient::post_at(gw.port, "/p/coding/mcp", Some(&session), auth, &body)
+    };
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        &auth,
+    );
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "code__echo", "arguments": {"text": "hi"}}});
+    let (status, _, body) = send(call.clone(), &auth);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"hi\""), "{body}");
+    // The session is the agent's: the dashboard's token cannot use it.
+    let (status, _, _) = send(call, &[("Authorization", "Bearer dash-secret-4d1f")]);
+    assert_eq!(status, 403);
+    let deadline = std::time::Instant::now() + util::WAIT;
+    let line = loop {
+        let text = logged(&gw);
+        if let Some(l) = text.lines().find(|l| l.contains("\"tool\":\"code__echo\"")) {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit line:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["token"], "coding-agent", "{record}");
+    assert_eq!(record["profile"], "coding", "{record}");
+    let everything = format!("{}{}{}", logged(&gw), gw.stderr(), gw.stdout());
+    for secret in ["agent-secret-7e3a", "dash-secret-4d1f", "admin-secret-9b2c"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} was written somewhere"
+        );
+    }
+}
+
+#[test]
+fn a_token_naming_a_missing_profile_or_an_unreadable_file_stops_the_start() {
+    let dir = util::TempDir::new();
+    for (config, expected) in [
+        (
+            json!({"gateway": {"tokens": {"ci": {"token": "t", "profiles": ["nope"]}}}, "a": fixture(&[])}),
+            "token 'ci': field 'profiles': no profile is named 'nope'",
+        ),
+        (
+            json!({"gateway": {"tokens": {"ci": {"tokenFile": "/nonexistent/t", "profiles": ["p"]}},
+                               "profiles": {"p": {}}}, "a": fixture(&[])}),
+            "token 'ci': field 'tokenFile': cannot read '/nonexistent/t'",
+        ),
+    ] {
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+            .args(["--port", "0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+}

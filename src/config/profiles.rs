@@ -154,3 +154,135 @@ impl Validator<'_> {
         }
     }
 }
+
+/// A client token (`"gateway": {"tokens": {LABEL: {...}}}`): a secret, in the config
+/// (`${VAR}` expanded) or in a file, and the profiles it opens. Its label names it in logs
+/// and the audit; the secret is never printed.
+#[derive(Clone, PartialEq)]
+pub struct ClientToken {
+    pub label: String,
+    pub secret: Secret,
+    pub profiles: Vec<String>,
+}
+
+#[derive(Clone, PartialEq)]
+pub enum Secret {
+    Text(String),
+    /// A file holding it (read at start, surrounding whitespace taken off).
+    File(String),
+}
+
+impl std::fmt::Debug for ClientToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = match &self.secret {
+            Secret::Text(_) => "(hidden)".to_string(),
+            Secret::File(path) => format!("(in {path})"),
+        };
+        f.debug_struct("ClientToken")
+            .field("label", &self.label)
+            .field("secret", &secret)
+            .field("profiles", &self.profiles)
+            .finish()
+    }
+}
+
+/// The fields a client token has (the schema's too).
+pub(super) const TOKEN_FIELDS: &[&str] = &["token", "tokenFile", "profiles"];
+
+impl Validator<'_> {
+    /// `gateway.tokens`, by label; the variables their secrets name join the gateway's
+    /// own secrets (`secrets`), which no backend inherits.
+    pub(super) fn tokens(&mut self, value: &Value, secrets: &mut Vec<String>) -> Vec<ClientToken> {
+        const CTX: &str = "config: 'gateway': field 'tokens'";
+        let Some(obj) = value.as_object() else {
+            self.error(format!(
+                "{CTX}: expected an object mapping labels to tokens, got {}",
+                kind(value)
+            ));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (label, value) in obj {
+            let ctx = format!("config: 'gateway': token '{label}'");
+            let Some(obj) = value.as_object() else {
+                self.error(format!(
+                    "{ctx}: expected {{\"token\": ..., \"profiles\": [...]}}, got {}",
+                    kind(value)
+                ));
+                continue;
+            };
+            for key in obj.keys().filter(|k| !TOKEN_FIELDS.contains(&k.as_str())) {
+                self.warn(format!(
+                    "{ctx}: unknown field '{key}' (ignored; known: {})",
+                    TOKEN_FIELDS.join(", ")
+                ));
+            }
+            let secret = match (obj.get("token"), obj.get("tokenFile")) {
+                (Some(Value::String(t)), None) => {
+                    secrets.extend(super::variable_names(t));
+                    match self.expand(&ctx, "token", t) {
+                        Some(t) if !t.trim().is_empty() => Secret::Text(t.trim().to_string()),
+                        Some(_) => {
+                            self.error(format!("{ctx}: field 'token': it is empty"));
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+                (None, Some(Value::String(path))) => match self.expand(&ctx, "tokenFile", path) {
+                    Some(path) => Secret::File(path),
+                    None => continue,
+                },
+                _ => {
+                    self.error(format!(
+                        "{ctx}: needs exactly one of 'token' (a string) and 'tokenFile' (a file holding it)"
+                    ));
+                    continue;
+                }
+            };
+            let profiles = match obj.get("profiles") {
+                Some(Value::Array(items))
+                    if !items.is_empty() && items.iter().all(Value::is_string) =>
+                {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect()
+                }
+                other => {
+                    self.error(format!(
+                        "{ctx}: field 'profiles': expected the names of the profiles it opens (at least one), got {}",
+                        other.map_or("nothing".into(), |v| v.to_string())
+                    ));
+                    continue;
+                }
+            };
+            out.push(ClientToken {
+                label: label.clone(),
+                secret,
+                profiles,
+            });
+        }
+        out
+    }
+
+    /// Every profile a client token names is configured, and no two tokens are the same.
+    pub(super) fn check_tokens(&mut self, tokens: &[ClientToken], profiles: &[Profile]) {
+        for (i, t) in tokens.iter().enumerate() {
+            for name in &t.profiles {
+                if !profiles.iter().any(|p| p.name == *name) {
+                    self.error(format!(
+                        "config: 'gateway': token '{}': field 'profiles': no profile is named '{name}'",
+                        t.label
+                    ));
+                }
+            }
+            if let Some(other) = tokens[..i].iter().find(|o| o.secret == t.secret) {
+                self.error(format!(
+                    "config: 'gateway': tokens '{}' and '{}' have the same secret: give each client its own",
+                    other.label, t.label
+                ));
+            }
+        }
+    }
+}

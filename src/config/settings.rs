@@ -417,6 +417,8 @@ pub struct Settings {
     pub secret_variables: Vec<String>,
     /// Named views of the catalogue (`profiles.rs`), by name.
     pub profiles: Vec<super::profiles::Profile>,
+    /// Client tokens and the profiles each opens, by label.
+    pub tokens: Vec<super::profiles::ClientToken>,
 }
 
 impl Settings {
@@ -483,6 +485,9 @@ impl Settings {
             .collect();
         if self.profiles != other.profiles {
             changed.push("profiles");
+        }
+        if self.tokens != other.tokens {
+            changed.push("tokens");
         }
         changed
     }
@@ -563,6 +568,7 @@ impl Validator<'_> {
     pub(super) fn settings(&mut self, value: &Value) -> Settings {
         const CTX: &str = "config: 'gateway'";
         let mut s = Settings::default();
+        let mut token_variables = Vec::new();
         let Some(obj) = value.as_object() else {
             self.error(format!(
                 "{CTX} (the gateway's own settings; a backend cannot take this name) must be an object, got {}",
@@ -575,9 +581,15 @@ impl Validator<'_> {
                 s.profiles = self.profiles(value);
                 continue;
             }
+            if key == "tokens" {
+                let mut secrets = Vec::new();
+                s.tokens = self.tokens(value, &mut secrets);
+                token_variables = secrets;
+                continue;
+            }
             let Some(setting) = by_key(key) else {
                 self.warn(format!(
-                    "{CTX}: unknown setting '{key}' (ignored; known: {}, profiles)",
+                    "{CTX}: unknown setting '{key}' (ignored; known: {}, profiles, tokens)",
                     keys().collect::<Vec<_>>().join(", ")
                 ));
                 continue;
@@ -612,6 +624,7 @@ impl Validator<'_> {
         if let Some(token) = obj.get("token").and_then(Value::as_str) {
             s.secret_variables = variable_names(token);
         }
+        s.secret_variables.extend(token_variables);
         s
     }
 }

@@ -251,11 +251,18 @@ fn the_schema_names_exactly_the_fields_the_parser_reads() {
     };
     let mut settings: Vec<String> = settings::keys().map(String::from).collect();
     settings.push("profiles".into());
+    settings.push("tokens".into());
     settings.sort();
     assert_eq!(keys(&schema["$defs"]["settings"]), settings);
     let mut profile: Vec<String> = profiles::FIELDS.iter().map(|f| f.to_string()).collect();
     profile.sort();
     assert_eq!(keys(&schema["$defs"]["profile"]), profile);
+    let mut token: Vec<String> = profiles::TOKEN_FIELDS
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    token.sort();
+    assert_eq!(keys(&schema["$defs"]["clientToken"]), token);
     let mut fields: Vec<String> = [
         COMMON_FIELDS,
         STDIO_FIELDS,
@@ -354,6 +361,52 @@ fn profiles_are_read_with_their_filters_and_checked_against_the_backends() {
         (
             r#"{"gateway": {"profiles": []}, "gh": {"command": "x"}}"#,
             "field 'profiles': expected an object",
+        ),
+    ] {
+        let errs = errors(text);
+        assert!(
+            errs.iter().any(|e| e.contains(expected)),
+            "{expected}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn client_tokens_are_read_their_variables_kept_secret_and_never_printed() {
+    let loaded = ok(r#"{
+        "gateway": {"tokens": {
+            "agent": {"token": "${TOKEN}", "profiles": ["p"]},
+            "dash": {"tokenFile": "${HOME}/dash.token", "profiles": ["p"]}
+        }, "profiles": {"p": {}}},
+        "a": {"command": "x"}
+    }"#);
+    let tokens = &loaded.config.settings.tokens;
+    assert!(tokens[0].secret == profiles::Secret::Text("s3cret".into()));
+    assert!(tokens[1].secret == profiles::Secret::File("/home/u/dash.token".into()));
+    assert!(
+        loaded
+            .config
+            .settings
+            .secret_variables
+            .contains(&"TOKEN".to_string())
+    );
+    assert!(!format!("{tokens:?}").contains("s3cret"), "{tokens:?}");
+    for (text, expected) in [
+        (
+            r#"{"gateway": {"tokens": {"t": {"token": "x", "profiles": ["nope"]}}}, "a": {"command": "x"}}"#,
+            "token 't': field 'profiles': no profile is named 'nope'",
+        ),
+        (
+            r#"{"gateway": {"tokens": {"t": {"profiles": ["p"]}}, "profiles": {"p": {}}}, "a": {"command": "x"}}"#,
+            "token 't': needs exactly one of 'token'",
+        ),
+        (
+            r#"{"gateway": {"tokens": {"t": {"token": "x", "profiles": []}}}, "a": {"command": "x"}}"#,
+            "token 't': field 'profiles': expected the names",
+        ),
+        (
+            r#"{"gateway": {"tokens": {"t": {"token": "x", "profiles": ["p"]}, "u": {"token": "x", "profiles": ["p"]}}, "profiles": {"p": {}}}, "a": {"command": "x"}}"#,
+            "tokens 't' and 'u' have the same secret",
         ),
     ] {
         let errs = errors(text);

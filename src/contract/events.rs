@@ -23,6 +23,15 @@ impl std::fmt::Display for InstanceId {
 /// go with their requests: the hub logs their opening and closing at debug level.
 pub const STATELESS: &str = "streamable-http-2026";
 
+/// What a session may see, and on whose behalf: the profile it was opened at (its place
+/// in the config's `profiles`; none: the whole catalogue) and the label of the client
+/// token it was opened with (never the token).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Access {
+    pub profile: Option<usize>,
+    pub token: Option<Arc<str>>,
+}
+
 /// Everything that happens, as the hub hears of it.
 pub enum HubEvent {
     /// A client session started; its messages go to `sink`.
@@ -31,9 +40,7 @@ pub enum HubEvent {
         sink: Box<dyn Sink>,
         /// `sse`, `streamable-http` or `stdio`, for the metrics.
         transport: &'static str,
-        /// The profile the session sees the catalogue through (its place in the config's
-        /// `profiles`); none: the whole catalogue.
-        profile: Option<usize>,
+        access: Access,
     },
     FromClient {
         session: SessionId,

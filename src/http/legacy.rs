@@ -5,8 +5,9 @@
 
 use super::server::{Request, Response};
 use super::*;
+use crate::contract::Access;
 
-pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, profile: Option<usize>) {
+pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access) {
     if let Some(refusal) = no_room(shared) {
         return rq.respond(refusal);
     }
@@ -16,7 +17,7 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, profile: Option
         .live
         .lock()
         .expect("no thread panics while holding the session set")
-        .insert(session.clone(), Live::new());
+        .insert(session.clone(), Live::new(access.token.clone()));
     let sink = LegacySink {
         tx,
         session: session.clone(),
@@ -28,7 +29,7 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, profile: Option
             session: session.clone(),
             sink: Box::new(sink),
             transport: "sse",
-            profile,
+            access,
         })
         .is_err()
     {
@@ -141,7 +142,7 @@ fn stream(
     }
 }
 
-pub(super) fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str) {
+pub(super) fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &str, access: Access) {
     let Some(session) = query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k == "sessionId" || k == "session_id").then(|| v.to_string())
@@ -152,12 +153,19 @@ pub(super) fn post_message(shared: &Arc<Shared>, mut rq: Request<'_>, query: &st
             ),
         );
     };
-    let known = shared
+    let owner = shared
         .live
         .lock()
         .expect("session set lock")
-        .contains_key(&session);
-    if !known {
+        .get(&session)
+        .map(|l| l.token.clone());
+    if owner.as_ref().is_some_and(|o| *o != access.token) {
+        return rq.respond(Response::text(
+            403,
+            &format!("forbidden: session '{session}' was opened with another token"),
+        ));
+    }
+    if owner.is_none() {
         return rq.respond(Response::text(
             404,
             &format!("unknown session '{session}': open a new stream with GET /sse"),

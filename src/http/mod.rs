@@ -55,6 +55,16 @@ pub struct Options {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The profiles' names, in config order: `/p/NAME/...` serves the one named.
     pub profiles: Vec<String>,
+    /// Client tokens: each opens only the profiles it names.
+    pub clients: Vec<ClientToken>,
+}
+
+/// A client token (`gateway.tokens`), resolved: its label (for logs and the audit), the
+/// secret, and the profiles (by place) it opens.
+pub struct ClientToken {
+    pub label: Arc<str>,
+    pub token: String,
+    pub profiles: Vec<usize>,
 }
 
 pub struct Frontend {
@@ -159,7 +169,7 @@ impl Frontend {
             keepalive: opts.keepalive,
             parked: Arc::default(),
             tasks: Arc::default(),
-            profile: None,
+            access: Default::default(),
         };
         let shared = Arc::new(Shared {
             hub,
@@ -304,14 +314,25 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
     if path == "/healthz" {
         return rq.respond(Response::text(200, "ok"));
     }
-    let authorized = shared
-        .opts
-        .token
-        .as_ref()
-        .is_none_or(|token| bearer_matches(rq.header("Authorization"), token));
+    // Who asks: the gateway's token (or, with no token at all, anyone) opens everything; a
+    // client token opens the profiles it names.
+    let opts = &shared.opts;
+    let header = rq.header("Authorization");
+    let admin = match &opts.token {
+        Some(token) => bearer_matches(header, token),
+        None => opts.clients.is_empty(),
+    };
+    let client = (!admin)
+        .then(|| {
+            opts.clients
+                .iter()
+                .find(|c| bearer_matches(header, &c.token))
+        })
+        .flatten();
+    let authorized = admin || client.is_some();
     // Probes (Kubernetes, HAProxy) get the verdict without the token; only the details need it.
     if path == "/readyz" && rq.method() == "GET" {
-        return status(shared, rq, path, authorized);
+        return status(shared, rq, path, admin);
     }
     if !authorized {
         warn!(
@@ -337,16 +358,46 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
             (Some(p), &path[3 + name.len()..])
         }
     };
+    if let Some(c) = client
+        && !profile.is_some_and(|p| c.profiles.contains(&p))
+        && !matches!(path, "/messages" | "/messages/")
+    {
+        let what = match profile {
+            Some(p) => format!("the profile '{}'", opts.profiles[p]),
+            None => format!("{path}, which is not a profile's endpoint"),
+        };
+        let mine: Vec<&str> = c
+            .profiles
+            .iter()
+            .map(|&p| opts.profiles[p].as_str())
+            .collect();
+        warn!(
+            "http: refused {} {path} from {}: the token '{}' is not for {what}",
+            rq.method(),
+            client_of(&rq, opts),
+            c.label
+        );
+        let why = format!(
+            "forbidden: the token '{}' opens the profiles {} (at /p/NAME/mcp and /p/NAME/sse), not {what}",
+            c.label,
+            mine.join(", ")
+        );
+        return rq.respond(Response::text(403, &why));
+    }
+    let access = crate::contract::Access {
+        profile,
+        token: client.map(|c| c.label.clone()),
+    };
     match (rq.method(), path) {
-        ("GET", "/sse") => legacy::open_stream(shared, rq, profile),
-        ("POST", "/messages" | "/messages/") => legacy::post_message(shared, rq, query),
+        ("GET", "/sse") => legacy::open_stream(shared, rq, access),
+        ("POST", "/messages" | "/messages/") => legacy::post_message(shared, rq, query, access),
         (_, "/sse") => {
             rq.respond(Response::text(405, "use GET on /sse").with_header("Allow", "GET"))
         }
         (_, "/messages" | "/messages/") => {
             rq.respond(Response::text(405, "use POST on /messages").with_header("Allow", "POST"))
         }
-        (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq, profile),
+        (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq, access),
         ("GET", "/metrics") => status(shared, rq, path, true),
         _ => rq.respond(Response::text(
             404,

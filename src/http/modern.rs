@@ -19,7 +19,7 @@ pub(super) fn post(
     shared: &Arc<Shared>,
     rq: HttpRequest<'_>,
     msg: Message,
-    profile: Option<usize>,
+    access: crate::contract::Access,
 ) {
     let req = match msg {
         Message::Request(r) => r,
@@ -58,7 +58,7 @@ pub(super) fn post(
     let _writing = shared.writers.enter();
     let out = Box::new(Out::new(rq, shared));
     let ends = modern::Ends {
-        profile,
+        access,
         ..shared.modern.clone()
     };
     modern::serve(&ends, out, req, params, meta, Box::new(admitted));

@@ -20,13 +20,16 @@ pub struct Live {
     opened: Instant,
     /// It sent a request other than `initialize`.
     used: bool,
+    /// The label of the client token that opened it: only that token may post to it.
+    pub token: Option<std::sync::Arc<str>>,
 }
 
 impl Live {
-    pub fn new() -> Live {
+    pub fn new(token: Option<std::sync::Arc<str>>) -> Live {
         Live {
             opened: Instant::now(),
             used: false,
+            token,
         }
     }
 }

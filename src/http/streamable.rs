@@ -8,7 +8,7 @@
 
 use crate::contract::sink::{Budget, Charge};
 use crate::contract::{
-    HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Queued, Refused, SessionId, Sink,
+    Access, HubEvent, Outbound, PROTOCOL_VERSIONS, Queue, Queued, Refused, SessionId, Sink,
 };
 use crate::http::server::{Request as HttpRequest, Response};
 use crate::http::{self, Shared, WRITER_STACK};
@@ -63,8 +63,8 @@ impl Streams {
 
 pub struct StreamSession {
     id: SessionId,
-    /// The profile it was opened with (`/p/NAME/mcp`).
-    profile: Option<usize>,
+    /// The profile and client token it was opened with.
+    access: Access,
     state: Mutex<State>,
 }
 
@@ -185,7 +185,7 @@ impl Drop for SessionSink {
     }
 }
 
-pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>, profile: Option<usize>) {
+pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>, access: Access) {
     // Without a session, a POST may be a 2026-07-28 request, which `post` tells apart.
     let sessionless_post = rq.method() == "POST" && rq.header("Mcp-Session-Id").is_none();
     if let Some(v) = rq.header("MCP-Protocol-Version")
@@ -203,9 +203,10 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>, profile: Option<usize>)
         Some(id) => {
             let found = shared.streams.lock().get(id).cloned();
             match found {
-                // A session is served only at the endpoint it was opened at.
-                Some(s) if !s.lock().gone && s.profile == profile => Some(s),
-                Some(s) if s.profile != profile => {
+                // A session is served only at the endpoint, and to the token, it was
+                // opened with.
+                Some(s) if !s.lock().gone && s.access == access => Some(s),
+                Some(s) if s.access != access => {
                     let msg = format!("unknown session '{id}' at this endpoint");
                     return rq.respond(Response::text(404, &msg));
                 }
@@ -223,7 +224,7 @@ pub fn handle(shared: &Arc<Shared>, rq: HttpRequest<'_>, profile: Option<usize>)
         s.lock().last_seen = Instant::now();
     }
     match rq.method() {
-        "POST" => post(shared, rq, session, profile),
+        "POST" => post(shared, rq, session, access),
         "GET" => match session {
             Some(s) => open_get_stream(shared, rq, s),
             None => rq.respond(Response::text(400, "missing Mcp-Session-Id header")),
@@ -251,7 +252,7 @@ fn post(
     shared: &Arc<Shared>,
     mut rq: HttpRequest<'_>,
     session: Option<Arc<StreamSession>>,
-    profile: Option<usize>,
+    access: Access,
 ) {
     if !accepts(&rq, "application/json") && !accepts(&rq, "text/event-stream") {
         return rq.respond(Response::text(
@@ -281,7 +282,7 @@ fn post(
         && crate::modern::is_modern(rq.header("MCP-Protocol-Version"), params_of(msg).as_ref())
     {
         let msg = msgs.into_iter().next().expect("one message");
-        return super::modern::post(shared, rq, msg, profile);
+        return super::modern::post(shared, rq, msg, access);
     }
     if let Some(v) = rq.header("MCP-Protocol-Version")
         && !PROTOCOL_VERSIONS.contains(&v)
@@ -324,7 +325,7 @@ fn post(
             if let Some(refusal) = http::no_room(shared) {
                 return rq.respond(refusal);
             }
-            match open_session(shared, &http::client_of(&rq, &shared.opts), profile) {
+            match open_session(shared, &http::client_of(&rq, &shared.opts), access) {
                 Some(s) => s,
                 None => return rq.respond(Response::text(503, "the gateway is shutting down")),
             }
@@ -449,15 +450,11 @@ fn parse_batch(
     Ok(msgs)
 }
 
-fn open_session(
-    shared: &Arc<Shared>,
-    client: &str,
-    profile: Option<usize>,
-) -> Option<Arc<StreamSession>> {
+fn open_session(shared: &Arc<Shared>, client: &str, access: Access) -> Option<Arc<StreamSession>> {
     let id = http::new_session_id(&shared.opts.instance);
     let session = Arc::new(StreamSession {
         id: id.clone(),
-        profile,
+        access: access.clone(),
         state: Mutex::new(State {
             requests: HashMap::new(),
             get: None,
@@ -477,7 +474,7 @@ fn open_session(
         session: id.clone(),
         sink: Box::new(SessionSink(session.clone())),
         transport: "streamable-http",
-        profile,
+        access,
     };
     shared.hub.send(opened).ok()?;
     shared.streams.lock().insert(id.clone(), session.clone());

@@ -215,6 +215,8 @@ struct Session {
     instances: HashMap<BackendIx, InstanceId>,
     /// The profile it sees the catalogue through (an index into `HubOptions::profiles`).
     profile: Option<usize>,
+    /// The label of the client token it was opened with.
+    token: Option<std::sync::Arc<str>>,
 }
 
 pub struct Hub {
@@ -293,7 +295,7 @@ impl Hub {
                 session,
                 sink,
                 transport,
-                profile,
+                access,
             } => {
                 debug!("session {session}: opened");
                 let sink: std::sync::Arc<dyn Sink> = std::sync::Arc::from(sink);
@@ -308,7 +310,8 @@ impl Hub {
                         caps: ClientCaps::default(),
                         log_level: None,
                         instances: HashMap::new(),
-                        profile: profile.filter(|p| *p < self.opts.profiles.len()),
+                        profile: access.profile.filter(|p| *p < self.opts.profiles.len()),
+                        token: access.token,
                     },
                 );
             }

@@ -13,6 +13,10 @@ pub(super) struct AuditCall {
     pub(super) tool: String,
     pub(super) original: Arc<str>,
     pub(super) arguments: Option<Value>,
+    /// The label of the client token the session was opened with.
+    pub(super) token: Option<Arc<str>>,
+    /// The profile it was opened at.
+    pub(super) profile: Option<String>,
 }
 
 impl AuditCall {
@@ -29,6 +33,8 @@ impl AuditCall {
             client,
             tool,
             original,
+            token: None,
+            profile: None,
             arguments: audit
                 .arguments
                 .then(|| {

@@ -294,5 +294,11 @@ pub(super) fn audit_record(
     if let Some(args) = &call.arguments {
         record["arguments"] = args.clone();
     }
+    if let Some(token) = &call.token {
+        record["token"] = serde_json::Value::from(&**token);
+    }
+    if let Some(profile) = &call.profile {
+        record["profile"] = serde_json::Value::from(profile.as_str());
+    }
     record
 }

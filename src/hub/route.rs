@@ -239,13 +239,22 @@ impl Hub {
             None => (None, PROTOCOL_VERSIONS[0], ""),
         };
         let audit = match (self.replies.audit(), &tool) {
-            (Some(a), Some(t)) => Some(AuditCall::new(
-                a,
-                client.into(),
-                exposed.unwrap_or_else(|| t.clone()),
-                t.as_str().into(),
-                &params,
-            )),
+            (Some(a), Some(t)) => {
+                let mut call = AuditCall::new(
+                    a,
+                    client.into(),
+                    exposed.unwrap_or_else(|| t.clone()),
+                    t.as_str().into(),
+                    &params,
+                );
+                // Whose call it was: the client token's label (never the token) and the
+                // profile it came through.
+                if let Some(s) = self.sessions.get(session) {
+                    call.token = s.token.clone();
+                    call.profile = s.profile.map(|p| self.opts.profiles[p].name.clone());
+                }
+                Some(call)
+            }
             _ => None,
         };
         let request = Request {

@@ -121,7 +121,7 @@ impl Harness {
             session: name.into(),
             sink: Box::new(queue),
             transport: "sse",
-            profile: None,
+            access: Default::default(),
         };
         self.tx.send(ev).expect("hub is running");
         Client {

@@ -33,8 +33,9 @@ pub struct Ends {
     pub keepalive: Duration,
     pub parked: Arc<Parked>,
     pub tasks: Arc<super::tasks::Tasks>,
-    /// The profile the request came in through (`/p/NAME/mcp`, `--stdio --profile`).
-    pub profile: Option<usize>,
+    /// The profile the request came in through (`/p/NAME/mcp`, `--stdio --profile`), and
+    /// the client token it carried.
+    pub access: crate::contract::Access,
 }
 
 /// Where one request's answer goes, as its transport carries it.
@@ -222,7 +223,7 @@ impl Private {
             session: id.clone(),
             sink: Box::new(OneRequest(queue)),
             transport: STATELESS,
-            profile: ends.profile,
+            access: ends.access.clone(),
         };
         ends.hub.send(opened).ok()?;
         Some(Private {

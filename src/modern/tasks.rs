@@ -49,8 +49,8 @@ pub struct Tasks(Mutex<HashMap<String, Arc<Task>>>);
 struct Task {
     /// The hub session the task's call ran in, and that its thread keeps open.
     session: String,
-    /// The profile it was made through: only that endpoint knows it.
-    profile: Option<usize>,
+    /// The profile (and client token) it was made through: only they know it.
+    access: crate::contract::Access,
     router: Router,
     /// The hub's name for the backend's task.
     exposed: String,
@@ -191,7 +191,7 @@ impl Tasks {
         let instance = ends.instance.as_str();
         let task = Arc::new(Task {
             session: session.id().to_string(),
-            profile: ends.profile,
+            access: ends.access.clone(),
             router: session.router(),
             exposed: legacy["taskId"].as_str().unwrap_or_default().to_string(),
             created_at: text("createdAt"),
@@ -262,7 +262,7 @@ impl Tasks {
         let task = self
             .table()
             .get(id)
-            .filter(|t| t.until > Instant::now() && t.profile == ends.profile)
+            .filter(|t| t.until > Instant::now() && t.access == ends.access)
             .cloned();
         let Some(task) = task else {
             let issuer = id.rsplit_once('.').map_or("", |(i, _)| i);
