@@ -388,3 +388,106 @@ fn a_token_naming_a_missing_profile_or_an_unreadable_file_stops_the_start() {
         assert!(said.contains(expected), "{expected}: {said}");
     }
 }
+
+/// A profile in catalogue mode over a backend with 300 generated tools (and the fixture's
+/// own), and the whole catalogue beside it.
+fn catalogue_gateway() -> Gateway {
+    Gateway::start(&json!({
+        "gateway": {"profiles": {"agent": {"catalogue": true, "tools": {"deny": ["big__crash"]}}}},
+        "big": fixture(&["--many", "300"]),
+    }))
+}
+
+#[test]
+fn catalogue_mode_lets_the_sdks_find_and_call_one_tool_among_300() {
+    let gw = catalogue_gateway();
+    let url = format!("http://127.0.0.1:{}/p/agent/mcp", gw.port);
+    let three = json!(["call_tool", "describe_tool", "search_tools"]);
+
+    let seen = util::run_client(
+        &gw,
+        &util::sdk_python(),
+        "tests/python/sdk_catalogue.py",
+        &url,
+        &["kw137x"],
+    );
+    assert_eq!(seen["tools"], three, "{seen}");
+    assert_eq!(seen["found"], json!(["big__gen_137"]), "{seen}");
+    assert_eq!(seen["total"], 1, "{seen}");
+    assert!(
+        seen["described"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kw137x"),
+        "{seen}"
+    );
+    assert_eq!(seen["called"], "gen_137 ran with {\"n\": 7}", "{seen}");
+    // The backend's structuredContent comes through as it sent it.
+    assert_eq!(
+        seen["structured"],
+        json!({"tool": "gen_137", "arguments": {"n": 7}}),
+        "{seen}"
+    );
+    assert_eq!(seen["missing_is_error"], true, "{seen}");
+
+    let node = std::path::Path::new("node");
+    let seen = util::run_client(&gw, node, "tests/node/sdk_catalogue.mjs", &url, &["kw42x"]);
+    assert_eq!(seen["tools"], three, "{seen}");
+    assert_eq!(seen["found"], json!(["big__gen_042"]), "{seen}");
+    assert_eq!(seen["called"], "gen_042 ran with {\"n\": 8}", "{seen}");
+}
+
+#[test]
+fn a_catalogue_search_is_ranked_and_paged_and_its_calls_keep_the_backends_errors() {
+    let gw = catalogue_gateway();
+    let c = McpClient::try_connect_at(gw.port, "/p/agent/mcp").unwrap();
+    let call = |id: u64, tool: &str, args: Value| c.call(json!(id), tool, args);
+    // A word in a name outranks one in a description: "echo" names one tool and is in
+    // the description of none of the generated ones.
+    let found = call(1, "search_tools", json!({"query": "echo"}));
+    let tools = &found["result"]["structuredContent"]["tools"];
+    assert_eq!(tools[0]["name"], "big__echo", "{found}");
+    // Every generated tool says "Generated": 300 matches, paged 50 at most.
+    let mut names = Vec::new();
+    let mut cursor = Value::Null;
+    for id in 2..20 {
+        let mut args = json!({"query": "generated", "limit": 50});
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let page = call(id, "search_tools", args);
+        let s = &page["result"]["structuredContent"];
+        assert_eq!(s["total"], 300, "{page}");
+        names.extend(
+            s["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].clone()),
+        );
+        cursor = s["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(names.len(), 300);
+    // A call keeps the backend's own tool error; a tool outside the profile is unknown.
+    let failed = call(30, "call_tool", json!({"name": "big__fail"}));
+    assert_eq!(failed["result"]["isError"], true, "{failed}");
+    assert_eq!(
+        failed["result"]["content"][0]["text"], "it failed",
+        "{failed}"
+    );
+    let denied = call(31, "call_tool", json!({"name": "big__crash"}));
+    assert_eq!(denied["error"]["code"], -32602, "{denied}");
+    let unnamed = call(32, "call_tool", json!({}));
+    assert_eq!(unnamed["error"]["code"], -32602, "{unnamed}");
+    // The whole catalogue is unchanged: all of its tools listed.
+    let all = McpClient::connect(gw.port);
+    let listed = all.request(json!(1), "tools/list", json!({}));
+    let count = listed.last().unwrap()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(count > 300, "{count}");
+}

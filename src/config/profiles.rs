@@ -22,6 +22,9 @@ pub struct Profile {
     pub prompts: View,
     /// Globs on resource URIs and URI templates as exposed.
     pub resources: View,
+    /// Catalogue mode: its sessions list three tools (search, describe, call) that reach
+    /// all of its tools, for clients that take only so many.
+    pub catalogue: bool,
 }
 
 impl Profile {
@@ -51,6 +54,7 @@ pub(super) const FIELDS: &[&str] = &[
     "descriptions",
     "prompts",
     "resources",
+    "catalogue",
 ];
 
 impl Validator<'_> {
@@ -117,6 +121,16 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let catalogue = match obj.get("catalogue") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'catalogue': expected true or false, got {other}"
+                ));
+                return None;
+            }
+        };
         let tools = self.view(ctx, obj)?;
         let (allow, deny) = self.filter(ctx, obj, "prompts", "prompt name")?;
         let prompts = View {
@@ -137,6 +151,7 @@ impl Validator<'_> {
             tools,
             prompts,
             resources,
+            catalogue,
         })
     }
 

@@ -12,8 +12,10 @@ use crate::config::profiles::Profile;
 pub(super) struct ProfileView {
     /// Each kind's items as the profile's sessions get them.
     items: [Vec<Box<RawValue>>; 4],
-    /// Each kind's exposed names (URIs, URI templates) in it.
+    /// Each kind's exposed names (URIs, URI templates) in it: what its sessions may reach.
     names: [HashSet<String>; 4],
+    /// In catalogue mode, the tools its three listed ones search, describe and call.
+    catalogue: Vec<Box<RawValue>>,
 }
 
 fn filter(p: &Profile, kind: Kind) -> &crate::config::View {
@@ -52,7 +54,16 @@ impl Hub {
                 view.names[kind.index()].insert(entry.exposed.clone());
             }
         }
+        if p.catalogue {
+            let listed = &mut view.items[Kind::Tools.index()];
+            view.catalogue = std::mem::replace(listed, super::catalogue::tools());
+        }
         view
+    }
+
+    /// The tools a catalogue profile's sessions search, describe and call.
+    pub(super) fn profile_tools(&self, p: usize) -> &[Box<RawValue>] {
+        &self.views[p].catalogue
     }
 
     /// The session's profile, if it has one.

@@ -53,9 +53,23 @@ impl Hub {
                 } else {
                     "prompt"
                 };
-                let name = string(&params, "name").ok_or_else(|| {
+                let mut name = string(&params, "name").ok_or_else(|| {
                     invalid(format!("{}: 'params.name' must be a string", req.method))
                 })?;
+                // A catalogue profile's three tools: search and describe are answered
+                // here; a call becomes the call of the tool it names.
+                if let (Kind::Tools, Some(p)) = (kind, self.catalogue_of(session)) {
+                    match name.as_str() {
+                        catalogue::SEARCH | catalogue::DESCRIBE => {
+                            let answer = self.catalogue_answer(p, &name, &params);
+                            let ok = Response::ok(req.id, answer);
+                            self.deliver(session, Message::Response(ok));
+                            return Ok(());
+                        }
+                        catalogue::CALL => name = Self::catalogue_call(&mut params)?,
+                        _ => {}
+                    }
+                }
                 // What the session's profile does not show is as unknown as what is not.
                 let entry = self
                     .registry
