@@ -2,8 +2,20 @@
 //! completes a request (a backend's reader, a router or the hub); rendered on the thread
 //! that serves `/metrics`, with the gauges the hub reports (`Status`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+/// Recent errors kept for the status page.
+const RECENT_ERRORS: usize = 20;
+
+/// A request that ended in an error, for the status page.
+#[derive(Clone, serde::Serialize)]
+pub struct ErrorSeen {
+    pub time: String,
+    pub backend: String,
+    pub method: String,
+    pub message: String,
+}
 
 /// What the hub knows now, for the gauges.
 #[derive(Default)]
@@ -36,6 +48,11 @@ pub struct Metrics {
     pub direct: u64,
     /// Requests routed by the thread that read them, without the hub.
     pub routed: u64,
+    /// The last errors, newest last.
+    pub recent: VecDeque<ErrorSeen>,
+    /// Requests completed, and how many of them failed.
+    pub total: u64,
+    pub failed: u64,
 }
 
 #[derive(Default)]
@@ -60,7 +77,27 @@ pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 impl Metrics {
+    /// A request that failed, for the status page (its count is `record`'s).
+    pub fn error(&mut self, backend: &str, method: &str, message: &str) {
+        if self.recent.len() >= RECENT_ERRORS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(ErrorSeen {
+            time: crate::audit::now(),
+            backend: backend.to_string(),
+            method: method.to_string(),
+            message: message.chars().take(300).collect(),
+        });
+    }
+
+    /// The last error of `backend`, if one is among the recent.
+    pub fn last_error(&self, backend: &str) -> Option<&ErrorSeen> {
+        self.recent.iter().rev().find(|e| e.backend == backend)
+    }
+
     pub fn record(&mut self, backend: &str, method: &str, outcome: &'static str, took: Duration) {
+        self.total += 1;
+        self.failed += u64::from(outcome != "ok");
         let m = entry_for(&mut self.by_backend, backend);
         *entry_for(&mut m.requests, method)
             .entry(outcome)

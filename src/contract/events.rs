@@ -93,6 +93,10 @@ pub struct Status {
     /// The exposed tools: name, backend, original name, description.
     pub tools: Vec<Value>,
     pub backends: Value,
+    /// Sessions by the profile they see (`""`: the whole catalogue).
+    pub profiles: std::collections::BTreeMap<String, usize>,
+    /// Names and URIs that were rewritten or contested.
+    pub notes: Vec<String>,
     /// The gauges for `/metrics`, and the counters (rendered by the caller, not the hub).
     pub gauges: crate::metrics::Gauges,
     pub metrics: Arc<std::sync::Mutex<crate::metrics::Metrics>>,

@@ -13,6 +13,7 @@ use crate::sse;
 mod legacy;
 pub mod listen;
 mod modern;
+mod page;
 pub mod server;
 mod sessions;
 pub mod streamable;
@@ -314,6 +315,10 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
     if path == "/healthz" {
         return rq.respond(Response::text(200, "ok"));
     }
+    // The status page itself holds no data: its data (`/status.json`) needs the token.
+    if rq.method() == "GET" && matches!(path, "/" | "/status.js") {
+        return page::asset(rq, path);
+    }
     // Who asks: the gateway's token (or, with no token at all, anyone) opens everything; a
     // client token opens the profiles it names.
     let opts = &shared.opts;
@@ -399,6 +404,7 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
         }
         (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq, access),
         ("GET", "/metrics") => status(shared, rq, path, true),
+        ("GET", "/status.json") => page::data(shared, rq),
         _ => rq.respond(Response::text(
             404,
             "not found: the MCP endpoints are /mcp (Streamable HTTP) and /sse (HTTP+SSE)",
@@ -406,16 +412,20 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
     }
 }
 
-/// `/readyz` (200 when a backend is ready, every `required` one is, and no drain has
-/// begun, else 503; with `details`, which are not ready and each backend's state as JSON) and `/metrics` (Prometheus text).
-fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
+/// What the hub says of itself now (None when it does not answer within 5 s).
+fn hub_status(shared: &Shared) -> Option<crate::contract::Status> {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let status = shared
+    shared
         .hub
         .send(HubEvent::Status { reply: tx })
         .ok()
-        .and_then(|_| rx.recv_timeout(Duration::from_secs(5)).ok());
-    let Some(status) = status else {
+        .and_then(|_| rx.recv_timeout(Duration::from_secs(5)).ok())
+}
+
+/// `/readyz` (200 when a backend is ready, every `required` one is, and no drain has
+/// begun, else 503; with `details`, which are not ready and each backend's state as JSON) and `/metrics` (Prometheus text).
+fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
+    let Some(status) = hub_status(shared) else {
         return rq.respond(Response::text(503, "the gateway is not answering"));
     };
     if path == "/readyz" {

@@ -211,6 +211,9 @@ impl Replies {
             let mut metrics = self.metrics();
             metrics.record(backend, &call.method, outcome_name, call.started.elapsed());
             metrics.direct += u64::from(direct);
+            if let Err(e) = &outcome {
+                metrics.error(backend, &call.method, &e.message);
+            }
         }
         if let (Some(audit), Some(record)) = (&self.audit, &call.audit) {
             let result = match &outcome {

@@ -461,9 +461,11 @@ impl Hub {
                 continue;
             };
             let name = self.name_of(instance).to_string();
-            self.replies
-                .metrics()
-                .record(&name, &method, "timeout", started.elapsed());
+            {
+                let mut metrics = self.replies.metrics();
+                metrics.record(&name, &method, "timeout", started.elapsed());
+                metrics.error(&name, &method, "timed out");
+            }
             if let Some(call) = &audit {
                 self.audit(&session, call, &name, started, Err("timed out"));
             }

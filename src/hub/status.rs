@@ -29,8 +29,11 @@ impl Hub {
             not_ready.len() < self.live().len() && !not_ready.iter().any(|b| b.spec.required);
         let not_ready = not_ready.iter().map(|b| b.spec.name.clone()).collect();
         let mut sessions: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut profiles: BTreeMap<String, usize> = BTreeMap::new();
         for s in self.sessions.values() {
             *sessions.entry(s.transport).or_default() += 1;
+            let profile = s.profile.map(|p| self.opts.profiles[p].name.clone());
+            *profiles.entry(profile.unwrap_or_default()).or_default() += 1;
         }
         // Requests held for the first start count too: they will be answered.
         let in_flight = self.pending().clients() + self.first_lists.held();
@@ -56,6 +59,8 @@ impl Hub {
             in_flight,
             tools,
             backends: Value::Array(backends),
+            profiles,
+            notes: self.registry.notes.clone(),
             gauges: Gauges {
                 sessions,
                 in_flight,

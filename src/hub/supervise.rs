@@ -198,9 +198,11 @@ impl Hub {
                     audit,
                     ..
                 }) => {
-                    self.replies
-                        .metrics()
-                        .record(&name, &method, "error", started.elapsed());
+                    {
+                        let mut metrics = self.replies.metrics();
+                        metrics.record(&name, &method, "error", started.elapsed());
+                        metrics.error(&name, &method, &reason);
+                    }
                     if let Some(call) = &audit {
                         self.audit(&session, call, &name, started, Err(&reason));
                     }

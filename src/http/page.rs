@@ -1,0 +1,67 @@
+//! The status page: `/` (HTML) and `/status.js`, which hold no data and are served to
+//! anyone the Origin and Host checks let in, and `/status.json`, the data, which needs
+//! the gateway's own token like `/metrics`. The page polls the data every 3 seconds; it
+//! needs no network beyond the gateway and no framework.
+
+use super::server::{Request, Response};
+use super::{Shared, hub_status};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+const HTML: &str = include_str!("page/status.html");
+const SCRIPT: &str = include_str!("page/status.js");
+/// The page runs only its own script and talks only to its own origin.
+const POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// `/` and `/status.js`.
+pub(super) fn asset(rq: Request<'_>, path: &str) {
+    let (kind, body) = if path == "/" {
+        ("text/html; charset=utf-8", HTML)
+    } else {
+        ("text/javascript; charset=utf-8", SCRIPT)
+    };
+    let response = Response::new(200, kind, body)
+        .with_header("Content-Security-Policy", POLICY)
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Cache-Control", "no-cache");
+    rq.respond(response);
+}
+
+/// `/status.json`: the backends with their state, restarts, tool counts and last error;
+/// sessions by transport and by profile; request totals (the page makes a rate of them)
+/// and the recent errors; the exposed names' rewrites.
+pub(super) fn data(shared: &Arc<Shared>, rq: Request<'_>) {
+    let Some(status) = hub_status(shared) else {
+        return rq.respond(Response::text(503, "the gateway is not answering"));
+    };
+    let metrics = status.metrics.lock().unwrap_or_else(|p| p.into_inner());
+    let backends: Vec<Value> = status
+        .backends
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let mut b = b.clone();
+            let name = b["name"].as_str().unwrap_or_default().to_string();
+            if let Some(e) = metrics.last_error(&name) {
+                b["lastError"] = json!(e);
+            }
+            b
+        })
+        .collect();
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": shared.opts.instance,
+        "ready": status.ready,
+        "draining": shared.draining.load(Ordering::SeqCst),
+        "backends": backends,
+        "sessions": {"byTransport": status.gauges.sessions, "byProfile": status.profiles},
+        "requests": {"total": metrics.total, "failed": metrics.failed, "inFlight": status.in_flight},
+        "recentErrors": metrics.recent,
+        "tools": status.tools.len(),
+        "notes": status.notes,
+    });
+    drop(metrics);
+    rq.respond(Response::json(200, body.to_string()).with_header("Cache-Control", "no-store"));
+}

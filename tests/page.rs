@@ -1,0 +1,176 @@
+//! The status page (`/`), rendered in headless Chromium (Debian's `chromium`) against a
+//! running gateway with one backend up and one failed on purpose; its data endpoint under
+//! the same token and Origin rules as the API. The screenshot is kept in
+//! `target/test-artifacts/status-page.png`.
+
+mod util;
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use util::{Gateway, fixture, http};
+
+const TOKEN: &str = "page-test-admin-token";
+
+fn gateway() -> Gateway {
+    Gateway::start(&json!({
+        "gateway": {"token": TOKEN,
+                    "tokens": {"agent": {"token": "page-test-agent", "profiles": ["coding"]}},
+                    "profiles": {"coding": {"backends": ["up"]}}},
+        "up": fixture(&["--tag", "up"]),
+        "broken": {"command": "/nonexistent/mcp-server-that-is-not-there", "restart": "never"},
+    }))
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
+#[test]
+fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
+    let gw = gateway();
+    let get = |path: &str, headers: &[(&str, &str)]| http(gw.port, "GET", path, headers, b"");
+    // The page and its script hold no data and need no token; the data does.
+    let (status, headers, body) = get("/", &[]);
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>mcp-gateway</title>"), "{body}");
+    let policy = headers
+        .iter()
+        .find(|(k, _)| k == "content-security-policy")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    assert!(policy.contains("script-src 'self'"), "{headers:?}");
+    assert_eq!(get("/status.js", &[]).0, 200);
+    assert_eq!(get("/status.json", &[]).0, 401);
+    let agent = [("Authorization", "Bearer page-test-agent")];
+    assert_eq!(
+        get("/status.json", &agent).0,
+        403,
+        "a client token is not the admin's"
+    );
+    let evil = [
+        ("Authorization", &*format!("Bearer {TOKEN}")),
+        ("Origin", "https://evil.example"),
+    ];
+    assert_eq!(get("/status.json", &evil).0, 403, "a foreign Origin");
+    assert_eq!(
+        get("/", &evil[1..]).0,
+        403,
+        "a foreign Origin, for the page too"
+    );
+
+    let admin = [("Authorization", &*format!("Bearer {TOKEN}"))];
+    let (status, _, body) = get("/status.json", &admin);
+    assert_eq!(status, 200, "{body}");
+    let data: Value = serde_json::from_str(&body).unwrap();
+    let state = |name: &str| {
+        data["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .map(|b| b["state"].clone())
+    };
+    assert_eq!(state("up"), Some(json!("ready")), "{data}");
+    assert_eq!(state("broken"), Some(json!("failed")), "{data}");
+    assert!(data["tools"].as_u64().unwrap() > 5, "{data}");
+    // A session at a profile is counted under it; a call that fails is a recent error.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "p", "version": "1"}}});
+    let (status, headers, _) =
+        util::McpClient::post_at(gw.port, "/p/coding/mcp", None, &agent, &init);
+    assert_eq!(status, 200);
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let crash = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "up__crash", "arguments": {}}});
+    util::McpClient::post_at(gw.port, "/p/coding/mcp", Some(&session), &agent, &crash);
+    let (_, _, body) = get("/status.json", &admin);
+    let data: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(data["sessions"]["byProfile"]["coding"], 1, "{data}");
+    let errors = data["recentErrors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["backend"] == "up" && e["method"] == "tools/call"),
+        "{data}"
+    );
+    assert!(data["requests"]["failed"].as_u64().unwrap() >= 1, "{data}");
+}
+
+#[test]
+fn the_status_page_renders_the_backends_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required in CI (tests/run installs it)"
+        );
+        eprintln!("SKIPPED: chromium is not installed (tests/run installs it when it can)");
+        return;
+    };
+    let gw = gateway();
+    let profile = util::TempDir::new();
+    let url = format!("http://127.0.0.1:{}/#token={TOKEN}", gw.port);
+    let artifacts = util::root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    let run = |extra: &[&str]| {
+        let child = Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--window-size=1200,900",
+                "--virtual-time-budget=4000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        util::finish_within(
+            child,
+            std::time::Duration::from_secs(90),
+            "chromium",
+            Some(&gw),
+        )
+    };
+    // The page as its script left it: the backends in the table, each with its state.
+    let dom = run(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("data-loaded=\"yes\""),
+        "the data never came:\n{dom}"
+    );
+    let row = |name: &str| {
+        dom.split("<tr>")
+            .find(|r| r.contains(&format!("<td>{name}</td>")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("up").contains("class=\"state-ready\">ready"), "{dom}");
+    let broken = row("broken");
+    assert!(broken.contains("class=\"state-failed\">failed"), "{dom}");
+    assert!(
+        broken.contains("nonexistent"),
+        "its reason is shown: {broken}"
+    );
+    let out = run(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        shot.metadata().map(|m| m.len() > 10_000).unwrap_or(false),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
