@@ -197,6 +197,30 @@ impl Validator<'_> {
         Some(view)
     }
 
+    /// A list of strings (`what`, for the error) in `field`; None after the error.
+    pub(super) fn strings(
+        &mut self,
+        ctx: &str,
+        field: &str,
+        value: &Value,
+        what: &str,
+    ) -> Option<Vec<String>> {
+        match value {
+            Value::Array(items) if items.iter().all(Value::is_string) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            other => {
+                self.error(format!(
+                    "{ctx}: field '{field}': expected a list of {what}, got {other}"
+                ));
+                None
+            }
+        }
+    }
+
     /// `{"allow": [...], "deny": [...]}` glob patterns under `field` (of `what`s).
     pub(super) fn filter(
         &mut self,
@@ -210,18 +234,12 @@ impl Validator<'_> {
             None => {}
             Some(Value::Object(filter)) => {
                 for (key, value) in filter {
-                    let list = match value {
-                        Value::Array(items) if items.iter().all(Value::is_string) => items
-                            .iter()
-                            .filter_map(|i| i.as_str().map(str::to_string))
-                            .collect(),
-                        other => {
-                            self.error(format!(
-                                "{ctx}: field '{field}.{key}': expected a list of {what} patterns, got {other}"
-                            ));
-                            return None;
-                        }
-                    };
+                    let list = self.strings(
+                        ctx,
+                        &format!("{field}.{key}"),
+                        value,
+                        &format!("{what} patterns"),
+                    )?;
                     match key.as_str() {
                         "allow" => allow = list,
                         "deny" => deny = list,
@@ -530,17 +548,8 @@ impl Validator<'_> {
         let mut patterns = |field: &str| -> Option<Vec<String>> {
             match obj.get(field) {
                 None => Some(Vec::new()),
-                Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
-                    items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect(),
-                ),
-                Some(other) => {
-                    self.error(format!(
-                        "{ctx}: field '{field}': expected a list of command patterns (strings, * for anything), got {other}"
-                    ));
-                    None
+                Some(v) => {
+                    self.strings(ctx, field, v, "command patterns (strings, * for anything)")
                 }
             }
         };

@@ -108,18 +108,7 @@ impl Validator<'_> {
         };
         let backends = match obj.get("backends") {
             None => None,
-            Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect(),
-            ),
-            Some(other) => {
-                self.error(format!(
-                    "{ctx}: field 'backends': expected a list of backend names, got {other}"
-                ));
-                return None;
-            }
+            Some(v) => Some(self.strings(ctx, "backends", v, "backend names")?),
         };
         let catalogue = match obj.get("catalogue") {
             None => false,
@@ -255,19 +244,19 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            let what = "the names of the profiles it opens (at least one)";
             let profiles = match obj.get("profiles") {
-                Some(Value::Array(items))
-                    if !items.is_empty() && items.iter().all(Value::is_string) =>
-                {
-                    items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect()
-                }
-                other => {
+                Some(v) => match self.strings(&ctx, "profiles", v, what) {
+                    Some(list) if !list.is_empty() => list,
+                    Some(_) => {
+                        self.error(format!("{ctx}: field 'profiles': expected {what}, got []"));
+                        continue;
+                    }
+                    None => continue,
+                },
+                None => {
                     self.error(format!(
-                        "{ctx}: field 'profiles': expected the names of the profiles it opens (at least one), got {}",
-                        other.map_or("nothing".into(), |v| v.to_string())
+                        "{ctx}: field 'profiles': expected {what}, got nothing"
                     ));
                     continue;
                 }
