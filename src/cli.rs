@@ -23,7 +23,8 @@ USAGE:
 
 OPTIONS:
     --profile NAME         with --stdio: serve the client the profile NAME of the config's
-                           gateway.profiles instead of the whole catalogue
+                           gateway.profiles instead of the whole catalogue; with tools:
+                           print the tools that profile reaches
     --stdio                serve one client over stdin/stdout instead of HTTP (for clients
                            that start servers as child processes, like Claude Desktop)
     --host HOST            address to listen on [default: 127.0.0.1]

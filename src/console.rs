@@ -99,6 +99,8 @@ pub struct Summary<'a> {
     /// Each tool: exposed name, backend, original name, whether every client accepts it.
     pub tools: Vec<(&'a str, &'a str, &'a str, bool)>,
     pub notes: &'a [String],
+    /// Each profile: its name, the tools it reaches, whether it lists them as a catalogue.
+    pub profiles: Vec<(&'a str, usize, bool)>,
     pub ready_line: &'a str,
 }
 
@@ -156,6 +158,14 @@ impl Summary<'_> {
         }
         for note in self.notes {
             console!("  note: {note}");
+        }
+        for (name, tools, catalogue) in &self.profiles {
+            let listed = if *catalogue {
+                " (listed as a catalogue: 3 tools)"
+            } else {
+                ""
+            };
+            console!("profile {name}: {tools} tool(s){listed} at /p/{name}/mcp and /p/{name}/sse");
         }
         console!("{}", self.ready_line);
     }

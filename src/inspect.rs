@@ -12,12 +12,14 @@ pub fn run(
     args: Args,
     backends: Vec<config::BackendSpec>,
     notices: &[String],
+    profile: Option<config::profiles::Profile>,
 ) -> Result<(), Failure> {
     crate::console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
     for notice in notices {
         console!("note: {notice}");
     }
     let (backends, _disabled): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.enabled);
+    let specs = backends.clone();
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
     let self_exe = std::env::current_exe()
         .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
@@ -58,14 +60,40 @@ pub fn run(
     let failed: Vec<&serde_json::Value> =
         backends.iter().filter(|b| b["state"] != "ready").collect();
     if args.mode == Mode::Tools {
+        let mut tools = status.tools;
+        if let Some(p) = &profile {
+            // `tools --profile NAME`: what that profile's sessions reach.
+            let shown = |backend: &str| {
+                specs
+                    .iter()
+                    .any(|s| s.name == backend && p.shows_backend(s))
+            };
+            tools.retain(|t| {
+                shown(t["backend"].as_str().unwrap_or_default())
+                    && p.tools.shows(t["name"].as_str().unwrap_or_default())
+            });
+            for t in &mut tools {
+                let name = t["name"].as_str().unwrap_or_default().to_string();
+                if let Some(d) = p.tools.description(&name) {
+                    t["description"] = serde_json::Value::from(d);
+                }
+            }
+            let listed = if p.catalogue {
+                ", listed as a catalogue of 3 tools"
+            } else {
+                ""
+            };
+            console!("profile {}: {} tool(s){listed}", p.name, tools.len());
+        }
+        let status_tools = tools;
         if args.json {
-            println!("{}", serde_json::Value::Array(status.tools));
+            println!("{}", serde_json::Value::Array(status_tools));
         } else {
             println!(
                 "{:<40} {:<16} {:<30} DESCRIPTION",
                 "TOOL", "BACKEND", "ORIGINAL"
             );
-            for t in &status.tools {
+            for t in &status_tools {
                 let desc = t["description"].as_str().unwrap_or("").replace('\n', " ");
                 println!(
                     "{:<40} {:<16} {:<30} {}",

@@ -106,9 +106,9 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let clients = client_tokens(&loaded.config.settings, &profile_names)?;
     let stdio_profile = match &args.profile {
         None => None,
-        Some(_) if !args.stdio => {
+        Some(_) if !args.stdio && args.mode != Mode::Tools => {
             return Err(Failure::Usage(
-                "--profile is for --stdio; over HTTP a profile is served at /p/NAME/mcp and /p/NAME/sse".into(),
+                "--profile is for --stdio and 'tools'; over HTTP a profile is served at /p/NAME/mcp and /p/NAME/sse".into(),
             ));
         }
         Some(name) => Some(profile_names.iter().position(|n| n == name).ok_or_else(|| {
@@ -167,7 +167,8 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let connections = limits::connection_capacity(args.max_connections, backend_count, fds, maps);
 
     if args.mode != Mode::Serve {
-        return inspect::run(args, loaded.config.backends, &loaded.notices);
+        let profile = stdio_profile.map(|p| loaded.config.settings.profiles[p].clone());
+        return inspect::run(args, loaded.config.backends, &loaded.notices, profile);
     }
     let http = if args.stdio {
         console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);

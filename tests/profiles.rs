@@ -37,6 +37,12 @@ fn names(list: &Value, field: &str) -> Vec<String> {
 fn two_profiles_over_both_transports_see_and_call_only_their_own() {
     let gw = gateway();
     let last = |answers: Vec<Value>| answers.last().cloned().unwrap_or_default();
+    // The start-up summary names each profile, its tool count and its endpoints.
+    let said = gw.stdout();
+    assert!(
+        said.contains("profile readonly: 2 tool(s) at /p/readonly/mcp and /p/readonly/sse"),
+        "{said}"
+    );
 
     // Streamable HTTP at the coding profile: its backend's tools, minus the denied ones.
     let coding = McpClient::try_connect_at(gw.port, "/p/coding/mcp").unwrap();
@@ -213,6 +219,29 @@ fn stdio_serves_the_profile_it_is_given_and_refuses_an_unknown_one() {
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(
         said.contains("no such profile") && said.contains("coding"),
+        "{said}"
+    );
+
+    // `tools --profile` prints what the profile's sessions reach.
+    let listed = Command::new(bin)
+        .args(["tools", "--json", "--profile", "coding", "--log-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let tools: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let tools = tools.as_array().unwrap();
+    assert!(!tools.is_empty(), "{tools:?}");
+    assert!(tools.iter().all(|t| t["backend"] == "code"), "{tools:?}");
+    let said = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        said.contains(&format!("profile coding: {} tool(s)", tools.len())),
         "{said}"
     );
 

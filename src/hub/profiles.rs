@@ -66,6 +66,22 @@ impl Hub {
         &self.views[p].catalogue
     }
 
+    /// Each profile's name, the tools it reaches, and whether it is a catalogue.
+    pub(super) fn profile_counts(&self) -> Vec<(&str, usize, bool)> {
+        self.opts
+            .profiles
+            .iter()
+            .zip(&self.views)
+            .map(|(p, v)| {
+                (
+                    p.name.as_str(),
+                    v.names[Kind::Tools.index()].len(),
+                    p.catalogue,
+                )
+            })
+            .collect()
+    }
+
     /// The session's profile, if it has one.
     pub(super) fn profile_of(&self, session: &str) -> Option<usize> {
         self.sessions.get(session).and_then(|s| s.profile)

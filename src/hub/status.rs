@@ -149,6 +149,7 @@ impl Hub {
                 })
                 .collect(),
             notes: &r.notes,
+            profiles: self.profile_counts(),
             ready_line: &self.opts.ready_line,
         };
         summary.print();
