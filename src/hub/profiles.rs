@@ -66,6 +66,26 @@ impl Hub {
         &self.views[p].catalogue
     }
 
+    /// The tools each profile's sessions may call, for the routers.
+    pub(super) fn reachable_tools(&self) -> Vec<std::sync::Arc<HashSet<String>>> {
+        use super::catalogue::{CALL, DESCRIBE, SEARCH};
+        self.opts
+            .profiles
+            .iter()
+            .zip(&self.views)
+            .map(|(p, v)| {
+                let mut names = v.names[Kind::Tools.index()].clone();
+                if p.catalogue {
+                    // Its three tools are the hub's to answer, whatever a backend calls its own.
+                    for own in [SEARCH, DESCRIBE, CALL] {
+                        names.remove(own);
+                    }
+                }
+                std::sync::Arc::new(names)
+            })
+            .collect()
+    }
+
     /// Each profile's name, the tools it reaches, and whether it is a catalogue.
     pub(super) fn profile_counts(&self) -> Vec<(&str, usize, bool)> {
         self.opts

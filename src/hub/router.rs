@@ -34,6 +34,8 @@ pub(super) struct Routes {
     /// The exposed tools a backend takes as tasks (2025-11-25 `execution.taskSupport`):
     /// true where it takes them only so.
     tasks: HashMap<String, bool>,
+    /// The tools each profile's sessions may call (by the profile's place).
+    profiles: Vec<Arc<std::collections::HashSet<String>>>,
 }
 
 struct Target {
@@ -57,8 +59,10 @@ pub(super) struct SessionView {
     pub(super) alive: Arc<AtomicBool>,
     /// What the session sent the hub, and what the hub has handled of it.
     pub(super) order: Arc<Order>,
-    /// Whether its calls may be routed where they arrive (not a profile's session).
-    pub(super) routed: bool,
+    /// The profile it sees the catalogue through (its calls are checked against it), with
+    /// its name and the client token's label, for the audit.
+    pub(super) profile: Option<(usize, Arc<str>)>,
+    pub(super) token: Option<Arc<str>>,
 }
 
 /// The snapshots, kept in `Replies`.
@@ -91,7 +95,7 @@ impl Router {
         };
         let msg = match (&view, msg) {
             (Some(v), Message::Request(req))
-                if req.method == "tools/call" && v.routed && v.order.caught_up() =>
+                if req.method == "tools/call" && v.order.caught_up() =>
             {
                 match self.call(v, session, req) {
                     Ok(()) => return Ok(()),
@@ -128,11 +132,17 @@ impl Router {
         else {
             return Err(req);
         };
-        // A call made as a task gets its task named for the client: the hub's work.
+        // A call made as a task gets its task named for the client: the hub's work. So
+        // does a call its profile does not reach (the hub answers it as unknown) and the
+        // tools of a catalogue (which no profile's names hold).
+        let reaches = |(p, _): &(usize, Arc<str>)| {
+            routes.profiles.get(*p).is_some_and(|names| names.contains(&name))
+        };
         let Some(target) = routes
             .tools
             .get(&name)
             .filter(|_| !params.contains_key("task"))
+            .filter(|_| view.profile.as_ref().is_none_or(reaches))
         else {
             return Err(req);
         };
@@ -140,13 +150,16 @@ impl Router {
         params.insert("name".into(), jsonrpc::to_raw(&*target.original));
         let progress = swap_progress_token(&mut params, gid);
         let audit = self.replies.audit().map(|a| {
-            AuditCall::new(
+            let mut call = AuditCall::new(
                 a,
                 view.client.clone(),
                 name.clone(),
                 target.original.clone(),
                 &params,
-            )
+            );
+            call.token = view.token.clone();
+            call.profile = view.profile.as_ref().map(|(_, n)| n.to_string());
+            call
         });
         let now = Instant::now();
         let entry = Pending::Client {
@@ -251,7 +264,10 @@ impl Hub {
     /// that are ready, have no concurrency limit and whose instance is up, once the first
     /// start has settled (until then calls wait in the hub).
     pub(super) fn publish_routes(&self) {
-        let mut routes = Routes::default();
+        let mut routes = Routes {
+            profiles: self.reachable_tools(),
+            ..Routes::default()
+        };
         let tools = self.registry.catalog(crate::registry::Kind::Tools);
         for (entry, item) in tools.entries().iter().zip(tools.items()) {
             let tool = serde_json::from_str::<serde_json::Value>(item.get()).unwrap_or_default();

@@ -108,15 +108,19 @@ impl Hub {
             s.client = client;
             s.version = version;
             s.caps = caps;
-            // Its calls may be routed where they arrive from now on (a profile's, which
-            // the hub checks against its view, always come here).
+            // Its calls may be routed where they arrive from now on (a profile's checked
+            // against what the profile reaches).
+            let profile = s
+                .profile
+                .map(|p| (p, std::sync::Arc::from(self.opts.profiles[p].name.as_str())));
             let view = router::SessionView {
                 sink: s.sink.clone(),
                 version,
                 client: std::sync::Arc::from(s.client.as_str()),
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
                 order: Order::new(true),
-                routed: s.profile.is_none(),
+                profile,
+                token: s.token.clone(),
             };
             self.replies.published.open(session, view);
         }
