@@ -136,7 +136,10 @@ impl Router {
         // does a call its profile does not reach (the hub answers it as unknown) and the
         // tools of a catalogue (which no profile's names hold).
         let reaches = |(p, _): &(usize, Arc<str>)| {
-            routes.profiles.get(*p).is_some_and(|names| names.contains(&name))
+            routes
+                .profiles
+                .get(*p)
+                .is_some_and(|names| names.contains(&name))
         };
         let Some(target) = routes
             .tools
