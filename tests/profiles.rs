@@ -308,7 +308,8 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
                 },
                 "profiles": {
                     "coding": {"backends": ["code"]},
-                    "readonly": {"tools": {"allow": ["*__state"]}}
+                    "readonly": {"tools": {"allow": ["*__state"]}},
+                    "admin": {"backends": ["code", "ops", "sh"]}
                 }
             },
             "code": fixture(&["--tag", "code"]),
@@ -328,7 +329,13 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
     // whole catalogue (where bash is).
     let (status, headers, _) = post("/p/coding/mcp", "agent-secret-7e3a");
     assert_eq!(status, 200);
-    for path in ["/p/readonly/mcp", "/mcp", "/sse", "/metrics"] {
+    for path in [
+        "/p/readonly/mcp",
+        "/p/admin/mcp",
+        "/mcp",
+        "/sse",
+        "/metrics",
+    ] {
         let (status, _, body) = post(path, "agent-secret-7e3a");
         assert_eq!(status, 403, "{path}: {body}");
         assert!(
@@ -342,6 +349,24 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
     // The gateway's own token opens everything; no token, or a wrong one, is 401.
     assert_eq!(post("/mcp", "admin-secret-9b2c").0, 200);
     assert_eq!(post("/p/coding/mcp", "admin-secret-9b2c").0, 200);
+    // Bash is in the admin profile, which only the gateway's own token opens here.
+    let (status, admin_headers, _) = post("/p/admin/mcp", "admin-secret-9b2c");
+    assert_eq!(status, 200);
+    let admin_session = admin_headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let admin_auth = [("Authorization", "Bearer admin-secret-9b2c")];
+    let (_, _, body) = McpClient::post_at(
+        gw.port,
+        "/p/admin/mcp",
+        Some(&admin_session),
+        &admin_auth,
+        &list,
+    );
+    assert!(body.contains("sh__"), "{body}");
     assert_eq!(post("/p/coding/mcp", "nope").0, 401);
 
     // A call through the agent's session: the audit line names the token's label and the
