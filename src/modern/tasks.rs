@@ -184,10 +184,8 @@ impl Tasks {
             .as_u64()
             .filter(|p| *p > 0)
             .unwrap_or(POLL_MS);
-        let status = match legacy["status"].as_str() {
-            Some("input_required") => "input_required",
-            _ => "working",
-        };
+        // `input_required` is the gateway's to say, once it holds the backend's questions.
+        let status = "working";
         let instance = ends.instance.as_str();
         let task = Arc::new(Task {
             session: session.id().to_string(),
