@@ -545,3 +545,58 @@ fn a_catalogue_search_is_ranked_and_paged_and_its_calls_keep_the_backends_errors
         .len();
     assert!(count > 300, "{count}");
 }
+
+#[test]
+fn an_input_required_round_resumes_only_at_the_endpoint_it_was_asked_at() {
+    let backend = util::root().join("tests/fixtures/conformance_server.py");
+    let gw = Gateway::start(&json!({
+        "gateway": {"profiles": {"p": {}}},
+        "conf": {"command": "python3", "args": [backend]},
+    }));
+    let tool = "conf__test_elicitation";
+    let post = |path: &str, extra: Value| {
+        let mut params = json!({"name": tool, "arguments": {"message": "Who?"}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+        let headers = [
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", tool),
+        ];
+        let (_, _, text) = McpClient::post_at(gw.port, path, None, &headers, &body);
+        let last = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .next_back()
+            .unwrap_or(&text)
+            .to_string();
+        serde_json::from_str::<Value>(&last).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let asked = post("/p/p/mcp", json!({}));
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    let state = asked["result"]["requestState"].clone();
+    let key = asked["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let answer = json!({"requestState": state, "inputResponses": {
+        key: {"action": "accept", "content": {"username": "ada", "email": "a@b.c"}}}});
+    // Not at the whole catalogue's endpoint...
+    let elsewhere = post("/mcp", answer.clone());
+    assert_eq!(elsewhere["error"]["code"], -32602, "{elsewhere}");
+    let message = elsewhere["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("another endpoint"), "{message}");
+    // ...but at the profile's, where the call was made, it goes on.
+    let done = post("/p/p/mcp", answer);
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("ada"), "{done}");
+}

@@ -273,6 +273,8 @@ struct Waiting {
     asked: Vec<(String, Id)>,
     meta: Meta,
     as_task: bool,
+    /// The endpoint (profile) and client token the call came through: only they resume it.
+    access: crate::contract::Access,
     until: Instant,
 }
 
@@ -338,6 +340,13 @@ fn resume(ends: &Ends, out: Out<'_>, req: &Request, params: Option<&Value>, stat
         };
         return refuse(out, why);
     };
+    if waiting.access != ends.access {
+        ends.parked.put_back(state, waiting);
+        return refuse(
+            out,
+            "invalid params: this requestState was issued at another endpoint or to another token; retry where the call was made".into(),
+        );
+    }
     let name = modern::name_of(&req.method, params);
     if waiting.method != req.method || waiting.name != name {
         let why = format!(
@@ -549,6 +558,7 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
             asked,
             meta: call.meta,
             as_task: call.as_task,
+            access: ends.access.clone(),
             until: Instant::now() + PARKED_FOR,
         },
     );
