@@ -38,13 +38,7 @@ fn modern(
         }
     }
     let (status, got, text) = util::McpClient::post(gw.port, None, &headers, &body);
-    let last = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .next_back()
-        .unwrap_or(&text);
-    let answer = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {status} {text}"));
-    (status, got, answer)
+    (status, got, util::last_message(&text))
 }
 
 #[test]
@@ -321,15 +315,7 @@ fn call_with(gw: &Gateway, id: u64, tool: &str, extra: Value, capabilities: Valu
         ("Mcp-Name", tool),
     ];
     let (status, _, text) = util::McpClient::post(gw.port, None, &headers, &body);
-    let last = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .next_back()
-        .unwrap_or(&text);
-    (
-        status,
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}")),
-    )
+    (status, util::last_message(&text))
 }
 
 #[test]

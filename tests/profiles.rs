@@ -188,12 +188,7 @@ fn a_2026_request_at_a_profiles_endpoint_sees_its_view() {
     ];
     let (status, _, text) = McpClient::post_at(gw.port, "/p/readonly/mcp", None, &headers, &body);
     assert_eq!(status, 200, "{text}");
-    let last = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .next_back()
-        .unwrap_or(&text);
-    let answer: Value = serde_json::from_str(last).unwrap();
+    let answer = util::last_message(&text);
     assert_eq!(names(&answer, "tools"), ["code__state", "ops__state"]);
 }
 
@@ -568,13 +563,7 @@ fn an_input_required_round_resumes_only_at_the_endpoint_it_was_asked_at() {
             ("Mcp-Name", tool),
         ];
         let (_, _, text) = McpClient::post_at(gw.port, path, None, &headers, &body);
-        let last = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .next_back()
-            .unwrap_or(&text)
-            .to_string();
-        serde_json::from_str::<Value>(&last).unwrap_or_else(|e| panic!("{e}: {text}"))
+        util::last_message(&text)
     };
     let asked = post("/p/p/mcp", json!({}));
     assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");

@@ -775,6 +775,16 @@ pub fn messages_in(content_type: &str, body: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The answer in a POST's body: the last SSE event's data, or the body itself (JSON).
+pub fn last_message(text: &str) -> Value {
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or(text);
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// A raw Streamable HTTP client: one POST per message, answers read whole.
 pub struct McpClient {
     pub port: u16,
