@@ -58,29 +58,51 @@ pub(super) const FIELDS: &[&str] = &[
 ];
 
 impl Validator<'_> {
-    /// `gateway.profiles`, by name.
-    pub(super) fn profiles(&mut self, value: &Value) -> Vec<Profile> {
-        const CTX: &str = "config: 'gateway': field 'profiles'";
+    /// The entries of `gateway.<field>`, an object of objects by name (`one` says what one
+    /// is, for messages), each with the context its errors name; unknown fields of an entry
+    /// (not in `fields`) are warned about, an entry that is not an object is an error.
+    fn entries<'v>(
+        &mut self,
+        value: &'v Value,
+        field: &str,
+        one: &str,
+        fields: &[&str],
+    ) -> Vec<(&'v String, String, &'v Map<String, Value>)> {
         let Some(obj) = value.as_object() else {
             self.error(format!(
-                "{CTX}: expected an object mapping profile names to their views, got {}",
+                "config: 'gateway': field '{field}': expected an object mapping names to each {one}'s settings, got {}",
                 kind(value)
             ));
             return Vec::new();
         };
         let mut out = Vec::new();
         for (name, value) in obj {
-            let ctx = format!("config: 'gateway': profile '{name}'");
+            let ctx = format!("config: 'gateway': {one} '{name}'");
+            let Some(entry) = value.as_object() else {
+                self.error(format!("{ctx}: expected an object, got {}", kind(value)));
+                continue;
+            };
+            for key in entry.keys().filter(|k| !fields.contains(&k.as_str())) {
+                self.warn(format!(
+                    "{ctx}: unknown field '{key}' (ignored; known: {})",
+                    fields.join(", ")
+                ));
+            }
+            out.push((name, ctx, entry));
+        }
+        out
+    }
+
+    /// `gateway.profiles`, by name.
+    pub(super) fn profiles(&mut self, value: &Value) -> Vec<Profile> {
+        let mut out = Vec::new();
+        for (name, ctx, obj) in self.entries(value, "profiles", "profile", FIELDS) {
             if !valid_name(name) {
                 self.error(format!(
                     "{ctx}: a profile's name is part of its URL (/p/NAME/mcp): use letters, digits, '-' and '_' (at most 64)"
                 ));
                 continue;
             }
-            let Some(obj) = value.as_object() else {
-                self.error(format!("{ctx}: expected an object, got {}", kind(value)));
-                continue;
-            };
             if let Some(p) = self.profile(&ctx, name, obj) {
                 out.push(p);
             }
@@ -89,12 +111,6 @@ impl Validator<'_> {
     }
 
     fn profile(&mut self, ctx: &str, name: &str, obj: &Map<String, Value>) -> Option<Profile> {
-        for key in obj.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-            self.warn(format!(
-                "{ctx}: unknown field '{key}' (ignored; known: {})",
-                FIELDS.join(", ")
-            ));
-        }
         let description = match obj.get("description") {
             None => None,
             Some(Value::String(d)) => Some(d.clone()),
@@ -197,30 +213,8 @@ impl Validator<'_> {
     /// `gateway.tokens`, by label; the variables their secrets name join the gateway's
     /// own secrets (`secrets`), which no backend inherits.
     pub(super) fn tokens(&mut self, value: &Value, secrets: &mut Vec<String>) -> Vec<ClientToken> {
-        const CTX: &str = "config: 'gateway': field 'tokens'";
-        let Some(obj) = value.as_object() else {
-            self.error(format!(
-                "{CTX}: expected an object mapping labels to tokens, got {}",
-                kind(value)
-            ));
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (label, value) in obj {
-            let ctx = format!("config: 'gateway': token '{label}'");
-            let Some(obj) = value.as_object() else {
-                self.error(format!(
-                    "{ctx}: expected {{\"token\": ..., \"profiles\": [...]}}, got {}",
-                    kind(value)
-                ));
-                continue;
-            };
-            for key in obj.keys().filter(|k| !TOKEN_FIELDS.contains(&k.as_str())) {
-                self.warn(format!(
-                    "{ctx}: unknown field '{key}' (ignored; known: {})",
-                    TOKEN_FIELDS.join(", ")
-                ));
-            }
+        for (label, ctx, obj) in self.entries(value, "tokens", "token", TOKEN_FIELDS) {
             let secret = match (obj.get("token"), obj.get("tokenFile")) {
                 (Some(Value::String(t)), None) => {
                     secrets.extend(super::variable_names(t));
