@@ -190,6 +190,21 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     for notice in &loaded.notices {
         console!("  note: {notice}");
     }
+    if http.is_some() {
+        // Which client opens what, by label (never the secret).
+        for c in &clients {
+            let opens: Vec<&str> = c
+                .profiles
+                .iter()
+                .map(|&p| profile_names[p].as_str())
+                .collect();
+            console!(
+                "  client token '{}' opens the profiles {}",
+                c.label,
+                opens.join(", ")
+            );
+        }
+    }
 
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
     let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);

@@ -402,6 +402,16 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
     let record: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(record["token"], "coding-agent", "{record}");
     assert_eq!(record["profile"], "coding", "{record}");
+    // The start names each client token by label and what it opens.
+    let said = gw.stdout();
+    assert!(
+        said.contains("client token 'coding-agent' opens the profiles coding"),
+        "{said}"
+    );
+    assert!(
+        said.contains("client token 'dashboard' opens the profiles readonly"),
+        "{said}"
+    );
     let everything = format!("{}{}{}", logged(&gw), gw.stderr(), gw.stdout());
     for secret in ["agent-secret-7e3a", "dash-secret-4d1f", "admin-secret-9b2c"] {
         assert!(

@@ -416,3 +416,29 @@ fn client_tokens_are_read_their_variables_kept_secret_and_never_printed() {
         );
     }
 }
+
+#[test]
+fn a_reload_that_changes_profiles_or_tokens_names_them_among_the_changed_settings() {
+    let with = |profiles: &str, tokens: &str| {
+        ok(&format!(
+            r#"{{"gateway": {{"profiles": {profiles}, "tokens": {tokens}}}, "a": {{"command": "x"}}}}"#
+        ))
+        .config
+        .settings
+    };
+    let before = with(
+        r#"{"p": {}}"#,
+        r#"{"t": {"token": "x", "profiles": ["p"]}}"#,
+    );
+    let more = with(
+        r#"{"p": {}, "q": {}}"#,
+        r#"{"t": {"token": "x", "profiles": ["p"]}}"#,
+    );
+    let moved = with(
+        r#"{"p": {}}"#,
+        r#"{"t": {"token": "y", "profiles": ["p"]}}"#,
+    );
+    assert_eq!(before.changed_fields(&more), ["profiles"]);
+    assert_eq!(before.changed_fields(&moved), ["tokens"]);
+    assert!(before.changed_fields(&before.clone()).is_empty());
+}
