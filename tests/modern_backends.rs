@@ -38,20 +38,26 @@ fn wait_listed(c: &util::McpClient, tool: &str) {
     }
 }
 
-/// A gateway in front of a backend that speaks only 2026-07-28.
+/// A gateway in front of the stdio backend that speaks only 2026-07-28.
 fn modern_backend_gateway() -> Gateway {
     let backend = util::root().join("tests/fixtures/modern_server.py");
-    Gateway::start(&json!({ "mo": {"command": "python3", "args": [backend]} }))
+    bridged(json!({"command": "python3", "args": [backend]}))
 }
 
-#[test]
-fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
-    let gw = modern_backend_gateway();
+/// A gateway in front of the backend `mo` (`spec`), once the bridge to it is up.
+fn bridged(spec: Value) -> Gateway {
+    let gw = Gateway::start(&json!({ "mo": spec }));
     assert!(
         gw.wait_stderr("speaks protocol 2026-07-28"),
         "{}",
         gw.stderr()
     );
+    gw
+}
+
+#[test]
+fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
+    let gw = modern_backend_gateway();
     let c = util::McpClient::connect(gw.port);
     let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
     let list = last(c.request(json!(1), "tools/list", json!({})));
@@ -91,11 +97,6 @@ fn a_backend_that_speaks_only_2026_07_28_serves_legacy_clients() {
 #[test]
 fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required_and_tasks() {
     let gw = modern_backend_gateway();
-    assert!(
-        gw.wait_stderr("speaks protocol 2026-07-28"),
-        "{}",
-        gw.stderr()
-    );
     let seen = run_client(
         &gw,
         &sdk_python(),
@@ -118,11 +119,6 @@ fn the_python_sdk_in_legacy_mode_answers_a_modern_backends_input_required_and_ta
 #[test]
 fn the_typescript_sdk_answers_a_modern_backends_input_required() {
     let gw = modern_backend_gateway();
-    assert!(
-        gw.wait_stderr("speaks protocol 2026-07-28"),
-        "{}",
-        gw.stderr()
-    );
     let node = std::path::Path::new("node");
     let seen = run_client(
         &gw,
@@ -162,12 +158,7 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let gw = Gateway::start(&json!({ "mo": {"type": "streamable-http", "url": url} }));
-    assert!(
-        gw.wait_stderr("speaks protocol 2026-07-28"),
-        "{}",
-        gw.stderr()
-    );
+    let gw = bridged(json!({"type": "streamable-http", "url": url}));
     let c = util::McpClient::connect(gw.port);
     let last = |answer: Vec<Value>| answer.last().cloned().unwrap_or_default();
     assert_eq!(
@@ -206,13 +197,7 @@ fn a_streamable_http_backend_that_speaks_only_2026_07_28_is_bridged_too() {
 #[test]
 fn a_call_to_a_2026_backend_that_times_out_is_cancelled_under_the_id_the_backend_knows() {
     let backend = util::root().join("tests/fixtures/modern_server.py");
-    let gw =
-        Gateway::start(&json!({ "mo": {"command": "python3", "args": [backend], "timeout": 1} }));
-    assert!(
-        gw.wait_stderr("speaks protocol 2026-07-28"),
-        "{}",
-        gw.stderr()
-    );
+    let gw = bridged(json!({"command": "python3", "args": [backend], "timeout": 1}));
     let c = util::McpClient::connect(gw.port);
     let answer = c.request(
         json!(1),
@@ -229,11 +214,6 @@ fn a_call_to_a_2026_backend_that_times_out_is_cancelled_under_the_id_the_backend
 #[test]
 fn a_resource_subscription_to_a_2026_backend_rides_a_listen_stream_of_its_own() {
     let gw = modern_backend_gateway();
-    assert!(
-        gw.wait_stderr("speaks protocol 2026-07-28"),
-        "{}",
-        gw.stderr()
-    );
     let c = gw.connect();
     c.initialize();
     let mut listed = Value::Null;
