@@ -354,3 +354,129 @@ fn the_gateways_token_never_reaches_a_backends_environment() {
     );
     assert_eq!(status, 200);
 }
+
+/// initialize (declaring elicitation) and notifications/initialized on a legacy stream.
+fn initialize_asking(c: &util::SseClient) {
+    c.request(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+               "clientInfo": {"name": "asked", "version": "1"}}),
+    );
+    c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+}
+
+/// The next `elicitation/create` a client is sent within a second, if any.
+fn question_for(c: &util::SseClient) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while let Some(m) =
+        c.next_message(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if m["method"] == "elicitation/create" {
+            return Some(m);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_backends_question_never_reaches_another_sessions_client() {
+    let gw = Gateway::start(&json!({ "shared": fixture(&[]) }));
+    let alice = util::SseClient::connect(gw.port);
+    let bob = util::SseClient::connect(gw.port);
+    initialize_asking(&alice);
+    initialize_asking(&bob);
+    let ask = |c: &util::SseClient, id: u64, args: serde_json::Value, token: Option<&str>| {
+        let mut params = json!({"name": "shared__ask", "arguments": args});
+        if let Some(t) = token {
+            params["_meta"] = json!({"progressToken": t});
+        }
+        c.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+    };
+    // Both call the shared backend; Alice's question comes while Bob's call is in flight
+    // too, and nothing in it says whose it is: nobody is asked, the backend is refused.
+    ask(
+        &alice,
+        1,
+        json!({"text": "ALICE-SALARY", "delay_ms": 300}),
+        None,
+    );
+    bob.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "shared__sleep", "arguments": {"ms": 1200}}}));
+    let r = alice.response(&json!(1));
+    let text = r["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("refused: ") && text.contains("does not say whose"),
+        "{r}"
+    );
+    assert_eq!(
+        bob.response(&json!(1))["result"]["content"][0]["text"],
+        "slept"
+    );
+    assert!(
+        question_for(&bob).is_none(),
+        "Bob was asked Alice's question"
+    );
+    assert!(question_for(&alice).is_none());
+    assert!(gw.wait_stderr("does not say whose it is"));
+    // A question that names its call (the progress token the gateway gave the call) goes
+    // to that call's client, however many are in flight.
+    ask(
+        &alice,
+        2,
+        json!({"text": "ALICE-SALARY", "delay_ms": 300, "name_call": true}),
+        Some("a"),
+    );
+    ask(
+        &bob,
+        2,
+        json!({"text": "BOB-BONUS", "name_call": true}),
+        Some("b"),
+    );
+    for (c, mine) in [(&bob, "BOB-BONUS"), (&alice, "ALICE-SALARY")] {
+        let q = question_for(c).unwrap_or_else(|| panic!("{mine}: not asked"));
+        assert_eq!(
+            q["params"]["message"],
+            format!("question about {mine}"),
+            "{q}"
+        );
+        c.send(&json!({"jsonrpc": "2.0", "id": q["id"],
+                       "result": {"action": "accept", "content": {"answer": mine}}}));
+    }
+    for (c, mine) in [(&alice, "ALICE-SALARY"), (&bob, "BOB-BONUS")] {
+        let r = c.response(&json!(2));
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            format!("answered: {{\"answer\": \"{mine}\"}}"),
+            "{r}"
+        );
+    }
+    // A client that has not answered yet is not taken for the asker of a new question
+    // while another session's call is in flight: that one is.
+    ask(&alice, 4, json!({"text": "ALICE-SLOW"}), None);
+    let slow = question_for(&alice).expect("Alice asked");
+    std::thread::sleep(Duration::from_millis(200));
+    ask(&bob, 4, json!({"text": "BOB-FAST"}), None);
+    let q = question_for(&bob).expect("Bob asked");
+    assert_eq!(q["params"]["message"], "question about BOB-FAST", "{q}");
+    for (c, q) in [(&bob, &q), (&alice, &slow)] {
+        c.send(&json!({"jsonrpc": "2.0", "id": q["id"], "result": {"action": "decline"}}));
+        assert!(
+            c.response(&json!(4))["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("answered")
+        );
+    }
+    // One call in flight: its question goes to its client, as always.
+    ask(&bob, 3, json!({"text": "BOB-ALONE"}), None);
+    let q = question_for(&bob).expect("asked");
+    bob.send(&json!({"jsonrpc": "2.0", "id": q["id"], "result": {"action": "decline"}}));
+    let r = bob.response(&json!(3));
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("answered")
+    );
+}

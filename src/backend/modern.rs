@@ -745,9 +745,11 @@ impl Inbox for Bridge {
                     let outcome = resp
                         .outcome
                         .map(|r| serde_json::from_str(r.get()).unwrap_or_default());
+                    // The task's questions are its call's.
+                    let about = st.polled.get(task).map(|p| p.call.hub_id.clone());
                     let for_hub = self.polled(&mut st, task, outcome);
                     drop(st);
-                    return for_hub.into_iter().all(|m| self.hub.message(m));
+                    return self.to_hub_about(for_hub, about.as_ref());
                 }
                 if own
                     .as_deref()
@@ -793,9 +795,10 @@ impl Inbox for Bridge {
                         .cloned()
                         .unwrap_or_default();
                     let state = r.get("requestState").cloned();
+                    let about = call.hub_id.clone();
                     let requests = self.open_round(&mut st, Then::Retry(call), state, inputs);
                     drop(st);
-                    return requests.into_iter().all(|m| self.hub.message(m));
+                    return self.to_hub_about(requests, Some(&about));
                 }
                 Message::Response(Response {
                     id: Some(call.hub_id),
@@ -833,7 +836,26 @@ impl Inbox for Bridge {
         self.hub.message(msg)
     }
 
+    fn message_during(&self, msg: Message, request: &Id) -> bool {
+        let legacy = !self.lock().modern;
+        match msg {
+            Message::Request(_) if legacy => self.hub.message_during(msg, request),
+            other => self.message(other),
+        }
+    }
+
     fn exited(&self, reason: String) {
         self.hub.exited(reason);
+    }
+}
+
+impl Bridge {
+    /// Hands the hub what the bridge made of one of the backend's answers: requests for
+    /// the client as the call `about`'s own.
+    fn to_hub_about(&self, msgs: Vec<Message>, about: Option<&Id>) -> bool {
+        msgs.into_iter().all(|m| match (about, &m) {
+            (Some(id), Message::Request(_)) => self.hub.message_during(m, id),
+            _ => self.hub.message(m),
+        })
     }
 }

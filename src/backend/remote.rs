@@ -95,13 +95,17 @@ pub(super) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(
     super::spawn_sized(name, THREAD_STACK, f)
 }
 
-/// Hands a backend's message to the hub; says whether it was the answer to `awaited`.
+/// Hands a backend's message to the hub; says whether it was the answer to `awaited`. A
+/// request that came on the stream of `awaited`'s answer belongs to that call.
 pub(super) fn to_hub(hub: &Hub, name: &str, text: &str, awaited: Option<&Id>) -> bool {
     match Message::parse(text) {
         Ok(msg) => {
             debug!("< {name}: {text}");
             let answers = matches!((&msg, awaited), (Message::Response(r), Some(id)) if r.id.as_ref() == Some(id));
-            hub.message(msg);
+            match (awaited, &msg) {
+                (Some(id), Message::Request(_)) => hub.message_during(msg, id),
+                _ => hub.message(msg),
+            };
             answers
         }
         Err(e) => {

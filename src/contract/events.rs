@@ -63,6 +63,8 @@ pub enum HubEvent {
     FromBackend {
         instance: InstanceId,
         msg: Message,
+        /// The backend sent it on the stream of its answer to this (gateway) request id.
+        during: Option<crate::jsonrpc::Id>,
     },
     /// `/readyz` and `/metrics` ask for the state of things.
     Status {

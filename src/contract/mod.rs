@@ -47,6 +47,12 @@ pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26
 pub trait Inbox: Send + Sync {
     /// A message the instance sent; false when the hub is gone (the reader may stop).
     fn message(&self, msg: Message) -> bool;
+    /// A message the instance sent on the stream of its answer to `request` (a Streamable
+    /// HTTP backend's POST response): a request to a client there is that call's.
+    fn message_during(&self, msg: Message, request: &crate::jsonrpc::Id) -> bool {
+        let _ = request;
+        self.message(msg)
+    }
     /// The instance's process or connection ended by itself; `reason` says how.
     fn exited(&self, reason: String);
 }

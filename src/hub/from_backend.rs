@@ -1,24 +1,71 @@
 //! What backends send besides answers: their requests to clients (sampling,
 //! elicitation, roots) and their notifications (progress, list_changed, logging, updates).
 
+use super::route::Whose;
 use super::*;
 
+/// The URL elicitations sent to clients, so each one's completion goes to the session that
+/// was asked and no other: the newest `MAX_URL_ELICITATIONS`.
+#[derive(Default)]
+pub(super) struct UrlElicitations(std::collections::VecDeque<(InstanceId, String, SessionId)>);
+
+const MAX_URL_ELICITATIONS: usize = 1000;
+
+impl UrlElicitations {
+    fn remember(&mut self, instance: InstanceId, id: String, session: SessionId) {
+        if self.0.len() >= MAX_URL_ELICITATIONS {
+            self.0.pop_front();
+        }
+        self.0.push_back((instance, id, session));
+    }
+
+    fn take(&mut self, instance: InstanceId, id: &str) -> Option<SessionId> {
+        let at = self
+            .0
+            .iter()
+            .position(|(i, e, _)| *i == instance && e == id)?;
+        self.0.remove(at).map(|(_, _, s)| s)
+    }
+
+    /// Forgets what was sent to a session that ended.
+    pub(super) fn forget(&mut self, session: &str) {
+        self.0.retain(|(_, _, s)| s != session);
+    }
+}
+
+/// The `elicitationId` of a URL-mode elicitation request's params.
+fn elicitation_id(params: Option<&RawValue>) -> Option<String> {
+    let v: Value = serde_json::from_str(params?.get()).ok()?;
+    v.get("elicitationId")?.as_str().map(str::to_string)
+}
+
 impl Hub {
-    pub(super) fn on_backend_message(&mut self, instance: InstanceId, msg: Message) {
+    pub(super) fn on_backend_message(
+        &mut self,
+        instance: InstanceId,
+        msg: Message,
+        during: Option<Id>,
+    ) {
         if let Some(inst) = self.instances.get_mut(&instance) {
             inst.last_heard = Instant::now();
         }
         match msg {
             Message::Response(resp) => self.backend_response(instance, resp),
-            Message::Request(req) => self.backend_request(instance, req),
+            Message::Request(req) => self.backend_request(instance, req, during),
             Message::Notification(n) => self.backend_notification(instance, n),
         }
     }
 
     /// A request from a backend: `ping` is answered here; sampling, elicitation and roots go
-    /// to the session whose task they are about, else to the client whose request is in
-    /// flight there (the newest, if several).
-    pub(super) fn backend_request(&mut self, instance: InstanceId, mut req: Request) {
+    /// to the session whose task they are about, else to the session `whose` finds; with
+    /// calls of several sessions in flight and nothing naming one, the backend is refused
+    /// (asking the wrong client would show it another's question and take its answer).
+    pub(super) fn backend_request(
+        &mut self,
+        instance: InstanceId,
+        mut req: Request,
+        during: Option<Id>,
+    ) {
         let name = self.name_of(instance).to_string();
         let refuse = |hub: &Self, code, message: String| {
             debug!("backend '{name}': {message}");
@@ -41,18 +88,33 @@ impl Hub {
                 format!("the gateway does not forward '{}' to clients", req.method),
             );
         }
-        let target = self
-            .task_request(instance, &mut req.params)
-            .or_else(|| self.client_for(instance));
-        let Some(session) = target.filter(|s| self.sessions.contains_key(s)) else {
-            return refuse(
-                self,
-                INTERNAL_ERROR,
-                format!(
-                    "no client request is in flight on backend '{name}', so '{}' has no client to go to",
+        let target = match self.task_request(instance, &mut req.params) {
+            Some(session) => {
+                let related = self.newest_in_flight(&session, instance);
+                Whose::Session(session, related)
+            }
+            None => self.whose(instance, req.params.as_deref(), during.as_ref()),
+        };
+        let (session, related) = match target {
+            Whose::Session(s, related) if self.sessions.contains_key(&s) => (s, related),
+            Whose::Ambiguous(n) => {
+                let why = format!(
+                    "'{}' from backend '{name}' was not passed on: calls of {n} client sessions are in flight on it and the request does not say whose it is (the gateway does not guess; see the README's Security section)",
                     req.method
-                ),
-            );
+                );
+                warn!("{why}");
+                return refuse(self, INTERNAL_ERROR, why);
+            }
+            _ => {
+                return refuse(
+                    self,
+                    INTERNAL_ERROR,
+                    format!(
+                        "no client request is in flight on backend '{name}', so '{}' has no client to go to",
+                        req.method
+                    ),
+                );
+            }
         };
         let caps = &self.sessions[&session].caps;
         let mode_url = req.method == "elicitation/create"
@@ -83,6 +145,7 @@ impl Hub {
                 session: session.clone(),
                 instance,
                 backend_id: req.id,
+                asked: Instant::now(),
             },
         );
         let forwarded = Request {
@@ -90,7 +153,9 @@ impl Hub {
             method: req.method,
             params: req.params,
         };
-        let related = self.newest_in_flight(&session, instance);
+        if mode_url && let Some(e) = elicitation_id(forwarded.params.as_deref()) {
+            self.url_elicitations.remember(instance, e, session.clone());
+        }
         self.deliver_related(&session, related, Message::Request(forwarded));
     }
 
@@ -249,10 +314,14 @@ impl Hub {
                 }
             }
             "notifications/elicitation/complete" => {
-                // Goes to whoever the backend last asked; a per-session instance has one.
-                let target = self.client_for(instance);
-                if let Some(s) = target {
-                    self.notify_session(&s, &n.method, Some(Value::Object(params)));
+                // Only to the session that was sent the URL elicitation it completes.
+                let id = params.get("elicitationId").and_then(Value::as_str);
+                let target = id.and_then(|e| self.url_elicitations.take(instance, e));
+                match target {
+                    Some(s) => self.notify_session(&s, &n.method, Some(Value::Object(params))),
+                    None => debug!(
+                        "backend '{name}': elicitation/complete for an elicitation no session was sent; dropped"
+                    ),
                 }
             }
             other => debug!("backend '{name}': notification '{other}' not forwarded"),

@@ -241,6 +241,8 @@ pub struct Hub {
     stopped: Vec<JoinHandle<()>>,
     summary_printed: bool,
     first_lists: first_lists::FirstLists,
+    /// The URL elicitations sent to clients, for their completions.
+    url_elicitations: from_backend::UrlElicitations,
 }
 
 type Params = BTreeMap<String, Box<RawValue>>;
@@ -267,6 +269,7 @@ impl Hub {
             events_tx,
             stopped: Vec::new(),
             summary_printed: false,
+            url_elicitations: Default::default(),
         }
     }
 
@@ -330,10 +333,14 @@ impl Hub {
             }
             HubEvent::ClientGone { session } => self.session_gone(&session),
             HubEvent::Refused { session, why } => self.refused(&session, why),
-            HubEvent::FromBackend { instance, msg } => {
+            HubEvent::FromBackend {
+                instance,
+                msg,
+                during,
+            } => {
                 if let Some(inst) = self.instances.get(&instance) {
                     let order = inst.order.clone();
-                    self.on_backend_message(instance, msg);
+                    self.on_backend_message(instance, msg, during);
                     // Only now may the reader complete a reply itself: what it sent before
                     // has reached its clients.
                     order.handled();

@@ -100,6 +100,8 @@ pub(super) enum Pending {
         session: SessionId,
         instance: InstanceId,
         backend_id: Id,
+        /// When the client was asked.
+        asked: Instant,
     },
     Initialize {
         instance: InstanceId,
@@ -454,6 +456,7 @@ mod tests {
                 session: "a".into(),
                 instance: InstanceId(11),
                 backend_id: Id::number(0),
+                asked: Instant::now(),
             },
         );
         consistent(&t);

@@ -111,16 +111,33 @@ impl Inbox for ToHub {
             },
             other => other,
         };
-        self.direct.order.sending();
-        let instance = self.instance;
-        self.hub
-            .send(HubEvent::FromBackend { instance, msg })
-            .is_ok()
+        self.to_hub(msg, None)
+    }
+
+    fn message_during(&self, msg: Message, request: &Id) -> bool {
+        match msg {
+            Message::Request(_) => self.to_hub(msg, Some(request.clone())),
+            other => self.message(other),
+        }
     }
 
     fn exited(&self, reason: String) {
         let instance = self.instance;
         let _ = self.hub.send(HubEvent::BackendExited { instance, reason });
+    }
+}
+
+impl ToHub {
+    fn to_hub(&self, msg: Message, during: Option<Id>) -> bool {
+        self.direct.order.sending();
+        let instance = self.instance;
+        self.hub
+            .send(HubEvent::FromBackend {
+                instance,
+                msg,
+                during,
+            })
+            .is_ok()
     }
 }
 

@@ -507,19 +507,70 @@ impl Hub {
         ));
     }
 
-    /// The session a message from `instance` concerns: a per-session instance's own, else
-    /// the one with the newest request in flight there.
-    pub(super) fn client_for(&self, instance: InstanceId) -> Option<SessionId> {
+    /// Whose a backend's request to a client is (sampling, elicitation, roots), by what says
+    /// so and never by a guess between sessions: a per-session instance's own session;
+    /// else the call it names (the Streamable HTTP response stream it came on, `during`, or
+    /// a gateway progress token in its `_meta`); else the one session with calls in flight
+    /// on the instance. Calls of several sessions in flight and nothing to tell them apart:
+    /// `Whose::Ambiguous`, and the backend is refused rather than the wrong client asked.
+    pub(super) fn whose(
+        &self,
+        instance: InstanceId,
+        params: Option<&RawValue>,
+        during: Option<&Id>,
+    ) -> Whose {
         if let Some(owner) = self.instances.get(&instance).and_then(|i| i.owner.clone()) {
-            return Some(owner);
+            let related = self.newest_in_flight(&owner, instance);
+            return Whose::Session(owner, related);
         }
-        self.pending()
-            .on_instance(instance)
-            .filter_map(|(_, p)| match p {
-                Pending::Client { session, .. } => Some(session.clone()),
-                _ => None,
-            })
-            .last()
+        let named = during
+            .and_then(|id| GatewayId::of(Some(id)))
+            .or_else(|| progress_token_of(params));
+        if let Some(gid) = named
+            && let Some(Pending::Client {
+                session,
+                id,
+                instance: on,
+                ..
+            }) = self.pending().get(gid)
+            && *on == instance
+        {
+            return Whose::Session(session.clone(), Some(id.clone()));
+        }
+        // The sessions with calls in flight there; those whose call is already blocked on
+        // a question to its client asked a while ago (a client slow to answer, a
+        // 2026-07-28 call parked for its retry) are not taken for the asker while others
+        // are: a tool asks its questions together or one after another, not a new one
+        // while the last is unanswered.
+        let (mut sessions, mut waiting) = (HashSet::new(), HashSet::new());
+        for (_, p) in self.pending().on_instance(instance) {
+            match p {
+                Pending::Client { session, .. } => {
+                    sessions.insert(session.clone());
+                }
+                Pending::ServerRequest { session, asked, .. }
+                    if asked.elapsed() >= ASKED_A_WHILE_AGO =>
+                {
+                    waiting.insert(session.clone());
+                }
+                _ => {}
+            }
+        }
+        if sessions.len() > 1 {
+            let free: HashSet<SessionId> = sessions.difference(&waiting).cloned().collect();
+            if !free.is_empty() {
+                sessions = free;
+            }
+        }
+        let mut sessions = sessions.into_iter();
+        match (sessions.next(), sessions.len()) {
+            (None, _) => Whose::Nobody,
+            (Some(only), 0) => {
+                let related = self.newest_in_flight(&only, instance);
+                Whose::Session(only, related)
+            }
+            (Some(_), more) => Whose::Ambiguous(more + 1),
+        }
     }
 
     /// The client id of the newest request `session` has in flight on `instance`.
@@ -532,6 +583,39 @@ impl Hub {
             })
             .last()
     }
+}
+
+/// A session whose question from a backend has waited this long for its client's answer
+/// is not taken for the asker of a new one while other sessions' calls are in flight: a
+/// tool that asks several things at once sends them together, well within this.
+const ASKED_A_WHILE_AGO: Duration = Duration::from_millis(50);
+
+/// Whose a backend's request to a client is (`Hub::whose`).
+pub(super) enum Whose {
+    /// This session's, and the client request it belongs to, when known.
+    Session(SessionId, Option<Id>),
+    /// Calls of this many sessions are in flight on the instance, and nothing says which.
+    Ambiguous(usize),
+    /// No client call is in flight on the instance.
+    Nobody,
+}
+
+/// The gateway id a backend's message names as its progress token (`_meta.progressToken`,
+/// which the gateway set to the id of the call it forwarded).
+fn progress_token_of(params: Option<&RawValue>) -> Option<GatewayId> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        progress_token: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    let raw = params.filter(|p| p.get().contains("progressToken"))?;
+    let p: Params = serde_json::from_str(raw.get()).ok()?;
+    p.meta?.progress_token.map(GatewayId)
 }
 
 /// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns

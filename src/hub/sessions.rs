@@ -265,6 +265,7 @@ impl Hub {
                 session: s,
                 instance,
                 backend_id,
+                ..
             }) if s == session => {
                 let reply = Response {
                     id: Some(backend_id),
@@ -298,6 +299,7 @@ impl Hub {
             s.client
         );
         self.forget_tasks(session);
+        self.url_elicitations.forget(session);
         // Requests it had in flight are cancelled at their backends.
         let mine = self.pending().of_session(session);
         for gid in mine {
