@@ -8,8 +8,14 @@
 //! A 2026-07-28 client sends no `initialize`: each request that carries the revision in
 //! its `_meta` is checked and served on a thread of its own (`crate::modern::serve`), its
 //! messages written as they come; `notifications/cancelled` naming it ends it.
+//!
+//! The one client is never dropped for reading slowly: while more than `SOFT_QUEUE`
+//! messages (or `SOFT_BYTES`) wait for stdout, the reader stops reading stdin (the client's
+//! own writes then block on the pipe), and notifications beyond that are dropped, counted
+//! in the log, while answers and requests always queue. Should the session end anyway,
+//! the gateway stops, so the parent notices.
 
-use crate::contract::{HubEvent, Outbound, Queue};
+use crate::contract::{HubEvent, Outbound, Queue, Refused, Sink};
 use crate::http::MAX_BODY;
 use crate::jsonrpc::{self, Message};
 use crate::lines::{Line, read_line_limited};
@@ -19,12 +25,55 @@ use log::{debug, warn};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 const SESSION: &str = "stdio";
+/// Messages (and bytes) waiting for stdout beyond which stdin is not read and
+/// notifications are dropped.
+const SOFT_QUEUE: usize = crate::http::SESSION_QUEUE;
+const SOFT_BYTES: usize = crate::config::DEFAULT_MAX_MESSAGE + crate::contract::sink::QUEUE_BYTES;
+
+/// The session's sink: answers and requests always queue (the reader bounds them by not
+/// reading while the queue is long); notifications past the soft limit are dropped. The
+/// hub holds it alone: when it lets go, the session has ended and the gateway stops.
+struct StdioSink {
+    queue: Queue,
+    dropped: AtomicU64,
+    done: Sender<()>,
+}
+
+impl StdioSink {
+    fn backed_up(queue: &Queue) -> bool {
+        let (count, bytes) = queue.backlog();
+        count >= SOFT_QUEUE || bytes >= SOFT_BYTES
+    }
+}
+
+impl Sink for StdioSink {
+    fn offer(&self, out: Outbound) -> Result<(), Refused> {
+        if matches!(out.msg, Message::Notification(_)) && StdioSink::backed_up(&self.queue) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                warn!(
+                    "stdio: the client is not reading stdout; {} notification(s) dropped so far (answers still queue)",
+                    n + 1
+                );
+            }
+            return Ok(());
+        }
+        self.queue.offer(out)
+    }
+}
+
+impl Drop for StdioSink {
+    fn drop(&mut self) {
+        debug!("stdio: the session ended; stopping");
+        let _ = self.done.try_send(());
+    }
+}
 
 /// Starts the session and its two threads; `done` is told when stdin or stdout closes.
 pub fn start(
@@ -33,10 +82,15 @@ pub fn start(
     done: Sender<()>,
     profile: Option<usize>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let (tx, rx) = crate::contract::Queue::new(crate::http::SESSION_QUEUE);
+    let (tx, rx) = Queue::with_limits(usize::MAX, usize::MAX);
+    let sink = StdioSink {
+        queue: tx.clone(),
+        dropped: AtomicU64::new(0),
+        done: done.clone(),
+    };
     let _ = hub.send(HubEvent::ClientOpened {
         session: SESSION.into(),
-        sink: Box::new(tx.clone()),
+        sink: Box::new(sink),
         transport: "stdio",
         access: crate::contract::Access {
             profile,
@@ -59,6 +113,8 @@ pub fn start(
     };
     let modern_calls = ModernCalls::default();
     let writer_done = done.clone();
+    let writer_gone = Arc::new(AtomicBool::new(false));
+    let gone = writer_gone.clone();
     let writer = thread::Builder::new()
         .name("stdio-writer".into())
         .spawn(move || {
@@ -73,6 +129,7 @@ pub fn start(
                     .is_err()
                 {
                     warn!("stdio: stdout closed");
+                    gone.store(true, Ordering::SeqCst);
                     let _ = writer_done.try_send(());
                     return;
                 }
@@ -91,6 +148,10 @@ pub fn start(
             let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
             let mut line = Vec::new();
             loop {
+                // Back-pressure: while stdout is backed up, stdin waits.
+                while StdioSink::backed_up(&tx) && !writer_gone.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(5));
+                }
                 // Only the end of input ends the session: a bad line gets the error the HTTP
                 // path gives the same body, and the next line is read.
                 match read_line_limited(&mut input, &mut line, MAX_BODY) {

@@ -839,3 +839,83 @@ fn concurrent_large_bodies_are_bounded_in_memory() {
         util::http(gw.port, "POST", "/mcp", &headers, padded.as_bytes()).0 == 200
     });
 }
+
+#[test]
+fn a_stdio_client_that_reads_late_loses_no_answer_and_keeps_its_session() {
+    let (mut child, _dir) =
+        util::stdio_gateway(&json!({ "fx": fixture(&[]) }), std::process::Stdio::null());
+    let mut stdin = child.stdin.take().unwrap();
+    // It writes 3,000 pings and a call that sends 3,000 progress notifications before it
+    // reads anything, and then reads nothing for two seconds.
+    let writer = std::thread::spawn(move || {
+        let mut lines = vec![
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "late-reader", "version": "1"}}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ];
+        lines.extend((1..=3000).map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "ping"})));
+        lines.push(
+            json!({"jsonrpc": "2.0", "id": "call", "method": "tools/call", "params": {
+            "name": "fx__progress", "arguments": {"steps": 3000, "delay_ms": 0},
+            "_meta": {"progressToken": "t"}}}),
+        );
+        lines.push(json!({"jsonrpc": "2.0", "id": "last", "method": "ping"}));
+        for l in lines {
+            stdin.write_all(format!("{l}\n").as_bytes()).unwrap();
+        }
+        stdin
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // A gateway that stopped answering would leave the reads below waiting: it is killed
+    // after a minute, which ends them.
+    let pid = child.id() as i32;
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(false));
+    let watch = finished.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        // Under the lock the test takes before reaping the child, so the pid is its own.
+        let done = watch.lock().unwrap();
+        if !*done {
+            // SAFETY: a plain kill(2) of the child this test started and has not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut pings, mut call, mut progress, mut last) = (0, None, 0, false);
+    let started = Instant::now();
+    while call.is_none() || !last {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended after {pings} ping answers"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "too slow");
+        let m: Value = serde_json::from_str(&line).unwrap();
+        match &m["id"] {
+            Value::Number(n) if n.as_u64() != Some(0) => pings += 1,
+            Value::String(s) if s == "call" => call = Some(m.clone()),
+            Value::String(s) if s == "last" => last = true,
+            _ if m["method"] == "notifications/progress" => progress += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(pings, 3000, "every ping was answered");
+    let call = call.expect("the call was answered");
+    assert_eq!(call["result"]["content"][0]["text"], "done ", "{call}");
+    assert!(progress <= 3000);
+    // The session is still there: another call is answered, and the end of input ends it.
+    let mut stdin = writer.join().unwrap();
+    let again = json!({"jsonrpc": "2.0", "id": "again", "method": "tools/call",
+                       "params": {"name": "fx__echo", "arguments": {"text": "still here"}}});
+    stdin.write_all(format!("{again}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    while !line.contains("\"again\"") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0);
+    }
+    assert!(line.contains("still here"), "{line}");
+    drop(stdin);
+    *finished.lock().unwrap() = true;
+    assert!(child.wait().unwrap().success());
+}

@@ -78,7 +78,7 @@ impl Budget {
     }
 
     #[cfg(test)]
-    pub fn queued(&self) -> usize {
+    fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
     }
 }
@@ -124,9 +124,20 @@ pub struct Queue {
 impl Queue {
     /// A queue of at most `limit` messages and `DEFAULT_MAX_MESSAGE + QUEUE_BYTES` bytes.
     pub fn new(limit: usize) -> (Queue, Receiver<Queued>) {
+        Queue::with_limits(limit, crate::config::DEFAULT_MAX_MESSAGE + QUEUE_BYTES)
+    }
+
+    /// A queue of at most `limit` messages and `bytes` bytes (one message of any size
+    /// always fits an empty queue).
+    pub fn with_limits(limit: usize, bytes: usize) -> (Queue, Receiver<Queued>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let budget = Budget::new(crate::config::DEFAULT_MAX_MESSAGE + QUEUE_BYTES);
+        let budget = Budget::new(bytes);
         (Queue { tx, limit, budget }, rx)
+    }
+
+    /// What it holds now: messages and bytes.
+    pub fn backlog(&self) -> (usize, usize) {
+        (self.tx.len(), self.budget.queued.load(Ordering::SeqCst))
     }
 
     /// Queues `out` unless `limit` messages or the byte budget are taken already (the
