@@ -381,7 +381,7 @@ fn question_for(c: &util::SseClient) -> Option<serde_json::Value> {
 
 #[test]
 fn a_backends_question_never_reaches_another_sessions_client() {
-    let gw = Gateway::start(&json!({ "shared": fixture(&[]) }));
+    let gw = Gateway::start(&json!({ "shared": fixture(&["--asks"]) }));
     let alice = util::SseClient::connect(gw.port);
     let bob = util::SseClient::connect(gw.port);
     initialize_asking(&alice);

@@ -229,7 +229,7 @@ pub const TABLE: &[Setting] = &[
         "--connection-idle",
         SECONDS,
         Num(75),
-        "Close a kept-alive connection with no new request for this long; also the longest a write to a client that does not read may block.",
+        "Close a kept-alive connection with no new request for this long. A write to a client must also move 64 KiB (or finish) within every period of this or 10 s, whichever is shorter, or the connection is closed.",
     ),
     row(
         "maxConnections",

@@ -77,6 +77,15 @@ impl Budget {
         })
     }
 
+    /// Charges `bytes` whatever the limit (a small error that replaces what did not fit).
+    pub fn charge_anyway(&self, bytes: usize) -> Charge {
+        self.queued.fetch_add(bytes, Ordering::SeqCst);
+        Charge {
+            queued: self.queued.clone(),
+            bytes,
+        }
+    }
+
     #[cfg(test)]
     fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)

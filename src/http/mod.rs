@@ -34,6 +34,11 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 pub const SESSION_QUEUE: usize = 1024;
 /// Stack of a stream writer thread: it only formats and writes events.
 pub const WRITER_STACK: usize = 64 * 1024;
+/// Bytes of answers to POSTs (both eras) being written to clients at once, over all
+/// connections: an answer that would go past it while others hold some is replaced by a
+/// short JSON-RPC error, so clients that ask for large results and do not read them
+/// cannot fill the gateway's memory (one answer alone always fits).
+pub const ANSWER_MEMORY: usize = 4 * MAX_BODY;
 
 pub struct Options {
     pub keepalive: Duration,
@@ -127,6 +132,8 @@ pub struct Shared {
     refused_requests: AtomicUsize,
     /// The HTTP layer's connection counters, for the metrics.
     pub connections: Arc<server::Counters>,
+    /// What the answers being written hold (`ANSWER_MEMORY`).
+    pub answers: crate::contract::sink::Budget,
 }
 
 /// A request let in before any drain began, on its way to the hub; dropped once it is
@@ -187,6 +194,7 @@ impl Frontend {
             refused_sessions: AtomicUsize::new(0),
             refused_requests: AtomicUsize::new(0),
             connections: Arc::default(),
+            answers: crate::contract::sink::Budget::new(ANSWER_MEMORY),
         });
         let handler = {
             let shared = shared.clone();
@@ -564,6 +572,39 @@ fn is_loopback_name(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A message for a client as the JSON it is written as, charged to the answers' budget
+/// until the charge is dropped (once written). Over the budget, an answer becomes a short
+/// JSON-RPC error saying so, and anything else is dropped (None).
+pub fn charged(shared: &Shared, msg: Message) -> Option<(String, crate::contract::sink::Charge)> {
+    let json = msg.to_json();
+    let id = match &msg {
+        Message::Response(r) => Some(r.id.clone()),
+        _ => None,
+    };
+    drop(msg);
+    if let Some(charge) = shared.answers.charge(json.len()) {
+        shared
+            .bytes_out
+            .fetch_add(json.len() as u64, Ordering::Relaxed);
+        return Some((json, charge));
+    }
+    warn!(
+        "http: an answer of {} bytes was not sent: answers of {ANSWER_MEMORY} bytes are waiting for clients that are slow to read them",
+        json.len()
+    );
+    let error = jsonrpc::Response::error(
+        id?,
+        jsonrpc::INTERNAL_ERROR,
+        format!(
+            "the answer ({} bytes) was not sent: the gateway is holding {ANSWER_MEMORY} bytes of answers for clients slow to read them; try again",
+            json.len()
+        ),
+    );
+    let json = Message::Response(error).to_json();
+    let charge = shared.answers.charge_anyway(json.len());
+    Some((json, charge))
 }
 
 /// The head of a chunked SSE response, with extra header lines (each ending in CRLF).

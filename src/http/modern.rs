@@ -12,7 +12,6 @@ use crate::sse;
 use log::debug;
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Serves one modern message (`streamable::post` found no session and a modern request).
 pub(super) fn post(
@@ -125,10 +124,10 @@ impl Reply for Out<'_> {
     }
 
     fn finish(self: Box<Self>, status: u16, answer: Message) {
-        let json = answer.to_json();
-        self.shared
-            .bytes_out
-            .fetch_add(json.len() as u64, Ordering::Relaxed);
+        // Charged to the answers' budget until written.
+        let Some((json, _charge)) = super::charged(self.shared, answer) else {
+            return;
+        };
         match self.state {
             State::Waiting(rq) => rq.respond(Response::json(status, json)),
             State::Streaming(mut w) => {

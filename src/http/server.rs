@@ -35,6 +35,15 @@ const CONN_STACK: usize = 512 * 1024;
 /// How long a connection closed with request bytes unread keeps reading (and dropping)
 /// them, so the client sees the response rather than a reset.
 const LINGER: Duration = Duration::from_secs(2);
+/// A write to a client must move `MIN_PROGRESS` bytes (or finish) within every period of
+/// this (or of the idle timeout, if shorter); otherwise the client is not reading and the
+/// connection is closed, freeing what it held. A deadline per partial write would let a
+/// client that reads a byte now and then hold a large answer for ever.
+const WRITE_WINDOW: Duration = Duration::from_secs(10);
+const MIN_PROGRESS: usize = 64 * 1024;
+/// Below this a response's head and body go out in one write; above it, in two, so a
+/// large body is not copied once more.
+const ONE_WRITE: usize = 64 * 1024;
 
 /// What a connection may take and how long it may take it.
 #[derive(Clone, Debug)]
@@ -53,6 +62,13 @@ pub struct Limits {
     /// Bytes of request bodies being read at once, over all connections; a body that would
     /// go past it while others are being read gets 503 (one body alone always may).
     pub body_memory: usize,
+}
+
+impl Limits {
+    /// The period in which a write to a client must make progress (`WRITE_WINDOW`).
+    pub fn write_window(&self) -> Duration {
+        self.idle_timeout.min(WRITE_WINDOW)
+    }
 }
 
 /// A bound listening socket, with the TLS configuration when it serves HTTPS.
@@ -346,7 +362,7 @@ fn start_connection(listener: &Listener, tcp: TcpStream, peer: SocketAddr, n: u6
     ctx.counters.accepted.fetch_add(1, Ordering::Relaxed);
     let slot = Slot(ctx.counters.clone());
     let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_write_timeout(Some(ctx.limits.idle_timeout));
+    let _ = tcp.set_write_timeout(Some(ctx.limits.write_window()));
     let socket = match wrap(listener, tcp) {
         Ok(s) => s,
         Err(e) => {
@@ -411,6 +427,57 @@ impl Socket {
             Socket::Tls(s) => &s.sock,
         }
     }
+
+    /// Writes all of `buf` (and flushes), failing with `TimedOut` when a period of
+    /// `window` passes without `MIN_PROGRESS` bytes (or the rest) going out. The socket's
+    /// write timeout is `window` between calls (set when the connection starts), so a
+    /// write that goes out whole costs no more system calls than a plain one.
+    fn write_paced(&mut self, buf: &[u8], window: Duration) -> io::Result<()> {
+        let mut left = buf;
+        let mut since = Instant::now();
+        let mut moved = 0usize;
+        let mut shortened = false;
+        let result = loop {
+            if left.is_empty() {
+                break self.flush();
+            }
+            if moved > 0 || shortened {
+                // What is left of this period, for the next write.
+                let wait = (since + window).saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    break Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the client took under {MIN_PROGRESS} bytes in {} s",
+                            window.as_secs()
+                        ),
+                    ));
+                }
+                self.tcp().set_write_timeout(Some(wait))?;
+                shortened = true;
+            }
+            match self.write(left) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    left = &left[n..];
+                    moved += n;
+                    if moved >= MIN_PROGRESS {
+                        since = Instant::now();
+                        moved = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break Err(io::Error::new(io::ErrorKind::TimedOut, e));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if shortened {
+            let _ = self.tcp().set_write_timeout(Some(window));
+        }
+        result
+    }
 }
 
 impl Read for Socket {
@@ -472,7 +539,7 @@ impl Conn {
                 Ok(None) => break,
                 Err(response) => {
                     self.keep_alive = false;
-                    self.write_response(&response, false);
+                    self.write_response(&response, false, ctx.limits.write_window());
                     self.linger();
                     break;
                 }
@@ -485,7 +552,7 @@ impl Conn {
                 }
                 Err(response) => {
                     self.keep_alive = false;
-                    self.write_response(&response, false);
+                    self.write_response(&response, false, ctx.limits.write_window());
                     self.linger();
                     break;
                 }
@@ -608,12 +675,20 @@ impl Conn {
     }
 
     /// Writes a response; a failed write closes the connection.
-    fn write_response(&mut self, response: &Response, head_only: bool) {
-        let bytes = response.head_and_body(head_only, !self.keep_alive);
+    fn write_response(&mut self, response: &Response, head_only: bool, window: Duration) {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        if let Err(e) = socket.write_all(&bytes).and_then(|_| socket.flush()) {
+        let written = if head_only || response.body_len() <= ONE_WRITE {
+            let bytes = response.head_and_body(head_only, !self.keep_alive);
+            socket.write_paced(&bytes, window)
+        } else {
+            let head = response.head_and_body(true, !self.keep_alive);
+            socket
+                .write_paced(&head, window)
+                .and_then(|_| socket.write_paced(response.body(), window))
+        };
+        if let Err(e) = written {
             debug!(
                 "http: {}: client went away before the response: {e}",
                 self.peer

@@ -385,10 +385,9 @@ fn post(
     // The connection's own thread waits for the answer and writes it.
     let _writing = shared.writers.enter();
     if quick {
-        answer_json(rq, &session, &rx, &ids, initializing, &shared.bytes_out);
+        answer_json(rq, &session, &rx, &ids, initializing, shared);
     } else {
-        let keepalive = shared.opts.keepalive;
-        answer_stream(rq, &session, &rx, ids, keepalive, &shared.bytes_out);
+        answer_stream(rq, &session, &rx, ids, shared);
     }
 }
 
@@ -530,16 +529,13 @@ pub fn reap_idle(shared: &Arc<Shared>) {
 /// What a POST gets when its session ends before its request is answered.
 const ENDED: &str = "the session ended before the request was answered";
 
-/// Sends `msg` as the POST's JSON body (the connection stays open for the next request).
-fn reply_json(
-    rq: HttpRequest<'_>,
-    session: &StreamSession,
-    msg: &Message,
-    bytes_out: &std::sync::atomic::AtomicU64,
-) {
-    let body = msg.to_json();
+/// Sends `out` as the POST's JSON body (the connection stays open for the next request),
+/// charged to the answers' budget while it is written.
+fn reply_json(rq: HttpRequest<'_>, session: &StreamSession, out: Queued, shared: &Shared) {
+    let Some((body, _charge)) = http::charged(shared, out.into_inner().msg) else {
+        return rq.respond(Response::text(404, ENDED));
+    };
     debug!("> {}: {body}", session.id);
-    bytes_out.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
     rq.respond(Response::json(200, body).with_header("Mcp-Session-Id", &session.id));
 }
 
@@ -550,7 +546,7 @@ fn answer_json(
     rx: &crossbeam_channel::Receiver<Queued>,
     ids: &HashSet<String>,
     initializing: bool,
-    bytes_out: &std::sync::atomic::AtomicU64,
+    shared: &Shared,
 ) {
     for out in rx {
         let Message::Response(r) = &out.msg else {
@@ -569,7 +565,7 @@ fn answer_json(
         {
             session.lock().version = Some(version.to_string());
         }
-        return reply_json(rq, session, &out.msg, bytes_out);
+        return reply_json(rq, session, out, shared);
     }
     rq.respond(Response::text(404, ENDED));
 }
@@ -584,9 +580,9 @@ fn answer_stream(
     session: &StreamSession,
     rx: &crossbeam_channel::Receiver<Queued>,
     mut open: HashSet<String>,
-    keepalive: std::time::Duration,
-    bytes_out: &std::sync::atomic::AtomicU64,
+    shared: &Shared,
 ) {
+    let keepalive = shared.opts.keepalive;
     let first = match rx.recv_timeout(keepalive) {
         Ok(out) => Some(out),
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
@@ -601,19 +597,21 @@ fn answer_stream(
             .as_ref()
             .is_some_and(|id| open.contains(id.raw().get()))
     {
-        return reply_json(rq, session, &out.msg, bytes_out);
+        let out = first.expect("just matched");
+        return reply_json(rq, session, out, shared);
     }
+    // An event's bytes, charged to the answers' budget until written (nothing, for a
+    // notification that did not fit).
     let event = |out: Queued, open: &mut HashSet<String>| {
         if let Message::Response(r) = &out.msg
             && let Some(id) = &r.id
         {
             open.remove(id.raw().get());
         }
-        let json = out.msg.to_json();
+        let (json, charge) = http::charged(shared, out.into_inner().msg)?;
         debug!("> {}: {json}", session.id);
-        bytes_out.fetch_add(json.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let id = session.lock().next_id();
-        sse::chunked_event(Some(id), "message", &json)
+        Some((sse::chunked_event(Some(id), "message", &json), charge))
     };
     let priming = session
         .lock()
@@ -629,18 +627,29 @@ fn answer_stream(
             format!("id: {id}\nretry: 1000\ndata: \n\n").as_bytes(),
         ));
     }
-    match first {
-        Some(out) => head.extend(event(out, &mut open)),
-        None => head.extend(sse::chunk(sse::KEEPALIVE.as_bytes())),
-    }
+    // Charged until the head and the first event have gone out.
+    let first_charge = match first.and_then(|out| event(out, &mut open)) {
+        Some((bytes, charge)) => {
+            head.extend(bytes);
+            Some(charge)
+        }
+        None => {
+            head.extend(sse::chunk(sse::KEEPALIVE.as_bytes()));
+            None
+        }
+    };
     let mut result = http::send(&mut w, &head);
+    drop((head, first_charge));
     while result.is_ok() && !open.is_empty() {
-        let bytes = select! {
+        let (bytes, _charge) = select! {
             recv(rx) -> out => match out {
-                Ok(out) => event(out, &mut open),
+                Ok(out) => match event(out, &mut open) {
+                    Some((bytes, charge)) => (bytes, Some(charge)),
+                    None => continue,
+                },
                 Err(_) => break, // the session ended
             },
-            default(keepalive) => sse::chunk(sse::KEEPALIVE.as_bytes()),
+            default(keepalive) => (sse::chunk(sse::KEEPALIVE.as_bytes()), None),
         };
         result = http::send(&mut w, &bytes);
     }

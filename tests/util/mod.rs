@@ -978,6 +978,16 @@ pub fn resources(pid: u32) -> (usize, usize) {
     (threads, fds)
 }
 
+/// A process's resident memory in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits until the process is back to (at most) `baseline` threads and descriptors.
 pub fn settles_to(pid: u32, baseline: (usize, usize)) -> Result<(), String> {
     let deadline = Instant::now() + WAIT;

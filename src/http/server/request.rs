@@ -387,7 +387,8 @@ impl Request<'_> {
         self.answered = true;
         self.settle_body();
         let head_only = self.head.method == "HEAD";
-        self.conn.write_response(&response, head_only);
+        let window = self.ctx.limits.write_window();
+        self.conn.write_response(&response, head_only, window);
     }
 
     /// Takes the connection for a stream: the caller writes the status line, headers and
@@ -408,6 +409,7 @@ impl Request<'_> {
             watch: self.ctx.hangups.watch(socket.tcp()),
             socket,
             _slot: self.conn.slot.take(),
+            window: self.ctx.limits.write_window(),
         }
     }
 }
@@ -418,9 +420,11 @@ impl Drop for Request<'_> {
         if !self.answered {
             self.answered = true;
             self.conn.keep_alive = false;
+            let window = self.ctx.limits.write_window();
             self.conn.write_response(
                 &Response::text(500, "the gateway did not answer this request"),
                 false,
+                window,
             );
         }
     }
@@ -436,6 +440,8 @@ pub struct Stream {
     watch: Watch,
     pub(super) socket: Socket,
     pub(super) _slot: Option<Slot>,
+    /// The period in which each write must make progress (`Socket::write_paced`).
+    window: std::time::Duration,
 }
 
 impl Stream {
@@ -449,6 +455,12 @@ impl Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.socket.write(buf)
+    }
+
+    /// All of `buf`, or an error once a period passes without progress (a client that
+    /// reads a little now and then cannot hold the writer, or the bytes, for long).
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.socket.write_paced(buf, self.window)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -485,7 +497,15 @@ impl Response {
         self
     }
 
-    /// The bytes on the wire.
+    pub(super) fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    pub(super) fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The bytes on the wire (the head alone with `head_only`).
     pub(super) fn head_and_body(&self, head_only: bool, close: bool) -> Vec<u8> {
         use std::fmt::Write as _;
         let mut head = String::with_capacity(128);
