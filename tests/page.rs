@@ -54,6 +54,15 @@ fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
         403,
         "a client token is not the admin's"
     );
+    // Nor under the profile it opens: the whole gateway's status and metrics are served
+    // at the root only, to the gateway's token.
+    for path in ["/p/coding/status.json", "/p/coding/metrics"] {
+        let (status, _, body) = get(path, &agent);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("mcp_gateway_"), "{body}");
+        let admin = [("Authorization", &*format!("Bearer {TOKEN}"))];
+        assert_eq!(get(path, &admin).0, 404, "{path}");
+    }
     let evil = [
         ("Authorization", &*format!("Bearer {TOKEN}")),
         ("Origin", "https://evil.example"),

@@ -411,6 +411,17 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
             rq.respond(Response::text(405, "use POST on /messages").with_header("Allow", "POST"))
         }
         (_, "/mcp" | "/mcp/") => streamable::handle(shared, rq, access),
+        // The whole gateway's state: at the root only, and only to the gateway's own token
+        // (or, with no token at all, to anyone), never to a client token.
+        ("GET", "/metrics" | "/status.json") if profile.is_some() || !admin => {
+            let why = if profile.is_some() {
+                format!("not found: {path} is served at the root only (not under /p/NAME/)")
+            } else {
+                format!("forbidden: {path} needs the gateway's own token, not a client token")
+            };
+            let code = if profile.is_some() { 404 } else { 403 };
+            rq.respond(Response::text(code, &why))
+        }
         ("GET", "/metrics") => status(shared, rq, path, true),
         ("GET", "/status.json") => page::data(shared, rq),
         _ => rq.respond(Response::text(
