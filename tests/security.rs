@@ -106,6 +106,47 @@ fn sessions_beyond_the_limit_get_503() {
 }
 
 #[test]
+fn at_the_session_limit_a_session_idle_without_a_stream_makes_room() {
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &["--max-sessions", "3", "--session-unused", "4"],
+    );
+    // Three sessions that each sent one ping: in use, and then quiet. One is a legacy
+    // session, whose stream stays open.
+    let legacy = gw.connect();
+    legacy.initialize();
+    legacy.request(json!(1), "ping", json!({}));
+    let quiet: Vec<McpClient> = (0..2).map(|_| McpClient::connect(gw.port)).collect();
+    for c in &quiet {
+        c.request(json!(1), "ping", json!({}));
+    }
+    let newcomer = || McpClient::try_connect(gw.port);
+    assert!(newcomer().is_err(), "a fourth session while all are fresh");
+    // Idle for --session-unused with no stream open and nothing in flight, the quiet ones
+    // make room, longest idle first; the legacy session, whose stream is open, stays.
+    std::thread::sleep(Duration::from_millis(4500));
+    let first = newcomer().expect("room made for a new client");
+    let second = newcomer().expect("room made for another");
+    assert!(newcomer().is_err(), "nothing idle left to make room");
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    for c in &quiet {
+        let (status, _, body) = McpClient::post(gw.port, Some(&c.session), &[], &ping);
+        assert_eq!(status, 404, "an evicted session: {body}");
+    }
+    assert_eq!(
+        legacy.request(json!(2), "ping", json!({}))["result"],
+        json!({})
+    );
+    for c in [&first, &second] {
+        assert_eq!(
+            c.request(json!(1), "ping", json!({}))[0]["result"],
+            json!({})
+        );
+    }
+    assert!(gw.wait_stderr("made room for a new client at the 3-session limit (idle for over 4 s"));
+}
+
+#[test]
 fn a_duplicate_request_id_in_flight_is_refused() {
     let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
     let c = gw.connect();

@@ -171,7 +171,7 @@ pub const TABLE: &[Setting] = &[
         "--session-unused",
         SECONDS,
         Num(60),
-        "End a session (either transport) that has sent no request but initialize this long after it opened; at the session limit the longest-open such session makes room for a new one.",
+        "End a session (either transport) that has sent no request but initialize this long after it opened; at the session limit the longest-open such session makes room for a new one, and failing that a Streamable HTTP session idle this long with no stream open and nothing in flight.",
     ),
     row(
         "initTimeout",

@@ -3,7 +3,11 @@
 //! ended after `--session-unused`, and at the cap the longest-open one unused for at least
 //! a quarter of that makes room for a new client rather than everyone getting 503 (younger
 //! ones are left their time to send a first request, so a flood of new connections cannot
-//! push out clients in the middle of their handshake). Sessions in use are never evicted.
+//! push out clients in the middle of their handshake). Failing that, the Streamable HTTP
+//! session idle longest with no stream open and nothing in flight makes room, once idle
+//! for `--session-unused`: a session that sent one `ping` is no longer a seat held for
+//! half an hour. A legacy session's stream is open for as long as it lives, so legacy
+//! sessions in use are not evicted.
 
 use super::server::Response;
 use super::streamable::{self, StreamSession};
@@ -119,9 +123,22 @@ pub fn no_room(shared: &Shared) -> Option<Response> {
         );
         return None;
     }
+    let idle = shared.opts.session_unused;
+    if let Some(s) = streamable::longest_idle(shared, idle) {
+        streamable::end_session(
+            shared,
+            &s,
+            &format!(
+                "made room for a new client at the {max}-session limit (idle for over {} s with no stream open and nothing in flight)",
+                idle.as_secs()
+            ),
+        );
+        return None;
+    }
     warn!(
-        "http: refused a new session: {max} sessions is the limit, and none has been unused for {} s",
-        grace.as_secs()
+        "http: refused a new session: {max} sessions is the limit, none has been unused for {} s, and none has been idle for {} s without a stream",
+        grace.as_secs(),
+        idle.as_secs()
     );
     Some(Response::text(503, "too many sessions; try again later").with_header("Retry-After", "5"))
 }

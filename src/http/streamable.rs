@@ -508,6 +508,25 @@ pub(super) fn unused(shared: &Shared) -> Vec<(Instant, Arc<StreamSession>)> {
         .collect()
 }
 
+/// The session idle longest with no stream open and nothing in flight, if it has been
+/// idle for `at_least`: at the session limit it makes room for a new client.
+pub(super) fn longest_idle(
+    shared: &Shared,
+    at_least: std::time::Duration,
+) -> Option<Arc<StreamSession>> {
+    shared
+        .streams
+        .lock()
+        .values()
+        .filter_map(|s| {
+            let st = s.lock();
+            let quiet = st.get.is_none() && st.requests.is_empty() && !st.gone;
+            (quiet && st.last_seen.elapsed() >= at_least).then(|| (st.last_seen, s.clone()))
+        })
+        .min_by_key(|(seen, _)| *seen)
+        .map(|(_, s)| s)
+}
+
 /// Ends sessions that have been idle longer than `--session-idle` with no stream open.
 pub fn reap_idle(shared: &Arc<Shared>) {
     let idle = shared.opts.session_idle;
