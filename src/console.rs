@@ -45,8 +45,10 @@ pub fn is_tty() -> bool {
     })
 }
 
-/// Prints a console line, above the status line if one is shown.
+/// Prints a console line, above the status line if one is shown; control characters in it
+/// (from a backend's or a client's names) are escaped, never sent to the terminal.
 pub fn line(line: String) {
+    let line = crate::logging::escape_controls(&line);
     let status = STATUS_LINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = stream();
     let mut bytes = Vec::with_capacity(line.len() + status.len() + 8);

@@ -174,11 +174,31 @@ struct Window {
     suppressed: u64,
 }
 
+/// `text` with every control character (C0 but tab, DEL, C1) written as an escape
+/// (`\n`, `\r`, `\u{1b}`), so that what a client or a backend names (a client's name, a
+/// tool, a URI, a stderr line) can neither forge a log line nor reach the operator's
+/// terminal as an escape sequence.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\t';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if bad(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The source of a line: its call site and the start of its text up to the first ':'
 /// (which names the backend or session in the gateway's lines), so one noisy backend does
 /// not silence another.
-fn source(record: &Record) -> String {
-    let text = record.args().to_string();
+fn source(record: &Record, text: &str) -> String {
     let subject = text.split(':').next().unwrap_or("");
     let subject: String = subject.chars().take(60).collect();
     format!(
@@ -191,7 +211,7 @@ fn source(record: &Record) -> String {
 impl<L: Log> Limited<L> {
     /// Whether the line may go out, and how many of its source's lines were held back
     /// since the last one that did.
-    fn admit(&self, record: &Record) -> (bool, u64) {
+    fn admit(&self, record: &Record, text: &str) -> (bool, u64) {
         if record.level() > Level::Info || record.target() == "console" {
             return (true, 0);
         }
@@ -200,7 +220,7 @@ impl<L: Log> Limited<L> {
         if sources.len() > 1000 {
             sources.retain(|_, w| w.started.elapsed() < Duration::from_secs(1));
         }
-        let w = sources.entry(source(record)).or_insert(Window {
+        let w = sources.entry(source(record, text)).or_insert(Window {
             started: Instant::now(),
             lines: 0,
             suppressed: 0,
@@ -224,7 +244,8 @@ impl<L: Log> Log for Limited<L> {
     }
 
     fn log(&self, record: &Record) {
-        let (admitted, suppressed) = self.admit(record);
+        let text = record.args().to_string();
+        let (admitted, suppressed) = self.admit(record, &text);
         if !admitted {
             return;
         }
@@ -242,7 +263,17 @@ impl<L: Log> Log for Limited<L> {
                     .build(),
             );
         }
-        self.inner.log(record);
+        let clean = escape_controls(&text);
+        self.inner.log(
+            &Record::builder()
+                .args(format_args!("{clean}"))
+                .level(record.level())
+                .target(record.target())
+                .file(record.file())
+                .line(record.line())
+                .module_path(record.module_path())
+                .build(),
+        );
     }
 
     /// Also says how many lines were held back from sources quiet for a second since.
@@ -354,6 +385,28 @@ mod tests {
         assert!(said(
             "6 line(s) from src/backend.rs:10:backend 'noisy' were not logged"
         ));
+    }
+
+    #[test]
+    fn control_characters_in_a_line_are_escaped_so_nothing_forges_a_line() {
+        let seen = Seen::default();
+        let limited = Limited {
+            inner: seen.clone(),
+            sources: Mutex::default(),
+        };
+        line(
+            &limited,
+            Level::Info,
+            "session x: initialize from 'evil\n12:00:00 [WARN] FORGED\u{1b}]0;title\u{7}\u{1b}[2J\r\u{9b}'\tok",
+        );
+        let lines = seen.0.lock().unwrap().clone();
+        assert_eq!(
+            lines,
+            [
+                "session x: initialize from 'evil\\n12:00:00 [WARN] FORGED\\u{1b}]0;title\\u{7}\\u{1b}[2J\\r\\u{9b}'\tok"
+            ]
+        );
+        assert_eq!(escape_controls("plain ü"), "plain ü");
     }
 
     #[test]

@@ -521,3 +521,43 @@ fn a_backends_question_never_reaches_another_sessions_client() {
             .starts_with("answered")
     );
 }
+
+#[test]
+fn what_clients_and_backends_name_cannot_forge_log_lines_or_reach_the_terminal() {
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let forged =
+        "evil\n12:00:00 [WARN] FORGED: config reloaded by admin\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": forged, "version": "1\r\n2"}}});
+    let (status, _, _) = McpClient::post(gw.port, None, &[], &init);
+    assert_eq!(status, 200);
+    // A tool name and a URI the client makes up reach the log too (as unknown ones).
+    let c = McpClient::connect(gw.port);
+    c.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "x\n[ERROR] FORGED", "arguments": {}}),
+    );
+    c.request(
+        json!(2),
+        "resources/read",
+        json!({"uri": "mem://\u{1b}[31mred"}),
+    );
+    assert!(gw.wait_stderr("initialize from 'evil\\n12:00:00"));
+    let logs: String = std::fs::read_dir(gw.dir.path().join("logs"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    for (what, text) in [("stderr", gw.stderr()), ("the log file", logs)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "an escape reached {what}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| !l.starts_with("12:00:00") && !l.starts_with("[ERROR] FORGED")),
+            "a line was forged in {what}:\n{text}"
+        );
+    }
+}
