@@ -64,10 +64,13 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
-/// A message over the size limit: if it answers a request, that request gets an error
-/// instead, so nobody waits for it; the backend stays in use.
 /// A message over `limit` bytes was read (only `start` of it kept): says so, and returns
-/// the error that answers the request it was the answer to, if its id can be found.
+/// the error that answers the request it was the answer to. Only what the message's own
+/// top level says counts (an `"id"` inside its `result` is someone else's): its `id`, or,
+/// for a response whose `id` comes later, an error without one, which the hub gives the
+/// one request in flight on that backend if there is exactly one. A request or
+/// notification from the backend (a top-level `"method"`), or a message whose start says
+/// neither, is dropped, and the request it may have answered times out.
 pub fn oversized(
     name: &str,
     start: &[u8],
@@ -78,32 +81,97 @@ pub fn oversized(
         "backend '{name}' sent a message of {size} bytes, over the {limit}-byte limit (maxMessageSize)"
     );
     warn!("{why}");
-    let id = sniff_id(start)?;
+    let top = sniff(start);
+    if top.method || !(top.id.is_some() || top.response) {
+        return None;
+    }
     Some(crate::jsonrpc::Response::error(
-        Some(id),
+        top.id,
         crate::jsonrpc::INTERNAL_ERROR,
         why,
     ))
 }
 
-/// The `"id"` of a message, read from its first bytes only (the rest may be gigabytes).
-/// Only a response's id counts: a request from the backend has its `"method"` first or
-/// soon after, and is simply dropped.
-fn sniff_id(start: &[u8]) -> Option<crate::jsonrpc::Id> {
+/// What the first bytes of a message say at its top level.
+#[derive(Debug, Default, PartialEq)]
+struct TopLevel {
+    id: Option<crate::jsonrpc::Id>,
+    /// A `"method"` key: a request or a notification.
+    method: bool,
+    /// A `"result"` or `"error"` key: a response.
+    response: bool,
+}
+
+/// Reads the top level of a JSON object from its first bytes (the rest may be gigabytes),
+/// keeping track of nesting and strings, so that keys inside values are not taken for
+/// the message's own.
+fn sniff(start: &[u8]) -> TopLevel {
     let text = String::from_utf8_lossy(start);
-    if text.contains("\"method\"") {
-        return None;
+    let b = text.as_bytes();
+    let mut top = TopLevel::default();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let mut expect_key = false;
+    let mut key: Option<String> = None;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let mut j = i + 1;
+                let mut escaped = false;
+                while j < b.len() && (escaped || b[j] != b'"') {
+                    escaped = !escaped && b[j] == b'\\';
+                    j += 1;
+                }
+                if j >= b.len() {
+                    break; // cut off inside a string
+                }
+                let literal = &text[i..=j];
+                if depth == 1 && expect_key {
+                    key = serde_json::from_str::<String>(literal).ok();
+                    expect_key = false;
+                } else if depth == 1 {
+                    if key.as_deref() == Some("id") {
+                        top.id = id_of(literal);
+                    }
+                    key = None;
+                }
+                i = j + 1;
+                continue;
+            }
+            b'{' | b'[' => {
+                if depth == 1 {
+                    key = None;
+                }
+                depth += 1;
+                expect_key = depth == 1 && b[i] == b'{';
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => expect_key = true,
+            b':' if depth == 1 => match key.as_deref() {
+                Some("method") => top.method = true,
+                Some("result" | "error") => top.response = true,
+                _ => {}
+            },
+            c if depth == 1 && (c == b'-' || c.is_ascii_digit()) => {
+                let end = text[i..]
+                    .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+                    .map_or(b.len(), |n| i + n);
+                if end < b.len() && key.as_deref() == Some("id") {
+                    top.id = id_of(&text[i..end]);
+                }
+                key = None;
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
     }
-    let at = text.find("\"id\"")? + 4;
-    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
-    let end = if let Some(s) = rest.strip_prefix('"') {
-        s.find('"')? + 2
-    } else {
-        rest.find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(rest.len())
-    };
-    let raw = serde_json::value::RawValue::from_string(rest[..end].to_string()).ok()?;
-    let probe = format!(r#"{{"jsonrpc":"2.0","id":{},"result":null}}"#, raw.get());
+    top
+}
+
+/// A request id from its JSON text (a string or an integer).
+fn id_of(raw: &str) -> Option<crate::jsonrpc::Id> {
+    let probe = format!(r#"{{"jsonrpc":"2.0","id":{raw},"result":null}}"#);
     match Message::parse(&probe).ok()? {
         Message::Response(r) => r.id,
         _ => None,
@@ -146,7 +214,7 @@ mod tests {
             _ => panic!("not too long"),
         }
         assert_eq!(buf.len(), KEEP_OF_OVERSIZED);
-        assert_eq!(sniff_id(&buf).and_then(|i| i.as_u64()), Some(42));
+        assert_eq!(sniff(&buf).id.and_then(|i| i.as_u64()), Some(42));
         assert!(matches!(
             read_line_limited(&mut reader, &mut buf, 100).unwrap(),
             Line::Text
@@ -164,8 +232,8 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_sniffed_from_responses_only() {
-        let id = |s: &str| sniff_id(s.as_bytes()).map(|i| i.to_string());
+    fn only_the_top_level_id_of_an_oversized_message_counts() {
+        let id = |s: &str| sniff(s.as_bytes()).id.map(|i| i.to_string());
         assert_eq!(
             id(r#"{"jsonrpc":"2.0","id":"abc","result":{"content":"#).as_deref(),
             Some(r#""abc""#)
@@ -174,10 +242,32 @@ mod tests {
             id(r#"{"id": 7 , "jsonrpc":"2.0","res"#).as_deref(),
             Some("7")
         );
+        // An "id" inside the result is not the message's: the real one comes later.
+        let inner = r#"{"jsonrpc":"2.0","result":{"items":[{"id":3,"name":"x"}],"id":"#;
+        assert_eq!(id(inner), None);
         assert_eq!(
-            id(r#"{"jsonrpc":"2.0","method":"x","id":1,"params":"#),
-            None
+            sniff(inner.as_bytes()),
+            TopLevel {
+                id: None,
+                method: false,
+                response: true
+            }
         );
-        assert_eq!(id(r#"{"jsonrpc":"2.0","result":"#), None);
+        // Nor one inside a string, or after a key that merely ends in "id".
+        assert_eq!(id(r#"{"jsonrpc":"2.0","result":"\"id\":9","#), None);
+        assert_eq!(id(r#"{"jsonrpc":"2.0","xid":5,"result":"#), None);
+        // A number cut off at the end of what was kept is not taken.
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":12"#), None);
+        // A request from the backend says so; a message that says nothing is nothing.
+        let request = sniff(br#"{"jsonrpc":"2.0","method":"x","id":1,"params":"#);
+        assert!(request.method && request.id.is_some());
+        assert_eq!(
+            sniff(br#"{"jsonrpc":"2.0","params":{"id":1"#),
+            TopLevel::default()
+        );
+        assert!(oversized("b", br#"{"jsonrpc":"2.0","params":{"id":1"#, 10, 5).is_none());
+        assert!(oversized("b", br#"{"jsonrpc":"2.0","method":"m","id":1"#, 10, 5).is_none());
+        let sole = oversized("b", inner.as_bytes(), 10, 5).expect("an error for the sole call");
+        assert_eq!(sole.id, None);
     }
 }

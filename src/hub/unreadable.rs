@@ -1,9 +1,11 @@
 //! A backend that could not read a request answers with an error whose id is null (it
-//! never got to the id). When exactly one client request is in flight on that instance,
-//! the error can only be for it: it is answered at once instead of at its timeout.
+//! never got to the id); an answer over `maxMessageSize` whose first bytes do not reach
+//! its id becomes such an error too (`lines::oversized`). When exactly one client request
+//! is in flight on that instance, the error can only be for it: it is answered at once
+//! instead of at its timeout.
 
 use super::{GatewayId, Hub, InstanceId, Pending};
-use crate::jsonrpc::{INVALID_REQUEST, PARSE_ERROR, Response};
+use crate::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Response};
 use log::warn;
 
 impl Hub {
@@ -15,7 +17,7 @@ impl Hub {
         resp: &Response,
     ) -> Option<GatewayId> {
         let code = resp.outcome.as_ref().err()?.code;
-        if resp.id.is_some() || !matches!(code, PARSE_ERROR | INVALID_REQUEST) {
+        if resp.id.is_some() || !matches!(code, PARSE_ERROR | INVALID_REQUEST | INTERNAL_ERROR) {
             return None;
         }
         let gid = {
@@ -30,7 +32,7 @@ impl Hub {
             gid
         };
         warn!(
-            "backend '{}': could not read a request (error {code}, no id); the one request in flight on it gets the error",
+            "backend '{}': an error without an id (code {code}); the one request in flight on it gets it",
             self.name_of(instance)
         );
         Some(gid)
