@@ -129,6 +129,8 @@ pub struct Args {
     pub allowed_origins: Vec<String>,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// `inheritEnv`: what backends' processes inherit, unless a backend says otherwise.
+    pub inherit_env: Vec<String>,
     /// `--token` or `MCP_GATEWAY_TOKEN`; the config's token is applied in `listen`.
     pub token: Option<String>,
     pub no_auth: bool,
@@ -179,6 +181,7 @@ impl Flags {
             session_idle: m.secs("sessionIdle"),
             session_unused: m.secs("sessionUnused"),
             allowed_origins: m.list("allowOrigins"),
+            inherit_env: m.list("inheritEnv"),
             ping_interval: m.secs("pingInterval"),
             ping_timeout: m.secs("pingTimeout"),
             token: self.settings.text("token").map(String::from),

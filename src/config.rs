@@ -39,6 +39,69 @@ pub struct BackendSpec {
     pub prefix: String,
     /// Whether the gateway is unready (`/readyz` 503) while this backend is not ready.
     pub required: bool,
+    /// What a process it starts inherits of the gateway's environment.
+    pub environment: Environment,
+}
+
+/// What a process the gateway starts for a backend (its server, a local SSE server, a
+/// built-in server and every command that runs) inherits of the gateway's environment,
+/// besides what the backend's own `env` sets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Environment {
+    /// The variables any backend's `env`, `headers` or `args` name (`${VAR}`), the basic
+    /// ones aside: kept from every process, so one backend's secret is not every
+    /// backend's (a backend gets a value only through its own `env`).
+    pub withheld: Vec<String>,
+    /// `inheritEnv`: when set, only the basic variables and those matching these glob
+    /// patterns are inherited.
+    pub only: Option<Vec<String>>,
+}
+
+/// Variables every process is given (unless `withheld` by name in none of them): what
+/// programs need to run at all, as the official SDKs' stdio transports pass by default,
+/// and their Windows counterparts.
+pub const BASIC_VARIABLES: &[&str] = &[
+    "HOME",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "APPDATA",
+    "HOMEDRIVE",
+    "HOMEPATH",
+    "LOCALAPPDATA",
+    "PATHEXT",
+    "PROCESSOR_ARCHITECTURE",
+    "PROGRAMFILES",
+    "SYSTEMDRIVE",
+    "SYSTEMROOT",
+    "TEMP",
+    "TMP",
+    "USERNAME",
+    "USERPROFILE",
+    "WINDIR",
+    "COMSPEC",
+];
+
+impl Environment {
+    /// Whether a process inherits the gateway's variable `name`.
+    pub fn inherits(&self, name: &str) -> bool {
+        let basic = BASIC_VARIABLES.iter().any(|b| b.eq_ignore_ascii_case(name));
+        if self.withheld.iter().any(|w| w == name) {
+            return false;
+        }
+        basic
+            || self
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|p| crate::glob::glob(p, name)))
+    }
 }
 
 /// What clients see of a backend's tools: `tools.allow`/`tools.deny` glob patterns on the
@@ -168,9 +231,11 @@ impl Transport {
 pub struct Launch {
     pub command: String,
     pub args: Vec<String>,
-    /// Added to the gateway's own environment.
+    /// Added to what it inherits of the gateway's environment.
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    /// What it inherits (set from its backend's `environment` when it is started).
+    pub environment: Environment,
 }
 
 /// Every problem found in a config file; `Display` prints one per line.
@@ -254,6 +319,7 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
         exists: cx.exists,
         no_prefix: false,
         inputs: Vec::new(),
+        referenced: std::collections::BTreeSet::new(),
     };
     let (settings, entries) = v.shape(top);
     v.no_prefix = cx.no_prefix || settings.flag("prefix") == Some(false);
@@ -278,6 +344,17 @@ pub fn parse_in(text: &str, cx: &Context<'_>) -> Result<Loaded, ConfigError> {
         if let Some(spec) = v.backend(name, value) {
             backends.push(spec);
         }
+    }
+    // What any backend names in its env, headers or args is kept from every process's
+    // inherited environment (the gateway-wide `inheritEnv` is applied as they start).
+    let withheld: Vec<String> = v
+        .referenced
+        .iter()
+        .filter(|n| !BASIC_VARIABLES.iter().any(|b| b.eq_ignore_ascii_case(n)))
+        .cloned()
+        .collect();
+    for b in &mut backends {
+        b.environment.withheld = withheld.clone();
     }
     v.check_profiles(&settings.profiles, &backends);
     v.check_tokens(&settings.tokens, &settings.profiles);
@@ -327,6 +404,8 @@ struct Validator<'a> {
     no_prefix: bool,
     /// VS Code's `inputs`: id and description.
     inputs: Vec<(String, String)>,
+    /// The variables backends' `env`, `headers` and `args` name.
+    referenced: std::collections::BTreeSet<String>,
 }
 
 mod fields;

@@ -27,7 +27,7 @@ pub fn run(
         backends,
         hub::HubOptions {
             init_timeout: args.init_timeout,
-            spawner: backend::spawner(&self_exe),
+            spawner: backend::spawner(&self_exe, args.inherit_env.clone()),
             ready_line: "All backends have settled".into(),
             page_size: args.page_size,
             ping_interval: args.ping_interval,

@@ -242,7 +242,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         backends,
         hub::HubOptions {
             init_timeout: args.init_timeout,
-            spawner: backend::spawner(&self_exe),
+            spawner: backend::spawner(&self_exe, args.inherit_env.clone()),
             ready_line: match &http {
                 Some(h) => format!(
                     "Connect MCP clients to {0}/mcp (Streamable HTTP) or {0}/sse (HTTP+SSE)",

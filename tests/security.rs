@@ -561,3 +561,53 @@ fn what_clients_and_backends_name_cannot_forge_log_lines_or_reach_the_terminal()
         );
     }
 }
+
+#[test]
+fn one_backends_secret_is_not_every_backends() {
+    let mut keyed = fixture(&["--tag", "keyed"]);
+    keyed["env"] = json!({"API_KEY": "${MY_SECRET}"});
+    let mut narrow = fixture(&["--tag", "narrow"]);
+    narrow["inheritEnv"] = json!(["GW_KEEP_*"]);
+    let config = json!({
+        "keyed": keyed,
+        "other": fixture(&["--tag", "other"]),
+        "narrow": narrow,
+        "sh": {"type": "builtin", "server": "bash"},
+    });
+    let gw = Gateway::start_env(
+        &config,
+        &[],
+        &[
+            ("MY_SECRET", "my-secret-value"),
+            ("GW_KEEP_ME", "kept"),
+            ("GW_OTHER", "plain"),
+        ],
+    );
+    let envs = children_environments(gw.pid());
+    assert_eq!(envs.len(), 4, "four backends: {envs:?}");
+    let has = |env: &Vec<String>, var: &str| env.iter().any(|v| v == var);
+    let named = |var: &str| envs.iter().filter(|e| has(e, var)).count();
+    // The secret reaches only the backend that names it, under the name it gives it.
+    assert_eq!(named("API_KEY=my-secret-value"), 1, "{envs:?}");
+    assert!(
+        envs.iter()
+            .all(|e| !e.iter().any(|v| v.starts_with("MY_SECRET="))),
+        "{envs:?}"
+    );
+    // inheritEnv: the narrow backend gets the basic variables and what it names, nothing
+    // else; the others inherit the rest of the gateway's environment.
+    assert_eq!(named("GW_KEEP_ME=kept"), 4, "{envs:?}");
+    assert_eq!(named("GW_OTHER=plain"), 3, "{envs:?}");
+    assert!(
+        envs.iter()
+            .all(|e| e.iter().any(|v| v.starts_with("PATH=")))
+    );
+    // A command the built-in shell runs does not see the secret either.
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "sh__bash", json!({"command": "env"}));
+    let out = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(out.contains("GW_OTHER=plain"), "{r}");
+    assert!(!out.contains("my-secret-value"), "{out}");
+}

@@ -40,7 +40,13 @@ pub fn start_for(spec: &BackendSpec, self_exe: &str, hub: Hub) -> Result<Backend
             url,
             launch,
             startup,
-        } => sse::start(name, url, launch.as_ref(), *startup, hub, max_message),
+        } => {
+            let launch = launch.as_ref().map(|l| Launch {
+                environment: spec.environment.clone(),
+                ..l.clone()
+            });
+            sse::start(name, url, launch.as_ref(), *startup, hub, max_message)
+        }
         Transport::StreamableHttp { url, headers } => {
             http::start(name, url, headers, hub, max_message)
         }
@@ -52,10 +58,18 @@ pub fn start_for(spec: &BackendSpec, self_exe: &str, hub: Hub) -> Result<Backend
     }
 }
 
-/// The hub's way to start instances: `start_for` with this binary for the built-ins.
-pub fn spawner(self_exe: &std::path::Path) -> Box<Spawner> {
+/// The hub's way to start instances: `start_for` with this binary for the built-ins, and
+/// the gateway-wide `inheritEnv` for backends without one of their own.
+pub fn spawner(self_exe: &std::path::Path, inherit_env: Vec<String>) -> Box<Spawner> {
     let self_exe = self_exe.to_string_lossy().into_owned();
-    Box::new(move |spec: &BackendSpec, hub: Hub| start_for(spec, &self_exe, hub))
+    Box::new(move |spec: &BackendSpec, hub: Hub| {
+        if spec.environment.only.is_none() && !inherit_env.is_empty() {
+            let mut spec = spec.clone();
+            spec.environment.only = Some(inherit_env.clone());
+            return start_for(&spec, &self_exe, hub);
+        }
+        start_for(spec, &self_exe, hub)
+    })
 }
 
 /// A program whose output is only logged.
@@ -105,7 +119,10 @@ pub fn spawn_logged(name: &str, launch: &Launch) -> Result<LoggedChild, String> 
 /// a process. `self_exe` is this binary, which serves the built-in servers.
 pub fn launch_for(spec: &BackendSpec, self_exe: &str) -> Option<Launch> {
     match &spec.transport {
-        Transport::Stdio(launch) => Some(launch.clone()),
+        Transport::Stdio(launch) => Some(Launch {
+            environment: spec.environment.clone(),
+            ..launch.clone()
+        }),
         Transport::Builtin {
             server,
             timeout_secs,
@@ -136,18 +153,31 @@ pub fn launch_for(spec: &BackendSpec, self_exe: &str) -> Option<Launch> {
                 args,
                 env: env.clone(),
                 cwd: None,
+                environment: spec.environment.clone(),
             })
         }
         Transport::Sse { .. } | Transport::StreamableHttp { .. } => None,
     }
 }
 
-/// Starts `launch` in its own process group, with the environment it adds and stdout and
-/// stderr piped.
+/// Starts `launch` in its own process group, with what it inherits of the gateway's
+/// environment (`config::Environment`) and what it adds, and stdout and stderr piped.
 pub(super) fn spawn_child(name: &str, launch: &Launch, stdin: Stdio) -> Result<Child, String> {
     let mut cmd = Command::new(&launch.command);
-    cmd.args(&launch.args)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+    cmd.args(&launch.args);
+    let environment = &launch.environment;
+    if environment.only.is_some() {
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| environment.inherits(k)) {
+                cmd.env(k, v);
+            }
+        }
+    }
+    for name in &environment.withheld {
+        cmd.env_remove(name);
+    }
+    cmd.envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

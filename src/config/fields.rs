@@ -19,6 +19,7 @@ pub(super) const COMMON_FIELDS: &[&str] = &[
     "toolTimeouts",
     "restart",
     "required",
+    "inheritEnv",
 ];
 pub(super) const STDIO_FIELDS: &[&str] = &["command", "args", "env", "cwd"];
 pub(super) const SSE_FIELDS: &[&str] = &["url", "command", "args", "env", "cwd", "startupTimeout"];
@@ -160,6 +161,12 @@ impl Validator<'_> {
             false,
             "true (the gateway is not ready without it) or false",
         );
+        let only = match obj.get("inheritEnv") {
+            None => Some(None),
+            Some(list) => self
+                .strings(&ctx, "inheritEnv", list, "variable names or glob patterns")
+                .map(Some),
+        };
         let transport = match transport {
             Some(Transport::Stdio(launch)) => {
                 Some(match original::stand_in(&launch, self.exists) {
@@ -183,6 +190,10 @@ impl Validator<'_> {
             scope: scope?,
             prefix: prefix?,
             policy: policy?,
+            environment: Environment {
+                withheld: Vec::new(),
+                only: only?,
+            },
         })
     }
 
@@ -476,6 +487,7 @@ impl Validator<'_> {
             args,
             env: env.unwrap_or_default(),
             cwd,
+            environment: Environment::default(),
         })
     }
 
@@ -604,6 +616,11 @@ impl Validator<'_> {
     }
 
     pub(super) fn expand(&mut self, ctx: &str, field: &str, text: &str) -> Option<String> {
+        // What a backend hands on by name is taken for a secret of its own.
+        if field.starts_with("env.") || field.starts_with("headers.") || field.starts_with("args[")
+        {
+            self.referenced.extend(variable_names(text));
+        }
         match expand_vars(text, self.lookup) {
             Ok(s) => Some(s),
             Err(e) => {

@@ -61,6 +61,7 @@ mod tests {
             args: args.iter().map(|a| a.to_string()).collect(),
             env: vec![("K".into(), "v".into())],
             cwd: None,
+            environment: Default::default(),
         }
     }
 

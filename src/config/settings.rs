@@ -211,6 +211,15 @@ pub const TABLE: &[Setting] = &[
         "Browser origins accepted besides loopback ones ('*' for any).",
     ),
     row(
+        "inheritEnv",
+        "--inherit-env",
+        Kind::List {
+            what: "a list of variable names or glob patterns (strings)",
+        },
+        Fallback::None,
+        "Variables the processes backends start inherit besides the basic ones (PATH, HOME, USER, LANG, TMPDIR…; glob patterns); unset: all but those any backend's env, headers or args name. A backend's own 'inheritEnv' overrides it.",
+    ),
+    row(
         "headerTimeout",
         "--header-timeout",
         SECONDS,

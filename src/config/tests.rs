@@ -49,6 +49,7 @@ fn gateway_shape_keeps_file_order_and_all_types() {
             args: vec!["/home/u/s.js".into()],
             env: vec![("K".into(), "s3cret".into())],
             cwd: None,
+            environment: Default::default(),
         })
     );
     assert!(
