@@ -514,9 +514,66 @@ pub fn wants_log(wanted: Option<&str>, level: Option<&str>) -> bool {
     }
 }
 
+/// Of the calls parked for input (or tasks) at most this many are one client's (its token
+/// and endpoint); its next one gives up its own oldest, never another client's.
+pub const PER_CLIENT: usize = 250;
+
+/// Which entry to give up so that one more of `client`'s fits, from each entry's key, the
+/// client it is for and when it expires: the client's own oldest when it holds `quota`
+/// already; else, when `max` are held in all, the oldest of the client holding the most.
+/// So one client's flood pushes out only its own.
+pub fn to_forget<K: Clone>(
+    entries: &[(K, &crate::contract::Access, std::time::Instant)],
+    client: &crate::contract::Access,
+    quota: usize,
+    max: usize,
+) -> Option<K> {
+    let oldest_of = |who: &crate::contract::Access| {
+        entries
+            .iter()
+            .filter(|(_, c, _)| *c == who)
+            .min_by_key(|(_, _, until)| *until)
+            .map(|(k, _, _)| k.clone())
+    };
+    if entries.iter().filter(|(_, c, _)| *c == client).count() >= quota {
+        return oldest_of(client);
+    }
+    if entries.len() < max {
+        return None;
+    }
+    let mut counts: Vec<(&crate::contract::Access, usize)> = Vec::new();
+    for (_, c, _) in entries {
+        match counts.iter_mut().find(|(k, _)| k == c) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((c, 1)),
+        }
+    }
+    let biggest = counts.iter().max_by_key(|(_, n)| *n).map(|(c, _)| *c)?;
+    oldest_of(biggest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_flood_pushes_out_only_its_own() {
+        use crate::contract::Access;
+        use std::time::{Duration, Instant};
+        let who = |t: &str| Access {
+            profile: None,
+            token: Some(t.into()),
+        };
+        let (alice, bob) = (who("alice"), who("bob"));
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + Duration::from_secs(n);
+        // Bob holds his quota: his own oldest goes, whatever Alice holds.
+        let entries = vec![(1, &alice, at(1)), (2, &bob, at(2)), (3, &bob, at(3))];
+        assert_eq!(to_forget(&entries, &bob, 2, 10), Some(2));
+        assert_eq!(to_forget(&entries, &alice, 2, 10), None);
+        // The table full: the biggest holder's oldest goes, not the newcomer's or Alice's.
+        assert_eq!(to_forget(&entries, &alice, 5, 3), Some(2));
+    }
 
     fn params(meta: Value) -> Value {
         json!({"name": "echo", "_meta": meta})

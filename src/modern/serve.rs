@@ -288,16 +288,24 @@ impl Parked {
     }
 
     /// Parks `waiting` under `state`; the expired go (their calls end with their sessions).
+    /// A client (token and endpoint) holds at most `PER_CLIENT` parked calls, and past
+    /// `MAX_PARKED` in all the biggest holder gives up its oldest: one client's flood never
+    /// pushes out another's call.
     fn park(&self, state: String, waiting: Waiting) {
         let mut parked = self.lock();
         let now = Instant::now();
         parked.retain(|_, w| w.until > now);
-        if parked.len() >= MAX_PARKED
-            && let Some(oldest) = parked
-                .iter()
-                .min_by_key(|(_, w)| w.until)
-                .map(|(k, _)| k.clone())
-        {
+        let held: Vec<(String, &crate::contract::Access, Instant)> = parked
+            .iter()
+            .map(|(k, w)| (k.clone(), &w.access, w.until))
+            .collect();
+        let forget = modern::to_forget(&held, &waiting.access, modern::PER_CLIENT, MAX_PARKED);
+        if let Some(oldest) = forget {
+            log::warn!(
+                "a call parked for its client's input was given up: {} calls wait for input, at most {} of one client's",
+                parked.len(),
+                modern::PER_CLIENT
+            );
             parked.remove(&oldest);
         }
         parked.insert(state, waiting);

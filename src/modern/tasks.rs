@@ -12,8 +12,9 @@
 //! asks the backend to cancel; the task is `cancelled` once the backend says so.
 //!
 //! A task is kept for its `ttlMs` from its creation (at most an hour), at most
-//! `MAX_TASKS` at once (one more forgets the oldest, whose thread then ends its session,
-//! and so its call at the backend). A task lives on the instance that made it; asked of
+//! `PER_CLIENT` of one client's and `MAX_TASKS` at once (one more forgets that client's
+//! oldest, or the biggest holder's, whose thread then ends its session, and so its call at
+//! the backend). A task lives on the instance that made it; asked of
 //! another, the answer names the instance.
 
 use super::serve::{Next, Private};
@@ -217,14 +218,22 @@ impl Tasks {
                 }
                 keep
             });
-            if table.len() >= MAX_TASKS
-                && let Some(oldest) = table
-                    .iter()
-                    .min_by_key(|(_, t)| t.until)
-                    .map(|(k, _)| k.clone())
+            // At most `PER_CLIENT` of one client's (token and endpoint), and past
+            // `MAX_TASKS` the biggest holder's oldest goes: one client's flood never
+            // forgets another's task.
+            let held: Vec<(String, &crate::contract::Access, Instant)> = table
+                .iter()
+                .map(|(k, t)| (k.clone(), &t.access, t.until))
+                .collect();
+            let forget = super::to_forget(&held, &task.access, super::PER_CLIENT, MAX_TASKS);
+            if let Some(oldest) = forget
                 && let Some(t) = table.remove(&oldest)
             {
-                log::warn!("over {MAX_TASKS} tasks kept; forgetting the oldest, '{oldest}'");
+                log::warn!(
+                    "forgetting task '{oldest}': {} tasks kept, at most {MAX_TASKS} in all and {} of one client's",
+                    table.len() + 1,
+                    super::PER_CLIENT
+                );
                 t.gone.store(true, Ordering::Relaxed);
             }
             table.insert(id.clone(), task.clone());
