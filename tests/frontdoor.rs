@@ -839,3 +839,41 @@ fn concurrent_large_bodies_are_bounded_in_memory() {
         util::http(gw.port, "POST", "/mcp", &headers, padded.as_bytes()).0 == 200
     });
 }
+
+#[test]
+fn a_2026_client_that_closes_its_connection_has_its_call_cancelled_within_seconds() {
+    // The default 15 s keep-alive: the close must be noticed without a write.
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "fx__sleep", "arguments": {"ms": 30000},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let mut s = connect(gw.port);
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: fx__sleep\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let watcher = McpClient::connect(gw.port);
+    let cancelled = || {
+        let r = watcher.call(json!("s"), "fx__state", json!({}));
+        let state: Value =
+            serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+        state["cancelled"].as_array().map_or(0, Vec::len)
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cancelled(), 0);
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cancelled() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the call was not cancelled within 5 s of the client closing its connection"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

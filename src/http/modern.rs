@@ -4,7 +4,7 @@
 //! else as an SSE stream. Closing the stream ends the request's hub session, which
 //! cancels it at its backend, as the revision requires.
 
-use super::server::{Request as HttpRequest, Response, Stream};
+use super::server::{Request as HttpRequest, Response, Stream, Watch};
 use super::{Shared, sse_head};
 use crate::jsonrpc::{self, Message};
 use crate::modern::{self, Reply};
@@ -84,15 +84,17 @@ struct Out<'a> {
 }
 
 enum State<'a> {
-    Waiting(HttpRequest<'a>),
+    /// Nothing sent yet; the connection is watched for the client hanging up.
+    Waiting(HttpRequest<'a>, Watch),
     Streaming(Stream),
     Gone,
 }
 
 impl<'a> Out<'a> {
     fn new(rq: HttpRequest<'a>, shared: &'a Shared) -> Out<'a> {
+        let watch = rq.watch_hangup();
         Out {
-            state: State::Waiting(rq),
+            state: State::Waiting(rq, watch),
             shared,
         }
     }
@@ -101,10 +103,12 @@ impl<'a> Out<'a> {
 impl Reply for Out<'_> {
     fn event(&mut self, msg: Option<&Message>) -> bool {
         let mut bytes = Vec::new();
-        if let State::Waiting(_) = self.state {
-            let State::Waiting(rq) = std::mem::replace(&mut self.state, State::Gone) else {
+        if let State::Waiting(..) = self.state {
+            let State::Waiting(rq, watch) = std::mem::replace(&mut self.state, State::Gone) else {
                 unreachable!("just matched")
             };
+            // The stream watches the connection from here on.
+            drop(watch);
             bytes.extend(sse_head("").into_bytes());
             self.state = State::Streaming(rq.into_writer());
         }
@@ -129,7 +133,10 @@ impl Reply for Out<'_> {
             return;
         };
         match self.state {
-            State::Waiting(rq) => rq.respond(Response::json(status, json)),
+            State::Waiting(rq, watch) => {
+                drop(watch);
+                rq.respond(Response::json(status, json))
+            }
             State::Streaming(mut w) => {
                 let mut bytes = sse::chunked_event(None, "message", &json);
                 bytes.extend_from_slice(sse::LAST_CHUNK);
@@ -140,8 +147,17 @@ impl Reply for Out<'_> {
     }
 
     fn stopping(self: Box<Self>) {
-        if let State::Waiting(rq) = self.state {
+        if let State::Waiting(rq, watch) = self.state {
+            drop(watch);
             rq.respond(Response::text(503, "the gateway is shutting down"));
+        }
+    }
+
+    fn hangup(&self) -> crossbeam_channel::Receiver<()> {
+        match &self.state {
+            State::Waiting(_, watch) => watch.rx.clone(),
+            State::Streaming(stream) => stream.hangup(),
+            State::Gone => crossbeam_channel::never(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod hangup;
 mod request;
 
 use hangup::Hangups;
+pub use hangup::Watch;
 use request::{Head, parse_head};
 pub use request::{Request, Response, Stream};
 

@@ -47,6 +47,11 @@ pub trait Reply {
     fn finish(self: Box<Self>, status: u16, answer: Message);
     /// Says the gateway is stopping.
     fn stopping(self: Box<Self>);
+    /// Gets a message when the client hangs up, where the transport can tell at once
+    /// (closing the stream cancels the request, as the revision has it).
+    fn hangup(&self) -> Receiver<()> {
+        crossbeam_channel::never()
+    }
 }
 
 /// A transport's `Reply`, boxed: one copy of the serving code for every transport.
@@ -120,6 +125,7 @@ pub fn serve(
         match session.next(Duration::from_secs(60)) {
             Next::Message(Message::Response(r)) => break r.outcome,
             Next::Message(_) => continue,
+            Next::HungUp => return,
             Next::Quiet | Next::Ended => return out.stopping(),
         }
     };
@@ -213,6 +219,8 @@ pub(super) enum Next {
     Quiet,
     /// The session ended (the gateway is stopping).
     Ended,
+    /// The client hung up.
+    HungUp,
 }
 
 impl Private {
@@ -247,10 +255,18 @@ impl Private {
     }
 
     pub(super) fn next(&self, wait: Duration) -> Next {
-        match self.rx.recv_timeout(wait) {
-            Ok(out) => Next::Message(out.into_inner().msg),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Next::Quiet,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Next::Ended,
+        self.next_unless(wait, &crossbeam_channel::never())
+    }
+
+    /// `next`, or `Next::HungUp` as soon as `hangup` says the client is gone.
+    pub(super) fn next_unless(&self, wait: Duration, hangup: &Receiver<()>) -> Next {
+        crossbeam_channel::select! {
+            recv(self.rx) -> out => match out {
+                Ok(out) => Next::Message(out.into_inner().msg),
+                Err(_) => Next::Ended,
+            },
+            recv(hangup) -> _ => Next::HungUp,
+            default(wait) => Next::Quiet,
         }
     }
 
@@ -428,7 +444,8 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
     // A task's requests for input that come before the task itself: the task's.
     let mut early = Vec::new();
     loop {
-        let msg = match session.next(keepalive) {
+        // Asked anew each time: the transport's watch changes when a stream starts.
+        let msg = match session.next_unless(keepalive, &out.hangup()) {
             Next::Message(msg) => msg,
             Next::Quiet => {
                 if !out.event(None) {
@@ -436,6 +453,8 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
                 }
                 continue;
             }
+            // The session ends with this thread, which cancels the call at its backend.
+            Next::HungUp => return,
             Next::Ended => return out.stopping(),
         };
         match msg {
@@ -505,7 +524,7 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
                     return;
                 }
             }
-            Next::Quiet | Next::Ended => break,
+            Next::Quiet | Next::Ended | Next::HungUp => break,
         }
     }
     // Requests for what the client declared go to it; the others are refused to the
@@ -640,7 +659,7 @@ fn listen(mut out: Out<'_>, session: Private, req: &Request, params: Option<&Val
     }
     let keepalive = ends.keepalive;
     loop {
-        let msg = match session.next(keepalive) {
+        let msg = match session.next_unless(keepalive, &out.hangup()) {
             Next::Message(Message::Notification(n)) => n,
             Next::Message(_) => continue, // the subscriptions' answers
             Next::Quiet => {
@@ -649,6 +668,7 @@ fn listen(mut out: Out<'_>, session: Private, req: &Request, params: Option<&Val
                 }
                 continue;
             }
+            Next::HungUp => return,
             Next::Ended => break,
         };
         let params: Map<String, Value> = msg

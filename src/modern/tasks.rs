@@ -335,7 +335,7 @@ fn drive(task: &Task, session: &Private, meta: &Meta) {
     while !task.gone.load(Ordering::Relaxed) && Instant::now() < task.until {
         let msg = match session.next(Duration::from_secs(1)) {
             Next::Message(msg) => msg,
-            Next::Quiet => continue,
+            Next::Quiet | Next::HungUp => continue,
             Next::Ended => {
                 let error = json!({"code": INTERNAL_ERROR, "message": "the gateway stopped before the task ended"});
                 return task.end("failed", Some(Err(error)));

@@ -167,6 +167,17 @@ impl Request<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Watches the connection for the client hanging up while its answer is prepared (on
+    /// Linux; elsewhere it never fires). Drop it before answering.
+    pub fn watch_hangup(&self) -> Watch {
+        let socket = self
+            .conn
+            .socket
+            .as_ref()
+            .expect("a request being answered still has its socket");
+        self.ctx.hangups.watch(socket.tcp())
+    }
+
     /// Reads the whole body (sending `100 Continue` first when the client waits for it).
     /// The error is the response to send instead: 413 over the size limit, 408 when the
     /// body does not arrive in time, 400 when it is malformed or cut short.
