@@ -316,12 +316,19 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     }
     console!("shutting down");
     watcher.stop();
+    // No request is let in from here on (it gets 503, or 404 in its session), and every
+    // one let in before is with the hub before the hub is told to stop: the hub answers
+    // them all, one way or the other.
+    if let Some(f) = &frontend {
+        f.drain();
+    }
     let writers = frontend.map(http::Frontend::stop);
     let _ = hub_tx.send(contract::HubEvent::Shutdown);
     let supervisors = hub_thread.join().unwrap_or_default();
-    // The hub answered every pending request; let those answers reach their clients.
+    // The hub answered every pending request; let those answers, and the refusals being
+    // written, reach their clients, and the streams end with their last chunk.
     if let Some(w) = writers {
-        w.wait(Duration::from_secs(2));
+        w.wait(Duration::from_secs(5));
     }
     if let Some(w) = stdio_writer {
         let _ = w.join();

@@ -354,3 +354,112 @@ fn in_flight(gw: &Gateway, n: usize) {
             .contains(&format!("mcp_gateway_requests_in_flight {n}"))
     });
 }
+
+/// A POST that may meet a stopping gateway: Err when it cannot connect (it was never let
+/// in), else the status and body (status 0: the connection closed without a response).
+fn post_while_stopping(
+    port: u16,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let sent = write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if sent.is_err() {
+        return Err("the connection closed before the request was sent".into());
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, text))
+}
+
+#[test]
+fn a_sigterm_under_load_answers_every_request_that_was_let_in() {
+    for trial in 0..3 {
+        let mut gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+        let port = gw.port;
+        let call = |id: usize| {
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                   "params": {"name": "fx__sleep", "arguments": {"ms": 10}}})
+            .to_string()
+        };
+        // Legacy clients: every POST answered 202 must get its answer on the stream.
+        let legacy: Vec<_> = (0..6)
+            .map(|_| {
+                std::thread::spawn(move || -> Result<usize, String> {
+                    let c = SseClient::connect(port);
+                    c.initialize();
+                    for i in 1.. {
+                        match post_while_stopping(port, &c.endpoint, "", &call(i)) {
+                            Ok((202, _)) => {}
+                            Ok((0, _)) => {
+                                return Err(format!("POST {i}: closed without a response"));
+                            }
+                            Ok(_) | Err(_) => return Ok(i - 1),
+                        }
+                        if c.wait_response(&json!(i), Duration::from_secs(15))
+                            .is_none()
+                        {
+                            return Err(format!("call {i} was let in (202) but never answered"));
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        // Streamable HTTP clients: every POST gets a response (an answer, or a refusal).
+        let modern: Vec<_> = (0..6)
+            .map(|_| {
+                std::thread::spawn(move || -> Result<usize, String> {
+                    let c = util::McpClient::connect(port);
+                    let session = format!("Mcp-Session-Id: {}\r\n", c.session);
+                    for i in 1.. {
+                        match post_while_stopping(port, "/mcp", &session, &call(i)) {
+                            Ok((200, text)) if text.contains(&format!("\"id\":{i}")) => {}
+                            Ok((0, text)) => {
+                                return Err(format!(
+                                    "call {i}: closed without a response: {text:?}"
+                                ));
+                            }
+                            Ok((200, text)) => return Err(format!("call {i}: {text}")),
+                            Ok(_) | Err(_) => return Ok(i - 1),
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(800));
+        gw.signal(libc::SIGTERM);
+        assert!(gw.wait_exit().success());
+        let mut calls = 0;
+        for (kind, t) in legacy
+            .into_iter()
+            .map(|t| ("legacy", t))
+            .chain(modern.into_iter().map(|t| ("/mcp", t)))
+        {
+            match t.join().expect("the client thread did not panic") {
+                Ok(n) => calls += n,
+                Err(e) => panic!("trial {trial}, a {kind} client: {e}\n{}", gw.stderr()),
+            }
+        }
+        assert!(
+            calls > 20,
+            "trial {trial}: only {calls} calls before the signal"
+        );
+    }
+}

@@ -92,14 +92,6 @@ impl Writers {
         self.0.fetch_add(1, Ordering::SeqCst);
         Writing(self.clone())
     }
-
-    /// Waits, at most `limit`, for every writer to finish what it was given.
-    pub fn wait(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while self.0.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 impl Drop for Writing {
@@ -247,11 +239,35 @@ impl Frontend {
     }
 
     /// Stops taking requests; open streams end when the hub drops their sessions. Returns
-    /// the writers, to wait for them once the hub has answered everything.
-    pub fn stop(self) -> Writers {
+    /// what is still under way, to wait for once the hub has answered everything.
+    pub fn stop(self) -> Finishing {
         self.stopping.store(true, Ordering::SeqCst);
         self.server.stop();
-        self.writers
+        Finishing {
+            writers: self.writers,
+            connections: self.shared.connections.clone(),
+        }
+    }
+}
+
+/// What a stopped front end still has under way: answers and streams being written,
+/// requests being answered (refusals included).
+pub struct Finishing {
+    writers: Writers,
+    connections: Arc<server::Counters>,
+}
+
+impl Finishing {
+    /// Waits, at most `limit`, until nothing is being written or answered.
+    pub fn wait(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let busy = || {
+            self.writers.0.load(Ordering::SeqCst) > 0
+                || self.connections.busy.load(Ordering::SeqCst) > 0
+        };
+        while busy() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -309,6 +325,9 @@ fn forwarded_prefix(rq: &Request<'_>, opts: &Options) -> String {
 }
 
 fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
+    // Counted until answered (a stream's writer counts itself), so a stopping gateway
+    // waits for what it is answering.
+    let _answering = shared.writers.enter();
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     debug!("http: {} {path}", rq.method());

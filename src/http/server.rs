@@ -167,6 +167,25 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Connections closed by a head, body or idle deadline.
     pub timed_out: AtomicU64,
+    /// Requests whose head has been read and whose answer is not yet written (a stream
+    /// counts until its socket is taken).
+    pub busy: AtomicUsize,
+}
+
+/// One request being answered, counted in `Counters::busy` until dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(count: &'a AtomicUsize) -> Busy<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Ctx {
@@ -245,6 +264,14 @@ fn accept_loop(listener: Listener, ctx: &Arc<Ctx>) {
     loop {
         let accepted = listener.tcp.accept();
         if ctx.stopping.load(Ordering::SeqCst) {
+            // Connections already waiting to be taken are told, not reset as the
+            // listening socket closes.
+            let _ = listener.tcp.set_nonblocking(true);
+            let mut waiting = accepted.ok().map(|(tcp, _)| tcp);
+            while let Some(tcp) = waiting {
+                turn_away(tcp, listener.is_tls(), "the gateway is shutting down");
+                waiting = listener.tcp.accept().ok().map(|(tcp, _)| tcp);
+            }
             break;
         }
         match accepted {
@@ -344,6 +371,11 @@ fn refuse(tcp: TcpStream, tls: bool, ctx: &Ctx, why: &str) {
             n + 1
         );
     }
+    turn_away(tcp, tls, why);
+}
+
+/// Answers 503 on a connection that will not be served, without waiting for it.
+fn turn_away(tcp: TcpStream, tls: bool, why: &str) {
     if tls {
         return;
     }
@@ -546,6 +578,7 @@ impl Conn {
                 }
             };
             first = false;
+            let _busy = Busy::new(&ctx.counters.busy);
             let body = match head.framing() {
                 Ok((body, keep_alive)) => {
                     self.keep_alive = keep_alive;

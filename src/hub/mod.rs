@@ -290,7 +290,7 @@ impl Hub {
                 recv(ticker) -> _ => self.tick(),
             }
         }
-        self.shutdown()
+        self.shutdown(&events)
     }
 
     fn handle(&mut self, ev: HubEvent) {
@@ -371,20 +371,41 @@ impl Hub {
             .map_or("?", |i| self.backends[i.backend].spec.name.as_str())
     }
 
-    fn shutdown(mut self) -> Vec<JoinHandle<()>> {
+    fn shutdown(mut self, events: &Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
         info!(
             "hub: shutting down: {} session(s), {} pending request(s)",
             self.sessions.len(),
             self.pending().len()
         );
         // Lists still held get what there is; every request still waiting gets its answer
-        // before the streams close. Routers route nothing more.
+        // before the streams close. Routers route nothing more: the snapshots go, and every
+        // instance's flag is cleared under the table's lock, so a router that read a
+        // snapshot before either registered its entry already (and it is answered below)
+        // or registers none.
         self.release_at_shutdown();
         self.replies.published.clear();
+        {
+            let _table = self.pending();
+            for inst in self.instances.values() {
+                inst.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         let all = self.pending().drain();
         for (_, p) in all {
             if let Pending::Client { session, id, .. } = p {
                 let reply = Response::error(Some(id), INTERNAL_ERROR, SHUTTING_DOWN);
+                self.deliver(&session, Message::Response(reply));
+            }
+        }
+        // Requests that reached the hub after it was told to stop get the same answer.
+        while let Ok(ev) = events.try_recv() {
+            if let HubEvent::FromClient {
+                session,
+                msg: Message::Request(r),
+                ..
+            } = ev
+            {
+                let reply = Response::error(Some(r.id), INTERNAL_ERROR, SHUTTING_DOWN);
                 self.deliver(&session, Message::Response(reply));
             }
         }
