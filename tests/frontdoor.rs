@@ -877,3 +877,37 @@ fn a_2026_client_that_closes_its_connection_has_its_call_cancelled_within_second
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn connections_that_say_nothing_cannot_lock_out_clients_at_the_cap() {
+    let gw = Gateway::start_with(
+        &json!({ "fx": fixture(&[]) }),
+        &["--max-connections", "20", "--token", "cap-test-token-value"],
+    );
+    // Twenty anonymous connections take every place and say nothing.
+    let mut silent: Vec<TcpStream> = (0..20).map(|_| connect(gw.port)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(healthz(gw.port), Some(200), "a place while all are fresh");
+    // Once they have held their places for a moment without a request, a client with a
+    // request gets in: the oldest silent one makes room.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(healthz(gw.port), Some(200));
+    let auth = [("Authorization", "Bearer cap-test-token-value")];
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, _, body) = McpClient::post(gw.port, None, &auth, &init);
+    assert_eq!(status, 200, "{body}");
+    let (answer, closed) = read_until_close(&mut silent[0], Duration::from_secs(5));
+    assert!(
+        closed && answer.is_empty(),
+        "the oldest silent one: {answer:?}"
+    );
+    // A client without the token is answered 401 and its connection closed: it holds no
+    // place either.
+    let mut s = connect(gw.port);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (answer, closed) = read_until_close(&mut s, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(closed && answer.contains("Connection: close"), "{answer}");
+}

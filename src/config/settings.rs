@@ -224,7 +224,7 @@ pub const TABLE: &[Setting] = &[
         "--header-timeout",
         SECONDS,
         Num(60),
-        "Time from a connection's first byte to the end of a request head (408 after).",
+        "Time from a connection's first byte to the end of a request head (408 after); a new connection's first request must also arrive within 10 s of its opening.",
     ),
     row(
         "bodyTimeout",

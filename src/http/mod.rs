@@ -374,6 +374,10 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
         );
         let response = Response::text(401, "this gateway needs 'Authorization: Bearer <token>'")
             .with_header("WWW-Authenticate", "Bearer realm=\"mcp-gateway\"");
+        // No connection stays open for a client without a token: the connection cap is
+        // kept for those with one (see `server::Fresh`).
+        let mut rq = rq;
+        rq.close_after();
         return rq.respond(response);
     }
     // A profile's endpoints: `/p/NAME/mcp`, `/p/NAME/sse` (its legacy POSTs go to

@@ -45,6 +45,12 @@ const MIN_PROGRESS: usize = 64 * 1024;
 /// Below this a response's head and body go out in one write; above it, in two, so a
 /// large body is not copied once more.
 const ONE_WRITE: usize = 64 * 1024;
+/// A new connection's first request head must arrive within this (or the head timeout, if
+/// shorter): a connection that says nothing holds its place only this long.
+const FIRST_REQUEST: Duration = Duration::from_secs(10);
+/// At the connection cap, a connection open this long without a whole first request
+/// gives its place to a new one (the newest are left their time to send theirs).
+const FRESH_GRACE: Duration = Duration::from_secs(2);
 
 /// What a connection may take and how long it may take it.
 #[derive(Clone, Debug)]
@@ -190,6 +196,9 @@ impl Drop for Busy<'_> {
 
 struct Ctx {
     limits: Limits,
+    /// Connections that have not yet sent a whole request head, oldest first: at the cap
+    /// the oldest of them makes room for a new connection.
+    fresh: Fresh,
     hangups: Hangups,
     /// Bytes of request bodies being read now (`Limits::body_memory`).
     bodies: AtomicUsize,
@@ -215,6 +224,7 @@ pub fn serve(
     let addr = listener.local_addr()?;
     let ctx = Arc::new(Ctx {
         limits,
+        fresh: Fresh::default(),
         hangups: Hangups::start(),
         bodies: AtomicUsize::new(0),
         handler,
@@ -283,7 +293,9 @@ fn accept_loop(listener: Listener, ctx: &Arc<Ctx>) {
                     );
                     backoff = Duration::from_millis(10);
                 }
-                if ctx.counters.open.load(Ordering::SeqCst) >= ctx.limits.max_connections {
+                if ctx.counters.open.load(Ordering::SeqCst) >= ctx.limits.max_connections
+                    && !ctx.fresh.make_room()
+                {
                     refuse(
                         tcp,
                         listener.is_tls(),
@@ -389,11 +401,98 @@ fn turn_away(tcp: TcpStream, tls: bool, why: &str) {
     let _ = tcp.shutdown(Shutdown::Write);
 }
 
+/// The connections that have not yet sent a whole request head, oldest first, each with a
+/// way to shut it down. On Unix that is its descriptor, used only under this table's lock,
+/// and a connection's thread takes itself out (under the lock) before its socket closes,
+/// so the descriptor is never another socket's; elsewhere, a second handle of the socket.
+#[derive(Default)]
+struct Fresh(std::sync::Mutex<std::collections::VecDeque<(u64, Instant, Handle)>>);
+
+#[cfg(unix)]
+type Handle = std::os::fd::RawFd;
+#[cfg(not(unix))]
+type Handle = TcpStream;
+
+impl Fresh {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, Instant, Handle)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, n: u64, accepted: Instant, tcp: &TcpStream) {
+        #[cfg(unix)]
+        let handle = Some(std::os::fd::AsRawFd::as_raw_fd(tcp));
+        #[cfg(not(unix))]
+        let handle = tcp.try_clone().ok();
+        if let Some(handle) = handle {
+            self.lock().push_back((n, accepted, handle));
+        }
+    }
+
+    /// The connection sent a whole request head, or is about to close.
+    fn remove(&self, n: u64) {
+        let mut fresh = self.lock();
+        if let Some(at) = fresh.iter().position(|(m, _, _)| *m == n) {
+            fresh.remove(at);
+        }
+    }
+
+    /// Shuts down the oldest connection that has said nothing whole for `FRESH_GRACE`, to
+    /// make room for a new one; false when there is none.
+    fn make_room(&self) -> bool {
+        let mut fresh = self.lock();
+        // By when each was accepted (threads add themselves in any order).
+        let oldest = fresh
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, accepted, _))| *accepted)
+            .filter(|(_, (_, accepted, _))| accepted.elapsed() >= FRESH_GRACE)
+            .map(|(at, _)| at);
+        let Some((_, opened, handle)) = oldest.and_then(|at| fresh.remove(at)) else {
+            return false;
+        };
+        debug!(
+            "http: at the connection cap, closed a connection that sent no whole request in {} ms",
+            opened.elapsed().as_millis()
+        );
+        // Still under the lock: its thread has not taken itself out, so it is still open.
+        #[cfg(unix)]
+        // SAFETY: `handle` is the descriptor of a socket whose thread has not yet taken
+        // it out of this table, which it does before the socket closes; shutdown(2)
+        // passes no memory.
+        unsafe {
+            libc::shutdown(handle, libc::SHUT_RDWR);
+        }
+        #[cfg(not(unix))]
+        let _ = handle.shutdown(Shutdown::Both);
+        drop(fresh);
+        true
+    }
+}
+
+/// A connection's place in `Fresh`, left when dropped.
+struct FreshEntry<'a>(&'a Fresh, u64);
+
+impl<'a> FreshEntry<'a> {
+    fn new(fresh: &'a Fresh, n: u64, accepted: Instant, tcp: &TcpStream) -> FreshEntry<'a> {
+        fresh.add(n, accepted, tcp);
+        FreshEntry(fresh, n)
+    }
+}
+
+impl Drop for FreshEntry<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
 /// Takes a place among the open connections and starts the connection's thread.
 fn start_connection(listener: &Listener, tcp: TcpStream, peer: SocketAddr, n: u64, ctx: &Arc<Ctx>) {
     ctx.counters.open.fetch_add(1, Ordering::SeqCst);
     ctx.counters.accepted.fetch_add(1, Ordering::Relaxed);
     let slot = Slot(ctx.counters.clone());
+    let accepted = Instant::now();
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(ctx.limits.write_window()));
     let socket = match wrap(listener, tcp) {
@@ -415,7 +514,11 @@ fn start_connection(listener: &Listener, tcp: TcpStream, peer: SocketAddr, n: u6
                 slot: Some(slot),
                 keep_alive: true,
                 unread: false,
+                n,
             };
+            // Declared after `conn`, so dropped before it: out of the table before the
+            // socket closes, however the thread ends.
+            let _fresh = FreshEntry::new(&ctx.fresh, n, accepted, conn.socket().tcp());
             conn.run(&ctx);
         });
     if let Err(e) = spawned {
@@ -553,6 +656,8 @@ struct Conn {
     keep_alive: bool,
     /// Set when it closes with some of a request's body not read.
     unread: bool,
+    /// Its number, in `Ctx::fresh` until its first request head is read.
+    n: u64,
 }
 
 /// Why reading stopped.
@@ -577,6 +682,9 @@ impl Conn {
                     break;
                 }
             };
+            if first {
+                ctx.fresh.remove(self.n);
+            }
             first = false;
             let _busy = Busy::new(&ctx.counters.busy);
             let body = match head.framing() {
@@ -659,10 +767,10 @@ impl Conn {
         let limits = &ctx.limits;
         let started = Instant::now();
         if self.buf.is_empty() {
-            // A new connection gets the head timeout for its first byte too; a kept-alive
-            // one may idle longer between requests.
+            // A new connection gets the first request's time for its first byte too; a
+            // kept-alive one may idle longer between requests.
             let wait = if first {
-                limits.header_timeout
+                limits.header_timeout.min(FIRST_REQUEST)
             } else {
                 limits.idle_timeout
             };
@@ -676,7 +784,12 @@ impl Conn {
                 Err(ReadError::Closed) => return Ok(None),
             }
         }
-        let deadline = if first { started } else { Instant::now() } + limits.header_timeout;
+        let allowed = if first {
+            limits.header_timeout.min(FIRST_REQUEST)
+        } else {
+            limits.header_timeout
+        };
+        let deadline = if first { started } else { Instant::now() } + allowed;
         loop {
             if let Some(head) = parse_head(&mut self.buf)? {
                 return Ok(Some(head));
@@ -699,7 +812,7 @@ impl Conn {
                         408,
                         &format!(
                             "the request head did not arrive within {} s",
-                            limits.header_timeout.as_secs()
+                            allowed.as_secs()
                         ),
                     ));
                 }

@@ -167,6 +167,12 @@ impl Request<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Closes the connection after this request's answer (a client that failed to
+    /// authenticate keeps no connection open).
+    pub fn close_after(&mut self) {
+        self.conn.keep_alive = false;
+    }
+
     /// Watches the connection for the client hanging up while its answer is prepared (on
     /// Linux; elsewhere it never fires). Drop it before answering.
     pub fn watch_hangup(&self) -> Watch {
