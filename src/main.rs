@@ -382,6 +382,9 @@ fn drain(
     );
 }
 
+/// The fewest characters a client token may have.
+const MIN_CLIENT_TOKEN: usize = 12;
+
 /// The config's client tokens, their secrets read (from the config or their files) and
 /// their profiles named by place; a file that cannot be read, or holds nothing, or a secret
 /// that is the gateway's own token, stops the start with the token's label.
@@ -410,6 +413,12 @@ fn client_tokens(
                 text
             }
         };
+        if token.chars().count() < MIN_CLIENT_TOKEN {
+            return Err(Failure::Usage(format!(
+                "{ctx}: a client token must be at least {MIN_CLIENT_TOKEN} characters (this one has {}): anyone could guess a shorter one; `openssl rand -hex 16` makes a good one",
+                token.chars().count()
+            )));
+        }
         if settings.text("token") == Some(token.as_str()) || out.iter().any(|o| o.token == token) {
             return Err(Failure::Usage(format!(
                 "{ctx}: its secret is another token's (or the gateway's own): give each client its own"

@@ -911,3 +911,36 @@ fn connections_that_say_nothing_cannot_lock_out_clients_at_the_cap() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(closed && answer.contains("Connection: close"), "{answer}");
 }
+
+#[test]
+fn a_slow_body_gets_its_timeout_once_and_a_stream_says_it_closes() {
+    let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--body-timeout", "2"]);
+    // 10 of a small body's 100 bytes, to an endpoint that reads it and to one that does
+    // not: each connection is answered and closed when the one body deadline passes (it
+    // was given a second one while the unread rest was drained).
+    for (path, status) in [("/mcp", "HTTP/1.1 408"), ("/nowhere", "HTTP/1.1 404")] {
+        let mut s = connect(gw.port);
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\""
+        )
+        .unwrap();
+        let sent = Instant::now();
+        let (answer, closed) = read_until_close(&mut s, Duration::from_secs(10));
+        assert!(answer.starts_with(status) && closed, "{path}: {answer:?}");
+        assert!(
+            sent.elapsed() < Duration::from_millis(3500),
+            "{path}: closed after {:?}, not at the 2 s body deadline",
+            sent.elapsed()
+        );
+    }
+    // A stream's head says the connection closes with it.
+    let (status, mut r) = util::raw_sse(gw.port, "");
+    assert!(status.contains(" 200 "), "{status}");
+    let headers = util::read_headers(&mut r);
+    assert!(
+        headers.contains(&("connection".into(), "close".into())),
+        "{headers:?}"
+    );
+}

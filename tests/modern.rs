@@ -734,3 +734,40 @@ fn a_2026_client_runs_a_task_tool_of_server_everything_and_answers_its_question(
         "{message}"
     );
 }
+
+#[test]
+fn a_listen_stream_acknowledges_only_the_subscriptions_that_were_agreed() {
+    use std::io::{BufRead, BufReader, Write};
+    let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
+    let body = json!({"jsonrpc": "2.0", "id": "sub-2", "method": "subscriptions/listen",
+                      "params": {"_meta": meta(), "notifications": {
+                          "resourceSubscriptions": ["mem://shared", "nowhere://at/all"]}}})
+    .to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {VERSION}\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let ack = loop {
+        let line = lines.next().expect("the stream is open").expect("readable");
+        if let Some(data) = line.strip_prefix("data: ") {
+            break serde_json::from_str::<Value>(data).unwrap();
+        }
+    };
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    // No backend serves the second URI: its subscription was refused, so it is not
+    // acknowledged.
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"resourceSubscriptions": ["mem://shared"]}),
+        "{ack}"
+    );
+}

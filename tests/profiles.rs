@@ -422,6 +422,26 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
 }
 
 #[test]
+fn a_client_token_too_short_to_be_secret_stops_the_start() {
+    let dir = util::TempDir::new();
+    let path = dir.path().join("config.json");
+    let config = json!({"gateway": {"tokens": {"ci": {"token": "x", "profiles": ["p"]}},
+                                    "profiles": {"p": {}}}, "a": fixture(&[])});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--port", "0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("token 'ci': a client token must be at least 12 characters (this one has 1)"),
+        "{said}"
+    );
+}
+
+#[test]
 fn a_token_naming_a_missing_profile_or_an_unreadable_file_stops_the_start() {
     let dir = util::TempDir::new();
     for (config, expected) in [

@@ -28,6 +28,16 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Whether the profile's resource globs let a client reach `uri`. With any glob, a URI
+    /// with a `.` or `..` path segment (also written `%2e`, or behind an encoded `/` or a
+    /// `\\`) is refused: a glob checks the text, and a backend that resolves the path
+    /// would reach what the glob does not show (`test://template/../..` passes
+    /// `test://template/*`).
+    pub fn shows_uri(&self, uri: &str) -> bool {
+        let filtered = !self.resources.allow.is_empty() || !self.resources.deny.is_empty();
+        self.resources.shows(uri) && !(filtered && has_dot_segments(uri))
+    }
+
     /// Whether the profile shows the backend `spec`.
     pub fn shows_backend(&self, spec: &BackendSpec) -> bool {
         match &self.backends {
@@ -35,6 +45,24 @@ impl Profile {
             None => !matches!(spec.transport, Transport::Builtin { .. }),
         }
     }
+}
+
+/// Whether a URI's path has a `.` or `..` segment, read as a server might: `%2e` as `.`,
+/// `%2f` and `\\` as `/`.
+pub fn has_dot_segments(uri: &str) -> bool {
+    let decoded = uri
+        .replace("%2e", ".")
+        .replace("%2E", ".")
+        .replace("%2f", "/")
+        .replace("%2F", "/")
+        .replace("%5c", "/")
+        .replace("%5C", "/")
+        .replace('\\', "/");
+    let rest = decoded
+        .split_once("://")
+        .map_or(decoded.as_str(), |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or(rest);
+    path.split(['/', ':']).any(|s| s == "." || s == "..")
 }
 
 /// Whether `name` can be a profile's: a path segment of letters, digits, `-` and `_`.

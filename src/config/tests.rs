@@ -443,3 +443,32 @@ fn a_reload_that_changes_profiles_or_tokens_names_them_among_the_changed_setting
     assert_eq!(before.changed_fields(&moved), ["tokens"]);
     assert!(before.changed_fields(&before.clone()).is_empty());
 }
+
+#[test]
+fn a_profiles_uri_globs_refuse_paths_that_climb_out() {
+    use super::profiles::{Profile, has_dot_segments};
+    let profile = Profile {
+        resources: View {
+            allow: vec!["test://template/*".into(), "file:///srv/docs/*".into()],
+            ..View::default()
+        },
+        ..Profile::default()
+    };
+    assert!(profile.shows_uri("test://template/42"));
+    assert!(profile.shows_uri("file:///srv/docs/a.md"));
+    for climbing in [
+        "test://template/../..",
+        "test://template/..",
+        "file:///srv/docs/../../etc/passwd",
+        "file:///srv/docs/%2e%2e/secret",
+        "file:///srv/docs/a%2f..%2f..%2fetc",
+        "file:///srv/docs/.\\..\\x",
+        "test://template/./x",
+    ] {
+        assert!(has_dot_segments(climbing), "{climbing}");
+        assert!(!profile.shows_uri(climbing), "{climbing}");
+    }
+    assert!(!has_dot_segments("file:///srv/docs/a..b/c.d?x=../y"));
+    // A profile with no URI globs leaves URIs to their backends.
+    assert!(Profile::default().shows_uri("test://template/../x"));
+}

@@ -649,6 +649,7 @@ pub fn sse_head(extra: &str) -> String {
          Cache-Control: no-cache\r\n\
          X-Accel-Buffering: no\r\n\
          Transfer-Encoding: chunked\r\n\
+         Connection: close\r\n\
          {extra}\r\n"
     )
 }

@@ -707,6 +707,7 @@ impl Conn {
                 answered: false,
                 ctx,
                 held: 0,
+                body_deadline: Instant::now() + ctx.limits.body_timeout,
             };
             if ctx.stopping.load(Ordering::SeqCst) {
                 rq.respond(Response::text(503, "the gateway is shutting down"));

@@ -125,7 +125,7 @@ impl Hub {
     pub(super) fn shows_uri(&self, session: &str, b: BackendIx, uri: &str) -> bool {
         self.profile_of(session).is_none_or(|p| {
             let profile = &self.opts.profiles[p];
-            profile.shows_backend(&self.backends[b.0].spec) && profile.resources.shows(uri)
+            profile.shows_backend(&self.backends[b.0].spec) && profile.shows_uri(uri)
         })
     }
 

@@ -186,6 +186,9 @@ const PARKED_FOR: Duration = Duration::from_secs(600);
 const MAX_PARKED: usize = 1000;
 /// A backend's requests this close together go to the client in one `input_required`.
 const GATHER: Duration = Duration::from_millis(100);
+/// How long a listen stream waits for its resource subscriptions to be answered before it
+/// acknowledges those that were.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the hub's messages for a modern request's session go: its answer's thread.
 struct OneRequest(Queue);
@@ -631,6 +634,39 @@ fn listen(mut out: Out<'_>, session: Private, req: &Request, params: Option<&Val
         };
         session.send(Message::Request(subscribe));
     }
+    // Only what was agreed is acknowledged: each subscription's answer is waited for (what
+    // else comes meanwhile waits behind the acknowledgement, which must come first).
+    let mut agreed_uris = Vec::new();
+    let mut early = Vec::new();
+    let mut left: Vec<usize> = (0..uris.len()).collect();
+    let until = Instant::now() + SUBSCRIBE_WAIT;
+    while !left.is_empty() {
+        let wait = until.saturating_duration_since(Instant::now());
+        match session.next_unless(wait, &out.hangup()) {
+            Next::Message(Message::Response(r)) => {
+                let n =
+                    r.id.as_ref()
+                        .and_then(Id::as_u64)
+                        .and_then(|i| usize::try_from(i).ok()?.checked_sub(1));
+                if let Some(n) = n.filter(|n| left.contains(n)) {
+                    left.retain(|l| *l != n);
+                    match r.outcome {
+                        Ok(_) => agreed_uris.push(n),
+                        Err(e) => log::debug!(
+                            "subscriptions/listen: '{}' not subscribed: {}",
+                            uris[n],
+                            e.message
+                        ),
+                    }
+                }
+            }
+            Next::Message(other) => early.push(other),
+            Next::HungUp => return,
+            Next::Quiet | Next::Ended => break,
+        }
+    }
+    agreed_uris.sort_unstable();
+    let uris: Vec<String> = agreed_uris.into_iter().map(|n| uris[n].clone()).collect();
     let id: Value = serde_json::from_str(req.id.raw().get()).unwrap_or_default();
     let tag = |mut params: Map<String, Value>| {
         let meta = params.entry("_meta").or_insert_with(|| json!({}));
@@ -658,8 +694,13 @@ fn listen(mut out: Out<'_>, session: Private, req: &Request, params: Option<&Val
         return;
     }
     let keepalive = ends.keepalive;
+    let mut early = early.into_iter();
     loop {
-        let msg = match session.next_unless(keepalive, &out.hangup()) {
+        let next = match early.next() {
+            Some(msg) => Next::Message(msg),
+            None => session.next_unless(keepalive, &out.hangup()),
+        };
+        let msg = match next {
             Next::Message(Message::Notification(n)) => n,
             Next::Message(_) => continue, // the subscriptions' answers
             Next::Quiet => {

@@ -30,6 +30,12 @@ pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Err(Response::text(
+                431,
+                &format!("request head of {len} bytes, over the {MAX_HEAD}-byte limit"),
+            ));
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -40,10 +46,23 @@ pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
         }
         Err(e) => return Err(Response::text(400, &format!("malformed request head: {e}"))),
     };
+    let version = parsed.version.unwrap_or(1);
+    let hosts = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Host"))
+        .count();
+    // RFC 9112 3.2: exactly one Host on HTTP/1.1, at most one on 1.0.
+    if hosts > 1 || (hosts == 0 && version == 1) {
+        return Err(Response::text(
+            400,
+            "a request must carry exactly one Host header",
+        ));
+    }
     let head = Head {
         method: parsed.method.unwrap_or_default().to_string(),
-        target: parsed.path.unwrap_or_default().to_string(),
-        version: parsed.version.unwrap_or(1),
+        target: origin_form(parsed.path.unwrap_or_default()),
+        version,
         headers: parsed
             .headers
             .iter()
@@ -57,6 +76,24 @@ pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
     };
     buf.drain(..len);
     Ok(Some(head))
+}
+
+/// The path and query of a request target: an absolute-form one (`http://host/mcp?x`,
+/// which RFC 9112 3.2.2 says a server must accept) without its scheme and authority.
+fn origin_form(target: &str) -> String {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let Some(rest) = ["http://", "https://"]
+        .iter()
+        .find(|scheme| lower.starts_with(*scheme))
+        .map(|scheme| &target[scheme.len()..])
+    else {
+        return target.to_string();
+    };
+    match rest.find(['/', '?']) {
+        Some(at) if rest.as_bytes()[at] == b'/' => rest[at..].to_string(),
+        Some(at) => format!("/{}", &rest[at..]),
+        None => "/".to_string(),
+    }
 }
 
 impl Head {
@@ -91,8 +128,14 @@ impl Head {
                 ));
             }
             let all = te.join(",");
-            let last = all.rsplit(',').next().unwrap_or("").trim();
-            if !last.eq_ignore_ascii_case("chunked") {
+            // Only `chunked` by itself: a coding before it (gzip, chunked) would have to be
+            // undone, which the gateway does not do.
+            let codings: Vec<&str> = all
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            if !matches!(codings.as_slice(), [only] if only.eq_ignore_ascii_case("chunked")) {
                 return Err(Response::text(
                     501,
                     &format!("unsupported Transfer-Encoding '{all}' (only chunked is)"),
@@ -142,6 +185,9 @@ pub struct Request<'c> {
     pub(super) ctx: &'c Ctx,
     /// Bytes of body memory this request holds (`Limits::body_memory`).
     pub(super) held: usize,
+    /// When the whole body must have arrived (its head's end and `body_timeout`): one
+    /// deadline whether the handler reads the body or it is read and dropped after.
+    pub(super) body_deadline: Instant,
 }
 
 impl Request<'_> {
@@ -199,7 +245,7 @@ impl Request<'_> {
             return Ok(Vec::new());
         }
         self.send_continue();
-        let deadline = Instant::now() + self.ctx.limits.body_timeout;
+        let deadline = self.body_deadline;
         let mut out = Vec::new();
         let read = match self.body {
             Body::Length(n) => self.read_exact_into(&mut out, n as usize, deadline),
@@ -376,7 +422,7 @@ impl Request<'_> {
         match self.body {
             Body::Done => {}
             Body::Length(n) if n <= DRAIN_LIMIT && !self.expects_continue() => {
-                let deadline = Instant::now() + self.ctx.limits.body_timeout;
+                let deadline = self.body_deadline;
                 let mut dropped = Vec::new();
                 if self
                     .read_exact_into(&mut dropped, n as usize, deadline)
@@ -591,6 +637,47 @@ mod tests {
         let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
         let mut many = format!("GET / HTTP/1.1\r\n{many}\r\n").into_bytes();
         assert_eq!(parse_head(&mut many).err().map(|r| r.status), Some(431));
+    }
+
+    #[test]
+    fn heads_over_the_limit_one_host_and_absolute_targets() {
+        // A whole head over the limit is refused, not only one still arriving.
+        let padding = "x".repeat(MAX_HEAD + 2000);
+        let mut big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {padding}\r\n\r\n").into_bytes();
+        assert_eq!(parse_head(&mut big).err().map(|r| r.status), Some(431));
+        // Exactly one Host on HTTP/1.1 (none is fine on 1.0).
+        let mut two = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec();
+        assert_eq!(parse_head(&mut two).err().map(|r| r.status), Some(400));
+        let mut none = b"GET / HTTP/1.1\r\nX: y\r\n\r\n".to_vec();
+        assert_eq!(parse_head(&mut none).err().map(|r| r.status), Some(400));
+        let mut old = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+        assert!(matches!(parse_head(&mut old), Ok(Some(_))));
+        // An absolute-form target is served as its path and query.
+        for (target, path) in [
+            ("http://127.0.0.1:9000/mcp?x=1", "/mcp?x=1"),
+            ("HTTPS://gw.example/sse", "/sse"),
+            ("http://gw.example", "/"),
+            ("http://gw.example?a=b", "/?a=b"),
+            ("/mcp", "/mcp"),
+        ] {
+            let mut buf = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+            let head = parse_head(&mut buf).ok().flatten().expect("a head");
+            assert_eq!(head.target, path, "{target}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_alone_is_a_transfer_encoding() {
+        let framing = |te: &str| {
+            let mut buf = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n")
+                .into_bytes();
+            let head = parse_head(&mut buf).ok().flatten().expect("a head");
+            head.framing().map(|(b, _)| b).map_err(|r| r.status)
+        };
+        assert_eq!(framing("chunked"), Ok(Body::Chunked));
+        assert_eq!(framing("Chunked"), Ok(Body::Chunked));
+        assert_eq!(framing("gzip, chunked"), Err(501));
+        assert_eq!(framing("identity"), Err(501));
     }
 
     #[test]
