@@ -57,6 +57,8 @@ OPTIONS:
     --session-unused SECS  end a session with no request but initialize this long after
                            it opened [default: 60]
     --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
+    --inherit-env PATTERN  processes backends start inherit only the basic variables (PATH,
+                           HOME, USER, LANG...) and those matching this (repeatable)
     --token TOKEN          require 'Authorization: Bearer TOKEN' on every request
                            (also MCP_GATEWAY_TOKEN; on a non-loopback --host one is
                            generated and printed when none is given)
