@@ -176,7 +176,9 @@ impl Hub {
             | "notifications/resources/list_changed" => {
                 if let Some(owner) = owner {
                     // A per-session instance's own view: its session hears of it directly.
-                    self.notify_session(&owner, &n.method, None);
+                    for s in self.owner_sessions(&owner) {
+                        self.notify_session(&s, &n.method, None);
+                    }
                 } else if ready && self.backends[b].source == Some(instance) {
                     info!("backend '{name}': {} ; listing again", n.method);
                     let kinds: &[Kind] = match n.method.as_str() {
@@ -241,7 +243,9 @@ impl Hub {
                 let targets: Vec<SessionId> = self
                     .sessions
                     .iter()
-                    .filter(|(id, s)| owner.as_ref().is_none_or(|o| o == *id) && s.initialized)
+                    .filter(|(id, s)| {
+                        owner.as_ref().is_none_or(|o| self.owned_by(o, id)) && s.initialized
+                    })
                     .filter(|(_, s)| s.log_level.is_none_or(|min| rank >= min))
                     .filter(|(id, _)| backend.is_none_or(|b| self.shows_backend(id, b)))
                     .map(|(id, _)| id.clone())

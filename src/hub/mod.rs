@@ -169,10 +169,29 @@ const STABLE: Duration = Duration::from_secs(60);
 /// JSON-RPC code for a request that timed out (the SDKs' convention; not a spec code).
 const REQUEST_TIMEOUT: i64 = -32001;
 
+/// Whom a per-session instance (`"scope": "session"`) belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Owner {
+    /// A legacy session's own instance, stopped with it.
+    Session(SessionId),
+    /// A 2026-07-28 client's, which has no session: every request of one client key (its
+    /// token and endpoint, `Session::client_key`) reaches it, and it stays until idle.
+    Client(String),
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Session(s) => write!(f, "session {s}"),
+            Owner::Client(k) => write!(f, "2026-07-28 client {k}"),
+        }
+    }
+}
+
 struct Instance {
     backend: BackendIx,
-    /// The session a per-session instance belongs to.
-    owner: Option<SessionId>,
+    /// Whom a per-session instance belongs to.
+    owner: Option<Owner>,
     conn: Option<BackendHandle>,
     ready: bool,
     caps: Caps,
@@ -220,6 +239,27 @@ struct Session {
     token: Option<std::sync::Arc<str>>,
 }
 
+impl Session {
+    /// For a 2026-07-28 request's session: the client it stands for, which is all a
+    /// per-session instance can be kept for when the revision has no session: its client
+    /// token and the endpoint (profile) it came to. Clients without a token at one
+    /// endpoint are one client here. None for a legacy session, which is its own.
+    fn client_key(&self, profiles: &[crate::config::profiles::Profile]) -> Option<String> {
+        if self.transport != crate::contract::STATELESS {
+            return None;
+        }
+        let token = match &self.token {
+            Some(label) => format!("token '{label}'"),
+            None => "without a token".to_string(),
+        };
+        let endpoint = match self.profile {
+            Some(p) => format!("/p/{}/", profiles[p].name),
+            None => "/".to_string(),
+        };
+        Some(format!("{token} at {endpoint}"))
+    }
+}
+
 pub struct Hub {
     opts: HubOptions,
     backends: Vec<Backend>,
@@ -243,6 +283,8 @@ pub struct Hub {
     first_lists: first_lists::FirstLists,
     /// The URL elicitations sent to clients, for their completions.
     url_elicitations: from_backend::UrlElicitations,
+    /// The per-session instances of 2026-07-28 clients, by backend and client key.
+    keyed: HashMap<(BackendIx, String), InstanceId>,
 }
 
 type Params = BTreeMap<String, Box<RawValue>>;
@@ -270,6 +312,7 @@ impl Hub {
             stopped: Vec::new(),
             summary_printed: false,
             url_elicitations: Default::default(),
+            keyed: HashMap::new(),
         }
     }
 
@@ -277,6 +320,13 @@ impl Hub {
     /// for the caller to join.
     pub fn run(mut self, events: Receiver<HubEvent>) -> Vec<JoinHandle<()>> {
         for b in (0..self.backends.len()).map(BackendIx) {
+            if let Scope::Session { idle } = self.backends[b].spec.scope {
+                info!(
+                    "backend '{}' is per-session: a legacy session gets an instance of its own when a request first needs it; a 2026-07-28 client, which has no session, gets one per client token and endpoint, kept until idle for {} s, so such clients without a token at one endpoint share it (give each client its own token to keep them apart)",
+                    self.backends[b].spec.name,
+                    idle.as_secs()
+                );
+            }
             self.start_backend(b);
         }
         self.maybe_print_summary();

@@ -519,9 +519,34 @@ impl Hub {
         params: Option<&RawValue>,
         during: Option<&Id>,
     ) -> Whose {
-        if let Some(owner) = self.instances.get(&instance).and_then(|i| i.owner.clone()) {
-            let related = self.newest_in_flight(&owner, instance);
-            return Whose::Session(owner, related);
+        match self.instances.get(&instance).and_then(|i| i.owner.clone()) {
+            Some(Owner::Session(owner)) => {
+                let related = self.newest_in_flight(&owner, instance);
+                return Whose::Session(owner, related);
+            }
+            // A 2026-07-28 client's own instance: every request on it is that client's, so
+            // its newest call asks (unless the question names another).
+            Some(Owner::Client(_)) => {
+                let named = during
+                    .and_then(|id| GatewayId::of(Some(id)))
+                    .or_else(|| progress_token_of(params));
+                let newest = self
+                    .pending()
+                    .on_instance(instance)
+                    .filter_map(|(gid, p)| match p {
+                        Pending::Client { session, id, .. } => {
+                            Some((gid, session.clone(), id.clone()))
+                        }
+                        _ => None,
+                    })
+                    .filter(|(gid, _, _)| named.is_none_or(|n| n == *gid))
+                    .max_by_key(|(gid, _, _)| gid.0);
+                return match newest {
+                    Some((_, session, id)) => Whose::Session(session, Some(id)),
+                    None => Whose::Nobody,
+                };
+            }
+            None => {}
         }
         let named = during
             .and_then(|id| GatewayId::of(Some(id)))

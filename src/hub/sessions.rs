@@ -124,10 +124,19 @@ impl Hub {
             };
             self.replies.published.open(session, view);
         }
-        // Per-session backends start now, so the first call does not wait for them.
+        // A legacy session's per-session backends start now, so the first call does not
+        // wait and a server can ask its client for roots at once, as many do. A
+        // 2026-07-28 request's session starts none: its client's instance starts with the
+        // first request that must reach it (`instance_for`), so a list, or a call of
+        // another backend, costs no process.
+        let legacy = self
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.transport != crate::contract::STATELESS);
         let per_session: Vec<BackendIx> = ((0..self.backends.len()).map(BackendIx))
             .filter(|&b| {
-                matches!(self.backends[b].spec.scope, Scope::Session { .. })
+                legacy
+                    && matches!(self.backends[b].spec.scope, Scope::Session { .. })
                     && self.backends[b].state == State::Ready
                     && self.shows_backend(session, b)
             })
@@ -190,7 +199,11 @@ impl Hub {
                 continue;
             }
             let want = match &inst.owner {
-                Some(owner) => self.sessions.get(owner).and_then(|s| s.log_level),
+                Some(owner) => self
+                    .owner_sessions(owner)
+                    .iter()
+                    .filter_map(|s| self.sessions.get(s).and_then(|s| s.log_level))
+                    .min(),
                 None => shared_min,
             };
             if let Some(want) = want.filter(|w| inst.log_level != Some(*w)) {
@@ -239,7 +252,9 @@ impl Hub {
                 let targets: Vec<InstanceId> = self
                     .instances
                     .iter()
-                    .filter(|(_, i)| i.ready && i.owner.as_deref().is_none_or(|o| o == session))
+                    .filter(|(_, i)| {
+                        i.ready && i.owner.as_ref().is_none_or(|o| self.owned_by(o, session))
+                    })
                     .filter(|(id, i)| {
                         i.owner.is_some() || self.backends[i.backend].source == Some(**id)
                     })

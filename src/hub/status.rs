@@ -15,9 +15,13 @@ impl Hub {
                     _ => None,
                 };
                 let state = b.state.label();
-                json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
+                let mut row = json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
                        "required": b.spec.required, "reason": reason, "restarts": b.restarts,
-                       "tools": b.lists.get(Kind::Tools).len()})
+                       "tools": b.lists.get(Kind::Tools).len()});
+                if matches!(b.spec.scope, Scope::Session { .. }) {
+                    row["instances"] = Value::Array(self.own_instances(&b.spec.name));
+                }
+                row
             })
             .collect();
         let not_ready: Vec<&Backend> = self
@@ -72,6 +76,31 @@ impl Hub {
             },
             metrics: self.replies.metrics.clone(),
         }
+    }
+
+    /// A per-session backend's running instances: whose each is (a legacy session, or a
+    /// 2026-07-28 client's token and endpoint), how long it has been idle, whether a
+    /// request is in flight on it.
+    fn own_instances(&self, backend: &str) -> Vec<Value> {
+        let now = Instant::now();
+        let mut rows: Vec<(String, Value)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| self.backends[i.backend].spec.name == backend)
+            .filter_map(|(id, i)| {
+                let owner = i.owner.as_ref()?;
+                let (kind, key) = match owner {
+                    Owner::Session(s) => ("session", s.clone()),
+                    Owner::Client(k) => ("client", k.clone()),
+                };
+                let row = json!({"owner": kind, "key": key, "ready": i.ready,
+                                 "idleSeconds": now.duration_since(i.last_used).as_secs(),
+                                 "busy": self.pending().waits_on(*id)});
+                Some((key, row))
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.into_iter().map(|(_, r)| r).collect()
     }
 
     /// The backends in the config now, in file order.

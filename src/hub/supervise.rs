@@ -18,7 +18,7 @@ impl Hub {
     pub(super) fn start_instance(
         &mut self,
         b: BackendIx,
-        owner: Option<SessionId>,
+        owner: Option<Owner>,
     ) -> Result<InstanceId, String> {
         let id = InstanceId(self.replies.alloc_id());
         let spec = &self.backends[b].spec;
@@ -56,8 +56,8 @@ impl Hub {
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
         );
-        if let Some(s) = &owner {
-            info!("backend '{name}': started an instance for session {s}");
+        if let Some(o) = &owner {
+            info!("backend '{name}': started an instance for {o}");
         }
         let params = json!({
             "protocolVersion": PROTOCOL_VERSIONS[0],
@@ -146,16 +146,52 @@ impl Hub {
                 .source
                 .ok_or_else(|| format!("backend '{}' is not running", backend.spec.name)),
             Scope::Session { .. } => {
+                // A 2026-07-28 request's session lasts one request: the instance is its
+                // client's, kept across its requests until idle.
+                let key = self
+                    .sessions
+                    .get(session)
+                    .and_then(|s| s.client_key(&self.opts.profiles));
+                if let Some(key) = key {
+                    if let Some(&id) = self.keyed.get(&(b, key.clone())) {
+                        return Ok(id);
+                    }
+                    let id = self.start_instance(b, Some(Owner::Client(key.clone())))?;
+                    self.keyed.insert((b, key), id);
+                    return Ok(id);
+                }
                 if let Some(&id) = self.sessions.get(session).and_then(|s| s.instances.get(&b)) {
                     return Ok(id);
                 }
-                let id = self.start_instance(b, Some(session.to_string()))?;
+                let id = self.start_instance(b, Some(Owner::Session(session.to_string())))?;
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.instances.insert(b, id);
                 }
                 Ok(id)
             }
         }
+    }
+
+    /// Whether `session` is (or, for a 2026-07-28 client's instance, is one of the
+    /// requests of) the owner of a per-session instance.
+    pub(super) fn owned_by(&self, owner: &Owner, session: &str) -> bool {
+        match owner {
+            Owner::Session(s) => s == session,
+            Owner::Client(key) => self
+                .sessions
+                .get(session)
+                .and_then(|s| s.client_key(&self.opts.profiles))
+                .is_some_and(|k| &k == key),
+        }
+    }
+
+    /// The sessions a per-session instance's owner has now.
+    pub(super) fn owner_sessions(&self, owner: &Owner) -> Vec<SessionId> {
+        self.sessions
+            .keys()
+            .filter(|s| self.owned_by(owner, s))
+            .cloned()
+            .collect()
     }
 
     /// An instance failed: it is stopped and everything pending on it is answered.
@@ -223,11 +259,18 @@ impl Hub {
         }
         self.subscriptions.retain(|(i, _), _| *i != instance);
         if let Some(owner) = &inst.owner {
-            if let Some(s) = self.sessions.get_mut(owner) {
-                s.instances.remove(&b);
+            match owner {
+                Owner::Session(s) => {
+                    if let Some(s) = self.sessions.get_mut(s) {
+                        s.instances.remove(&b);
+                    }
+                }
+                Owner::Client(key) => {
+                    self.keyed.remove(&(b, key.clone()));
+                }
             }
             if !deliberate {
-                warn!("backend '{name}': the instance of session {owner} {reason}");
+                warn!("backend '{name}': the instance of {owner} {reason}");
             }
         }
         if self.backends[b].source == Some(instance) {

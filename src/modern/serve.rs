@@ -538,15 +538,22 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
     };
     let (requests, undeclared): (Vec<Request>, Vec<Request>) =
         requests.into_iter().partition(declared);
+    // A server asks for roots on its own account (Playwright's does on its first call),
+    // and gets on without them: refused, it carries on, as for a legacy client without
+    // the capability. What else was asked, the call cannot do without.
     let missing = undeclared
-        .first()
-        .and_then(|r| modern::capability_for(&r.method));
+        .iter()
+        .filter(|r| r.method != "roots/list")
+        .find_map(|r| modern::capability_for(&r.method));
     for r in undeclared {
         let why = format!(
             "the client did not declare the capability '{}' needs",
             r.method
         );
         session.refuse(r, why);
+    }
+    if requests.is_empty() && missing.is_none() {
+        return answer(out, session, call, ends);
     }
     if requests.is_empty() {
         let answer = jsonrpc::Response {

@@ -47,6 +47,11 @@ function show(s) {
     [b.name], [b.type], [b.state, "state-" + b.state], [b.tools], [b.restarts],
     [b.reason || (b.lastError ? b.lastError.time + " " + b.lastError.method + ": " + b.lastError.message : "")],
   ]);
+  const own = s.backends.flatMap((b) => (b.instances || []).map((i) => [b.name, i]));
+  rows("instances", own.length ? own : [null], (row) => row ? [
+    [row[0]], [(row[1].owner === "session" ? "session " : "2026-07-28 client ") + row[1].key],
+    [row[1].busy ? "busy" : (row[1].ready ? "ready" : "starting")], [row[1].idleSeconds + " s"],
+  ] : [["none"], [""], [""], [""]]);
   const sessions = Object.entries(s.sessions.byTransport).map(([k, v]) => ["transport " + k, v])
     .concat(Object.entries(s.sessions.byProfile).map(([k, v]) => [k ? "profile " + k : "whole catalogue", v]));
   rows("sessions", sessions, ([k, v]) => [[k], [v]]);
