@@ -147,9 +147,28 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Box<RawValue
     Option::<Box<RawValue>>::deserialize(d).map(Some)
 }
 
+/// The `jsonrpc` member: whether it is `"2.0"`, read without keeping the text.
+struct Version2(bool);
+
+impl<'de> Deserialize<'de> for Version2 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Version2, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Version2;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"2.0\"")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Version2, E> {
+                Ok(Version2(v == "2.0"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
-    jsonrpc: Option<String>,
+    jsonrpc: Option<Version2>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Option<Box<RawValue>>>,
     method: Option<String>,
@@ -209,7 +228,7 @@ impl Message {
             Some(Some(raw)) => Some(Some(Id::validate(raw).map_err(|m| invalid(m, None))?)),
         };
         let readable_id = id.clone().flatten();
-        if env.jsonrpc.as_deref() != Some("2.0") {
+        if !env.jsonrpc.is_some_and(|v| v.0) {
             return Err(invalid(
                 "'jsonrpc' must be \"2.0\"".into(),
                 readable_id.clone(),
@@ -268,6 +287,15 @@ impl Message {
         // Sized for the raw payload up front: growing by doubling would copy a megabyte
         // result a dozen times on the way.
         let mut buf = Vec::with_capacity(self.payload_len() + 128);
+        self.write_json(&mut buf);
+        String::from_utf8(buf).expect("serde_json writes UTF-8")
+    }
+
+    /// Appends the message's JSON text to `buf` (a buffer a writer keeps between
+    /// messages, so writing one allocates nothing).
+    pub fn write_json(&self, buf: &mut Vec<u8>) {
+        buf.reserve(self.payload_len() + 128);
+        let mut buf = &mut *buf;
         let written = match self {
             Message::Request(r) => serde_json::to_writer(
                 &mut buf,
@@ -306,7 +334,6 @@ impl Message {
             },
         };
         written.expect("serializing strings and raw JSON into memory cannot fail");
-        String::from_utf8(buf).expect("serde_json writes UTF-8")
     }
 }
 

@@ -7,6 +7,8 @@
 
 #[macro_use]
 mod console;
+#[cfg(feature = "count-allocs")]
+mod allocs;
 mod audit;
 mod backend;
 mod cli;

@@ -37,17 +37,33 @@ pub fn chunk(payload: &[u8]) -> Vec<u8> {
 /// One event (with an `id:` line if given) as one HTTP/1.1 chunk, built in a single buffer
 /// of the exact size: `data` is copied once, which matters for megabyte results.
 pub fn chunked_event(id: Option<u64>, name: &str, data: &str) -> Vec<u8> {
-    let id_line = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
+    let mut out = Vec::new();
+    chunked_event_into(&mut out, id, name, data);
+    out
+}
+
+/// `chunked_event`, appended to `out` (a buffer a stream's writer keeps between events).
+pub fn chunked_event_into(out: &mut Vec<u8>, id: Option<u64>, name: &str, data: &str) {
+    use std::io::Write as _;
+    let mut id_line = [0u8; 32];
+    let id_len = match id {
+        Some(id) => {
+            let mut at = &mut id_line[..];
+            let _ = writeln!(at, "id: {id}");
+            32 - at.len()
+        }
+        None => 0,
+    };
+    let id_line = &id_line[..id_len];
     let lines = || data.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let size = id_line.len()
         + "event: \n".len()
         + name.len()
         + lines().map(|l| "data: \n".len() + l.len()).sum::<usize>()
         + 1;
-    let head = format!("{size:x}\r\n");
-    let mut out = Vec::with_capacity(head.len() + size + 2);
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(id_line.as_bytes());
+    out.reserve(size + 12);
+    let _ = write!(out, "{size:x}\r\n");
+    out.extend_from_slice(id_line);
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.push(b'\n');
@@ -57,7 +73,6 @@ pub fn chunked_event(id: Option<u64>, name: &str, data: &str) -> Vec<u8> {
         out.push(b'\n');
     }
     out.extend_from_slice(b"\n\r\n");
-    out
 }
 
 /// The chunk that ends a chunked body.

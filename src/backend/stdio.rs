@@ -130,12 +130,21 @@ fn supervise(
 /// Writes the hub's messages (as the bridge has them) and the bridge's own, until the hub
 /// drops its sender.
 fn write_stdin(name: &str, mut stdin: ChildStdin, rx: &Receiver<Message>, bridge: &Bridge) {
+    // One buffer for every line (a large message's is not kept for the small ones).
+    let mut line = Vec::new();
     while let Ok(msg) = bridge.next(rx) {
         let Some(msg) = msg else { continue };
-        let mut line = msg.to_json();
-        debug!("> {name}: {line}");
-        line.push('\n');
-        if let Err(e) = stdin.write_all(line.as_bytes()).and_then(|_| stdin.flush()) {
+        if line.capacity() > 1024 * 1024 {
+            line = Vec::new();
+        }
+        line.clear();
+        msg.write_json(&mut line);
+        drop(msg);
+        if log::log_enabled!(log::Level::Debug) {
+            debug!("> {name}: {}", String::from_utf8_lossy(&line));
+        }
+        line.push(b'\n');
+        if let Err(e) = stdin.write_all(&line).and_then(|_| stdin.flush()) {
             debug!("backend '{name}': stdin closed: {e}");
             return;
         }

@@ -117,15 +117,24 @@ fn stream(
         return format!("client closed: {e}");
     }
     let hangup = w.hangup();
+    // Buffers kept between events (a large message's are not kept for the small ones).
+    let (mut json, mut bytes) = (Vec::new(), Vec::new());
     loop {
-        let bytes = select! {
+        if bytes.capacity() > 1024 * 1024 {
+            (json, bytes) = (Vec::new(), Vec::new());
+        }
+        bytes.clear();
+        select! {
             recv(hangup) -> _ => return "client hung up".into(),
             recv(rx) -> out => match out {
                 Ok(out) => {
-                    let json = out.msg.to_json();
-                    debug!("> {session}: {json}");
+                    json.clear();
+                    out.msg.write_json(&mut json);
+                    drop(out);
+                    let text = std::str::from_utf8(&json).expect("serde_json writes UTF-8");
+                    debug!("> {session}: {text}");
                     bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
-                    sse::chunked_event(None, "message", &json)
+                    sse::chunked_event_into(&mut bytes, None, "message", text);
                 }
                 Err(_) => {
                     // The gateway is stopping: ask the client to come back in a second.
@@ -134,7 +143,7 @@ fn stream(
                     return "closed by the gateway".into();
                 }
             },
-            default(keepalive) => sse::chunk(sse::KEEPALIVE.as_bytes()),
+            default(keepalive) => bytes.extend(sse::chunk(sse::KEEPALIVE.as_bytes())),
         };
         if let Err(e) = send(&mut w, &bytes) {
             return format!("client closed: {e}");

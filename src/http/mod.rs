@@ -534,6 +534,24 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
             n.load(Ordering::Relaxed)
         );
     }
+    #[cfg(feature = "count-allocs")]
+    {
+        let (count, bytes) = crate::allocs::counted();
+        crate::metrics::family(
+            &mut body,
+            "mcp_gateway_allocations_total",
+            "counter",
+            "Allocations and reallocations (a build with count-allocs only).",
+        );
+        let _ = writeln!(body, "mcp_gateway_allocations_total {count}");
+        crate::metrics::family(
+            &mut body,
+            "mcp_gateway_allocated_bytes_total",
+            "counter",
+            "Bytes allocated (a build with count-allocs only).",
+        );
+        let _ = writeln!(body, "mcp_gateway_allocated_bytes_total {bytes}");
+    }
     rq.respond(Response::new(200, "text/plain; version=0.0.4", body));
 }
 
@@ -600,9 +618,13 @@ fn strip_port(host: &str) -> &str {
 }
 
 fn is_loopback_name(host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
+    let host = host.trim_end_matches('.');
+    let ends_in = |suffix: &str| {
+        host.len() >= suffix.len()
+            && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || ends_in(".localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())

@@ -510,6 +510,9 @@ fn start_connection(listener: &Listener, tcp: TcpStream, peer: SocketAddr, n: u6
             let mut conn = Conn {
                 socket: Some(socket),
                 buf: Vec::new(),
+                spare: Vec::new(),
+                out: Vec::new(),
+                spans: Vec::new(),
                 peer,
                 slot: Some(slot),
                 keep_alive: true,
@@ -650,6 +653,12 @@ struct Conn {
     socket: Option<Socket>,
     /// Bytes read and not yet used: the start of the next request, when a client pipelines.
     buf: Vec<u8>,
+    /// A second buffer, swapped with `buf` as each head is taken (`request::parse_head`).
+    spare: Vec<u8>,
+    /// Where a response is put together before it is written.
+    out: Vec<u8>,
+    /// The list of a head's header lines, kept between requests.
+    spans: Vec<(request::Span, request::Span)>,
     peer: SocketAddr,
     slot: Option<Slot>,
     /// Cleared when the connection must close after the current response.
@@ -792,7 +801,7 @@ impl Conn {
         };
         let deadline = if first { started } else { Instant::now() } + allowed;
         loop {
-            if let Some(head) = parse_head(&mut self.buf)? {
+            if let Some(head) = parse_head(&mut self.buf, &mut self.spare, &mut self.spans)? {
                 return Ok(Some(head));
             }
             if self.buf.len() > MAX_HEAD {
@@ -827,15 +836,18 @@ impl Conn {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        let written = if head_only || response.body_len() <= ONE_WRITE {
-            let bytes = response.head_and_body(head_only, !self.keep_alive);
-            socket.write_paced(&bytes, window)
-        } else {
-            let head = response.head_and_body(true, !self.keep_alive);
-            socket
-                .write_paced(&head, window)
-                .and_then(|_| socket.write_paced(response.body(), window))
-        };
+        // Assembled in the connection's own buffer, kept between responses.
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let whole = head_only || response.body_len() <= ONE_WRITE;
+        response.write_into(&mut out, !whole || head_only, !self.keep_alive);
+        let mut written = socket.write_paced(&out, window);
+        if !whole {
+            written = written.and_then(|_| socket.write_paced(response.body(), window));
+        }
+        if out.capacity() <= 2 * ONE_WRITE {
+            self.out = out;
+        }
         if let Err(e) = written {
             debug!(
                 "http: {}: client went away before the response: {e}",

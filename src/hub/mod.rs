@@ -9,6 +9,7 @@
 //! replacing every request id and progress token with a gateway-unique one and restoring
 //! it on the way back. It never reads a socket or a pipe.
 
+mod call_params;
 mod catalogue;
 mod first_lists;
 mod from_backend;

@@ -27,7 +27,7 @@ impl AuditCall {
         client: Arc<str>,
         tool: String,
         original: Arc<str>,
-        params: &Params,
+        arguments: Option<&RawValue>,
     ) -> Box<AuditCall> {
         Box::new(AuditCall {
             client,
@@ -37,11 +37,7 @@ impl AuditCall {
             profile: None,
             arguments: audit
                 .arguments
-                .then(|| {
-                    params
-                        .get("arguments")
-                        .and_then(|v| serde_json::from_str(v.get()).ok())
-                })
+                .then(|| arguments.and_then(|v| serde_json::from_str(v.get()).ok()))
                 .flatten(),
         })
     }

@@ -270,14 +270,14 @@ impl Replies {
 }
 
 /// The audit line of a finished tool call: `result` is the raw result, or the error
-/// message.
+/// message. Written straight into one buffer, its keys in order, as a JSON object.
 pub(super) fn audit_record(
     session: &str,
     call: &AuditCall,
     backend: &str,
     started: Instant,
     result: Result<&RawValue, &str>,
-) -> Value {
+) -> Vec<u8> {
     #[derive(Deserialize)]
     struct R {
         #[serde(rename = "isError")]
@@ -297,28 +297,51 @@ pub(super) fn audit_record(
                 None,
             )
         }
-        Err(e) => (0, true, Some(e.to_string())),
+        Err(e) => (0, true, Some(e)),
     };
-    let mut record = serde_json::json!({
-        "time": crate::audit::now(),
-        "session": session,
-        "client": &*call.client,
-        "tool": call.tool,
-        "original": &*call.original,
-        "backend": backend,
-        "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-        "resultBytes": bytes,
-        "isError": is_error,
-        "error": error,
-    });
+    let duration = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let mut out = Vec::with_capacity(256);
+    let mut field = |key: &str, value: &dyn erased::Json| {
+        out.push(if out.is_empty() { b'{' } else { b',' });
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        value.write(&mut out);
+    };
     if let Some(args) = &call.arguments {
-        record["arguments"] = args.clone();
+        field("arguments", args);
     }
-    if let Some(token) = &call.token {
-        record["token"] = serde_json::Value::from(&**token);
-    }
+    field("backend", &backend);
+    field("client", &&*call.client);
+    field("durationMs", &duration);
+    field("error", &error);
+    field("isError", &is_error);
+    field("original", &&*call.original);
     if let Some(profile) = &call.profile {
-        record["profile"] = serde_json::Value::from(profile.as_str());
+        field("profile", &profile.as_str());
     }
-    record
+    field("resultBytes", &bytes);
+    field("session", &session);
+    field("time", &crate::audit::Now);
+    if let Some(token) = &call.token {
+        field("token", &&**token);
+    }
+    field("tool", &call.tool.as_str());
+    out.push(b'}');
+    out
+}
+
+/// Values written as JSON into a buffer, through one function the record's fields share.
+mod erased {
+    /// A value that writes itself as JSON.
+    pub trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            // Writing to a Vec cannot fail, and these values all serialize.
+            let _ = serde_json::to_writer(&mut *out, self);
+        }
+    }
 }

@@ -259,7 +259,7 @@ impl Hub {
                     client.into(),
                     exposed.unwrap_or_else(|| t.clone()),
                     t.as_str().into(),
-                    &params,
+                    params.get("arguments").map(|a| &**a),
                 );
                 // Whose call it was: the client token's label (never the token) and the
                 // profile it came through.
@@ -645,7 +645,7 @@ fn progress_token_of(params: Option<&RawValue>) -> Option<GatewayId> {
 
 /// Replaces `params._meta.progressToken` with the gateway's own token (`gid`) and returns
 /// the client's.
-pub(super) fn swap_progress_token(params: &mut Params, gid: GatewayId) -> Option<Value> {
+fn swap_progress_token(params: &mut Params, gid: GatewayId) -> Option<Value> {
     let meta = params.get("_meta")?;
     let mut meta: Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
     let token = meta.insert("progressToken".into(), Value::from(gid.0))?;

@@ -12,13 +12,13 @@
 //! same lock after checking the flag: so an entry is either swept with the others or never
 //! made, and every request still gets exactly one answer.
 
+use super::call_params::CallParams;
 use super::pending::{After, AuditCall, GatewayId, Pending};
 use super::replies::Replies;
-use super::route::swap_progress_token;
-use super::{Hub, HubEvent, InstanceId, Params, SessionId, Sink, State};
+use super::{Hub, HubEvent, InstanceId, SessionId, Sink, State};
 use crate::config::Scope;
 use crate::contract::Order;
-use crate::jsonrpc::{self, Message, Request};
+use crate::jsonrpc::{Message, Request};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,51 +119,46 @@ impl Router {
     fn call(&self, view: &SessionView, session: &str, req: Request) -> Result<(), Request> {
         let published = &self.replies.published;
         let routes = published.routes();
-        let Some(mut params) = req
-            .params
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
-        else {
-            return Err(req);
-        };
-        let Some(name) = params
-            .get("name")
-            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
-        else {
-            return Err(req);
-        };
-        // A call made as a task gets its task named for the client: the hub's work. So
-        // does a call its profile does not reach (the hub answers it as unknown) and the
-        // tools of a catalogue (which no profile's names hold).
-        let reaches = |(p, _): &(usize, Arc<str>)| {
-            routes
-                .profiles
-                .get(*p)
-                .is_some_and(|names| names.contains(&name))
-        };
-        let Some(target) = routes
-            .tools
-            .get(&name)
-            .filter(|_| !params.contains_key("task"))
-            .filter(|_| view.profile.as_ref().is_none_or(reaches))
-        else {
-            return Err(req);
-        };
-        let gid = GatewayId(self.replies.alloc_id());
-        params.insert("name".into(), jsonrpc::to_raw(&*target.original));
-        let progress = swap_progress_token(&mut params, gid);
-        let audit = self.replies.audit().map(|a| {
-            let mut call = AuditCall::new(
-                a,
-                view.client.clone(),
-                name.clone(),
-                target.original.clone(),
-                &params,
-            );
-            call.token = view.token.clone();
-            call.profile = view.profile.as_ref().map(|(_, n)| n.to_string());
-            call
+        // Read from the params' text, and the backend's params written in one buffer: no
+        // map of them is built (`call_params`).
+        let routed = req.params.as_deref().and_then(|raw| {
+            let params = CallParams::parse(raw.get())?;
+            let name = params.name()?;
+            // A call made as a task gets its task named for the client: the hub's work. So
+            // does a call its profile does not reach (the hub answers it as unknown) and
+            // the tools of a catalogue (which no profile's names hold).
+            if params.get("task").is_some() {
+                return None;
+            }
+            let reaches = |(p, _): &(usize, Arc<str>)| {
+                routes
+                    .profiles
+                    .get(*p)
+                    .is_some_and(|names| names.contains(name.as_ref()))
+            };
+            if !view.profile.as_ref().is_none_or(reaches) {
+                return None;
+            }
+            let target = routes.tools.get(name.as_ref())?;
+            let gid = GatewayId(self.replies.alloc_id());
+            let (forwarded, progress) = params.rewritten(&target.original, gid.0);
+            let audit = self.replies.audit().map(|a| {
+                let mut call = AuditCall::new(
+                    a,
+                    view.client.clone(),
+                    name.into_owned(),
+                    target.original.clone(),
+                    params.get("arguments"),
+                );
+                call.token = view.token.clone();
+                call.profile = view.profile.as_ref().map(|(_, n)| n.to_string());
+                call
+            });
+            Some((target, gid, forwarded, progress, audit))
         });
+        let Some((target, gid, forwarded, progress, audit)) = routed else {
+            return Err(req);
+        };
         let now = Instant::now();
         let entry = Pending::Client {
             session: session.to_string(),
@@ -195,7 +190,7 @@ impl Router {
         let request = Request {
             id: gid.to_id(),
             method: req.method.clone(),
-            params: Some(jsonrpc::to_raw(&params)),
+            params: Some(forwarded),
         };
         if target.writer.send(Message::Request(request)).is_err() {
             // Its writer is gone; the entry goes too, and the hub routes the request.

@@ -15,20 +15,41 @@ use std::time::Instant;
 /// A body left unread up to this size is read and dropped, so the connection can be kept.
 const DRAIN_LIMIT: u64 = 64 * 1024;
 
-/// A parsed request head.
+/// A parsed request head: its bytes, and where in them each part is, so reading a head
+/// allocates nothing (the bytes are the connection's buffer, given back after the request).
 pub struct Head {
-    method: String,
-    target: String,
+    raw: Vec<u8>,
+    method: Span,
+    target: Target,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     version: u8,
-    headers: Vec<(String, String)>,
+    /// Name and value of each header line, in order (a vector the connection keeps
+    /// between requests, like the bytes).
+    headers: Vec<(Span, Span)>,
 }
 
-/// Parses a head from the start of `buf` and removes it from there; None if more bytes are
-/// needed.
-pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
+/// Where a part of the head is in its bytes.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Span(u16, u16);
+
+/// The request target as the handler sees it: a part of the head (the origin form, or the
+/// path and query of an absolute-form target), or, rarely, text of its own.
+enum Target {
+    At(Span),
+    Own(String),
+}
+
+/// Parses a head from the start of `buf` and takes it from there; None if more bytes are
+/// needed. The head keeps `buf`'s allocation, and `buf` becomes `spare` with what came
+/// after the head (the connection gives the head's bytes back as its next spare), so a
+/// kept-alive connection reads its requests without allocating.
+pub(super) fn parse_head(
+    buf: &mut Vec<u8>,
+    spare: &mut Vec<u8>,
+    spans: &mut Vec<(Span, Span)>,
+) -> Result<Option<Head>, Response> {
+    let mut parsed_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut parsed_headers);
     let len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
             return Err(Response::text(
@@ -59,49 +80,97 @@ pub(super) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, Response> {
             "a request must carry exactly one Host header",
         ));
     }
-    let head = Head {
-        method: parsed.method.unwrap_or_default().to_string(),
-        target: origin_form(parsed.path.unwrap_or_default()),
-        version,
-        headers: parsed
+    // Every part is a slice of `buf`: where it starts and ends there (the head is at most
+    // MAX_HEAD bytes, so u16 holds it).
+    let base = buf.as_ptr() as usize;
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        Span(start as u16, (start + part.len()) as u16)
+    };
+    let method = span(parsed.method.unwrap_or_default().as_bytes());
+    let path = parsed.path.unwrap_or_default();
+    let target = match origin_form(path) {
+        OriginForm::Same => Target::At(span(path.as_bytes())),
+        OriginForm::Suffix(at) => Target::At(span(&path.as_bytes()[at..])),
+        OriginForm::Own(text) => Target::Own(text),
+    };
+    let mut headers = std::mem::take(spans);
+    headers.clear();
+    headers.extend(
+        parsed
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-    };
-    buf.drain(..len);
-    Ok(Some(head))
+            .map(|h| (span(h.name.as_bytes()), span(h.value))),
+    );
+    spare.clear();
+    spare.extend_from_slice(&buf[len..]);
+    std::mem::swap(buf, spare);
+    let mut raw = std::mem::take(spare);
+    raw.truncate(len);
+    Ok(Some(Head {
+        raw,
+        method,
+        target,
+        version,
+        headers,
+    }))
+}
+
+/// What a request target is in origin form.
+enum OriginForm {
+    /// It is one already.
+    Same,
+    /// From this byte on (an absolute-form target's path and query).
+    Suffix(usize),
+    /// This (an absolute-form target with a query but no path: `/` before the query).
+    Own(String),
 }
 
 /// The path and query of a request target: an absolute-form one (`http://host/mcp?x`,
 /// which RFC 9112 3.2.2 says a server must accept) without its scheme and authority.
-fn origin_form(target: &str) -> String {
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    let Some(rest) = ["http://", "https://"]
-        .iter()
-        .find(|scheme| lower.starts_with(*scheme))
-        .map(|scheme| &target[scheme.len()..])
-    else {
-        return target.to_string();
+fn origin_form(target: &str) -> OriginForm {
+    let scheme = ["http://", "https://"].into_iter().find(|s| {
+        target
+            .get(..s.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(s))
+    });
+    let Some(scheme) = scheme else {
+        return OriginForm::Same;
     };
+    let rest = &target[scheme.len()..];
     match rest.find(['/', '?']) {
-        Some(at) if rest.as_bytes()[at] == b'/' => rest[at..].to_string(),
-        Some(at) => format!("/{}", &rest[at..]),
-        None => "/".to_string(),
+        Some(at) if rest.as_bytes()[at] == b'/' => OriginForm::Suffix(scheme.len() + at),
+        Some(at) => OriginForm::Own(format!("/{}", &rest[at..])),
+        None => OriginForm::Own("/".into()),
     }
 }
 
 impl Head {
-    fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+    fn text(&self, at: Span) -> &[u8] {
+        &self.raw[at.0 as usize..at.1 as usize]
+    }
+
+    fn method(&self) -> &str {
+        std::str::from_utf8(self.text(self.method)).unwrap_or_default()
+    }
+
+    fn target(&self) -> &str {
+        match &self.target {
+            Target::At(at) => std::str::from_utf8(self.text(*at)).unwrap_or_default(),
+            Target::Own(text) => text,
+        }
+    }
+
+    /// The values of the headers named `name` (case-insensitive); a value that is not
+    /// UTF-8 is passed over.
+    fn headers_named<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.headers
             .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter(move |(k, _)| self.text(*k).eq_ignore_ascii_case(name.as_bytes()))
+            .filter_map(|(_, v)| std::str::from_utf8(self.text(*v)).ok())
     }
 
     /// How the body is framed, and whether the connection may be kept after this request.
@@ -192,12 +261,12 @@ pub struct Request<'c> {
 
 impl Request<'_> {
     pub fn method(&self) -> &str {
-        &self.head.method
+        self.head.method()
     }
 
     /// The request target: path and query.
     pub fn url(&self) -> &str {
-        &self.head.target
+        self.head.target()
     }
 
     pub fn remote_addr(&self) -> SocketAddr {
@@ -206,11 +275,7 @@ impl Request<'_> {
 
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.head.headers_named(name).next()
     }
 
     /// Closes the connection after this request's answer (a client that failed to
@@ -449,7 +514,7 @@ impl Request<'_> {
     pub fn respond(mut self, response: Response) {
         self.answered = true;
         self.settle_body();
-        let head_only = self.head.method == "HEAD";
+        let head_only = self.head.method() == "HEAD";
         let window = self.ctx.limits.write_window();
         self.conn.write_response(&response, head_only, window);
     }
@@ -479,6 +544,16 @@ impl Request<'_> {
 
 impl Drop for Request<'_> {
     fn drop(&mut self) {
+        // The head's bytes become the connection's spare buffer again, and its list of
+        // header lines the connection's (`parse_head`).
+        if self.conn.spare.capacity() == 0 {
+            let mut raw = std::mem::take(&mut self.head.raw);
+            raw.clear();
+            self.conn.spare = raw;
+        }
+        if self.conn.spans.capacity() == 0 {
+            self.conn.spans = std::mem::take(&mut self.head.headers);
+        }
         self.release(self.held);
         if !self.answered {
             self.answered = true;
@@ -534,15 +609,20 @@ impl Write for Stream {
 /// A whole response: status, headers and body, written in one piece.
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    /// The header lines, each ending in CRLF, as they go on the wire.
+    headers: String,
     body: Vec<u8>,
 }
 
 impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        let mut headers = String::with_capacity(128);
+        headers.push_str("Content-Type: ");
+        headers.push_str(content_type);
+        headers.push_str("\r\n");
         Response {
             status,
-            headers: vec![("Content-Type".into(), content_type.into())],
+            headers,
             body: body.into(),
         }
     }
@@ -556,7 +636,10 @@ impl Response {
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.into(), value.into()));
+        self.headers.push_str(name);
+        self.headers.push_str(": ");
+        self.headers.push_str(value);
+        self.headers.push_str("\r\n");
         self
     }
 
@@ -570,22 +653,26 @@ impl Response {
 
     /// The bytes on the wire (the head alone with `head_only`).
     pub(super) fn head_and_body(&self, head_only: bool, close: bool) -> Vec<u8> {
-        use std::fmt::Write as _;
-        let mut head = String::with_capacity(128);
-        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        for (k, v) in &self.headers {
-            let _ = write!(head, "{k}: {v}\r\n");
-        }
-        let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
-        if close {
-            head.push_str("Connection: close\r\n");
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        if !head_only {
-            bytes.extend_from_slice(&self.body);
-        }
+        let mut bytes = Vec::new();
+        self.write_into(&mut bytes, head_only, close);
         bytes
+    }
+
+    /// Appends the bytes on the wire to `out` (the head alone with `head_only`).
+    pub(super) fn write_into(&self, out: &mut Vec<u8>, head_only: bool, close: bool) {
+        use std::io::Write as _;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\n{}Content-Length: {}\r\n{}\r\n",
+            self.status,
+            reason(self.status),
+            self.headers,
+            self.body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
     }
 }
 
@@ -620,23 +707,42 @@ mod tests {
     fn heads_parse_whole_or_ask_for_more() {
         let mut buf =
             b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}GET".to_vec();
-        let head = parse_head(&mut buf).ok().flatten().expect("a whole head");
+        let head = parse_head(&mut buf, &mut Vec::new(), &mut Vec::new())
+            .ok()
+            .flatten()
+            .expect("a whole head");
         assert_eq!(
-            (head.method.as_str(), head.target.as_str(), head.version),
+            (head.method(), head.target(), head.version),
             ("POST", "/mcp?x=1", 1)
         );
-        assert_eq!(head.headers[1], ("Content-Length".into(), "2".into()));
+        assert_eq!(
+            head.headers_named("content-length").collect::<Vec<_>>(),
+            ["2"]
+        );
         assert_eq!(
             buf, b"{}GET",
             "the body and the next request stay in the buffer"
         );
         let mut partial = b"GET / HTTP/1.1\r\nHost:".to_vec();
-        assert!(matches!(parse_head(&mut partial), Ok(None)));
+        assert!(matches!(
+            parse_head(&mut partial, &mut Vec::new(), &mut Vec::new()),
+            Ok(None)
+        ));
         let mut garbage = b"\x00\x01 / HTTP/1.1\r\n\r\n".to_vec();
-        assert_eq!(parse_head(&mut garbage).err().map(|r| r.status), Some(400));
+        assert_eq!(
+            parse_head(&mut garbage, &mut Vec::new(), &mut Vec::new())
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
         let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
         let mut many = format!("GET / HTTP/1.1\r\n{many}\r\n").into_bytes();
-        assert_eq!(parse_head(&mut many).err().map(|r| r.status), Some(431));
+        assert_eq!(
+            parse_head(&mut many, &mut Vec::new(), &mut Vec::new())
+                .err()
+                .map(|r| r.status),
+            Some(431)
+        );
     }
 
     #[test]
@@ -644,14 +750,29 @@ mod tests {
         // A whole head over the limit is refused, not only one still arriving.
         let padding = "x".repeat(MAX_HEAD + 2000);
         let mut big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {padding}\r\n\r\n").into_bytes();
-        assert_eq!(parse_head(&mut big).err().map(|r| r.status), Some(431));
+        assert_eq!(
+            parse_head(&mut big, &mut Vec::new(), &mut Vec::new())
+                .err()
+                .map(|r| r.status),
+            Some(431)
+        );
         // Exactly one Host on HTTP/1.1 (none is fine on 1.0).
         let mut two = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec();
-        assert_eq!(parse_head(&mut two).err().map(|r| r.status), Some(400));
+        assert_eq!(
+            parse_head(&mut two, &mut Vec::new(), &mut Vec::new())
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
         let mut none = b"GET / HTTP/1.1\r\nX: y\r\n\r\n".to_vec();
-        assert_eq!(parse_head(&mut none).err().map(|r| r.status), Some(400));
+        assert_eq!(
+            parse_head(&mut none, &mut Vec::new(), &mut Vec::new())
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
         let mut old = b"GET / HTTP/1.0\r\n\r\n".to_vec();
-        assert!(matches!(parse_head(&mut old), Ok(Some(_))));
+        assert!(matches!(parse_head(&mut old, &mut Vec::new(), &mut Vec::new()), Ok(Some(_))));
         // An absolute-form target is served as its path and query.
         for (target, path) in [
             ("http://127.0.0.1:9000/mcp?x=1", "/mcp?x=1"),
@@ -661,8 +782,11 @@ mod tests {
             ("/mcp", "/mcp"),
         ] {
             let mut buf = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
-            let head = parse_head(&mut buf).ok().flatten().expect("a head");
-            assert_eq!(head.target, path, "{target}");
+            let head = parse_head(&mut buf, &mut Vec::new(), &mut Vec::new())
+                .ok()
+                .flatten()
+                .expect("a head");
+            assert_eq!(head.target(), path, "{target}");
         }
     }
 
@@ -671,7 +795,10 @@ mod tests {
         let framing = |te: &str| {
             let mut buf = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n")
                 .into_bytes();
-            let head = parse_head(&mut buf).ok().flatten().expect("a head");
+            let head = parse_head(&mut buf, &mut Vec::new(), &mut Vec::new())
+                .ok()
+                .flatten()
+                .expect("a head");
             head.framing().map(|(b, _)| b).map_err(|r| r.status)
         };
         assert_eq!(framing("chunked"), Ok(Body::Chunked));
