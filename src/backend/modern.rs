@@ -217,6 +217,12 @@ impl Bridge {
     /// itself: `Err` once the hub has dropped its sender, `Ok(None)` when the bridge kept
     /// or answered the hub's message. The writer threads of both transports loop on it.
     pub fn next(&self, from_hub: &Receiver<Message>) -> Result<Option<Message>, ()> {
+        self.next_from(from_hub).map(|(msg, _)| msg)
+    }
+
+    /// `next`, saying whether what it took came from the hub's channel (whose messages a
+    /// writer counts off as written, `contract::Outlet`).
+    pub fn next_from(&self, from_hub: &Receiver<Message>) -> Result<(Option<Message>, bool), ()> {
         let due = {
             let st = self.lock();
             let polls = st.polled.values().filter_map(|p| p.due);
@@ -224,11 +230,19 @@ impl Bridge {
         };
         let timer = due.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
         select! {
-            recv(from_hub) -> msg => msg.map(|m| self.outgoing(m)).map_err(|_| ()),
-            recv(self.own_rx) -> msg => Ok(msg.ok()),
-            recv(self.wake_rx) -> _ => Ok(None),
-            recv(timer) -> _ => Ok(self.poll_due()),
+            recv(from_hub) -> msg => msg.map(|m| (self.outgoing(m), true)).map_err(|_| ()),
+            recv(self.own_rx) -> msg => Ok((msg.ok(), false)),
+            recv(self.wake_rx) -> _ => Ok((None, false)),
+            recv(timer) -> _ => Ok((self.poll_due(), false)),
         }
+    }
+
+    /// Whether a message from the hub goes to the backend as it is: a backend that speaks
+    /// a legacy revision, once its handshake is done (its messages can then be written
+    /// on the sender's own thread).
+    pub fn passes_through(&self) -> bool {
+        let st = self.lock();
+        !st.modern && st.init.is_none()
     }
 
     /// A `resources/subscribe` or `unsubscribe` of `uri`: the listen request to open, or

@@ -37,14 +37,20 @@ pub(super) fn start(
 
     let (tx, rx) = crossbeam_channel::unbounded::<Message>();
     let bridge = Arc::new(Bridge::new(hub.clone(), name));
+    let pipe = Arc::new(Pipe {
+        stdin: Mutex::new((stdin, Vec::new())),
+        bridge: bridge.clone(),
+        name: name.to_string(),
+    });
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let (eof_tx, eof_rx) = crossbeam_channel::bounded::<()>(1);
     let (stderr_done, stderr_drained) = crossbeam_channel::bounded::<()>(0);
 
     let spawned = (|| {
-        let (n, writer_bridge) = (name.to_string(), bridge.clone());
+        let (writer_pipe, writer_queued) = (pipe.clone(), queued.clone());
         spawn_sized(format!("backend-{name}-writer"), PIPE_STACK, move || {
-            write_stdin(&n, stdin, &rx, &writer_bridge)
+            write_stdin(&writer_pipe, &rx, &writer_queued)
         })?;
         let (n, reader_hub): (String, Hub) = (name.to_string(), bridge);
         spawn_sized(format!("backend-{name}-reader"), PIPE_STACK, move || {
@@ -74,7 +80,9 @@ pub(super) fn start(
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    Ok(BackendHandle::new(tx, stop_tx, supervisor))
+    Ok(BackendHandle::writing_now(
+        tx, pipe, queued, stop_tx, supervisor,
+    ))
 }
 
 /// Waits for the child to end by itself (returning why, for the hub) or for the hub to ask
@@ -127,25 +135,84 @@ fn supervise(
     Some(reason)
 }
 
-/// Writes the hub's messages (as the bridge has them) and the bridge's own, until the hub
-/// drops its sender.
-fn write_stdin(name: &str, mut stdin: ChildStdin, rx: &Receiver<Message>, bridge: &Bridge) {
-    // One buffer for every line (a large message's is not kept for the small ones).
-    let mut line = Vec::new();
-    while let Ok(msg) = bridge.next(rx) {
-        let Some(msg) = msg else { continue };
+/// A child's stdin, written by its writer thread or, when that is idle, by the thread
+/// that routed a message (`WriteNow`): one thread hand-off less per call.
+struct Pipe {
+    /// The pipe and a buffer for the line being written, kept between messages.
+    stdin: Mutex<(ChildStdin, Vec<u8>)>,
+    bridge: Arc<Bridge>,
+    name: String,
+}
+
+impl Pipe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (ChildStdin, Vec<u8>)> {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `msg` as one line; false when stdin is closed.
+    fn write(&self, held: &mut (ChildStdin, Vec<u8>), msg: &Message) -> bool {
+        let (stdin, line) = held;
+        // A large message's buffer is not kept for the small ones.
         if line.capacity() > 1024 * 1024 {
-            line = Vec::new();
+            *line = Vec::new();
         }
         line.clear();
-        msg.write_json(&mut line);
-        drop(msg);
+        msg.write_json(line);
         if log::log_enabled!(log::Level::Debug) {
-            debug!("> {name}: {}", String::from_utf8_lossy(&line));
+            debug!("> {}: {}", self.name, String::from_utf8_lossy(line));
         }
         line.push(b'\n');
-        if let Err(e) = stdin.write_all(&line).and_then(|_| stdin.flush()) {
-            debug!("backend '{name}': stdin closed: {e}");
+        if let Err(e) = stdin.write_all(line).and_then(|_| stdin.flush()) {
+            debug!("backend '{}': stdin closed: {e}", self.name);
+            return false;
+        }
+        true
+    }
+}
+
+impl crate::contract::WriteNow for Pipe {
+    fn write_now(
+        &self,
+        msg: Message,
+        queued: &std::sync::atomic::AtomicUsize,
+    ) -> Result<(), Message> {
+        // A 2026-07-28 backend's messages are the bridge's to translate, on the writer.
+        if !self.bridge.passes_through() {
+            return Err(msg);
+        }
+        let Ok(mut held) = self.stdin.try_lock() else {
+            return Err(msg);
+        };
+        if queued.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            return Err(msg);
+        }
+        match self.write(&mut held, &msg) {
+            true => Ok(()),
+            // Closed: the writer finds so too, and the instance's end answers the call.
+            false => Err(msg),
+        }
+    }
+}
+
+/// Writes the hub's messages (as the bridge has them) and the bridge's own, until the hub
+/// drops its sender. Each message from the hub's channel is counted off `queued` once
+/// written, under the pipe's lock (`contract::Outlet`).
+fn write_stdin(pipe: &Pipe, rx: &Receiver<Message>, queued: &std::sync::atomic::AtomicUsize) {
+    use std::sync::atomic::Ordering;
+    while let Ok((msg, from_hub)) = pipe.bridge.next_from(rx) {
+        let Some(msg) = msg else {
+            if from_hub {
+                queued.fetch_sub(1, Ordering::SeqCst);
+            }
+            continue;
+        };
+        let mut held = pipe.lock();
+        let written = pipe.write(&mut held, &msg);
+        if from_hub {
+            queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(held);
+        if !written {
             return;
         }
     }

@@ -19,6 +19,7 @@ use crate::config::BackendSpec;
 use crate::jsonrpc::Message;
 use crossbeam_channel::Sender;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 /// MCP's log levels from least to most severe (`logging/setLevel`, `notifications/message`,
@@ -60,10 +61,57 @@ pub trait Inbox: Send + Sync {
 /// Starts an instance of a backend: the real one (`backend::start_for`) or a test's.
 pub type Spawner = dyn Fn(&BackendSpec, Arc<dyn Inbox>) -> Result<BackendHandle, String> + Send;
 
+/// A transport that can take a message on the sender's own thread when nothing is in its
+/// way (a stdio pipe no other thread is writing), saving the hand-off to its writer.
+pub trait WriteNow: Send + Sync {
+    /// Writes `msg` at once, unless the transport is busy or `queued` shows messages sent
+    /// before still on their way through the writer's channel (checked while holding what
+    /// the writer holds to write, so nothing sent before is overtaken): then gives it back.
+    fn write_now(&self, msg: Message, queued: &AtomicUsize) -> Result<(), Message>;
+}
+
+/// Where an instance's messages go: its writer's channel, and, for a transport that can
+/// take a message at once, that too. Every message through the channel is counted in
+/// `queued` until its writer has written it (`WriteNow`'s rule).
+#[derive(Clone)]
+pub struct Outlet {
+    tx: Sender<Message>,
+    now: Option<Arc<dyn WriteNow>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Outlet {
+    /// Sends `msg` to the instance, written on this thread when the transport can take it
+    /// at once; Err when its writer is gone. The write may wait for the backend to read
+    /// (a full pipe): only a thread that may wait for this backend sends so (a router, for
+    /// the call it waits the answer of), never the hub.
+    pub fn send(&self, msg: Message) -> Result<(), Message> {
+        let msg = match &self.now {
+            Some(now) => match now.write_now(msg, &self.queued) {
+                Ok(()) => return Ok(()),
+                Err(msg) => msg,
+            },
+            None => msg,
+        };
+        self.queue(msg)
+    }
+
+    /// Sends `msg` through the writer's channel, never waiting; Err when the writer is
+    /// gone.
+    pub fn queue(&self, msg: Message) -> Result<(), Message> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(msg).map_err(|e| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            e.0
+        })
+    }
+}
+
 /// What the hub holds of a running instance.
 pub struct BackendHandle {
-    /// Messages for the instance. Dropping it closes the child's stdin (or the connection).
-    pub tx: Sender<Message>,
+    /// Messages for the instance. Dropping every clone closes the child's stdin (or the
+    /// connection).
+    outlet: Outlet,
     stop: Sender<()>,
     supervisor: Option<JoinHandle<()>>,
 }
@@ -71,21 +119,56 @@ pub struct BackendHandle {
 impl BackendHandle {
     pub fn new(tx: Sender<Message>, stop: Sender<()>, supervisor: JoinHandle<()>) -> BackendHandle {
         BackendHandle {
-            tx,
+            outlet: Outlet {
+                tx,
+                now: None,
+                queued: Arc::default(),
+            },
             stop,
             supervisor: Some(supervisor),
         }
+    }
+
+    /// `new`, for a transport that can also take messages at once (`WriteNow`); its
+    /// writer subtracts each message it takes from the channel from `queued` once written.
+    pub fn writing_now(
+        tx: Sender<Message>,
+        now: Arc<dyn WriteNow>,
+        queued: Arc<AtomicUsize>,
+        stop: Sender<()>,
+        supervisor: JoinHandle<()>,
+    ) -> BackendHandle {
+        BackendHandle {
+            outlet: Outlet {
+                tx,
+                now: Some(now),
+                queued,
+            },
+            stop,
+            supervisor: Some(supervisor),
+        }
+    }
+
+    /// Sends `msg` to the instance through its writer (the hub never waits on a
+    /// backend); false when its writer is gone.
+    pub fn send(&self, msg: Message) -> bool {
+        self.outlet.queue(msg).is_ok()
+    }
+
+    /// A clone of where its messages go, for the routers.
+    pub fn outlet(&self) -> Outlet {
+        self.outlet.clone()
     }
 
     /// Asks the supervisor to stop the instance (close stdin, wait, kill the group) and
     /// gives back its thread, to be joined once every backend has been asked.
     pub fn stop(self) -> Option<JoinHandle<()>> {
         let BackendHandle {
-            tx,
+            outlet,
             stop,
             supervisor,
         } = self;
-        drop(tx); // the writer ends and closes the child's stdin
+        drop(outlet); // the writer ends and closes the child's stdin
         let _ = stop.send(());
         supervisor
     }

@@ -41,7 +41,7 @@ pub(super) struct Routes {
 struct Target {
     instance: InstanceId,
     alive: Arc<AtomicBool>,
-    writer: Sender<Message>,
+    writer: crate::contract::Outlet,
     original: Arc<str>,
     /// `tools/call 'original'`, for a timeout's message.
     what: Arc<str>,
@@ -300,7 +300,7 @@ impl Hub {
                     Target {
                         instance: backend.source.unwrap_or_default(),
                         alive: inst.alive.clone(),
-                        writer: conn.tx.clone(),
+                        writer: conn.outlet(),
                         original: Arc::from(entry.original.as_str()),
                         what: Arc::from(format!("tools/call '{}'", entry.original)),
                         timeout: policy.timeout_for(Some(&entry.original)),

@@ -98,7 +98,7 @@ impl Hub {
         self.instances
             .get(&instance)
             .and_then(|i| i.conn.as_ref())
-            .is_some_and(|c| c.tx.send(msg).is_ok())
+            .is_some_and(|c| c.send(msg))
     }
 
     pub(super) fn notify_instance(

@@ -772,7 +772,10 @@ mod tests {
             Some(400)
         );
         let mut old = b"GET / HTTP/1.0\r\n\r\n".to_vec();
-        assert!(matches!(parse_head(&mut old, &mut Vec::new(), &mut Vec::new()), Ok(Some(_))));
+        assert!(matches!(
+            parse_head(&mut old, &mut Vec::new(), &mut Vec::new()),
+            Ok(Some(_))
+        ));
         // An absolute-form target is served as its path and query.
         for (target, path) in [
             ("http://127.0.0.1:9000/mcp?x=1", "/mcp?x=1"),
