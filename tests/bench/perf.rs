@@ -1,20 +1,29 @@
 //! Performance: latency, throughput, large results, memory per client, cold start and
 //! binary size of the release gateway, each next to a baseline measured in the same run.
 //!
-//!     cargo bench --bench perf                 # every figure, 5 runs each
+//!     tests/release && cargo bench --bench perf   # every figure, 5 runs each
 //!     PERF_RUNS=3 PERF_SECS=2 cargo bench --bench perf
 //!     PERF_CLIENTS=1000 cargo bench --bench perf   # fewer idle SSE clients
-//!     PERF_BIN=target/x86_64-unknown-linux-musl/release/mcp-gateway cargo bench --bench perf
-//!                                              # measure another build (tests/release's)
+//!     PERF_ONLY=latency,throughput,allocs cargo bench --bench perf
+//!     PERF_BIN=target/release/mcp-gateway cargo bench --bench perf   # another build
 //!
-//! The backend is this program itself, run as `perf --echo-server`: a stdio MCP server with
-//! an `echo` tool (returns its `text`) and a `blob` tool (returns `bytes` bytes). The
-//! baselines are that server driven directly over its pipes, and a trivial HTTP server in
-//! this process answering each POST with its body, driven by the same client code.
+//! It measures the binary users copy: the static artifact `tests/release` builds
+//! (target/x86_64-unknown-linux-musl/release/mcp-gateway), or `PERF_BIN`; without either,
+//! this build's, and the report says so. The backend is this program itself, run as
+//! `perf --echo-server`: a stdio MCP server with an `echo` tool (returns its `text`) and a
+//! `blob` tool (returns `bytes` bytes). The baselines, in the same run and on the same
+//! client code: that server driven directly over its pipes (one client, and 16 clients
+//! each with its own server), a trivial HTTP server in this process answering each POST
+//! with its body (the floor for /mcp), and a trivial legacy SSE server (the floor for
+//! /sse, `perf_floor.rs`). With 16 clients a gateway does both halves in series, so its
+//! limit is 1 / (1/floor + 1/direct); the report gives each transport's share of it.
+//! Allocations per call come from a build that counts them (`--features count-allocs`).
 //! Results go to stdout as a Markdown table and to `target/perf.json`.
 //!
 //! Loopback only; every loop is bounded in count and time.
 
+#[path = "perf_floor.rs"]
+mod floor;
 #[path = "../util/mod.rs"]
 mod util;
 
@@ -59,12 +68,14 @@ fn main() {
             .is_none_or(|o| o.split(',').any(|p| p == name))
     };
     let trivial = TrivialServer::start();
+    let trivial_sse = floor::TrivialSse::start();
     let gw = Gw::start(&config, dir.path(), &[]);
 
     // ---- latency, 1 client ------------------------------------------------------
     if phase("latency") {
         let mut stdio_runs = Vec::new();
         let mut http_runs = Vec::new();
+        let mut sse_floor_runs = Vec::new();
         let mut sse_runs = Vec::new();
         let mut mcp_runs = Vec::new();
         let mut sse_cost = Vec::new();
@@ -72,6 +83,7 @@ fn main() {
         for _ in 0..runs {
             stdio_runs.push(Percentiles::of(latency_stdio(&me, CALLS)));
             http_runs.push(Percentiles::of(latency_http(trivial.addr, CALLS)));
+            sse_floor_runs.push(Percentiles::of(latency_sse_floor(trivial_sse.addr, CALLS)));
             let before = Cost::of(gw.pid());
             sse_runs.push(Percentiles::of(latency_sse(gw.addr, CALLS)));
             let between = Cost::of(gw.pid());
@@ -87,35 +99,60 @@ fn main() {
             ));
         }
         let base = |runs: &[Percentiles]| median(runs.iter().map(|p| p.p50).collect());
-        let baseline = base(&stdio_runs) + base(&http_runs);
         report.latency("direct stdio round trip (baseline)", &stdio_runs, None);
         report.latency("loopback HTTP round trip (baseline)", &http_runs, None);
-        report.latency("through /sse", &sse_runs, Some(baseline));
-        report.latency("through /mcp", &mcp_runs, Some(baseline));
+        report.latency(
+            "trivial SSE server round trip (baseline)",
+            &sse_floor_runs,
+            None,
+        );
+        let sse_base = base(&stdio_runs) + base(&sse_floor_runs);
+        let mcp_base = base(&stdio_runs) + base(&http_runs);
+        report.latency(
+            "through /sse",
+            &sse_runs,
+            Some((sse_base, "stdio + SSE floor")),
+        );
+        report.latency(
+            "through /mcp",
+            &mcp_runs,
+            Some((mcp_base, "stdio + HTTP floor")),
+        );
     }
 
     // ---- throughput ---------------------------------------------------------------
     for clients in [16, 64].into_iter().filter(|_| phase("throughput")) {
         let mut trivial_runs = Vec::new();
+        let mut sse_floor_runs = Vec::new();
+        let mut direct_runs = Vec::new();
         let mut sse = Vec::new();
         let mut mcp = Vec::new();
         let mut load_cpu = Vec::new();
-        let mut gw_cpu = Vec::new();
+        let (mut sse_cpu, mut mcp_cpu) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             trivial_runs.push(throughput(clients, secs, |n| {
                 Box::new(HttpCaller::new(trivial.addr, n))
             }));
+            if clients == 16 {
+                sse_floor_runs.push(throughput(clients, secs, |_| {
+                    Box::new(floor::TrivialSseCaller::new(trivial_sse.addr))
+                }));
+                direct_runs.push(throughput(clients, secs, |_| {
+                    Box::new(floor::DirectCaller::new(&me))
+                }));
+            }
             let (before, gw_before) = (cpu_self(), cpu_of(gw.pid()));
             let t = Instant::now();
-            sse.push(throughput(clients, secs, |n| {
-                Box::new(SseCaller::new(gw.addr, n))
-            }));
+            let rate = throughput(clients, secs, |n| Box::new(SseCaller::new(gw.addr, n)));
             let wall = t.elapsed().as_secs_f64();
             load_cpu.push((cpu_self() - before) / wall);
-            gw_cpu.push((cpu_of(gw.pid()) - gw_before) / wall);
-            mcp.push(throughput(clients, secs, |n| {
-                Box::new(McpCaller::new(gw.addr, n))
-            }));
+            sse_cpu.push((cpu_of(gw.pid()) - gw_before) * 1e6 / (rate * wall));
+            sse.push(rate);
+            let (gw_before, t) = (cpu_of(gw.pid()), Instant::now());
+            let rate = throughput(clients, secs, |n| Box::new(McpCaller::new(gw.addr, n)));
+            let wall = t.elapsed().as_secs_f64();
+            mcp_cpu.push((cpu_of(gw.pid()) - gw_before) * 1e6 / (rate * wall));
+            mcp.push(rate);
         }
         let base = median(trivial_runs.clone());
         report.throughput(
@@ -124,13 +161,57 @@ fn main() {
             &trivial_runs,
             None,
         );
-        report.throughput(clients, "through /sse", &sse, Some(base));
-        report.throughput(clients, "through /mcp", &mcp, Some(base));
+        if clients == 16 {
+            // A gateway does both halves in series: its limit is 1 / (1/floor + 1/direct).
+            let direct = median(direct_runs.clone());
+            report.throughput(
+                clients,
+                "trivial SSE server (baseline)",
+                &sse_floor_runs,
+                None,
+            );
+            report.throughput(
+                clients,
+                "direct stdio, a backend each (baseline)",
+                &direct_runs,
+                None,
+            );
+            let limit = |floor: f64| 1.0 / (1.0 / floor + 1.0 / direct);
+            let (sse_limit, mcp_limit) = (limit(median(sse_floor_runs.clone())), limit(base));
+            report.throughput_of(
+                clients,
+                "through /sse",
+                &sse,
+                sse_limit,
+                "limit (SSE floor, direct)",
+            );
+            report.throughput_of(
+                clients,
+                "through /mcp",
+                &mcp,
+                mcp_limit,
+                "limit (HTTP floor, direct)",
+            );
+        } else {
+            report.throughput(clients, "through /sse", &sse, Some(base));
+            report.throughput(clients, "through /mcp", &mcp, Some(base));
+        }
+        for (what, cpu) in [("/sse", &sse_cpu), ("/mcp", &mcp_cpu)] {
+            report.value(
+                &format!("gateway CPU per call, {clients} clients, {what}"),
+                "µs",
+                median(cpu.clone()),
+            );
+        }
         report.note(format!(
-            "{clients} clients through /sse: load generator {:.0}% of a core, gateway {:.0}% (median)",
+            "{clients} clients through /sse: load generator {:.0}% of a core (median)",
             median(load_cpu) * 100.0,
-            median(gw_cpu) * 100.0
         ));
+    }
+
+    // ---- allocations per call -------------------------------------------------------
+    if phase("allocs") {
+        allocations_per_call(&config, dir.path(), &mut report);
     }
 
     // ---- 1 MiB result ---------------------------------------------------------------
@@ -149,6 +230,7 @@ fn main() {
     if phase("memory") {
         memory(&config, dir.path(), idle_clients, &mut report);
         sessions(&config, dir.path(), &mut report);
+        burst(&config, dir.path(), &mut report);
     }
 
     // ---- cold start -----------------------------------------------------------------
@@ -190,7 +272,7 @@ fn main() {
 fn echo_server() {
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let blob = "x".repeat(MIB);
+    let blob = "x".repeat(4 * MIB);
     for line in stdin.lines().map_while(Result::ok) {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
@@ -209,7 +291,7 @@ fn echo_server() {
             ]}),
             "tools/call" if params["name"] == "blob" => {
                 let n = params["arguments"]["bytes"].as_u64().unwrap_or(0) as usize;
-                json!({"content": [{"type": "text", "text": &blob[..n.min(MIB)]}]})
+                json!({"content": [{"type": "text", "text": &blob[..n.min(4 * MIB)]}]})
             }
             "tools/call" => {
                 json!({"content": [{"type": "text", "text": params["arguments"]["text"]}]})
@@ -644,6 +726,11 @@ fn latency_http(addr: SocketAddr, n: usize) -> Vec<Duration> {
         .collect()
 }
 
+fn latency_sse_floor(addr: SocketAddr, n: usize) -> Vec<Duration> {
+    let mut c = floor::TrivialSseCaller::new(addr);
+    timed_echoes(n, "echo", |rq| c.call(rq))
+}
+
 fn latency_sse(addr: SocketAddr, n: usize) -> Vec<Duration> {
     let mut s = Sse::open(addr);
     s.initialize();
@@ -790,8 +877,12 @@ struct Gw {
 
 impl Gw {
     fn start(config: &Path, dir: &Path, extra: &[&str]) -> Gw {
+        Gw::start_bin(&gateway_bin(), config, dir, extra)
+    }
+
+    fn start_bin(bin: &Path, config: &Path, dir: &Path, extra: &[&str]) -> Gw {
         let port = util::free_port();
-        let child = Command::new(gateway_bin())
+        let child = Command::new(bin)
             .args([
                 "--port",
                 &port.to_string(),
@@ -1005,6 +1096,41 @@ fn sessions(config: &Path, dir: &Path, report: &mut Report) {
     ));
 }
 
+/// What the gateway keeps after a burst of large results: its RSS idle, then 5 s after
+/// 120 results of 4 MiB through /mcp (four clients at once), beside each other.
+fn burst(config: &Path, dir: &Path, report: &mut Report) {
+    let gw = Gw::start(config, dir, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(gw.pid());
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut m = Mcp::open(addr);
+                for i in 0..30 {
+                    let call = json!({"jsonrpc": "2.0", "id": c * 100 + i, "method": "tools/call",
+                                      "params": {"name": "echo__blob", "arguments": {"bytes": 4 * MIB}}});
+                    assert_eq!(text_of(&m.call(&call)).len(), 4 * MIB);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let after = rss_kib(gw.pid());
+    report.value("gateway RSS, idle (before a burst)", "KiB", idle as f64);
+    report.value(
+        &format!(
+            "gateway RSS 5 s after 120 results of 4 MiB ({:.2}× idle)",
+            after as f64 / idle as f64
+        ),
+        "KiB",
+        after as f64,
+    );
+}
+
 fn open_idle_stream(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(LIMIT))?;
@@ -1152,17 +1278,20 @@ impl Report {
         self.json[key] = value;
     }
 
-    fn latency(&mut self, what: &str, runs: &[Percentiles], baseline: Option<f64>) {
+    fn latency(&mut self, what: &str, runs: &[Percentiles], baseline: Option<(f64, &str)>) {
         let pick = |f: fn(&Percentiles) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
         let (p50, p90, p99) = (pick(|p| p.p50), pick(|p| p.p90), pick(|p| p.p99));
         let (lo, hi) = spread(&p50);
-        let ratio = baseline.map(|b| median(p50.clone()) / b);
+        let ratio = baseline.map(|(b, _)| median(p50.clone()) / b);
         self.lines.push(format!(
             "| latency {what} ({CALLS} calls, {PAYLOAD} B) | p50 {:.0} µs (runs {lo:.0}–{hi:.0}), p90 {:.0} µs, p99 {:.0} µs | {} |",
             median(p50.clone()),
             median(p90.clone()),
             median(p99.clone()),
-            ratio.map_or("baseline".into(), |r| format!("{r:.2}× (stdio + HTTP)"))
+            match (ratio, baseline) {
+                (Some(r), Some((_, of))) => format!("{r:.2}× ({of})"),
+                _ => "baseline".into(),
+            }
         ));
         self.push(
             &format!("latency {what}"),
@@ -1185,6 +1314,20 @@ impl Report {
         self.push(
             &format!("throughput {clients} clients {what}"),
             json!({"calls_per_s": m, "runs": runs, "ratio": ratio}),
+        );
+    }
+
+    /// A gateway's throughput beside `limit` (what it could do at best, `what_limit`).
+    fn throughput_of(&mut self, clients: usize, what: &str, runs: &[f64], limit: f64, of: &str) {
+        let (lo, hi) = spread(runs);
+        let m = median(runs.to_vec());
+        self.lines.push(format!(
+            "| {clients} clients, {what} | {m:.0} calls/s (runs {lo:.0}–{hi:.0}) | {:.2} of the {of}: {limit:.0} calls/s |",
+            m / limit
+        ));
+        self.push(
+            &format!("throughput {clients} clients {what}"),
+            json!({"calls_per_s": m, "runs": runs, "limit": limit, "ratio_to_limit": m / limit}),
         );
     }
 
@@ -1252,11 +1395,62 @@ impl Report {
 
 // ---- small things ----------------------------------------------------------------------------
 
-/// The gateway binary measured: `PERF_BIN`, or this build's.
+/// The gateway binary measured: `PERF_BIN`; else the static artifact `tests/release`
+/// builds, the one users copy; else this build's.
 fn gateway_bin() -> PathBuf {
-    std::env::var_os("PERF_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway")))
+    if let Some(bin) = std::env::var_os("PERF_BIN") {
+        return PathBuf::from(bin);
+    }
+    let artifact = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/mcp-gateway");
+    if artifact.exists() {
+        return artifact;
+    }
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"))
+}
+
+/// Allocations and bytes allocated per `tools/call` on each transport, in a build that
+/// counts them (`floor::counting_gateway`), over 1000 calls after 100 to warm up.
+fn allocations_per_call(config: &Path, dir: &Path, report: &mut Report) {
+    let Some(bin) = floor::counting_gateway() else {
+        report.note(
+            "no build counting allocations: `cargo build --release --features count-allocs` failed"
+                .into(),
+        );
+        return;
+    };
+    let gw = Gw::start_bin(&bin, config, dir, &[]);
+    let n = 1000u64;
+    let mut sse = Sse::open(gw.addr);
+    sse.initialize();
+    let mut mcp = Mcp::open(gw.addr);
+    for (what, call) in [
+        ("/sse", &mut |i| {
+            sse.call(&echo_call(i, "echo__echo")) as Value
+        }),
+        ("/mcp", &mut |i| mcp.call(&echo_call(i, "echo__echo"))),
+    ] as [(&str, &mut dyn FnMut(u64) -> Value); 2]
+    {
+        for i in 0..100 {
+            call(i);
+        }
+        let (count, bytes) = floor::allocations(gw.addr);
+        for i in 0..n {
+            assert_eq!(text_of(&call(1000 + i)).len(), PAYLOAD);
+        }
+        let (count2, bytes2) = floor::allocations(gw.addr);
+        // The /metrics request itself allocates a little; over 1000 calls it is noise.
+        report.value(
+            &format!("allocations per call through {what}"),
+            "",
+            (count2 - count) as f64 / n as f64,
+        );
+        report.value(
+            &format!("bytes allocated per call through {what}"),
+            "B",
+            (bytes2 - bytes) as f64 / n as f64,
+        );
+    }
 }
 
 fn raise_fd_limit() {
