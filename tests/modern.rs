@@ -319,6 +319,20 @@ fn call_with(gw: &Gateway, id: u64, tool: &str, extra: Value, capabilities: Valu
 }
 
 #[test]
+fn a_backend_that_asks_for_roots_and_answers_at_once_is_answered_as_modern() {
+    // The official filesystem server asks for roots during a call and answers without
+    // waiting: the answer came to the client undecorated (no resultType), or not at all.
+    let gw = Gateway::start(&json!({"fx": fixture(&["--asks"])}));
+    for id in 1..=3 {
+        let (status, r) = call_with(&gw, id, "fx__glance", json!({}), json!({}));
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["id"], id, "{r}");
+        assert_eq!(r["result"]["resultType"], "complete", "{r}");
+        assert_eq!(r["result"]["content"][0]["text"], "glanced", "{r}");
+    }
+}
+
+#[test]
 fn a_legacy_backends_requests_become_input_required_rounds() {
     let gw = asking_gateway();
     let caps = json!({"elicitation": {}});

@@ -439,6 +439,45 @@ struct Call {
     as_task: bool,
 }
 
+impl Call {
+    /// Whether `r` is the backend's answer to this call.
+    fn answered_by(&self, r: &jsonrpc::Response) -> bool {
+        r.id.as_ref().map(|i| i.raw().get()) == Some(self.id.raw().get())
+    }
+}
+
+/// The client's answer to `call` from its backend's answer `r`: a task it made, named for
+/// the client, or the result as a modern client gets it.
+fn finish(
+    out: Out<'_>,
+    session: Private,
+    call: Call,
+    r: jsonrpc::Response,
+    ends: &Ends,
+    early: Vec<Request>,
+) {
+    let created = match &r.outcome {
+        Ok(o) if call.as_task => serde_json::from_str::<Value>(o.get())
+            .ok()
+            .filter(|v| v.get("task").is_some_and(Value::is_object)),
+        _ => None,
+    };
+    if let Some(created) = created {
+        let task = ends.tasks.adopt(ends, session, &created, call.meta, early);
+        let answer = jsonrpc::Response::ok(call.reply, jsonrpc::to_raw(&task));
+        return out.finish(200, Message::Response(answer));
+    }
+    let outcome = r
+        .outcome
+        .map(|o| decorate(&call.method, &o))
+        .map_err(modern::error);
+    let answer = jsonrpc::Response {
+        id: Some(call.reply),
+        outcome,
+    };
+    out.finish(200, Message::Response(answer))
+}
+
 /// Answers `call` from its session: progress and the log lines the client asked for as
 /// events, then the answer (as JSON when it comes first and alone); a backend's requests
 /// to the client as `input_required`, the session parked for the retry.
@@ -461,29 +500,8 @@ fn answer(mut out: Out<'_>, session: Private, call: Call, ends: &Ends) {
             Next::Ended => return out.stopping(),
         };
         match msg {
-            Message::Response(r)
-                if r.id.as_ref().map(|i| i.raw().get()) == Some(call.id.raw().get()) =>
-            {
-                let created = match &r.outcome {
-                    Ok(o) if call.as_task => serde_json::from_str::<Value>(o.get())
-                        .ok()
-                        .filter(|v| v.get("task").is_some_and(Value::is_object)),
-                    _ => None,
-                };
-                if let Some(created) = created {
-                    let task = ends.tasks.adopt(ends, session, &created, call.meta, early);
-                    let answer = jsonrpc::Response::ok(call.reply, jsonrpc::to_raw(&task));
-                    return out.finish(200, Message::Response(answer));
-                }
-                let outcome = r
-                    .outcome
-                    .map(|o| decorate(&call.method, &o))
-                    .map_err(modern::error);
-                let answer = jsonrpc::Response {
-                    id: Some(call.reply),
-                    outcome,
-                };
-                return out.finish(200, Message::Response(answer));
+            Message::Response(r) if call.answered_by(&r) => {
+                return finish(out, session, call, r, ends, early);
             }
             Message::Request(r) if call.as_task && tasks::names_task(&r) => early.push(r),
             Message::Request(first) => {
@@ -516,19 +534,36 @@ fn wanted(meta: &Meta, n: &jsonrpc::Notification) -> bool {
 /// `input_required` result (or -32021 when the client declared none of what they need).
 fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request, ends: &Ends) {
     let mut requests = vec![first];
+    // A backend may ask and answer the call without waiting for the input (the official
+    // filesystem server asks for roots so): then the answer is the client's.
+    let mut answered = None;
     loop {
         match session.next(GATHER) {
             Next::Message(Message::Request(r)) => requests.push(r),
+            Next::Message(Message::Response(r)) if call.answered_by(&r) => {
+                answered = Some(r);
+                break;
+            }
             Next::Message(Message::Notification(n)) if !wanted(&call.meta, &n) => {}
             Next::Message(other) => {
-                // Progress and log lines keep their order; the answer cannot come while
-                // the backend waits for input.
+                // Progress and log lines keep their order.
                 if !out.event(Some(&other)) {
                     return;
                 }
             }
             Next::Quiet | Next::Ended | Next::HungUp => break,
         }
+    }
+    if let Some(r) = answered {
+        // The call is over: nothing it asked can reach its client any more.
+        for q in requests {
+            let why = format!(
+                "the call was answered before its client could be asked for '{}'",
+                q.method
+            );
+            session.refuse(q, why);
+        }
+        return finish(out, session, call, r, ends, Vec::new());
     }
     // Requests for what the client declared go to it; the others are refused to the
     // backend (which may carry on without); with none left, the client hears -32021.
