@@ -46,6 +46,14 @@ OPTIONS:
     --instance-id ID       this instance's tag, the start of every session id it mints, for
                            sticky routing behind a load balancer [default: HOSTNAME-PORT]
     --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
+    --start WHEN           when backends without their own 'start' run: at-launch, or
+                           on-demand (only while a request needs them) [default: at-launch]
+    --idle-stop SECS       an on-demand backend stops this long after its last request
+                           [default: 300]
+    --keep-wrapper         backends started with npx keep npm's process (by default npm's
+                           program is run directly from a backend's second start on)
+    --state-dir DIR        where the catalogue cache is kept [default: 'state' beside the
+                           log directory]
     --startup-wait SECS    right after the start, list requests wait this long for every
                            backend's first start, so the first list is complete; 0: they
                            do not wait [default: 30]
@@ -133,6 +141,14 @@ pub struct Args {
     pub ping_timeout: Duration,
     /// `inheritEnv`: what backends' processes inherit, unless a backend says otherwise.
     pub inherit_env: Vec<String>,
+    /// `start`: backends without their own run on demand.
+    pub on_demand: bool,
+    /// `idleStop`: how long an on-demand backend runs after its last request.
+    pub idle_stop: Duration,
+    /// `keepWrapper`: npx backends keep npm's process.
+    pub keep_wrapper: bool,
+    /// `stateDir`, if given (else beside the log directory).
+    pub state_dir: Option<PathBuf>,
     /// `--token` or `MCP_GATEWAY_TOKEN`; the config's token is applied in `listen`.
     pub token: Option<String>,
     pub no_auth: bool,
@@ -184,6 +200,10 @@ impl Flags {
             session_unused: m.secs("sessionUnused"),
             allowed_origins: m.list("allowOrigins"),
             inherit_env: m.list("inheritEnv"),
+            on_demand: m.text("start").as_deref() == Some("on-demand"),
+            idle_stop: m.secs("idleStop"),
+            keep_wrapper: m.flag("keepWrapper"),
+            state_dir: m.text("stateDir").map(PathBuf::from),
             ping_interval: m.secs("pingInterval"),
             ping_timeout: m.secs("pingTimeout"),
             token: self.settings.text("token").map(String::from),

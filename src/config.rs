@@ -41,6 +41,14 @@ pub struct BackendSpec {
     pub required: bool,
     /// What a process it starts inherits of the gateway's environment.
     pub environment: Environment,
+    /// `"start"`: at launch, or on demand; None: the gateway's `start` setting.
+    pub on_demand: Option<bool>,
+    /// `"idleStop"`: how long an on-demand backend runs after its last request ends;
+    /// None: the gateway's `idleStop` setting.
+    pub idle_stop: Option<Duration>,
+    /// `"keepWrapper"`: an `npx` backend keeps npm's process (`npm.rs`); None: the
+    /// gateway's `keepWrapper` setting.
+    pub keep_wrapper: Option<bool>,
 }
 
 /// What a process the gateway starts for a backend (its server, a local SSE server, a

@@ -35,6 +35,11 @@ pub fn run(
             audit: None,
             startup_wait: Duration::ZERO,
             profiles: Vec::new(),
+            // Every backend is started and listed: a check is of what runs.
+            on_demand: false,
+            idle_stop: args.idle_stop,
+            keep_wrapper: true,
+            cache: None,
         },
         hub_tx.clone(),
     );

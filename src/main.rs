@@ -11,6 +11,7 @@ mod console;
 mod allocs;
 mod audit;
 mod backend;
+mod cache;
 mod cli;
 mod compat;
 mod config;
@@ -26,6 +27,8 @@ mod lines;
 mod logging;
 mod metrics;
 mod modern;
+mod npm;
+mod procfs;
 mod registry;
 mod reload;
 #[path = "../servers/mod.rs"]
@@ -240,6 +243,12 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             b.transport.type_name()
         );
     }
+    // The catalogue cache: `stateDir`, else `state` beside the log directory.
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        args.log_dir
+            .parent()
+            .map_or_else(|| std::path::PathBuf::from("state"), |p| p.join("state"))
+    });
     let hub = hub::Hub::new(
         backends,
         hub::HubOptions {
@@ -259,6 +268,10 @@ fn serve(flags: Flags) -> Result<(), Failure> {
             audit: Some(audit.clone()),
             startup_wait: args.startup_wait,
             profiles: loaded.config.settings.profiles.clone(),
+            on_demand: args.on_demand,
+            idle_stop: args.idle_stop,
+            keep_wrapper: args.keep_wrapper,
+            cache: Some(cache::CatalogCache::new(&state_dir)),
         },
         hub_tx.clone(),
     );

@@ -60,7 +60,12 @@ struct BackendMetrics {
     /// method → outcome → count.
     requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
     latency: Histogram,
+    /// The latest requests' times, in microseconds, for the status page's median.
+    recent: VecDeque<u32>,
 }
+
+/// Requests' times kept per backend for its median.
+const RECENT_TIMES: usize = 256;
 
 /// The entry for `key`, allocating its owned key only the first time (this runs per call).
 fn entry_for<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
@@ -111,6 +116,22 @@ impl Metrics {
         }
         h.sum += secs;
         h.count += 1;
+        if m.recent.len() >= RECENT_TIMES {
+            m.recent.pop_front();
+        }
+        m.recent
+            .push_back(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    /// A backend's requests so far, and the median time of its latest ones (ms).
+    pub fn backend_summary(&self, backend: &str) -> (u64, Option<f64>) {
+        let Some(m) = self.by_backend.get(backend) else {
+            return (0, None);
+        };
+        let mut times: Vec<u32> = m.recent.iter().copied().collect();
+        times.sort_unstable();
+        let median = times.get(times.len() / 2).map(|us| f64::from(*us) / 1000.0);
+        (m.latency.count, median)
     }
 
     /// The gateway's part of the Prometheus text: these counters and `gauges`.

@@ -34,7 +34,8 @@ fn health_readiness_and_metrics_after_known_traffic() {
     };
     assert_eq!(state("fx")["state"], "ready");
     assert_eq!(state("fx")["restarts"], 1);
-    assert_eq!(state("broken")["state"], "restarting");
+    // A program that is not there is a failure a retry will not fix (issue 27).
+    assert_eq!(state("broken")["state"], "failed");
     assert!(
         state("broken")["reason"]
             .as_str()

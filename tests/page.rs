@@ -1,5 +1,6 @@
 //! The status page (`/`), rendered in headless Chromium (Debian's `chromium`) against a
-//! running gateway with one backend up and one failed on purpose; its data endpoint under
+//! running gateway with one backend up, one failed on purpose and one asleep (on demand);
+//! its data endpoint under
 //! the same token and Origin rules as the API. The screenshot is kept in
 //! `target/test-artifacts/status-page.png`.
 
@@ -19,7 +20,28 @@ fn gateway() -> Gateway {
                     "profiles": {"coding": {"backends": ["up"]}}},
         "up": fixture(&["--tag", "up"]),
         "broken": {"command": "/nonexistent/mcp-server-that-is-not-there", "restart": "never"},
+        "lazy": lazy(),
     }))
+}
+
+/// An on-demand backend that sleeps a second after its lists are learned.
+fn lazy() -> Value {
+    let mut spec = fixture(&["--tag", "lazy"]);
+    spec["start"] = json!("on-demand");
+    spec["idleStop"] = json!(1);
+    spec
+}
+
+/// Until `/status.json` says backend `name` is `state`.
+fn wait_state(gw: &Gateway, name: &str, state: &str) {
+    let admin = [("Authorization", &*format!("Bearer {TOKEN}"))];
+    util::eventually(&format!("'{name}' is {state}"), || {
+        let (_, _, body) = http(gw.port, "GET", "/status.json", &admin, b"");
+        let data: Value = serde_json::from_str(&body).unwrap_or_default();
+        data["backends"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["name"] == name && b["state"] == state))
+    });
 }
 
 fn chromium() -> Option<PathBuf> {
@@ -89,6 +111,15 @@ fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
     assert_eq!(state("up"), Some(json!("ready")), "{data}");
     assert_eq!(state("broken"), Some(json!("failed")), "{data}");
     assert!(data["tools"].as_u64().unwrap() > 5, "{data}");
+    let up = data["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "up")
+        .unwrap();
+    assert_eq!(up["processes"], 1, "its process tree: {up}");
+    assert!(up["rssKiB"].as_u64().unwrap() > 1000, "{up}");
+    assert!(up["cpuSeconds"].is_number(), "{up}");
     // A session at a profile is counted under it; a call that fails is a recent error.
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "p", "version": "1"}}});
@@ -127,6 +158,24 @@ fn the_status_page_renders_the_backends_in_headless_chromium() {
         return;
     };
     let gw = gateway();
+    wait_state(&gw, "lazy", "sleeping");
+    // Calls, for the up backend's count and latency and the chart.
+    let admin = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", admin.as_str())];
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "p", "version": "1"}}});
+    let (_, headers, _) = util::McpClient::post(gw.port, None, &auth, &init);
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    for id in 1..=5 {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "up__echo", "arguments": {"text": "x"}}});
+        let (status, _, body) = util::McpClient::post(gw.port, Some(&session), &auth, &call);
+        assert_eq!(status, 200, "{body}");
+    }
     let profile = util::TempDir::new();
     let url = format!("http://127.0.0.1:{}/#token={TOKEN}", gw.port);
     let artifacts = util::root().join("target/test-artifacts");
@@ -140,7 +189,7 @@ fn the_status_page_renders_the_backends_in_headless_chromium() {
                 "--disable-gpu",
                 "--no-first-run",
                 "--window-size=1200,900",
-                "--virtual-time-budget=4000",
+                "--virtual-time-budget=10000",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
@@ -169,7 +218,27 @@ fn the_status_page_renders_the_backends_in_headless_chromium() {
             .unwrap_or_default()
             .to_string()
     };
-    assert!(row("up").contains("class=\"state-ready\">ready"), "{dom}");
+    let up = row("up");
+    assert!(up.contains("class=\"state-ready\">ready"), "{dom}");
+    // Its calls, their median, and its process tree's memory.
+    assert!(up.contains("<td>5</td>"), "{up}");
+    assert!(
+        up.contains(" ms</td>") && up.contains("(1 process)"),
+        "{up}"
+    );
+    let lazy = row("lazy");
+    assert!(
+        lazy.contains("class=\"state-sleeping\">sleeping (on demand)"),
+        "{lazy}"
+    );
+    // The chart of requests per second has a point for each refresh after the first.
+    let chart = dom
+        .split("<polyline")
+        .nth(1)
+        .and_then(|p| p.split("points=\"").nth(1))
+        .and_then(|p| p.split('"').next())
+        .unwrap_or_default();
+    assert!(chart.contains(','), "no chart points: {dom}");
     let broken = row("broken");
     assert!(broken.contains("class=\"state-failed\">failed"), "{dom}");
     assert!(

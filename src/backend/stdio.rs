@@ -30,6 +30,7 @@ pub(super) fn start(
     max_message: usize,
 ) -> Result<BackendHandle, String> {
     let mut child = spawn_child(name, launch, Stdio::piped())?;
+    let pid = child.id();
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
@@ -80,9 +81,7 @@ pub(super) fn start(
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    Ok(BackendHandle::writing_now(
-        tx, pipe, queued, stop_tx, supervisor,
-    ))
+    Ok(BackendHandle::writing_now(tx, pipe, queued, stop_tx, supervisor).with_pid(pid))
 }
 
 /// Waits for the child to end by itself (returning why, for the hub) or for the hub to ask

@@ -20,6 +20,9 @@ pub(super) const COMMON_FIELDS: &[&str] = &[
     "restart",
     "required",
     "inheritEnv",
+    "start",
+    "idleStop",
+    "keepWrapper",
 ];
 pub(super) const STDIO_FIELDS: &[&str] = &["command", "args", "env", "cwd"];
 pub(super) const SSE_FIELDS: &[&str] = &["url", "command", "args", "env", "cwd", "startupTimeout"];
@@ -161,6 +164,31 @@ impl Validator<'_> {
             false,
             "true (the gateway is not ready without it) or false",
         );
+        let on_demand = match obj.get("start") {
+            None => Some(None),
+            Some(Value::String(s)) if s == "at-launch" => Some(Some(false)),
+            Some(Value::String(s)) if s == "on-demand" => Some(Some(true)),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'start': expected \"at-launch\" or \"on-demand\", got {other}"
+                ));
+                None
+            }
+        };
+        let idle_stop = self
+            .number(&ctx, obj, "idleStop", "a whole number of seconds", 1)
+            .map(|n| n.map(Duration::from_secs));
+        let keep_wrapper = match obj.get("keepWrapper") {
+            None => Some(None),
+            Some(Value::Bool(b)) => Some(Some(*b)),
+            Some(other) => {
+                self.error(format!(
+                    "{ctx}: field 'keepWrapper': expected true (npx's process stays) or false, got {}",
+                    kind(other)
+                ));
+                None
+            }
+        };
         let only = match obj.get("inheritEnv") {
             None => Some(None),
             Some(list) => self
@@ -194,6 +222,9 @@ impl Validator<'_> {
                 withheld: Vec::new(),
                 only: only?,
             },
+            on_demand: on_demand?,
+            idle_stop: idle_stop?,
+            keep_wrapper: keep_wrapper?,
         })
     }
 

@@ -38,6 +38,10 @@ pub enum Kind {
     List {
         what: &'static str,
     },
+    /// One of these words.
+    Choice {
+        values: &'static [&'static str],
+    },
 }
 
 /// A setting's default, for the merge and the schema.
@@ -258,6 +262,39 @@ pub const TABLE: &[Setting] = &[
         "How long tools/list, prompts/list, resources/list and resources/templates/list wait, right after the start, for every backend's first start to finish (ready or failed), so a client that lists once sees everything; 0: they do not wait.",
     ),
     row(
+        "start",
+        "--start",
+        Kind::Choice {
+            values: &["at-launch", "on-demand"],
+        },
+        Text("at-launch"),
+        "When backends without a 'start' of their own run: at-launch (from the start, for as long as the gateway runs) or on-demand (only while a request needs them; their lists come from the catalogue cache).",
+    ),
+    row(
+        "idleStop",
+        "--idle-stop",
+        SECONDS,
+        Num(300),
+        "An on-demand backend stops this long after the last request that needed it ends (a backend's own 'idleStop' overrides it).",
+    ),
+    row(
+        "keepWrapper",
+        "--keep-wrapper",
+        Kind::Bool {
+            flag_sets: true,
+            what: "true (npx's process stays) or false",
+        },
+        Fallback::Bool(false),
+        "Backends started with npx (or npm exec) keep npm's process for as long as their server runs; by default the program npm started is run directly from a backend's second start on (a backend's own 'keepWrapper' overrides it).",
+    ),
+    row(
+        "stateDir",
+        "--state-dir",
+        Kind::Text,
+        Fallback::None,
+        "Where the catalogue cache is kept (owner-only). Default: 'state' beside the log directory.",
+    ),
+    row(
         "prefix",
         "--no-prefix",
         Kind::Bool {
@@ -309,6 +346,7 @@ impl Kind {
                 format!("a whole number of seconds{zero}, at least {min}")
             }
             Kind::Bool { what, .. } | Kind::List { what } => what.to_string(),
+            Kind::Choice { values } => format!("one of {}", values.join(", ")),
         }
     }
 
@@ -324,6 +362,8 @@ impl Kind {
         let refused = || format!("expected {}, got '{text}'", self.what());
         match self {
             Kind::Text => Ok(Val::Text(text.to_string())),
+            Kind::Choice { values } if values.contains(&text) => Ok(Val::Text(text.to_string())),
+            Kind::Choice { .. } => Err(refused()),
             Kind::List { .. } => Ok(Val::List(vec![text.to_string()])),
             Kind::Level => crate::logging::parse_level(text).map(Val::Level),
             Kind::Bool { .. } => match text {
@@ -355,7 +395,7 @@ impl Kind {
             )
         };
         match (self, value) {
-            (Kind::Text | Kind::Level, Value::String(t)) => self.read_text(t),
+            (Kind::Text | Kind::Level | Kind::Choice { .. }, Value::String(t)) => self.read_text(t),
             (Kind::Bool { .. }, Value::Bool(b)) => Ok(Val::Bool(*b)),
             (Kind::List { .. }, Value::Array(items)) if items.iter().all(Value::is_string) => {
                 Ok(Val::List(
@@ -393,6 +433,7 @@ impl Kind {
             }
             Kind::Bool { .. } => json!({"type": "boolean"}),
             Kind::List { .. } => json!({"$ref": "#/$defs/strings"}),
+            Kind::Choice { values } => json!({"enum": values}),
         }
     }
 }

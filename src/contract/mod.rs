@@ -114,6 +114,8 @@ pub struct BackendHandle {
     outlet: Outlet,
     stop: Sender<()>,
     supervisor: Option<JoinHandle<()>>,
+    /// The process it runs, when it runs one (the leader of its process tree).
+    pub pid: Option<u32>,
 }
 
 impl BackendHandle {
@@ -126,6 +128,7 @@ impl BackendHandle {
             },
             stop,
             supervisor: Some(supervisor),
+            pid: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl BackendHandle {
             },
             stop,
             supervisor: Some(supervisor),
+            pid: None,
         }
     }
 
@@ -153,6 +157,12 @@ impl BackendHandle {
     /// backend); false when its writer is gone.
     pub fn send(&self, msg: Message) -> bool {
         self.outlet.queue(msg).is_ok()
+    }
+
+    /// The handle of an instance that runs process `pid`.
+    pub fn with_pid(mut self, pid: u32) -> BackendHandle {
+        self.pid = Some(pid);
+        self
     }
 
     /// A clone of where its messages go, for the routers.
@@ -167,6 +177,7 @@ impl BackendHandle {
             outlet,
             stop,
             supervisor,
+            ..
         } = self;
         drop(outlet); // the writer ends and closes the child's stdin
         let _ = stop.send(());

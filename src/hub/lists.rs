@@ -160,6 +160,7 @@ impl Hub {
                 let inst = &self.instances[&instance];
                 if inst.ready {
                     self.rebuild_registry();
+                    self.remember_catalog(b);
                 } else if inst.listing.iter().all(Option::is_none) {
                     self.instance_ready(instance);
                 }
@@ -172,7 +173,17 @@ impl Hub {
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| matches!(b.state, State::Ready | State::Restarting { .. }))
+            .filter(|(_, b)| {
+                // A failed backend's lists are empty, but an on-demand one's it had learned.
+                matches!(
+                    b.state,
+                    State::Ready
+                        | State::Restarting { .. }
+                        | State::Sleeping
+                        | State::Waking
+                        | State::Failed(_)
+                )
+            })
             .collect();
         ready.sort_by_key(|(_, b)| b.position);
         let ready: Vec<BackendLists<'_>> = ready

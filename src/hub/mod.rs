@@ -11,6 +11,7 @@
 
 mod call_params;
 mod catalogue;
+mod demand;
 mod first_lists;
 mod from_backend;
 mod lists;
@@ -27,6 +28,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 mod unreadable;
+mod wrapper;
 
 pub use router::Router;
 
@@ -80,6 +82,14 @@ pub struct HubOptions {
     pub startup_wait: Duration,
     /// The named views of the catalogue sessions may be opened with (`profiles.rs`).
     pub profiles: Vec<crate::config::profiles::Profile>,
+    /// `start`: whether backends without their own `start` run on demand.
+    pub on_demand: bool,
+    /// `idleStop`: how long an on-demand backend runs after its last request.
+    pub idle_stop: Duration,
+    /// Backends started with npx keep npm's process (`npm.rs`).
+    pub keep_wrapper: bool,
+    /// Where on-demand backends' lists are kept between runs (`cache.rs`).
+    pub cache: Option<crate::cache::CatalogCache>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +105,12 @@ enum State {
     /// Taken out of the config by a reload: no instances, nothing listed. The slot stays
     /// (indices are never reused for another name) and comes back if the name does.
     Removed,
+    /// An on-demand backend with no process: its lists are known (learned, or from the
+    /// catalogue cache), and a request that needs it wakes it.
+    Sleeping,
+    /// An on-demand backend starting for a request: its lists stay listed, and what needs
+    /// it waits in its instance's queue.
+    Waking,
 }
 
 /// What a backend said it can do in its `initialize` result.
@@ -127,6 +143,17 @@ struct Backend {
     took: Option<Duration>,
     /// While it starts: the last whole "still starting" interval said on the console.
     reported: u64,
+    /// A backend that failed for good (`State::Failed`) is tried again at this time, if
+    /// nothing asks for it sooner (or a reload).
+    retry_at: Option<Instant>,
+    /// When a request last tried to start it while failed (at most one try in a while).
+    tried_at: Option<Instant>,
+    /// A hash of the lists last written to the catalogue cache (so an unchanged catalogue
+    /// is not written again on each wake).
+    stored: Option<u64>,
+    /// The program npm runs for it (`npm.rs`), once an instance showed it: later
+    /// instances run it directly.
+    direct: Option<crate::config::Launch>,
 }
 
 impl Backend {
@@ -144,6 +171,10 @@ impl Backend {
             restarts: 0,
             took: None,
             reported: 0,
+            retry_at: None,
+            tried_at: None,
+            stored: None,
+            direct: None,
         }
     }
 }
@@ -157,6 +188,8 @@ impl State {
             State::Restarting { .. } => "restarting",
             State::Failed(_) => "failed",
             State::Removed => "removed",
+            State::Sleeping => "sleeping",
+            State::Waking => "waking",
         }
     }
 }
@@ -213,6 +246,8 @@ struct Instance {
     /// Cleared (under the pending table's lock) when it ends, so no router registers a
     /// request on it after its requests were answered.
     alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// It runs the program npm ran for an earlier instance, without npm.
+    direct: bool,
 }
 
 /// What a client declared it can do, for requests from servers.

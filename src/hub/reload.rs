@@ -31,6 +31,9 @@ impl Hub {
             backend.position = position;
             if backend.state == State::Removed {
                 changes.push(format!("added '{}'", spec.name));
+            } else if backend.spec == spec && matches!(backend.state, State::Failed(_)) {
+                // A reload is the moment to try a backend that failed for good again.
+                changes.push(format!("trying '{}' again", spec.name));
             } else if backend.spec == spec {
                 continue;
             } else if !needs_restart(&backend.spec, &spec) {

@@ -138,6 +138,7 @@ impl Hub {
                 legacy
                     && matches!(self.backends[b].spec.scope, Scope::Session { .. })
                     && self.backends[b].state == State::Ready
+                    && !self.on_demand(b)
                     && self.shows_backend(session, b)
             })
             .collect();

@@ -6,6 +6,8 @@ use crate::metrics::Gauges;
 
 impl Hub {
     pub(super) fn status(&self) -> Status {
+        let trees = process_trees();
+        let metrics = self.replies.metrics();
         let backends: Vec<Value> = self
             .live()
             .iter()
@@ -15,19 +17,40 @@ impl Hub {
                     _ => None,
                 };
                 let state = b.state.label();
+                let ix = self.backends.iter().position(|x| std::ptr::eq(x, *b));
+                let on_demand = ix.is_some_and(|i| self.on_demand(BackendIx(i)));
+                // Its running processes, each with all it started: memory and CPU.
+                let (mut rss, mut cpu, mut processes) = (0u64, 0f64, 0usize);
+                for inst in self.instances.values().filter(|i| Some(i.backend.0) == ix) {
+                    if let Some((r, c, n)) = inst
+                        .conn
+                        .as_ref()
+                        .and_then(|c| c.pid)
+                        .and_then(|pid| trees.get(&pid))
+                    {
+                        rss += r;
+                        cpu += c;
+                        processes += n;
+                    }
+                }
+                let (calls, p50) = metrics.backend_summary(&b.spec.name);
                 let mut row = json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
                        "required": b.spec.required, "reason": reason, "restarts": b.restarts,
-                       "tools": b.lists.get(Kind::Tools).len()});
+                       "tools": b.lists.get(Kind::Tools).len(), "onDemand": on_demand,
+                       "processes": processes, "rssKiB": rss, "cpuSeconds": (cpu * 100.0).round() / 100.0,
+                       "calls": calls, "p50Ms": p50});
                 if matches!(b.spec.scope, Scope::Session { .. }) {
                     row["instances"] = Value::Array(self.own_instances(&b.spec.name));
                 }
                 row
             })
             .collect();
+        drop(metrics);
+        // A sleeping (or waking) on-demand backend is ready to be asked.
         let not_ready: Vec<&Backend> = self
             .live()
             .into_iter()
-            .filter(|b| b.state != State::Ready)
+            .filter(|b| !matches!(b.state, State::Ready | State::Sleeping | State::Waking))
             .collect();
         let ready =
             not_ready.len() < self.live().len() && !not_ready.iter().any(|b| b.spec.required);
@@ -162,7 +185,7 @@ impl Hub {
                     name: &b.spec.name,
                     kind: b.spec.transport.type_name(),
                     state: b.state.label(),
-                    ready: b.state == State::Ready,
+                    ready: matches!(b.state, State::Ready | State::Sleeping),
                     counts: Kind::ALL.map(|k| b.lists.get(k).len()),
                     took: b.took,
                 })
@@ -184,4 +207,37 @@ impl Hub {
         summary.print();
         self.release_lists(true);
     }
+}
+
+/// The process trees on the machine (Linux, from /proc), by the pid of the process at
+/// their root: the resident memory (KiB), CPU seconds and number of processes. A backend's
+/// process leads a group of its own (`tree.rs`) and a process belongs to a tree when it
+/// descends from its root or is in its group: a browser that Playwright starts in a group
+/// of its own is still its server's, and a process whose parent exited is still its group's.
+fn process_trees() -> HashMap<u32, (u64, f64, usize)> {
+    let all = crate::procfs::processes();
+    let parent: HashMap<u32, u32> = all.iter().map(|p| (p.pid, p.ppid)).collect();
+    let mut trees: HashMap<u32, (u64, f64, usize)> = HashMap::new();
+    for p in &all {
+        // Every ancestor (and the group leader) is the root of a tree this process is in;
+        // only backends' roots are looked up.
+        let mut roots = vec![p.pid, p.pgrp];
+        let mut at = p.pid;
+        while let Some(&up) = parent.get(&at) {
+            if up <= 1 || roots.len() > 64 {
+                break;
+            }
+            roots.push(up);
+            at = up;
+        }
+        roots.sort_unstable();
+        roots.dedup();
+        for root in roots {
+            let t = trees.entry(root).or_default();
+            t.0 += p.rss_kib;
+            t.1 += p.cpu_seconds;
+            t.2 += 1;
+        }
+    }
+    trees
 }

@@ -1,13 +1,19 @@
 //! Supervision: starting a backend's instances, their handshake (initialize, then the
 //! first lists), health pings, failures, restarts with backoff, and per-session instances.
 
+use super::demand;
 use super::*;
 
 impl Hub {
-    /// Starts backend `b`'s shared instance (or its probe).
+    /// Starts backend `b`'s shared instance (or its probe); an on-demand backend whose
+    /// lists the catalogue cache holds sleeps instead (`demand.rs`).
     pub(super) fn start_backend(&mut self, b: BackendIx) {
+        if self.on_demand(b) && self.sleep_from_cache(b) {
+            return;
+        }
         match self.start_instance(b, None) {
             Ok(id) => self.backends[b].source = Some(id),
+            Err(e) if demand::is_permanent(&e) => self.fail_for_good(b, e),
             // A program that cannot be started now may be installed later.
             Err(e) if self.backends[b].spec.policy.restart => self.schedule_restart(b, e),
             Err(e) => self.backend_failed(b, e),
@@ -21,9 +27,9 @@ impl Hub {
         owner: Option<Owner>,
     ) -> Result<InstanceId, String> {
         let id = InstanceId(self.replies.alloc_id());
-        let spec = &self.backends[b].spec;
-        let name = spec.name.clone();
-        let order = Order::new(spec.policy.max_concurrent.is_none());
+        let unlimited = self.backends[b].spec.policy.max_concurrent.is_none();
+        let name = self.backends[b].spec.name.clone();
+        let order = Order::new(unlimited);
         let inbox = ToHub {
             hub: self.events_tx.clone(),
             instance: id,
@@ -34,7 +40,19 @@ impl Hub {
                 backend: name.clone(),
             },
         };
-        let conn = (self.opts.spawner)(spec, std::sync::Arc::new(inbox))?;
+        let inbox = std::sync::Arc::new(inbox);
+        let direct = self.direct_spec(b);
+        let spec = direct.as_ref().unwrap_or(&self.backends[b].spec);
+        let conn = match (self.opts.spawner)(spec, inbox.clone()) {
+            Ok(conn) => conn,
+            Err(e) if direct.is_some() => {
+                self.forget_program(b, true, false);
+                warn!("backend '{name}': {e}");
+                (self.opts.spawner)(&self.backends[b].spec, inbox)?
+            }
+            Err(e) => return Err(e),
+        };
+        let direct = direct.is_some() && self.backends[b].direct.is_some();
         let now = Instant::now();
         self.instances.insert(
             id,
@@ -54,6 +72,7 @@ impl Hub {
                 ping_deadline: None,
                 order,
                 alive: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                direct,
             },
         );
         if let Some(o) = &owner {
@@ -129,10 +148,19 @@ impl Hub {
             ));
         }
         if let State::Failed(reason) = &backend.state {
+            let reason = reason.clone();
+            // A request may try a backend that failed for good once more (now and then).
+            if let Some(id) = self.retry_for_request(b) {
+                return Ok(id);
+            }
             return Err(format!(
                 "backend '{}' is not available: {reason}",
-                backend.spec.name
+                self.backends[b].spec.name
             ));
+        }
+        let backend = &self.backends[b];
+        if backend.state == State::Sleeping && backend.spec.scope == Scope::Shared {
+            return self.wake(b);
         }
         if let (State::Restarting { reason, at }, None) = (&backend.state, backend.source) {
             let wait = at.saturating_duration_since(Instant::now()).as_secs_f64();
@@ -221,6 +249,9 @@ impl Hub {
             self.stopped.extend(conn.stop());
         }
         let b = inst.backend;
+        if !deliberate {
+            self.forget_program(b, inst.direct, inst.ready);
+        }
         let name = self.backends[b].spec.name.clone();
         let orphaned = self.pending().ids_on_instance(instance);
         for gid in orphaned {
@@ -277,8 +308,17 @@ impl Hub {
             self.backends[b].source = None;
             let shared_or_starting = self.backends[b].spec.scope == Scope::Shared
                 || self.backends[b].state == State::Starting;
+            let learned = !self.backends[b].lists.items.iter().all(Vec::is_empty)
+                || self.backends[b].stored.is_some();
             if deliberate || !shared_or_starting {
                 // A probe that is done, or a per-session backend: nothing to restart.
+            } else if demand::is_permanent(&reason) && self.backends[b].state != State::Ready {
+                self.fail_for_good(b, reason);
+            } else if self.on_demand(b) && learned {
+                // An on-demand backend is not restarted for nobody: the next request
+                // wakes it (what was waiting on it got the error above).
+                warn!("backend '{name}': {reason}; sleeping until a request needs it");
+                self.backends[b].state = State::Sleeping;
             } else if self.backends[b].spec.policy.restart {
                 self.schedule_restart(b, reason);
             } else {
@@ -332,6 +372,7 @@ impl Hub {
             );
             match self.start_instance(b, None) {
                 Ok(id) => self.backends[b].source = Some(id),
+                Err(e) if demand::is_permanent(&e) => self.fail_for_good(b, e),
                 Err(e) => self.schedule_restart(b, e),
             }
         }
@@ -398,6 +439,8 @@ impl Hub {
         }
         self.expire_requests(now);
         self.check_health(now);
+        self.sleep_idle(now);
+        self.retry_failed(now);
         self.restart_due(now);
         self.show_progress(now);
         self.release_lists(false);
@@ -512,12 +555,23 @@ impl Hub {
         inst.ready = true;
         inst.init_deadline = None;
         let b = inst.backend;
+        self.learn_program(instance);
         let is_source = self.backends[b].source == Some(instance);
         self.pump(instance);
         if is_source {
             self.backends[b].ready_since = Some(Instant::now());
         }
-        if is_source && matches!(self.backends[b].state, State::Restarting { .. }) {
+        if is_source && self.backends[b].state == State::Waking {
+            let backend = &mut self.backends[b];
+            backend.state = State::Ready;
+            info!(
+                "backend '{}': awake in {:.0} ms",
+                backend.spec.name,
+                backend.started.elapsed().as_secs_f64() * 1000.0
+            );
+            self.rebuild_registry();
+            self.remember_catalog(b);
+        } else if is_source && matches!(self.backends[b].state, State::Restarting { .. }) {
             let backend = &mut self.backends[b];
             backend.state = State::Ready;
             console!(
@@ -553,6 +607,7 @@ impl Hub {
                 self.stop_instance(instance);
             }
             self.rebuild_registry();
+            self.remember_catalog(b);
             self.maybe_print_summary();
         }
         self.apply_log_levels();

@@ -101,6 +101,10 @@ impl Harness {
             audit: None,
             startup_wait: WAIT,
             profiles: Vec::new(),
+            on_demand: false,
+            idle_stop: Duration::from_secs(300),
+            keep_wrapper: false,
+            cache: None,
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let hub = Hub::new(specs, opts, tx.clone());

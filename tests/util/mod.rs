@@ -138,6 +138,14 @@ impl Drop for TempDir {
     }
 }
 
+/// The gateway binary `Gateway` starts, when not this build's (`use_binary`).
+static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `Gateway` start `bin` (a bench measures the release artifact).
+pub fn use_binary(bin: PathBuf) {
+    let _ = BINARY.set(bin);
+}
+
 pub struct Gateway {
     child: Child,
     pub port: u16,
@@ -197,7 +205,11 @@ impl Gateway {
         let dir = TempDir::new();
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, text).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        let bin = BINARY
+            .get()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway")));
+        let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path());
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
@@ -716,6 +728,16 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// A loopback port nobody listens on right now (for servers a test starts itself).
+/// Backend `name`'s row of `/status.json` (a gateway without a token); null if none.
+pub fn backend_row(gw: &Gateway, name: &str) -> Value {
+    let (_, _, body) = http(gw.port, "GET", "/status.json", &[], b"");
+    let data: Value = serde_json::from_str(&body).unwrap_or_default();
+    data["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == name).cloned())
+        .unwrap_or_default()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

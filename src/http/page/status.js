@@ -11,6 +11,26 @@ if (fromHash) {
   history.replaceState(null, "", location.pathname);
 }
 let last = null;
+// Requests per second at each refresh, the latest last: three minutes of them.
+const rates = [];
+const CHART_POINTS = 60;
+
+function chart() {
+  const peak = Math.max(1, ...rates);
+  const w = 360, h = 70, step = w / (CHART_POINTS - 1);
+  const start = CHART_POINTS - rates.length;
+  const y = (r) => (h - 4 - (r / peak) * (h - 8)).toFixed(1);
+  const points = rates.map((r, i) => ((start + i) * step).toFixed(1) + "," + y(r));
+  // A single point draws nothing: the first is a short level line.
+  if (rates.length === 1) points.unshift(((start - 1) * step).toFixed(1) + "," + y(rates[0]));
+  $("chart").querySelector("polyline").setAttribute("points", points.join(" "));
+  $("peak").textContent = "peak " + peak.toFixed(1) + " requests/s; each point is one refresh (3 s)";
+}
+
+function kib(n) {
+  if (!n) return "";
+  return n >= 10240 ? (n / 1024).toFixed(0) + " MiB" : n.toFixed(0) + " KiB";
+}
 
 function rows(table, items, cells) {
   const body = $(table).tBodies[0];
@@ -31,20 +51,28 @@ function show(s) {
   let rate = "…";
   if (last) {
     const secs = (now - last.at) / 1000;
-    rate = ((s.requests.total - last.total) / secs).toFixed(1);
+    const r = (s.requests.total - last.total) / secs;
+    rate = r.toFixed(1);
+    rates.push(r);
+    if (rates.length > CHART_POINTS) rates.shift();
+    chart();
   }
   last = { at: now, total: s.requests.total };
   const ready = s.backends.filter((b) => b.state === "ready").length;
+  const sleeping = s.backends.filter((b) => b.state === "sleeping").length;
   $("summary").replaceChildren(...[
     (s.ready ? "ready" : "NOT READY") + (s.draining ? " (draining)" : ""),
-    ready + " of " + s.backends.length + " backends ready",
+    ready + " of " + s.backends.length + " backends ready" + (sleeping ? ", " + sleeping + " sleeping" : ""),
     s.tools + " tools exposed",
     s.requests.inFlight + " requests in flight",
     rate + " requests/s",
     s.requests.failed + " of " + s.requests.total + " requests failed",
   ].map((t) => { const e = document.createElement("span"); e.textContent = t; return e; }));
   rows("backends", s.backends, (b) => [
-    [b.name], [b.type], [b.state, "state-" + b.state], [b.tools], [b.restarts],
+    [b.name], [b.type], [b.state + (b.onDemand ? " (on demand)" : ""), "state-" + b.state], [b.tools],
+    [b.calls], [b.p50Ms == null ? "" : b.p50Ms.toFixed(1) + " ms"],
+    [b.processes ? kib(b.rssKiB) + " (" + b.processes + " process" + (b.processes > 1 ? "es" : "") + ")" : ""],
+    [b.processes ? b.cpuSeconds.toFixed(1) + " s" : ""], [b.restarts],
     [b.reason || (b.lastError ? b.lastError.time + " " + b.lastError.method + ": " + b.lastError.message : "")],
   ]);
   const own = s.backends.flatMap((b) => (b.instances || []).map((i) => [b.name, i]));
