@@ -1,5 +1,6 @@
 //! The catalogue cache: each on-demand backend's lists (tools, prompts, resources,
-//! templates), kept in the state directory so that a restarted gateway lists them without
+//! templates) and what it said of itself at `initialize` (its server info, protocol
+//! version and capabilities), kept in the state directory so that a restarted gateway lists them without
 //! starting the backend. A backend's file is good for the entry it was learned from: its
 //! key is a hash of what defines the entry (type, command, arguments, cwd, URL, and the
 //! names and values of its environment and headers, hashed, never written); another entry
@@ -21,8 +22,8 @@ pub struct CatalogCache {
 
 /// What a cache file says of a backend.
 pub enum Cached {
-    /// Its lists, learned from this very entry.
-    Lists(Lists),
+    /// Its lists and what it said of itself, learned from this very entry.
+    Lists(Lists, Option<Value>),
     /// Nothing for this entry: no file, or one for another entry of that name.
     Missing,
 }
@@ -77,12 +78,18 @@ impl CatalogCache {
                 })
                 .collect::<Result<Vec<Map<String, Value>>, String>>()?;
         }
-        Ok(Cached::Lists(out))
+        let server = v.get("server").filter(|s| s.is_object()).cloned();
+        Ok(Cached::Lists(out, server))
     }
 
     /// Keeps `lists` as `spec`'s: written to a file of its own, then renamed over the last
     /// one, so a reader sees the old file or the new, never half of one.
-    pub fn store(&self, spec: &BackendSpec, lists: &Lists) -> Result<(), String> {
+    pub fn store(
+        &self,
+        spec: &BackendSpec,
+        lists: &Lists,
+        server: Option<&Value>,
+    ) -> Result<(), String> {
         create_private_dir(&self.dir)
             .map_err(|e| format!("cannot create '{}': {e}", self.dir.display()))?;
         let mut all = Map::new();
@@ -95,6 +102,7 @@ impl CatalogCache {
             "key": Self::key(spec),
             "learned": crate::audit::now(),
             "lists": all,
+            "server": server,
         });
         let path = self.file(&spec.name);
         let tmp = self.dir.join(format!(
@@ -113,7 +121,7 @@ impl CatalogCache {
 
 /// FNV-1a, 64 bits: a hash that is the same in every build (the standard library's is
 /// not promised to be).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -157,9 +165,10 @@ mod tests {
         let mut lists = Lists::default();
         lists.items[Kind::Tools.index()]
             .push(serde_json::from_str(r#"{"name": "echo", "inputSchema": {}}"#).unwrap());
-        cache.store(&spec, &lists).unwrap();
+        let server = json!({"serverInfo": {"name": "fx"}, "capabilities": {"tools": {}}});
+        cache.store(&spec, &lists, Some(&server)).unwrap();
         match cache.load(&spec) {
-            Ok(Cached::Lists(l)) => assert_eq!(l, lists),
+            Ok(Cached::Lists(l, s)) => assert_eq!((l, s), (lists, Some(server))),
             _ => panic!("not read back"),
         }
         #[cfg(unix)]

@@ -86,6 +86,8 @@ fn an_on_demand_backend_sleeps_wakes_for_a_call_and_lists_from_its_cache_after_a
     assert!(tool_names(&gw).contains(&"fx__echo".to_string()));
     assert_eq!(starts(&file), 2, "listed from the cache");
     assert!(gw.stdout().contains("sleeping"), "{}", gw.stdout());
+    // With what it said of itself when it last ran.
+    assert_eq!(backend(&gw, "fx")["server"]["name"], "fixture");
     drop(gw);
     // A changed entry is learned anew.
     let changed = json!({ "fx": lazy(&file, &["--tag", "changed"]) });
@@ -310,4 +312,31 @@ fn an_npx_backend_runs_the_program_npm_ran_directly_from_its_second_start() {
         "{}",
         gw.stderr()
     );
+}
+
+#[test]
+fn a_sleeping_backend_that_takes_tasks_still_has_them_offered_after_a_restart() {
+    // The conformance backend takes tool calls as tasks (2025-11-25); asleep, and after a
+    // restart never started, the gateway still offers tasks from what it said when it ran.
+    let dir = TempDir::new();
+    let state_dir = dir.path().join("state");
+    let script = util::root().join("tests/fixtures/conformance_server.py");
+    let config = json!({"conf": {"command": "python3", "args": [script],
+                                 "start": "on-demand", "idleStop": 1}});
+    let offered = |gw: &Gateway| {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}});
+        let (_, _, body) = McpClient::post(gw.port, None, &[], &init);
+        util::last_message(&body)["result"]["capabilities"]["tasks"].is_object()
+    };
+    let args = ["--state-dir", state_dir.to_str().unwrap()];
+    let gw = Gateway::start_with(&config, &args);
+    eventually_state(&gw, "conf", "sleeping");
+    assert!(offered(&gw));
+    drop(gw);
+    let gw = Gateway::start_with(&config, &args);
+    assert_eq!(state(&gw, "conf"), "sleeping");
+    assert!(offered(&gw));
+    assert_eq!(backend(&gw, "conf")["processes"], 0);
 }

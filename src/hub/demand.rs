@@ -39,15 +39,14 @@ pub(super) fn is_permanent(reason: &str) -> bool {
     SIGNS.iter().any(|s| reason.contains(s))
 }
 
-/// A hash of a backend's lists, to tell whether the cache holds them already.
-fn hash_of(lists: &Lists) -> u64 {
-    let text: String = Kind::ALL
+/// A hash of a backend's lists and what it said of itself, to tell whether the cache holds them already.
+fn hash_of(lists: &Lists, server: Option<&serde_json::Value>) -> u64 {
+    let mut text: String = Kind::ALL
         .iter()
         .map(|k| serde_json::to_string(lists.get(*k)).unwrap_or_default())
         .collect();
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    text.push_str(&server.map(|s| s.to_string()).unwrap_or_default());
+    crate::cache::fnv1a(text.as_bytes())
 }
 
 impl Hub {
@@ -74,11 +73,12 @@ impl Hub {
         };
         let backend = &self.backends[b];
         match cache.load(&backend.spec) {
-            Ok(Cached::Lists(lists)) => {
+            Ok(Cached::Lists(lists, server)) => {
                 let name = backend.spec.name.clone();
-                let stored = hash_of(&lists);
+                let stored = hash_of(&lists, server.as_ref());
                 let backend = &mut self.backends[b];
                 backend.lists = lists;
+                backend.server = server;
                 backend.stored = Some(stored);
                 backend.state = State::Sleeping;
                 backend.took = Some(Duration::ZERO);
@@ -140,11 +140,11 @@ impl Hub {
             return;
         };
         let backend = &self.backends[b];
-        let hash = hash_of(&backend.lists);
+        let hash = hash_of(&backend.lists, backend.server.as_ref());
         if backend.stored == Some(hash) {
             return;
         }
-        match cache.store(&backend.spec, &backend.lists) {
+        match cache.store(&backend.spec, &backend.lists, backend.server.as_ref()) {
             Ok(()) => {
                 debug!(
                     "backend '{}': its lists are in the catalogue cache",

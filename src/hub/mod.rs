@@ -151,6 +151,9 @@ struct Backend {
     /// A hash of the lists last written to the catalogue cache (so an unchanged catalogue
     /// is not written again on each wake).
     stored: Option<u64>,
+    /// What it said of itself at `initialize` (`serverInfo`, `protocolVersion`,
+    /// `capabilities`), from the instance whose lists are its catalog or from the cache.
+    server: Option<Value>,
     /// The program npm runs for it (`npm.rs`), once an instance showed it: later
     /// instances run it directly.
     direct: Option<crate::config::Launch>,
@@ -174,6 +177,7 @@ impl Backend {
             retry_at: None,
             tried_at: None,
             stored: None,
+            server: None,
             direct: None,
         }
     }

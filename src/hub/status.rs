@@ -38,7 +38,8 @@ impl Hub {
                        "required": b.spec.required, "reason": reason, "restarts": b.restarts,
                        "tools": b.lists.get(Kind::Tools).len(), "onDemand": on_demand,
                        "processes": processes, "rssKiB": rss, "cpuSeconds": (cpu * 100.0).round() / 100.0,
-                       "calls": calls, "p50Ms": p50});
+                       "calls": calls, "p50Ms": p50,
+                       "server": b.server.as_ref().and_then(|s| s.get("serverInfo"))});
                 if matches!(b.spec.scope, Scope::Session { .. }) {
                     row["instances"] = Value::Array(self.own_instances(&b.spec.name));
                 }

@@ -526,10 +526,21 @@ impl Hub {
             "backend '{}': initialized: protocol {}, server {}, capabilities {}",
             self.name_of(instance),
             r.protocol_version.as_deref().unwrap_or("?"),
-            r.server_info.map(|s| s.to_string()).unwrap_or_default(),
-            Value::Object(declared)
+            r.server_info
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            Value::Object(declared.clone())
         );
         self.notify_instance(instance, "notifications/initialized", None);
+        let b = self.instances[&instance].backend;
+        if self.backends[b].source == Some(instance) {
+            self.backends[b].server = Some(json!({
+                "protocolVersion": r.protocol_version,
+                "serverInfo": r.server_info,
+                "capabilities": declared,
+            }));
+        }
         let inst = self
             .instances
             .get_mut(&instance)

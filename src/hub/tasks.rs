@@ -26,9 +26,17 @@ pub(super) struct Task {
 const RELATED: &str = "io.modelcontextprotocol/related-task";
 
 impl Hub {
-    /// Whether a backend that is up takes tools as tasks.
+    /// Whether a backend that is up takes tools as tasks, or one asleep said it does when
+    /// it last ran.
     pub(super) fn tasks_offered(&self) -> bool {
         self.instances.values().any(|i| i.caps.tasks)
+            || self.backends.iter().any(|b| {
+                matches!(b.state, State::Sleeping | State::Waking)
+                    && b.server
+                        .as_ref()
+                        .and_then(|s| s.pointer("/capabilities/tasks/requests/tools/call"))
+                        .is_some()
+            })
     }
 
     /// A `tasks/get`, `tasks/result` or `tasks/cancel` of the session's task: the backend,
