@@ -87,7 +87,7 @@ OPTIONS:
     -V, --version          print the version
 
 Most options can also be set in the config file's \"gateway\" object (host, port, token,
-logLevel, logDir, ...; see the README); an option given here wins.
+logLevel, logDir, ...; see docs/configuration.md); an option given here wins.
 
 Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
 ";

@@ -237,7 +237,7 @@ pub fn unreadable_config(path: &std::path::Path, e: &std::io::Error) -> String {
     );
     if e.kind() == std::io::ErrorKind::NotFound {
         message.push_str(
-            "\nwrite one (the README's Configuration section shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
+            "\nwrite one (docs/configuration.md shows the shapes; `mcp-gateway --print-config-schema` prints its JSON Schema), or name another with --config FILE",
         );
     }
     message

@@ -242,9 +242,8 @@ impl ModernCalls {
                 self.lock()
                     .insert(req.id.raw().get().to_string(), out.cancelled.clone());
                 let ends = ends.clone();
-                let name = format!("stdio-{}", req.method.replace('/', "-"));
                 let spawned = thread::Builder::new()
-                    .name(name)
+                    .name(format!("stdio-{}", req.method.replace('/', "-")))
                     .stack_size(crate::http::WRITER_STACK)
                     .spawn(move || {
                         modern::serve(&ends, Box::new(out), req, params, meta, Box::new(()))

@@ -1,5 +1,5 @@
 //! Several instances behind a load balancer: two gateways with nginx, or HAProxy, in front
-//! of them, run with the README's configuration for it; sessions of both transports
+//! of them, run with docs/operations.md's configuration for it; sessions of both transports
 //! through it; one instance drained with SIGTERM while calls go on.
 
 mod util;
@@ -25,8 +25,8 @@ fn binary(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// The README's `lang` block for several instances, pointed at these ports: the instances'
-/// 127.0.0.1:9001 and :9002, and the line `listen_line` (TLS, in the README) replaced by
+/// docs/operations.md's `lang` block for several instances, pointed at these ports: the instances'
+/// 127.0.0.1:9001 and :9002, and the line `listen_line` (TLS, in that page) replaced by
 /// `listen`; lines starting with one of `drop` (certificates) left out.
 fn readme_block(
     lang: &str,
@@ -36,10 +36,10 @@ fn readme_block(
     listen: &str,
     drop: &[&str],
 ) -> String {
-    let readme = std::fs::read_to_string(util::root().join("README.md")).unwrap();
-    let section = &readme[readme
+    let page = std::fs::read_to_string(util::root().join("docs/operations.md")).unwrap();
+    let section = &page[page
         .find("## Running several instances")
-        .expect("README section 'Running several instances'")..];
+        .expect("docs/operations.md's section 'Running several instances'")..];
     let fence = format!("```{lang}\n");
     let block = &section[section
         .find(&fence)
@@ -61,10 +61,13 @@ fn readme_block(
     }
     assert!(
         out.contains(listen),
-        "the README's {lang} block has '{listen_line}'"
+        "docs/operations.md's {lang} block has '{listen_line}'"
     );
     for (from, to) in [("127.0.0.1:9001", a), ("127.0.0.1:9002", b)] {
-        assert!(out.contains(from), "the README's {lang} block names {from}");
+        assert!(
+            out.contains(from),
+            "docs/operations.md's {lang} block names {from}"
+        );
         out = out.replace(from, &format!("127.0.0.1:{to}"));
     }
     out
@@ -79,7 +82,7 @@ struct Balancer {
 }
 
 impl Balancer {
-    /// nginx, with the README's block inside a minimal configuration of its own files.
+    /// nginx, with the page's block inside a minimal configuration of its own files.
     fn nginx(binary: &Path, a: u16, b: u16) -> Balancer {
         let dir = TempDir::new();
         let port = util::free_port();
@@ -117,7 +120,7 @@ impl Balancer {
         Balancer::start(cmd, dir, port, log)
     }
 
-    /// HAProxy, with the README's block as its whole configuration.
+    /// HAProxy, with the page's block as its whole configuration.
     fn haproxy(binary: &Path, a: u16, b: u16) -> Balancer {
         let dir = TempDir::new();
         let port = util::free_port();

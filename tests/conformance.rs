@@ -67,7 +67,7 @@ fn conformance_suite_passes_through_the_gateway() {
     println!("{summary}");
 }
 
-/// The 2026-07-28 scenario the gateway does not pass, for the reason the README's
+/// The 2026-07-28 scenario the gateway does not pass, for the reason docs/clients.md's
 /// Conformance section gives: `input-required-result-basic-elicitation` wants the input's
 /// key to be `user_name`, a name a legacy backend has no way to give (the gateway names
 /// the inputs it asks for).

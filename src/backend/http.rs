@@ -66,8 +66,10 @@ pub fn start(
             let Some(msg) = msg else { continue };
             if matches!(msg, Message::Request(_)) {
                 let r = writer.clone();
-                let name = format!("backend-{}-post", writer.name);
-                if let Err(e) = spawn(name, move || r.post(msg, true)) {
+                let posting = spawn(format!("backend-{}-post", writer.name), move || {
+                    r.post(msg, true)
+                });
+                if let Err(e) = posting {
                     warn!("backend '{}': {e}", writer.name);
                 }
             } else {

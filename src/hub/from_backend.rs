@@ -99,7 +99,7 @@ impl Hub {
             Whose::Session(s, related) if self.sessions.contains_key(&s) => (s, related),
             Whose::Ambiguous(n) => {
                 let why = format!(
-                    "'{}' from backend '{name}' was not passed on: calls of {n} client sessions are in flight on it and the request does not say whose it is (the gateway does not guess; see the README's Security section)",
+                    "'{}' from backend '{name}' was not passed on: calls of {n} client sessions are in flight on it and the request does not say whose it is (the gateway does not guess; see docs/security.md)",
                     req.method
                 );
                 warn!("{why}");

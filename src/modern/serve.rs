@@ -359,7 +359,7 @@ fn resume(ends: &Ends, out: Out<'_>, req: &Request, params: Option<&Value>, stat
         let issuer = state.split('.').next().unwrap_or_default();
         let why = if issuer != ends.instance && !issuer.is_empty() {
             format!(
-                "invalid params: this requestState was issued by gateway instance '{issuer}', and this is '{}'; a retry must reach the instance that asked (see the README on several instances)",
+                "invalid params: this requestState was issued by gateway instance '{issuer}', and this is '{}'; a retry must reach the instance that asked (see docs/operations.md, several instances)",
                 ends.instance
             )
         } else {

@@ -275,7 +275,7 @@ impl Tasks {
             let issuer = id.rsplit_once('.').map_or("", |(i, _)| i);
             return Err(invalid(if !issuer.is_empty() && issuer != instance {
                 format!(
-                    "invalid params: task '{id}' was made by gateway instance '{issuer}', and this is '{instance}'; its polls must reach the instance that made it (see the README on several instances)"
+                    "invalid params: task '{id}' was made by gateway instance '{issuer}', and this is '{instance}'; its polls must reach the instance that made it (see docs/operations.md, several instances)"
                 )
             } else {
                 format!("invalid params: unknown task '{id}' (never made here, or expired)")

@@ -1,0 +1,279 @@
+//! The docs stay true to the tree: ARCHITECTURE.md's code map names every source file and
+//! test suite and only files that exist, its threads table names every thread the code
+//! starts and only those, the README stays a newcomer's ten minutes, and every link
+//! between the docs reaches a file and a heading that exist.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Every file under `dir` (relative to the project root) whose name ends with `ext`.
+fn files(dir: &str, ext: &str, deep: bool) -> Vec<String> {
+    let root = util::root();
+    let mut out = Vec::new();
+    let mut todo = vec![root.join(dir)];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if deep {
+                    todo.push(path);
+                }
+            } else if path.to_string_lossy().ends_with(ext) {
+                let rel = path.strip_prefix(&root).unwrap();
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(util::root().join(path)).unwrap()
+}
+
+/// The text of the section under `## title`, to the next `## `.
+fn section<'a>(text: &'a str, title: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("no section '{title}'"));
+    let rest = &text[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    &rest[..end]
+}
+
+/// The spans in backticks of `text`.
+fn code_spans(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// The code map's items: each `- ` bullet with its continuation lines.
+fn items(map: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in map.lines() {
+        if let Some(rest) = line.strip_prefix("- ") {
+            out.push(rest.to_string());
+        } else if let Some(last) = out.last_mut() {
+            last.push(' ');
+            last.push_str(line.trim());
+        }
+    }
+    out
+}
+
+/// Whether the code map names `file`: by its path, by its last two components
+/// (`hub/demand.rs`), or by its name in an item that names its directory (`src/hub/`).
+fn named(items: &[String], file: &str) -> bool {
+    let p = Path::new(file);
+    let name = p.file_name().unwrap().to_string_lossy();
+    let dir = p.parent().unwrap().to_string_lossy().replace('\\', "/");
+    let short = format!(
+        "{}/{name}",
+        Path::new(&dir).file_name().unwrap().to_string_lossy()
+    );
+    items.iter().any(|item| {
+        let spans = code_spans(item);
+        spans.iter().any(|s| *s == file || *s == short)
+            || (spans.contains(&format!("{dir}/").as_str()) && spans.contains(&name.as_ref()))
+    })
+}
+
+#[test]
+fn the_code_map_names_every_source_file_and_test_suite_and_nothing_else() {
+    let arch = read("ARCHITECTURE.md");
+    let map = items(section(&arch, "Code map"));
+    let mut all = files("src", ".rs", true);
+    all.extend(files("servers", ".rs", true));
+    let mut suites = files("tests", ".rs", false);
+    suites.extend(files("tests/bench", ".rs", false));
+    let unnamed: Vec<&String> = all
+        .iter()
+        .chain(&suites)
+        .filter(|f| !named(&map, f))
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "ARCHITECTURE.md's code map does not name: {unnamed:?}"
+    );
+    // Every file it names is there.
+    let mut everything = all.clone();
+    everything.extend(files("tests", ".rs", true));
+    let ghosts: BTreeSet<&str> = map
+        .iter()
+        .flat_map(|item| code_spans(item))
+        .filter(|s| s.ends_with(".rs") && !s.contains(' '))
+        .filter(|s| {
+            !everything
+                .iter()
+                .any(|f| f == s || f.ends_with(&format!("/{s}")))
+        })
+        .collect();
+    assert!(
+        ghosts.is_empty(),
+        "ARCHITECTURE.md names files that do not exist: {ghosts:?}"
+    );
+}
+
+/// A thread name as a pattern: every `{...}` or `<...>` is one `*`.
+fn pattern(name: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in name.chars() {
+        match c {
+            '{' | '<' => {
+                if depth == 0 {
+                    out.push('*');
+                }
+                depth += 1;
+            }
+            '}' | '>' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The names of the threads the code starts: `.name("x".into())`, `.name(format!("x-{..}"))`
+/// and the backends' `spawn(format!(..))` / `spawn_sized(format!(..))`.
+fn spawned_threads() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut sources = files("src", ".rs", true);
+    sources.extend(files("servers", ".rs", true));
+    for file in sources {
+        let text = read(&file);
+        for opener in [".name(", "spawn(", "spawn_sized("] {
+            for (at, _) in text.match_indices(opener) {
+                let rest = text[at + opener.len()..].trim_start();
+                let literal = rest
+                    .strip_prefix("format!(\"")
+                    .or_else(|| rest.strip_prefix('"'));
+                let Some(literal) = literal else { continue };
+                let Some(end) = literal.find('"') else {
+                    continue;
+                };
+                let name = &literal[..end];
+                // A name, not a tool's or a server's (`.name("x")` in JSON-building code
+                // takes no `.into()` or `format!`).
+                let is_thread =
+                    rest.starts_with("format!") || literal[end + 1..].starts_with(".into())");
+                if is_thread {
+                    names.insert(pattern(name));
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_threads_table_names_every_thread_the_code_starts_and_nothing_else() {
+    let arch = read("ARCHITECTURE.md");
+    let table = section(&arch, "Threads");
+    let listed: BTreeSet<String> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| code_spans(l.split(" | ").next().unwrap_or_default()))
+        .map(pattern)
+        .collect();
+    let spawned = spawned_threads();
+    assert!(spawned.len() > 15, "the scan found too few: {spawned:?}");
+    let missing: Vec<&String> = spawned.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "threads the code starts that ARCHITECTURE.md's table does not name: {missing:?}"
+    );
+    // `main` is the process's own; everything else it lists is started somewhere.
+    let stale: Vec<&String> = listed
+        .difference(&spawned)
+        .filter(|n| *n != "main")
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "ARCHITECTURE.md's table names threads nothing starts: {stale:?}"
+    );
+}
+
+#[test]
+fn the_readme_is_a_newcomers_ten_minutes() {
+    let readme = read("README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 300,
+        "README.md has {lines} lines; the rest belongs in docs/"
+    );
+    // The two commands, and the warning before the first.
+    let warning = readme.find("runs any command").expect("the bash warning");
+    let run = readme.find("cargo run --release").expect("the run command");
+    assert!(
+        warning < run,
+        "the built-in bash warning comes before the command"
+    );
+    assert!(readme.contains("tests/run"));
+    assert!(readme.contains("1.88"), "the minimum Rust version");
+}
+
+/// A heading's anchor as GitHub makes it.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if !fence && line.starts_with('#') {
+            out.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_link_between_the_docs_reaches_a_file_and_a_heading() {
+    let mut pages = vec!["README.md".to_string(), "ARCHITECTURE.md".to_string()];
+    pages.extend(files("docs", ".md", false));
+    assert!(pages.len() >= 9, "{pages:?}");
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = read(page);
+        let dir = Path::new(page).parent().unwrap_or(Path::new(""));
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (file, frag) = target.split_once('#').unwrap_or((target, ""));
+            let path: PathBuf = if file.is_empty() {
+                PathBuf::from(page)
+            } else {
+                dir.join(file)
+            };
+            let full = util::root().join(&path);
+            if !full.exists() {
+                broken.push(format!("{page}: {target} (no such file)"));
+                continue;
+            }
+            if !frag.is_empty() {
+                let text = std::fs::read_to_string(&full).unwrap_or_default();
+                if !anchors(&text).contains(frag) {
+                    broken.push(format!("{page}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
