@@ -61,9 +61,9 @@ pub fn run(
     for s in hub_thread.join().unwrap_or_default() {
         let _ = s.join();
     }
-    let backends = status.backends.as_array().cloned().unwrap_or_default();
-    let failed: Vec<&serde_json::Value> =
-        backends.iter().filter(|b| b["state"] != "ready").collect();
+    let backends = status.backends;
+    let failed: Vec<&crate::contract::BackendStatus> =
+        backends.iter().filter(|b| b.state != "ready").collect();
     if args.mode == Mode::Tools {
         let mut tools = status.tools;
         if let Some(p) = &profile {
@@ -114,11 +114,11 @@ pub fn run(
     for b in &backends {
         println!(
             "{:<16} {:<15} {:<10} {:>3} tools  {}",
-            b["name"].as_str().unwrap_or(""),
-            b["type"].as_str().unwrap_or(""),
-            b["state"].as_str().unwrap_or(""),
-            b["tools"],
-            b["reason"].as_str().unwrap_or("")
+            b.name,
+            b.transport,
+            b.state,
+            b.tools,
+            b.reason.as_deref().unwrap_or("")
         );
     }
     // Clients add their own prefix (Claude Code: mcp__<server>__), within the same 64.

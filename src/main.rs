@@ -34,6 +34,7 @@ mod reload;
 #[path = "../servers/mod.rs"]
 mod servers;
 mod sse;
+mod stateless;
 mod stdio;
 mod tree;
 

@@ -2,6 +2,7 @@
 //! completes a request (a backend's reader, a router or the hub); rendered on the thread
 //! that serves `/metrics`, with the gauges the hub reports (`Status`).
 
+use crate::contract::Gauges;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -15,17 +16,6 @@ pub struct ErrorSeen {
     pub backend: String,
     pub method: String,
     pub message: String,
-}
-
-/// What the hub knows now, for the gauges.
-#[derive(Default)]
-pub struct Gauges {
-    /// Client sessions by transport.
-    pub sessions: BTreeMap<&'static str, usize>,
-    /// Client requests waiting for a backend's answer.
-    pub in_flight: usize,
-    /// Each live backend in file order: name, restarts, ready.
-    pub backends: Vec<(String, u32, bool)>,
 }
 
 /// Latency buckets, in seconds.

@@ -6,7 +6,7 @@
 //! server should.
 //!
 //! A 2026-07-28 client sends no `initialize`: each request that carries the revision in
-//! its `_meta` is checked and served on a thread of its own (`crate::modern::serve`), its
+//! its `_meta` is checked and served on a thread of its own (`crate::stateless::serve`), its
 //! messages written as they come; `notifications/cancelled` naming it ends it.
 //!
 //! The one client is never dropped for reading slowly: while more than `SOFT_QUEUE`
@@ -19,7 +19,8 @@ use crate::contract::{HubEvent, Outbound, Queue, Refused, Sink};
 use crate::http::MAX_BODY;
 use crate::jsonrpc::{self, Message};
 use crate::lines::{Line, read_line_limited};
-use crate::modern::{self, Reply};
+use crate::modern;
+use crate::stateless::{self, Reply};
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 use serde_json::Value;
@@ -97,7 +98,7 @@ pub fn start(
             token: None,
         },
     });
-    let ends = modern::Ends {
+    let ends = stateless::Ends {
         hub: hub.clone(),
         router: router.clone(),
         instance: SESSION.into(),
@@ -209,7 +210,7 @@ impl ModernCalls {
 
     /// Takes `msg` when it is a 2026-07-28 request (served on a thread of its own) or the
     /// cancellation of one; gives anything else back for the legacy session.
-    fn take(&self, msg: Message, ends: &modern::Ends, tx: &Queue) -> Option<Message> {
+    fn take(&self, msg: Message, ends: &stateless::Ends, tx: &Queue) -> Option<Message> {
         match msg {
             Message::Request(req) if !modern::may_name_revision(req.params.as_deref()) => {
                 Some(Message::Request(req))
@@ -246,7 +247,7 @@ impl ModernCalls {
                     .name(format!("stdio-{}", req.method.replace('/', "-")))
                     .stack_size(crate::http::WRITER_STACK)
                     .spawn(move || {
-                        modern::serve(&ends, Box::new(out), req, params, meta, Box::new(()))
+                        stateless::serve(&ends, Box::new(out), req, params, meta, Box::new(()))
                     });
                 if let Err(e) = spawned {
                     warn!("stdio: cannot start a thread for a 2026-07-28 request: {e}");

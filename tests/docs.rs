@@ -1,7 +1,8 @@
 //! The docs stay true to the tree: ARCHITECTURE.md's code map names every source file and
 //! test suite and only files that exist, its threads table names every thread the code
-//! starts and only those, the README stays a newcomer's ten minutes, and every link
-//! between the docs reaches a file and a heading that exist.
+//! starts and only those, the top-level modules depend on each other without a cycle (as
+//! its Dependencies section says), the README stays a newcomer's ten minutes, and every
+//! link between the docs reaches a file and a heading that exist.
 
 mod util;
 
@@ -276,4 +277,96 @@ fn every_link_between_the_docs_reaches_a_file_and_a_heading() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The top-level module a source file belongs to: `src/hub/route.rs` → `hub`,
+/// `src/jsonrpc.rs` → `jsonrpc`, `servers/shell.rs` → `servers`.
+fn module_of(file: &str) -> String {
+    let rest = file.strip_prefix("src/").unwrap_or("servers/x");
+    if rest.starts_with("servers/") || file.starts_with("servers/") {
+        return "servers".into();
+    }
+    let first = rest.split('/').next().unwrap();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// Which top-level modules each one uses (`crate::x`, `use crate::{x, y::z}`).
+fn module_graph() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut sources = files("src", ".rs", true);
+    sources.extend(files("servers", ".rs", true));
+    let modules: BTreeSet<String> = sources.iter().map(|f| module_of(f)).collect();
+    let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for file in &sources {
+        let from = module_of(file);
+        // Code only: what a comment mentions is not a dependency.
+        let text: String = read(file)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut used = Vec::new();
+        for (at, _) in text.match_indices("crate::") {
+            let rest = &text[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let inner = &group[..group.find('}').unwrap_or(0)];
+                used.extend(
+                    inner
+                        .split(',')
+                        .map(|i| i.trim().split("::").next().unwrap_or_default().to_string()),
+                );
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                used.push(name);
+            }
+        }
+        for to in used {
+            if to != from && modules.contains(&to) {
+                graph.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn the_top_level_modules_depend_on_each_other_without_a_cycle() {
+    let graph = module_graph();
+    assert!(
+        graph.get("hub").is_some_and(|d| d.contains("contract")),
+        "{graph:?}"
+    );
+    // Depth-first, reporting the first cycle found as a path.
+    fn visit(
+        m: &str,
+        graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in graph.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in graph.keys() {
+        if let Some(cycle) = visit(m, &graph, &mut Vec::new(), &mut done) {
+            panic!("a cycle between top-level modules: {}", cycle.join(" -> "));
+        }
+    }
 }

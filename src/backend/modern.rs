@@ -46,7 +46,7 @@ const DISCOVER: &str = "gateway-discover";
 const LISTEN: &str = "gateway-listen";
 /// A task's polls go out as `gateway-poll-<task id>`.
 const POLL: &str = "gateway-poll-";
-const TASKS: &str = crate::modern::tasks::EXTENSION;
+const TASKS: &str = crate::modern::TASKS_EXTENSION;
 /// The soonest a list is listed again for its `ttlMs`.
 const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Each list method, its capability, and the notification that has the hub list it again.

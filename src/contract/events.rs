@@ -5,6 +5,7 @@ use super::{Order, Refused, Sink};
 use crate::config::BackendSpec;
 use crate::jsonrpc::Message;
 use crossbeam_channel::Sender;
+use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -94,12 +95,56 @@ pub struct Status {
     pub in_flight: usize,
     /// The exposed tools: name, backend, original name, description.
     pub tools: Vec<Value>,
-    pub backends: Value,
+    pub backends: Vec<BackendStatus>,
     /// Sessions by the profile they see (`""`: the whole catalogue).
     pub profiles: std::collections::BTreeMap<String, usize>,
     /// Names and URIs that were rewritten or contested.
     pub notes: Vec<String>,
-    /// The gauges for `/metrics`, and the counters (rendered by the caller, not the hub).
-    pub gauges: crate::metrics::Gauges,
-    pub metrics: Arc<std::sync::Mutex<crate::metrics::Metrics>>,
+    /// The gauges for `/metrics` (the counters are the front end's to read: `Router`).
+    pub gauges: Gauges,
+}
+
+/// What the hub knows now, for the gauges of `/metrics`.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Client sessions by transport.
+    pub sessions: std::collections::BTreeMap<&'static str, usize>,
+    /// Client requests waiting for a backend's answer.
+    pub in_flight: usize,
+    /// Each live backend in file order: name, restarts, ready.
+    pub backends: Vec<(String, u32, bool)>,
+}
+
+/// One backend as `/readyz`, `/status.json` and `check` show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStatus {
+    pub name: String,
+    /// Its transport: `stdio`, `sse`, `streamable-http`, `builtin`.
+    #[serde(rename = "type")]
+    pub transport: &'static str,
+    /// `starting`, `ready`, `restarting`, `failed`, `sleeping`, `waking`, ...
+    pub state: &'static str,
+    pub required: bool,
+    /// Why it is restarting or failed.
+    pub reason: Option<String>,
+    pub restarts: u32,
+    pub tools: usize,
+    pub on_demand: bool,
+    /// Its running processes, each with all it started: how many, their memory and CPU.
+    pub processes: usize,
+    #[serde(rename = "rssKiB")]
+    pub rss_kib: u64,
+    pub cpu_seconds: f64,
+    /// Calls answered, and the median of the recent ones' times.
+    pub calls: u64,
+    pub p50_ms: Option<f64>,
+    /// Its `serverInfo`, from when it last ran.
+    pub server: Option<Value>,
+    /// A per-session backend's instances: whose each is, and how long idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<Value>>,
+    /// The last error of a call to it (`/status.json` adds it from the counters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Value>,
 }

@@ -11,7 +11,9 @@ pub mod events;
 pub mod order;
 pub mod sink;
 
-pub use events::{Access, HubEvent, InstanceId, STATELESS, SessionId, Status};
+pub use events::{
+    Access, BackendStatus, Gauges, HubEvent, InstanceId, STATELESS, SessionId, Status,
+};
 pub use order::Order;
 pub use sink::{Outbound, Queue, Queued, Refused, Sink};
 

@@ -112,8 +112,8 @@ pub struct Shared {
     /// Legacy sessions whose stream is open, so a POST for any other gets 404 at once.
     live: LiveSessions,
     pub streams: Streams,
-    /// What 2026-07-28 requests are served with (`crate::modern::serve`).
-    modern: crate::modern::Ends,
+    /// What 2026-07-28 requests are served with (`crate::stateless::serve`).
+    modern: crate::stateless::Ends,
     pub opts: Options,
     /// Set when a drain begins: no new sessions or requests, and /readyz says 503.
     pub draining: AtomicBool,
@@ -162,7 +162,7 @@ impl Frontend {
         opts: Options,
     ) -> io::Result<Frontend> {
         let stopping = Arc::new(AtomicBool::new(false));
-        let modern = crate::modern::Ends {
+        let modern = crate::stateless::Ends {
             hub: hub.clone(),
             router: router.clone(),
             instance: opts.instance.clone(),
@@ -483,8 +483,9 @@ fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
         let code = if ready { 200 } else { 503 };
         return rq.respond(Response::json(code, body));
     }
-    let mut body = status
-        .metrics
+    let mut body = shared
+        .router
+        .metrics()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .render(&status.gauges);

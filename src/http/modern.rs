@@ -1,14 +1,15 @@
 //! `/mcp` for protocol 2026-07-28 clients: one POST, one request, no session. The request
 //! is checked with its headers (`crate::modern::check`) and served by
-//! `crate::modern::serve`; its answer goes back as JSON when it comes first and alone,
+//! `crate::stateless::serve`; its answer goes back as JSON when it comes first and alone,
 //! else as an SSE stream. Closing the stream ends the request's hub session, which
 //! cancels it at its backend, as the revision requires.
 
 use super::server::{Request as HttpRequest, Response, Stream, Watch};
 use super::{Shared, sse_head};
 use crate::jsonrpc::{self, Message};
-use crate::modern::{self, Reply};
+use crate::modern;
 use crate::sse;
+use crate::stateless::{self, Reply};
 use log::debug;
 use serde_json::Value;
 use std::sync::Arc;
@@ -56,11 +57,11 @@ pub(super) fn post(
     };
     let _writing = shared.writers.enter();
     let out = Box::new(Out::new(rq, shared));
-    let ends = modern::Ends {
+    let ends = stateless::Ends {
         access,
         ..shared.modern.clone()
     };
-    modern::serve(&ends, out, req, params, meta, Box::new(admitted));
+    stateless::serve(&ends, out, req, params, meta, Box::new(admitted));
 }
 
 /// Answers a request the checks refused, with the status and error they name.

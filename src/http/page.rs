@@ -5,7 +5,7 @@
 
 use super::server::{Request, Response};
 use super::{Shared, hub_status};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -35,21 +35,12 @@ pub(super) fn data(shared: &Arc<Shared>, rq: Request<'_>) {
     let Some(status) = hub_status(shared) else {
         return rq.respond(Response::text(503, "the gateway is not answering"));
     };
-    let metrics = status.metrics.lock().unwrap_or_else(|p| p.into_inner());
-    let backends: Vec<Value> = status
-        .backends
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| {
-            let mut b = b.clone();
-            let name = b["name"].as_str().unwrap_or_default().to_string();
-            if let Some(e) = metrics.last_error(&name) {
-                b["lastError"] = json!(e);
-            }
-            b
-        })
-        .collect();
+    let counters = shared.router.metrics();
+    let metrics = counters.lock().unwrap_or_else(|p| p.into_inner());
+    let mut backends = status.backends;
+    for b in &mut backends {
+        b.last_error = metrics.last_error(&b.name).map(|e| json!(e));
+    }
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance": shared.opts.instance,

@@ -80,6 +80,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// The request counters and latencies, for `/metrics` and the status page.
+    pub fn metrics(&self) -> Arc<std::sync::Mutex<crate::metrics::Metrics>> {
+        self.replies.metrics.clone()
+    }
+
     /// Routes `msg` here when it is a `tools/call` the snapshots cover and the hub has
     /// handled everything the session sent before; otherwise hands it to the hub. Err when
     /// the hub is gone (the gateway is stopping).

@@ -2,18 +2,20 @@
 //! front end, `metrics.rs`), and the start-up progress and summary on the console.
 
 use super::*;
-use crate::metrics::Gauges;
+use crate::contract::{BackendStatus, Gauges};
 
 impl Hub {
     pub(super) fn status(&self) -> Status {
         let trees = process_trees();
         let metrics = self.replies.metrics();
-        let backends: Vec<Value> = self
+        let backends: Vec<BackendStatus> = self
             .live()
             .iter()
             .map(|b| {
                 let reason = match &b.state {
-                    State::Restarting { reason, .. } | State::Failed(reason) => Some(reason),
+                    State::Restarting { reason, .. } | State::Failed(reason) => {
+                        Some(reason.clone())
+                    }
                     _ => None,
                 };
                 let state = b.state.label();
@@ -34,16 +36,25 @@ impl Hub {
                     }
                 }
                 let (calls, p50) = metrics.backend_summary(&b.spec.name);
-                let mut row = json!({"name": b.spec.name, "type": b.spec.transport.type_name(), "state": state,
-                       "required": b.spec.required, "reason": reason, "restarts": b.restarts,
-                       "tools": b.lists.get(Kind::Tools).len(), "onDemand": on_demand,
-                       "processes": processes, "rssKiB": rss, "cpuSeconds": (cpu * 100.0).round() / 100.0,
-                       "calls": calls, "p50Ms": p50,
-                       "server": b.server.as_ref().and_then(|s| s.get("serverInfo"))});
-                if matches!(b.spec.scope, Scope::Session { .. }) {
-                    row["instances"] = Value::Array(self.own_instances(&b.spec.name));
+                BackendStatus {
+                    name: b.spec.name.clone(),
+                    transport: b.spec.transport.type_name(),
+                    state,
+                    required: b.spec.required,
+                    reason,
+                    restarts: b.restarts,
+                    tools: b.lists.get(Kind::Tools).len(),
+                    on_demand,
+                    processes,
+                    rss_kib: rss,
+                    cpu_seconds: (cpu * 100.0).round() / 100.0,
+                    calls,
+                    p50_ms: p50,
+                    server: b.server.as_ref().and_then(|s| s.get("serverInfo")).cloned(),
+                    instances: matches!(b.spec.scope, Scope::Session { .. })
+                        .then(|| self.own_instances(&b.spec.name)),
+                    last_error: None,
                 }
-                row
             })
             .collect();
         drop(metrics);
@@ -86,7 +97,7 @@ impl Hub {
             settled: !self.live().iter().any(|b| b.state == State::Starting),
             in_flight,
             tools,
-            backends: Value::Array(backends),
+            backends,
             profiles,
             notes: self.registry.notes.clone(),
             gauges: Gauges {
@@ -98,7 +109,6 @@ impl Hub {
                     .map(|b| (b.spec.name.clone(), b.restarts, b.state == State::Ready))
                     .collect(),
             },
-            metrics: self.replies.metrics.clone(),
         }
     }
 

@@ -1,18 +1,16 @@
 //! MCP 2026-07-28 ("modern"), the stateless revision: here as data, checking a request's
 //! `_meta` and its HTTP headers, the errors the revision defines, and translating between
 //! a modern client and the gateway's legacy sessions (the hub runs each modern request in
-//! a session of its own, initialized from the request's `_meta`; `serve.rs` runs that).
-//! This file does no I/O.
+//! a session of its own, initialized from the request's `_meta`; the front end that runs
+//! it is `crate::stateless`). This module does no I/O and knows nothing of the hub.
 //!
 //! What a modern client gets that a legacy one does not: `resultType` on every result,
 //! the server's identity in each result's `_meta`, caching hints on lists and reads,
 //! `server/discover` instead of `initialize`, -32602 instead of -32002 for a missing
 //! resource, and 404 for methods the revision removed.
 
-pub mod serve;
-pub mod tasks;
-
-pub use serve::{Ends, Reply, serve};
+/// The tasks extension's name, in capabilities.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
 use crate::contract::PROTOCOL_VERSIONS;
 use crate::jsonrpc::{ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND};
@@ -495,7 +493,7 @@ pub fn discover(initialized: &Value) -> Map<String, Value> {
         && caps.remove("tasks").is_some()
     {
         let extensions = caps.entry("extensions").or_insert_with(|| json!({}));
-        extensions[tasks::EXTENSION] = json!({});
+        extensions[TASKS_EXTENSION] = json!({});
     }
     out.insert("capabilities".into(), capabilities);
     if let Some(instructions) = initialized.get("instructions") {

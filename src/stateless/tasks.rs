@@ -18,19 +18,18 @@
 //! another, the answer names the instance.
 
 use super::serve::{Next, Private};
-use super::{Meta, capability_for, result};
 use crate::hub::Router;
 use crate::jsonrpc::{
     self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, Message, Request, Response,
 };
+use crate::modern::{self, Meta, capability_for, result};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// The extension's name, in capabilities.
-pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+use crate::modern::TASKS_EXTENSION as EXTENSION;
 /// Tasks kept at once.
 const MAX_TASKS: usize = 1000;
 /// The longest a task is kept, and the time to live the gateway asks backends for.
@@ -145,7 +144,7 @@ pub fn declared(meta: &Meta) -> bool {
 /// -32021 for a client that did not declare the extension.
 pub fn missing() -> ErrorObject {
     ErrorObject {
-        code: super::MISSING_CAPABILITY,
+        code: modern::MISSING_CAPABILITY,
         message: format!(
             "the request needs the client capability extension '{EXTENSION}', which its _meta does not declare"
         ),
@@ -225,14 +224,14 @@ impl Tasks {
                 .iter()
                 .map(|(k, t)| (k.clone(), &t.access, t.until))
                 .collect();
-            let forget = super::to_forget(&held, &task.access, super::PER_CLIENT, MAX_TASKS);
+            let forget = modern::to_forget(&held, &task.access, modern::PER_CLIENT, MAX_TASKS);
             if let Some(oldest) = forget
                 && let Some(t) = table.remove(&oldest)
             {
                 log::warn!(
                     "forgetting task '{oldest}': {} tasks kept, at most {MAX_TASKS} in all and {} of one client's",
                     table.len() + 1,
-                    super::PER_CLIENT
+                    modern::PER_CLIENT
                 );
                 t.gone.store(true, Ordering::Relaxed);
             }

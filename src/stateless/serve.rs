@@ -11,10 +11,11 @@
 //! `subscriptions/listen` is a session that stays open for the list changes and resource
 //! updates the client asked for.
 
-use super::{self as modern, Meta, tasks};
+use super::tasks;
 use crate::contract::{HubEvent, Outbound, Queue, Queued, Refused, STATELESS, Sink};
 use crate::hub::Router;
 use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS, Id, Message, Request};
+use crate::modern::{self, Meta};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
