@@ -26,10 +26,19 @@ enum Entry {
 }
 
 impl Audit {
-    /// Opens (appends to) `path`, rotated as `rotation` says, and starts the writer thread.
+    /// Starts the writer thread for `path`, rotated as `rotation` says. The file is opened
+    /// (appended to) with the first record, so a run without tool calls leaves none; its
+    /// directory must be there already (the log's).
     pub fn open(path: &Path, arguments: bool, rotation: Rotation) -> Result<Audit, String> {
-        let mut file = Rotating::open(path, rotation)
-            .map_err(|e| format!("cannot open the audit log '{}': {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "cannot open the audit log '{}': its directory is not there",
+                path.display()
+            ));
+        }
+        let path = path.to_path_buf();
+        let mut file: Option<Rotating> = None;
         let (tx, rx) = crossbeam_channel::unbounded::<Entry>();
         std::thread::Builder::new()
             .name("audit".into())
@@ -50,7 +59,18 @@ impl Audit {
                             Entry::Flush(done) => flushed.push(done),
                         }
                     }
-                    if let Err(e) = file.write_all(&lines) {
+                    if !lines.is_empty() && file.is_none() {
+                        match Rotating::open(&path, rotation) {
+                            Ok(f) => file = Some(f),
+                            Err(e) => log::warn!(
+                                "audit: cannot open '{}': {e}; these records are lost",
+                                path.display()
+                            ),
+                        }
+                    }
+                    if let Some(f) = file.as_mut()
+                        && let Err(e) = f.write_all(&lines)
+                    {
                         log::warn!("audit: cannot write: {e}");
                     }
                     for done in flushed {

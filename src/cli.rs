@@ -2,7 +2,6 @@
 //! config's `"gateway"` settings and the defaults combine into the `Args` the gateway runs
 //! with. Reads the environment only for `MCP_GATEWAY_TOKEN`; starts nothing.
 
-use log::LevelFilter;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,7 +122,7 @@ pub struct Args {
     pub host: String,
     pub port: u16,
     pub config: PathBuf,
-    pub log_level: LevelFilter,
+    pub log_level: crate::logging::LogLevel,
     pub log_dir: PathBuf,
     /// Bytes at which the log and audit files rotate, and how many old ones are kept.
     pub log_max_size: u64,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::time::Duration;
 
+mod near;
 mod original;
 pub mod profiles;
 pub mod settings;

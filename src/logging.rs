@@ -25,15 +25,27 @@ pub const LEVEL_NAMES: [&str; 8] = [
     "off", "critical", "error", "warning", "warn", "info", "debug", "trace",
 ];
 
+/// A log level: what is let through, and the name the log file carries, as the original
+/// gateway named its files (`log_<time>_WARNING.log`, `log_<time>_CRITICAL.log`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogLevel {
+    pub filter: LevelFilter,
+    pub name: &'static str,
+}
+
 /// A level by name (see `LEVELS`); the error says what is accepted.
-pub fn parse_level(name: &str) -> Result<LevelFilter, String> {
+pub fn parse_level(name: &str) -> Result<LogLevel, String> {
+    let level = |filter, name| Ok(LogLevel { filter, name });
     match name.trim().to_ascii_lowercase().as_str() {
-        "warning" => Ok(LevelFilter::Warn),
+        "off" => level(LevelFilter::Off, "OFF"),
         // The original's most severe level; ours is error.
-        "critical" => Ok(LevelFilter::Error),
-        other => other
-            .parse()
-            .map_err(|_| format!("expected one of {LEVELS}, got '{name}'")),
+        "critical" => level(LevelFilter::Error, "CRITICAL"),
+        "error" => level(LevelFilter::Error, "ERROR"),
+        "warning" | "warn" => level(LevelFilter::Warn, "WARNING"),
+        "info" => level(LevelFilter::Info, "INFO"),
+        "debug" => level(LevelFilter::Debug, "DEBUG"),
+        "trace" => level(LevelFilter::Trace, "TRACE"),
+        _ => Err(format!("expected one of {LEVELS}, got '{name}'")),
     }
 }
 
@@ -46,7 +58,7 @@ pub struct Rotation {
 
 /// Logs to stderr and to `DIR/log_YYYYMMDD_HHMMSS_LEVEL.log` (rotated as `rotation` says);
 /// returns the file's path.
-pub fn start(dir: &Path, level: LevelFilter, rotation: Rotation) -> Result<PathBuf, String> {
+pub fn start(dir: &Path, level: LogLevel, rotation: Rotation) -> Result<PathBuf, String> {
     use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
     let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     let stamp = now
@@ -56,7 +68,8 @@ pub fn start(dir: &Path, level: LevelFilter, rotation: Rotation) -> Result<PathB
         .map_err(|e| format!("cannot format the time: {e}"))?;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the log directory '{}': {e}", dir.display()))?;
-    let path = dir.join(format!("log_{stamp}_{}.log", level.as_str()));
+    let path = dir.join(format!("log_{stamp}_{}.log", level.name));
+    let level = level.filter;
     let file = Rotating::open(&path, rotation)
         .map_err(|e| format!("cannot create the log file '{}': {e}", path.display()))?;
     let mut file_config = ConfigBuilder::new();
@@ -411,10 +424,15 @@ mod tests {
 
     #[test]
     fn levels_by_our_names_and_the_original_gateways() {
-        assert_eq!(parse_level("warning"), Ok(LevelFilter::Warn));
-        assert_eq!(parse_level("WARN"), Ok(LevelFilter::Warn));
-        assert_eq!(parse_level("critical"), Ok(LevelFilter::Error));
-        assert_eq!(parse_level("Debug"), Ok(LevelFilter::Debug));
+        let level = |n| parse_level(n).map(|l| (l.filter, l.name));
+        assert_eq!(level("warning"), Ok((LevelFilter::Warn, "WARNING")));
+        assert_eq!(level("WARN"), Ok((LevelFilter::Warn, "WARNING")));
+        assert_eq!(level("critical"), Ok((LevelFilter::Error, "CRITICAL")));
+        assert_eq!(level("error"), Ok((LevelFilter::Error, "ERROR")));
+        assert_eq!(level("Debug"), Ok((LevelFilter::Debug, "DEBUG")));
+        for name in LEVEL_NAMES {
+            assert!(parse_level(name).is_ok(), "{name}");
+        }
         let e = parse_level("loud").unwrap_err();
         assert!(e.contains("'loud'") && e.contains(LEVELS), "{e}");
     }

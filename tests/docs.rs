@@ -370,3 +370,55 @@ fn the_top_level_modules_depend_on_each_other_without_a_cycle() {
         }
     }
 }
+
+#[test]
+fn the_scripts_say_before_they_install_as_root_and_leave_nothing_tracked_behind() {
+    // Every apt-get in a script a newcomer runs comes after a line saying so, as root.
+    for script in ["tests/run", "tests/release"] {
+        let text = read(script);
+        let first_install = ["apt-get update", "apt-get install"]
+            .iter()
+            .filter_map(|c| text.find(c))
+            .min()
+            .expect(script);
+        let said = text[..first_install].rfind("echo \"");
+        assert!(
+            said.is_some_and(|at| text[at..first_install].contains("as root")),
+            "{script} installs without saying so first"
+        );
+    }
+    // What the tests write is ignored by git, never committed (a tracked file they rewrite
+    // would leave `git status` dirty after tests/run).
+    let Ok(out) = std::process::Command::new("git")
+        .args(["ls-files"])
+        .current_dir(util::root())
+        .output()
+    else {
+        return;
+    };
+    let tracked = String::from_utf8_lossy(&out.stdout);
+    let generated: Vec<&str> = tracked
+        .lines()
+        .filter(|f| {
+            f.contains("__pycache__/")
+                || f.ends_with(".pyc")
+                || f.contains(".playwright-mcp/")
+                || f.starts_with("logs/log_")
+                || f.starts_with("target/")
+        })
+        .collect();
+    assert!(
+        generated.is_empty(),
+        "generated files are tracked: {generated:?}"
+    );
+    let ignore = read(".gitignore");
+    for pattern in [
+        "__pycache__/",
+        "node_modules/",
+        "/target",
+        "/.venv",
+        ".playwright-mcp/",
+    ] {
+        assert!(ignore.contains(pattern), ".gitignore lacks {pattern}");
+    }
+}

@@ -355,15 +355,11 @@ fn backend_stderr_goes_to_the_log_tagged_with_its_name() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    // One log file per run (and, beside it, the audit log of tool calls).
+    // One log file per run; the audit log of tool calls comes with the first call, so a
+    // run without any leaves no empty file (issue 28).
     let logs: Vec<&String> = files.iter().filter(|f| f.starts_with("log_")).collect();
     assert_eq!(logs.len(), 1, "{files:?}");
-    assert!(
-        files
-            .iter()
-            .any(|f| f.starts_with("audit_") && f.ends_with(".jsonl")),
-        "{files:?}"
-    );
+    assert!(!files.iter().any(|f| f.starts_with("audit_")), "{files:?}");
     let name = logs[0];
     assert!(
         name.starts_with("log_")
@@ -373,6 +369,27 @@ fn backend_stderr_goes_to_the_log_tagged_with_its_name() {
     );
     let text = std::fs::read_to_string(gw.dir.path().join("logs").join(name)).unwrap();
     assert!(text.contains("[fx] fixture: started"), "{text}");
+}
+
+#[test]
+fn the_log_file_is_named_by_its_level_as_the_original_named_it() {
+    for (given, name) in [
+        ("warning", "WARNING"),
+        ("warn", "WARNING"),
+        ("critical", "CRITICAL"),
+    ] {
+        let gw = Gateway::start_with(&json!({ "fx": fixture(&[]) }), &["--log-level", given]);
+        let files: Vec<String> = std::fs::read_dir(gw.dir.path().join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with("log_") && f.ends_with(&format!("_{name}.log"))),
+            "{given}: {files:?}"
+        );
+    }
 }
 
 #[test]

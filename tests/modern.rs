@@ -330,6 +330,44 @@ fn a_backend_that_asks_for_roots_and_answers_at_once_is_answered_as_modern() {
         assert_eq!(r["result"]["resultType"], "complete", "{r}");
         assert_eq!(r["result"]["content"][0]["text"], "glanced", "{r}");
     }
+    // A client that declared no roots has none: the backend hears an empty list, not an
+    // error it would log.
+    let (_, r) = call_with(&gw, 9, "fx__state", json!({}), json!({}));
+    let state: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let answers = state["roots_answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 3, "{state}");
+    assert!(
+        answers.iter().all(|a| a["result"] == json!({"roots": []})),
+        "{state}"
+    );
+}
+
+#[test]
+fn a_shared_backend_asking_for_roots_with_no_client_hears_none_quietly() {
+    // As the official filesystem server does once initialized.
+    let gw = Gateway::start(&json!({"fx": fixture(&["--roots-at-start"])}));
+    let c = util::McpClient::connect(gw.port);
+    let r = c.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "fx__state", "arguments": {}}),
+    );
+    let text = r.last().unwrap()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        state["roots_answers"],
+        json!([{"id": "roots-start", "result": {"roots": []}}]),
+        "{state}"
+    );
+    assert!(
+        !gw.stderr().contains("has no client to go to"),
+        "{}",
+        gw.stderr()
+    );
 }
 
 #[test]

@@ -338,6 +338,14 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
             "{body}"
         );
     }
+    // An unknown profile's 404 names only the profiles the token opens.
+    let (status, _, body) = post("/p/nope/mcp", "agent-secret-7e3a");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("(profiles: coding)"), "{body}");
+    assert!(
+        !body.contains("admin") && !body.contains("readonly"),
+        "{body}"
+    );
     // The dashboard's token, read from its file, opens its own.
     assert_eq!(post("/p/readonly/mcp", "dash-secret-4d1f").0, 200);
     assert_eq!(post("/p/coding/mcp", "dash-secret-4d1f").0, 403);

@@ -114,8 +114,13 @@ impl Validator<'_> {
                 return None;
             }
             None => {
+                let hint = ["command", "url", "server", "type"]
+                    .iter()
+                    .map(|f| super::near::missing_hint(f, obj.keys()))
+                    .find(|h| !h.is_empty())
+                    .unwrap_or_default();
                 self.error(format!(
-                    "{ctx}: field 'type' is missing and cannot be inferred: give 'type' (stdio, sse, streamable-http, builtin), or 'command' for a stdio server, or 'url' for an HTTP one"
+                    "{ctx}: field 'type' is missing and cannot be inferred: give 'type' (stdio, sse, streamable-http, builtin), or 'command' for a stdio server, or 'url' for an HTTP one{hint}"
                 ));
                 return None;
             }
@@ -125,8 +130,12 @@ impl Validator<'_> {
                 || COMMON_FIELDS.contains(&key.as_str())
                 || (key == "transport" && type_field == "transport");
             if !known {
+                let all: Vec<&str> = fields.iter().chain(COMMON_FIELDS).copied().collect();
+                let hint = super::near::meant(key, &all)
+                    .map(|m| format!("; did you mean '{m}'?"))
+                    .unwrap_or_default();
                 self.warn(format!(
-                    "{ctx}: unknown field '{key}' for type '{}' (ignored)",
+                    "{ctx}: unknown field '{key}' for type '{}' (ignored{hint})",
                     ty.unwrap_or_default()
                 ));
             }
@@ -469,7 +478,8 @@ impl Validator<'_> {
             }
             None if need_command => {
                 self.error(format!(
-                    "{ctx}: field 'command' is required (the program to start)"
+                    "{ctx}: field 'command' is required (the program to start){}",
+                    super::near::missing_hint("command", obj.keys())
                 ));
                 None
             }
@@ -543,7 +553,10 @@ impl Validator<'_> {
                 None
             }
             None => {
-                self.error(format!("{ctx}: field 'url' is required"));
+                self.error(format!(
+                    "{ctx}: field 'url' is required{}",
+                    super::near::missing_hint("url", obj.keys())
+                ));
                 None
             }
         }
@@ -568,8 +581,9 @@ impl Validator<'_> {
             }
             None => {
                 self.error(format!(
-                    "{ctx}: field 'server' is required (one of: {})",
-                    BUILTIN_SERVERS.join(", ")
+                    "{ctx}: field 'server' is required (one of: {}){}",
+                    BUILTIN_SERVERS.join(", "),
+                    super::near::missing_hint("server", obj.keys())
                 ));
                 return None;
             }

@@ -329,7 +329,7 @@ pub enum Val {
     Num(u64),
     Bool(bool),
     List(Vec<String>),
-    Level(LevelFilter),
+    Level(crate::logging::LogLevel),
 }
 
 impl Kind {
@@ -521,7 +521,7 @@ impl Settings {
         }
     }
 
-    pub fn level(&self, key: &str) -> Option<LevelFilter> {
+    pub fn level(&self, key: &str) -> Option<crate::logging::LogLevel> {
         match self.get(key) {
             Some(Val::Level(l)) => Some(*l),
             _ => None,
@@ -601,7 +601,7 @@ impl Merged<'_> {
         .to_vec()
     }
 
-    pub fn level(&self, key: &str) -> LevelFilter {
+    pub fn level(&self, key: &str) -> crate::logging::LogLevel {
         let default = match Merged::default(key) {
             Fallback::Text(t) => crate::logging::parse_level(t).ok(),
             _ => None,
@@ -610,7 +610,10 @@ impl Merged<'_> {
             .level(key)
             .or(self.file.level(key))
             .or(default)
-            .unwrap_or(LevelFilter::Info)
+            .unwrap_or(crate::logging::LogLevel {
+                filter: LevelFilter::Info,
+                name: "INFO",
+            })
     }
 }
 
@@ -726,7 +729,10 @@ mod tests {
         let s = loaded.config.settings;
         assert_eq!(s.text("host"), Some("0.0.0.0"));
         assert_eq!(s.num("port"), Some(9100));
-        assert_eq!(s.level("logLevel"), Some(log::LevelFilter::Debug));
+        assert_eq!(
+            s.level("logLevel").map(|l| l.filter),
+            Some(log::LevelFilter::Debug)
+        );
         assert_eq!(s.text("logDir"), Some("/var/log/gw"));
         assert_eq!(s.flag("auditArguments"), Some(true));
         assert_eq!(

@@ -163,6 +163,28 @@ fn duplicates_and_unknown_fields() {
         loaded.warnings,
         ["config: backend 'a': unknown field 'colour' for type 'stdio' (ignored)"]
     );
+    // A near miss names the field it was probably meant to be.
+    let loaded = ok(r#"{"a": {"command": "x", "enviroment": {}, "timout": 5}}"#);
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config: backend 'a': unknown field 'enviroment' for type 'stdio' (ignored; did you mean 'env'?)",
+            "config: backend 'a': unknown field 'timout' for type 'stdio' (ignored; did you mean 'timeout'?)",
+        ]
+    );
+    let e = crate::config::parse(r#"{"a": {"comand": "x"}}"#, &|_| None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("('comand' is there: did you mean 'command'?)"),
+        "{e}"
+    );
+    let e =
+        crate::config::parse(r#"{"a": {"type": "stdio", "comand": "x"}}"#, &|_| None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("field 'command' is required (the program to start) ('comand' is there: did you mean 'command'?)"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -387,8 +387,20 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
         Some(rest) => {
             let name = rest.split('/').next().unwrap_or_default();
             let Some(p) = shared.opts.profiles.iter().position(|n| n == name) else {
-                let known = shared.opts.profiles.join(", ");
-                let why = format!("not found: no profile is named '{name}' (profiles: {known})");
+                // A client token hears only of the profiles it opens; the gateway's own
+                // token (or none) of them all.
+                let known: Vec<&str> = match client {
+                    Some(c) => c
+                        .profiles
+                        .iter()
+                        .map(|&p| shared.opts.profiles[p].as_str())
+                        .collect(),
+                    None => shared.opts.profiles.iter().map(String::as_str).collect(),
+                };
+                let why = format!(
+                    "not found: no profile is named '{name}' (profiles: {})",
+                    known.join(", ")
+                );
                 return rq.respond(Response::text(404, &why));
             };
             (Some(p), &path[3 + name.len()..])

@@ -105,6 +105,14 @@ impl Hub {
                 warn!("{why}");
                 return refuse(self, INTERNAL_ERROR, why);
             }
+            // Roots asked with no client to ask (a shared server does so when it starts):
+            // no roots, said quietly, so the server carries on as without a client.
+            _ if req.method == "roots/list" => {
+                debug!("backend '{name}': roots/list with no client to ask: no roots");
+                let none = jsonrpc::to_raw(&serde_json::json!({"roots": []}));
+                self.send_instance(instance, Message::Response(Response::ok(req.id, none)));
+                return;
+            }
             _ => {
                 return refuse(
                     self,

@@ -275,6 +275,12 @@ impl Private {
     }
 
     /// Answers a backend's request to the client with an error.
+    /// Answers a backend's `roots/list` for a client that declared no roots: none.
+    pub(super) fn no_roots(&self, req: Request) {
+        let none = jsonrpc::to_raw(&json!({"roots": []}));
+        self.send(Message::Response(jsonrpc::Response::ok(req.id, none)));
+    }
+
     pub(super) fn refuse(&self, req: Request, message: String) {
         let error = jsonrpc::Response::error(Some(req.id), jsonrpc::METHOD_NOT_FOUND, message);
         self.send(Message::Response(error));
@@ -555,9 +561,18 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
             Next::Quiet | Next::Ended | Next::HungUp => break,
         }
     }
+    let declared = |r: &Request| {
+        modern::capability_for(&r.method)
+            .is_some_and(|cap| call.meta.capabilities.get(cap).is_some())
+    };
     if let Some(r) = answered {
-        // The call is over: nothing it asked can reach its client any more.
+        // The call is over: nothing it asked can reach its client any more (and a client
+        // that declared no roots has none).
         for q in requests {
+            if q.method == "roots/list" && !declared(&q) {
+                session.no_roots(q);
+                continue;
+            }
             let why = format!(
                 "the call was answered before its client could be asked for '{}'",
                 q.method
@@ -568,20 +583,20 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
     }
     // Requests for what the client declared go to it; the others are refused to the
     // backend (which may carry on without); with none left, the client hears -32021.
-    let declared = |r: &Request| {
-        modern::capability_for(&r.method)
-            .is_some_and(|cap| call.meta.capabilities.get(cap).is_some())
-    };
     let (requests, undeclared): (Vec<Request>, Vec<Request>) =
         requests.into_iter().partition(declared);
-    // A server asks for roots on its own account (Playwright's does on its first call),
-    // and gets on without them: refused, it carries on, as for a legacy client without
-    // the capability. What else was asked, the call cannot do without.
+    // A server asks for roots on its own account (Playwright's does on its first call, the
+    // filesystem server when it starts), and gets on without them: a client that declared
+    // none has none. What else was asked, the call cannot do without.
     let missing = undeclared
         .iter()
         .filter(|r| r.method != "roots/list")
         .find_map(|r| modern::capability_for(&r.method));
     for r in undeclared {
+        if r.method == "roots/list" {
+            session.no_roots(r);
+            continue;
+        }
         let why = format!(
             "the client did not declare the capability '{}' needs",
             r.method
