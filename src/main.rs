@@ -216,6 +216,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
     let stdio_done = signal_tx.clone();
     ctrlc::set_handler(move || {
+        tree::note_stopping();
         let _ = signal_tx.try_send(());
     })
     .map_err(|e| Failure::Runtime(format!("cannot install the Ctrl-C handler: {e}")))?;

@@ -6,6 +6,21 @@
 //! commands; nothing else here.
 
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when a signal ends the gateway: a backend that ends at the same moment was most
+/// likely ended by the same signal (systemd sends SIGTERM to every process of the unit).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The gateway is stopping on a signal (Ctrl-C, SIGTERM).
+pub fn note_stopping() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
+
+/// Whether the gateway is stopping on a signal.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
 
 /// Unix: the process groups this process has started and not yet ended, for `kill_all`.
 #[cfg(unix)]

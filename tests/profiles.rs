@@ -627,3 +627,37 @@ fn an_input_required_round_resumes_only_at_the_endpoint_it_was_asked_at() {
         .unwrap_or_default();
     assert!(text.contains("ada"), "{done}");
 }
+
+#[test]
+fn a_catalogue_search_says_which_backends_are_still_starting() {
+    let gw = Gateway::start_listening(
+        &json!({
+            "gateway": {"profiles": {"agent": {"catalogue": true}}},
+            "quick": fixture(&["--tag", "quick"]),
+            "slow": fixture(&["--tag", "slow", "--start-delay", "30"]),
+        }),
+        &["--startup-wait", "0"],
+    );
+    util::eventually("'quick' is ready", || {
+        let (_, _, body) = util::http(gw.port, "GET", "/readyz", &[], b"");
+        body.contains("\"ready\":true")
+    });
+    let c = McpClient::try_connect_at(gw.port, "/p/agent/mcp").unwrap();
+    let found = c.call(json!(1), "search_tools", json!({"query": "echo"}));
+    let text = found["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("still starting, their tools not searchable yet: slow"),
+        "{found}"
+    );
+    assert_eq!(
+        found["result"]["structuredContent"]["starting"],
+        json!(["slow"]),
+        "{found}"
+    );
+    assert_eq!(
+        found["result"]["structuredContent"]["tools"][0]["name"], "quick__echo",
+        "{found}"
+    );
+}

@@ -120,6 +120,11 @@ fn supervise(
             }
         }
     };
+    if ended_with_the_gateway(&status, &stop) {
+        debug!("backend '{name}': ended with the gateway ({status})");
+        crate::tree::kill_child(&mut child);
+        return None;
+    }
     crate::tree::kill_child(&mut child);
     // What it wrote before dying reaches the hub first; its last words explain it.
     let _ = stdout_closed.recv_timeout(Duration::from_secs(1));
@@ -132,6 +137,35 @@ fn supervise(
     };
     warn!("backend '{name}': {reason}");
     Some(reason)
+}
+
+/// Whether a child that ended by itself (`status`) ended with the gateway rather than
+/// failing: a stop was on its way (it saw its stdin close first), or a signal that ends
+/// the gateway ended it too (SIGTERM from systemd, Ctrl-C to a process group). Only an
+/// exit that looks like one (status 0, 130 or 143, or SIGINT/SIGTERM) waits a moment for
+/// either; a crash is reported at once.
+fn ended_with_the_gateway(status: &str, stop: &Receiver<()>) -> bool {
+    const SETTLE: Duration = Duration::from_millis(300);
+    let looks_ended = ["exit status: 0", "exit status: 130", "exit status: 143"].contains(&status)
+        || status.contains("SIGTERM")
+        || status.contains("SIGINT")
+        || status == "stdout closed";
+    if !looks_ended {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        if crate::tree::stopping() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stop.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(()) => return true,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return true,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if left.is_zero() => return false,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+    }
 }
 
 /// A child's stdin, written by its writer thread or, when that is idle, by the thread

@@ -198,6 +198,22 @@ impl Hub {
             structured["nextCursor"] = Value::from((start + limit).to_string());
             text.push_str(&format!("\n(more: cursor \"{}\")", start + limit));
         }
+        // Backends of this view that have not listed their tools yet: a search now cannot
+        // find what they have.
+        let starting: Vec<&str> = self
+            .live()
+            .into_iter()
+            .filter(|b| b.state == State::Starting && b.lists.get(Kind::Tools).is_empty())
+            .filter(|b| self.opts.profiles[p].shows_backend(&b.spec))
+            .map(|b| b.spec.name.as_str())
+            .collect();
+        if !starting.is_empty() {
+            text.push_str(&format!(
+                "\n(still starting, their tools not searchable yet: {}; search again shortly)",
+                starting.join(", ")
+            ));
+            structured["starting"] = json!(starting);
+        }
         result(text, Some(structured), false)
     }
 
