@@ -85,6 +85,14 @@ impl Metrics {
         });
     }
 
+    /// A request the gateway refused itself (an unknown tool, a resource no backend has):
+    /// counted as a failed request and listed among the recent errors, under "gateway".
+    pub fn refused(&mut self, method: &str, message: &str) {
+        self.total += 1;
+        self.failed += 1;
+        self.error("gateway", method, message);
+    }
+
     /// The last error of `backend`, if one is among the recent.
     pub fn last_error(&self, backend: &str) -> Option<&ErrorSeen> {
         self.recent.iter().rev().find(|e| e.backend == backend)

@@ -145,6 +145,26 @@ fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
         "{data}"
     );
     assert!(data["requests"]["failed"].as_u64().unwrap() >= 1, "{data}");
+    // An error the gateway answers itself (an unknown tool) is counted and listed too.
+    let failed = data["requests"]["failed"].as_u64().unwrap();
+    let unknown = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                         "params": {"name": "up__no_such_tool", "arguments": {}}});
+    util::McpClient::post_at(gw.port, "/p/coding/mcp", Some(&session), &agent, &unknown);
+    let (_, _, body) = get("/status.json", &admin);
+    let data: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        data["requests"]["failed"].as_u64().unwrap(),
+        failed + 1,
+        "{data}"
+    );
+    assert!(
+        data["recentErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["backend"] == "gateway" && e["method"] == "tools/call"),
+        "{data}"
+    );
 }
 
 #[test]
@@ -225,6 +245,12 @@ fn the_status_page_renders_the_backends_in_headless_chromium() {
     assert!(
         up.contains(" ms</td>") && up.contains("(1 process)"),
         "{up}"
+    );
+    // Empty tables say so; nothing failed yet.
+    let errors = dom.split("id=\"errors\"").nth(1).unwrap_or_default();
+    assert!(
+        errors.contains("class=\"none\">none</td>"),
+        "the empty errors table: {errors}"
     );
     let lazy = row("lazy");
     assert!(

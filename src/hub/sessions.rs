@@ -40,12 +40,16 @@ impl Hub {
             | "tasks/get"
             | "tasks/result"
             | "tasks/cancel" => {
+                let method = req.method.clone();
                 return match self.route(session, req) {
                     Ok(()) => None,
-                    Err(e) => Some(Response {
-                        id: Some(id),
-                        outcome: Err(e),
-                    }),
+                    Err(e) => {
+                        self.replies.metrics().refused(&method, &e.message);
+                        Some(Response {
+                            id: Some(id),
+                            outcome: Err(e),
+                        })
+                    }
                 };
             }
             other => Err(ErrorObject::new(

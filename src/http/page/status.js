@@ -32,9 +32,26 @@ function kib(n) {
   return n >= 10240 ? (n / 1024).toFixed(0) + " MiB" : n.toFixed(0) + " KiB";
 }
 
+// A time from the gateway (RFC 3339, UTC) as this browser's local time: the time of day for
+// today, else the date too; the exact value on hover.
+function when(t) {
+  const d = new Date(t);
+  if (isNaN(d)) return t || "";
+  const today = d.toDateString() === new Date().toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
 function rows(table, items, cells) {
   const body = $(table).tBodies[0];
   body.replaceChildren();
+  if (!items.length) {
+    // An empty table says so.
+    const td = body.insertRow().insertCell();
+    td.textContent = "none";
+    td.colSpan = $(table).tHead ? $(table).tHead.rows[0].cells.length : 1;
+    td.className = "none";
+    return;
+  }
   for (const item of items) {
     const tr = body.insertRow();
     for (const [text, cls] of cells(item)) {
@@ -73,17 +90,20 @@ function show(s) {
     [b.calls], [b.p50Ms == null ? "" : b.p50Ms.toFixed(1) + " ms"],
     [b.processes ? kib(b.rssKiB) + " (" + b.processes + " process" + (b.processes > 1 ? "es" : "") + ")" : ""],
     [b.processes ? b.cpuSeconds.toFixed(1) + " s" : ""], [b.restarts],
-    [b.reason || (b.lastError ? b.lastError.time + " " + b.lastError.method + ": " + b.lastError.message : "")],
+    // Why it is not ready; for one that is, its last call's error, said as a call's.
+    b.reason ? [b.reason] : b.lastError
+      ? ["a call failed at " + when(b.lastError.time) + " (" + b.lastError.method + "): " + b.lastError.message, "call-error"]
+      : [""],
   ]);
   const own = s.backends.flatMap((b) => (b.instances || []).map((i) => [b.name, i]));
-  rows("instances", own.length ? own : [null], (row) => row ? [
+  rows("instances", own, (row) => [
     [row[0]], [(row[1].owner === "session" ? "session " : "2026-07-28 client ") + row[1].key],
     [row[1].busy ? "busy" : (row[1].ready ? "ready" : "starting")], [row[1].idleSeconds + " s"],
-  ] : [["none"], [""], [""], [""]]);
+  ]);
   const sessions = Object.entries(s.sessions.byTransport).map(([k, v]) => ["transport " + k, v])
     .concat(Object.entries(s.sessions.byProfile).map(([k, v]) => [k ? "profile " + k : "whole catalogue", v]));
   rows("sessions", sessions, ([k, v]) => [[k], [v]]);
-  rows("errors", s.recentErrors.slice().reverse(), (e) => [[e.time], [e.backend], [e.method], [e.message]]);
+  rows("errors", s.recentErrors.slice().reverse(), (e) => [[when(e.time)], [e.backend], [e.method], [e.message]]);
   $("names").textContent = s.tools + " tools; " + (s.notes.length ? s.notes.length + " names rewritten or contested:" : "no names rewritten.");
   const notes = $("notes");
   notes.replaceChildren(...s.notes.map((n) => { const li = document.createElement("li"); li.textContent = n; return li; }));
