@@ -464,39 +464,6 @@ fn a_sigterm_under_load_answers_every_request_that_was_let_in() {
     }
 }
 
-/// Every process below `root`, from /proc.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            parent.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut out = Vec::new();
-    while let Some(p) = found.pop() {
-        for &(pid, ppid) in &parent {
-            if ppid == p {
-                found.push(pid);
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_signal_to_every_process_at_once_warns_of_no_backend_exit() {
     // As systemd stops a unit: SIGTERM to the gateway and every backend at the same moment.
@@ -506,7 +473,7 @@ fn a_signal_to_every_process_at_once_warns_of_no_backend_exit() {
         "fx": fixture(&[]),
         "sh": {"type": "builtin", "server": "bash"},
     }));
-    let mut all = descendants(gw.pid());
+    let mut all: Vec<u32> = util::descendants(gw.pid()).iter().map(|d| d.0).collect();
     assert!(all.len() >= 2, "{all:?}");
     all.push(gw.pid());
     for pid in all {

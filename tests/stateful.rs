@@ -184,26 +184,6 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
-/// Serves one HTML page on 127.0.0.1 until the test ends; its URL.
-fn serve_page(html: &'static str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            use std::io::{Read, Write};
-            let mut s = stream;
-            let mut head = [0u8; 4096];
-            let _ = s.read(&mut head);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                html.len()
-            );
-        }
-    });
-    format!("http://127.0.0.1:{port}/page.html")
-}
-
 #[test]
 fn playwright_keeps_its_page_between_a_2026_clients_calls() {
     let Some(browser) = chromium() else {
@@ -224,7 +204,7 @@ fn playwright_keeps_its_page_between_a_2026_clients_calls() {
         "pw": {"command": "node", "scope": "session", "cwd": dir.path(),
                "args": [cli, "--headless", "--isolated", "--no-sandbox", "--executable-path", browser]}
     }));
-    let page = serve_page(
+    let page = util::serve_page(
         "<html><head><title>Gateway Test Page</title></head><body><h1>Hello from loopback</h1></body></html>",
     );
     // The SDK's default mode: it negotiates 2026-07-28 with the gateway.

@@ -569,15 +569,10 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
         // The call is over: nothing it asked can reach its client any more (and a client
         // that declared no roots has none).
         for q in requests {
-            if q.method == "roots/list" && !declared(&q) {
-                session.no_roots(q);
-                continue;
-            }
-            let why = format!(
-                "the call was answered before its client could be asked for '{}'",
-                q.method
-            );
-            session.refuse(q, why);
+            let known = declared(&q);
+            decline(&session, q, known, |m| {
+                format!("the call was answered before its client could be asked for '{m}'")
+            });
         }
         return finish(out, session, call, r, ends, Vec::new());
     }
@@ -593,15 +588,9 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
         .filter(|r| r.method != "roots/list")
         .find_map(|r| modern::capability_for(&r.method));
     for r in undeclared {
-        if r.method == "roots/list" {
-            session.no_roots(r);
-            continue;
-        }
-        let why = format!(
-            "the client did not declare the capability '{}' needs",
-            r.method
-        );
-        session.refuse(r, why);
+        decline(&session, r, false, |m| {
+            format!("the client did not declare the capability '{m}' needs")
+        });
     }
     if requests.is_empty() && missing.is_none() {
         return answer(out, session, call, ends);
@@ -651,6 +640,16 @@ fn ask_for_input(mut out: Out<'_>, session: Private, call: Call, first: Request,
         },
     );
     out.finish(200, Message::Response(answer));
+}
+
+/// Declines a backend's request its client will not see: a `roots/list` the client has no
+/// roots for (it declared none) gets an empty list, anything else the error `why` says.
+fn decline(session: &Private, req: Request, declared: bool, why: impl FnOnce(&str) -> String) {
+    if req.method == "roots/list" && !declared {
+        return session.no_roots(req);
+    }
+    let why = why(&req.method);
+    session.refuse(req, why);
 }
 
 /// `subscriptions/listen`: the acknowledgement, then the list changes and resource updates

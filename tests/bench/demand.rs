@@ -48,7 +48,8 @@ fn main() {
     let dir = TempDir::new();
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
-    let page = serve_page();
+    let page =
+        util::serve_page("<html><head><title>Bench</title></head><body>on demand</body></html>");
     let mut backends = vec![
         Backend {
             name: "fs",
@@ -154,7 +155,7 @@ fn main() {
     // Asleep, a backend's process is told to stop (stdin closed, then killed after a
     // grace period): its tree is gone a moment later.
     wait_for("every backend process exits", || {
-        descendants(gw.pid()).is_empty()
+        util::descendants(gw.pid()).is_empty()
     });
     let demand_tree = tree_kib(gw.pid());
     let demand_own = own_kib(gw.pid());
@@ -167,7 +168,7 @@ fn main() {
     let c = McpClient::connect(gw.port);
     let listed = tool_count(&c);
     let list_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let running = descendants(gw.pid()).len();
+    let running = util::descendants(gw.pid()).len();
     drop(c);
     drop(gw);
 
@@ -242,55 +243,19 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// (pid, ppid, rss KiB) of every process, from /proc.
-fn processes() -> Vec<(u32, u32, u64)> {
-    // SAFETY: sysconf reads a constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64 / 1024;
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(ppid), Some(rss)) = (
-            f.get(1).and_then(|v| v.parse().ok()),
-            f.get(21).and_then(|v| v.parse::<u64>().ok()),
-        ) {
-            all.push((pid, ppid, rss * page));
-        }
-    }
-    all
-}
-
-/// Every process below `root` (its children, theirs, ...), with its RSS.
-fn descendants(root: u32) -> Vec<(u32, u64)> {
-    let all = processes();
-    let mut found = vec![root];
-    let mut out = Vec::new();
-    while let Some(p) = found.pop() {
-        for &(pid, ppid, rss) in &all {
-            if ppid == p {
-                found.push(pid);
-                out.push((pid, rss));
-            }
-        }
-    }
-    out
-}
-
+/// A process's resident memory (KiB), from /proc.
 fn own_kib(pid: u32) -> u64 {
-    processes().iter().find(|p| p.0 == pid).map_or(0, |p| p.2)
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The resident memory of `pid` and everything below it.
 fn tree_kib(pid: u32) -> u64 {
-    own_kib(pid) + descendants(pid).iter().map(|d| d.1).sum::<u64>()
+    own_kib(pid) + util::descendants(pid).iter().map(|d| d.1).sum::<u64>()
 }
 
 /// The gateway binary measured: `PERF_BIN`; else the static artifact `tests/release`
@@ -312,24 +277,4 @@ fn chromium() -> Option<PathBuf> {
             .map(|d| d.join("chromium"))
             .find(|p| p.is_file())
     })
-}
-
-/// Serves one HTML page on 127.0.0.1 for as long as this program runs; its URL.
-fn serve_page() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let html = "<html><head><title>Bench</title></head><body>on demand</body></html>";
-        for mut s in listener.incoming().flatten() {
-            let mut head = [0u8; 4096];
-            let _ = s.read(&mut head);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                html.len()
-            );
-        }
-    });
-    format!("http://127.0.0.1:{port}/")
 }

@@ -728,6 +728,63 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// A loopback port nobody listens on right now (for servers a test starts itself).
+/// Serves one HTML page on 127.0.0.1 for as long as the test runs; its URL.
+pub fn serve_page(html: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut head = [0u8; 4096];
+            let _ = s.read(&mut head);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/page.html")
+}
+
+/// Every process below `root` (its children, theirs, ...) with its resident memory in
+/// KiB, from Linux's /proc.
+pub fn descendants(root: u32) -> Vec<(u32, u64)> {
+    // SAFETY: sysconf reads a constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64 / 1024;
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(ppid), Some(rss)) = (
+            f.get(1).and_then(|v| v.parse::<u32>().ok()),
+            f.get(21).and_then(|v| v.parse::<u64>().ok()),
+        ) {
+            all.push((pid, ppid, rss * page));
+        }
+    }
+    let mut found = vec![root];
+    let mut out = Vec::new();
+    while let Some(p) = found.pop() {
+        for &(pid, ppid, rss) in &all {
+            if ppid == p {
+                found.push(pid);
+                out.push((pid, rss));
+            }
+        }
+    }
+    out
+}
+
 /// Backend `name`'s row of `/status.json` (a gateway without a token); null if none.
 pub fn backend_row(gw: &Gateway, name: &str) -> Value {
     let (_, _, body) = http(gw.port, "GET", "/status.json", &[], b"");
