@@ -2,6 +2,7 @@
 //! backend's process tree (`hub/status.rs`), and what the npm wrapper started
 //! (`backend/npm.rs`). Elsewhere the table is empty and callers do without.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// One process.
@@ -45,6 +46,58 @@ pub fn processes() -> Vec<Proc> {
         }
         all
     }
+}
+
+/// What a tree of processes holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub processes: usize,
+    #[serde(rename = "rssKiB")]
+    pub rss_kib: u64,
+    pub cpu_seconds: f64,
+}
+
+impl Usage {
+    /// Adds `other`'s processes.
+    pub fn add(&mut self, other: Usage) {
+        self.processes += other.processes;
+        self.rss_kib += other.rss_kib;
+        self.cpu_seconds += other.cpu_seconds;
+    }
+}
+
+/// The process trees on the machine (Linux, from /proc), by the pid of the process at
+/// their root: the resident memory (KiB), CPU seconds and number of processes. A backend's
+/// process leads a group of its own (`crate::tree`) and a process belongs to a tree when it
+/// descends from its root or is in its group: a browser that Playwright starts in a group
+/// of its own is still its server's, and a process whose parent exited is still its group's.
+pub fn trees() -> HashMap<u32, Usage> {
+    let all = processes();
+    let parent: HashMap<u32, u32> = all.iter().map(|p| (p.pid, p.ppid)).collect();
+    let mut trees: HashMap<u32, Usage> = HashMap::new();
+    for p in &all {
+        // Every ancestor (and the group leader) is the root of a tree this process is in;
+        // only backends' roots are looked up.
+        let mut roots = vec![p.pid, p.pgrp];
+        let mut at = p.pid;
+        while let Some(&up) = parent.get(&at) {
+            if up <= 1 || roots.len() > 64 {
+                break;
+            }
+            roots.push(up);
+            at = up;
+        }
+        roots.sort_unstable();
+        roots.dedup();
+        for root in roots {
+            let t = trees.entry(root).or_default();
+            t.rss_kib += p.rss_kib;
+            t.cpu_seconds += p.cpu_seconds;
+            t.processes += 1;
+        }
+    }
+    trees
 }
 
 /// A line of /proc/PID/stat: after the command's closing parenthesis come state, ppid,

@@ -340,3 +340,30 @@ fn a_sleeping_backend_that_takes_tasks_still_has_them_offered_after_a_restart() 
     assert!(offered(&gw));
     assert_eq!(backend(&gw, "conf")["processes"], 0);
 }
+
+#[test]
+fn a_state_directory_that_cannot_be_written_is_said_once_and_costs_nothing_else() {
+    let dir = TempDir::new();
+    let file = dir.path().join("starts");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let state_dir = blocker.join("state");
+    let gw = Gateway::start_with(
+        &json!({ "fx": lazy(&file, &[]) }),
+        &["--state-dir", state_dir.to_str().unwrap()],
+    );
+    eventually_state(&gw, "fx", "sleeping");
+    // Woken and asleep again with the same lists: no second warning.
+    let c = McpClient::connect(gw.port);
+    let r = c.call(json!(1), "fx__echo", json!({"text": "still works"}));
+    assert_eq!(r["result"]["content"][0]["text"], "still works", "{r}");
+    eventually_state(&gw, "fx", "sleeping");
+    assert_eq!(
+        gw.stderr()
+            .matches("catalogue cache: cannot create")
+            .count(),
+        1,
+        "{}",
+        gw.stderr()
+    );
+}

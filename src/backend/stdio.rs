@@ -99,10 +99,7 @@ fn supervise(
     let status = loop {
         select! {
             recv(stdout_closed) -> _ => {
-                break match child.wait_timeout(EXIT_GRACE) {
-                    Ok(Some(status)) => status.to_string(),
-                    _ => "stdout closed".to_string(),
-                };
+                break child.wait_timeout(EXIT_GRACE).ok().flatten();
             }
             recv(stop) -> _ => {
                 // The hub dropped our stdin sender before asking, so the writer closes stdin.
@@ -115,12 +112,14 @@ fn supervise(
             }
             default(Duration::from_millis(250)) => {
                 if let Ok(Some(status)) = child.try_wait() {
-                    break status.to_string();
+                    break Some(status);
                 }
             }
         }
     };
-    if ended_with_the_gateway(&status, &stop) {
+    let ended = ended_with_the_gateway(status, &stop);
+    let status = status.map_or_else(|| "stdout closed".to_string(), |s| s.to_string());
+    if ended {
         debug!("backend '{name}': ended with the gateway ({status})");
         crate::tree::kill_child(&mut child);
         return None;
@@ -139,17 +138,23 @@ fn supervise(
     Some(reason)
 }
 
-/// Whether a child that ended by itself (`status`) ended with the gateway rather than
-/// failing: a stop was on its way (it saw its stdin close first), or a signal that ends
-/// the gateway ended it too (SIGTERM from systemd, Ctrl-C to a process group). Only an
-/// exit that looks like one (status 0, 130 or 143, or SIGINT/SIGTERM) waits a moment for
-/// either; a crash is reported at once.
-fn ended_with_the_gateway(status: &str, stop: &Receiver<()>) -> bool {
+/// Whether a child that ended by itself (`status`; `None`: its stdout closed and it is
+/// still there) ended with the gateway rather than failing: a stop was on its way (it saw
+/// its stdin close first), or a signal that ends the gateway ended it too (SIGTERM from
+/// systemd, Ctrl-C to a process group). Only an end that looks like one (status 0, 130 or
+/// 143, or SIGINT/SIGTERM) waits a moment for either; a crash is reported at once.
+fn ended_with_the_gateway(status: Option<std::process::ExitStatus>, stop: &Receiver<()>) -> bool {
     const SETTLE: Duration = Duration::from_millis(300);
-    let looks_ended = ["exit status: 0", "exit status: 130", "exit status: 143"].contains(&status)
-        || status.contains("SIGTERM")
-        || status.contains("SIGINT")
-        || status == "stdout closed";
+    #[cfg(unix)]
+    let by_signal = status
+        .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
+        .is_some_and(|sig| sig == libc::SIGTERM || sig == libc::SIGINT);
+    #[cfg(not(unix))]
+    let by_signal = false;
+    let looks_ended = match status {
+        None => true,
+        Some(s) => by_signal || matches!(s.code(), Some(0 | 130 | 143)),
+    };
     if !looks_ended {
         return false;
     }

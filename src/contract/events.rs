@@ -131,11 +131,13 @@ pub struct BackendStatus {
     pub restarts: u32,
     pub tools: usize,
     pub on_demand: bool,
-    /// Its running processes, each with all it started: how many, their memory and CPU.
-    pub processes: usize,
-    #[serde(rename = "rssKiB")]
-    pub rss_kib: u64,
-    pub cpu_seconds: f64,
+    /// Its running processes' pids (each the root of what it started).
+    #[serde(skip)]
+    pub pids: Vec<u32>,
+    /// What they hold (`processes`, `rssKiB`, `cpuSeconds`): filled in by the status page,
+    /// which reads /proc on its own thread, not the hub.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::procfs::Usage>,
     /// Calls answered, and the median of the recent ones' times.
     pub calls: u64,
     pub p50_ms: Option<f64>,

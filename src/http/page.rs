@@ -37,9 +37,16 @@ pub(super) fn data(shared: &Arc<Shared>, rq: Request<'_>) {
     };
     let counters = shared.router.metrics();
     let metrics = counters.lock().unwrap_or_else(|p| p.into_inner());
+    let trees = crate::procfs::trees();
     let mut backends = status.backends;
     for b in &mut backends {
         b.last_error = metrics.last_error(&b.name).map(|e| json!(e));
+        let mut usage = crate::procfs::Usage::default();
+        for pid in &b.pids {
+            usage.add(trees.get(pid).copied().unwrap_or_default());
+        }
+        usage.cpu_seconds = (usage.cpu_seconds * 100.0).round() / 100.0;
+        b.usage = Some(usage);
     }
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -495,17 +495,22 @@ pub(super) fn end_session(shared: &Shared, session: &StreamSession, why: &str) {
     });
 }
 
-/// The sessions that sent no request but `initialize`, with when they opened.
-pub(super) fn unused(shared: &Shared) -> Vec<(Instant, Arc<StreamSession>)> {
+/// The sessions `pick` gives a time for, with that time.
+fn sessions_where(
+    shared: &Shared,
+    pick: impl Fn(&State) -> Option<Instant>,
+) -> Vec<(Instant, Arc<StreamSession>)> {
     shared
         .streams
         .lock()
         .values()
-        .filter_map(|s| {
-            let st = s.lock();
-            (!st.used).then(|| (st.opened, s.clone()))
-        })
+        .filter_map(|s| pick(&s.lock()).map(|t| (t, s.clone())))
         .collect()
+}
+
+/// The sessions that sent no request but `initialize`, with when they opened.
+pub(super) fn unused(shared: &Shared) -> Vec<(Instant, Arc<StreamSession>)> {
+    sessions_where(shared, |st| (!st.used).then_some(st.opened))
 }
 
 /// The session idle longest with no stream open and nothing in flight, if it has been
@@ -514,17 +519,13 @@ pub(super) fn longest_idle(
     shared: &Shared,
     at_least: std::time::Duration,
 ) -> Option<Arc<StreamSession>> {
-    shared
-        .streams
-        .lock()
-        .values()
-        .filter_map(|s| {
-            let st = s.lock();
-            let quiet = st.get.is_none() && st.requests.is_empty() && !st.gone;
-            (quiet && st.last_seen.elapsed() >= at_least).then(|| (st.last_seen, s.clone()))
-        })
-        .min_by_key(|(seen, _)| *seen)
-        .map(|(_, s)| s)
+    sessions_where(shared, |st| {
+        let quiet = st.get.is_none() && st.requests.is_empty() && !st.gone;
+        (quiet && st.last_seen.elapsed() >= at_least).then_some(st.last_seen)
+    })
+    .into_iter()
+    .min_by_key(|(seen, _)| *seen)
+    .map(|(_, s)| s)
 }
 
 /// Ends sessions that have been idle longer than `--session-idle` with no stream open.

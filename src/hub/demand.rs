@@ -152,7 +152,14 @@ impl Hub {
                 );
                 self.backends[b].stored = Some(hash);
             }
-            Err(e) => warn!("backend '{}': catalogue cache: {e}", backend.spec.name),
+            Err(e) => {
+                // Said once for these lists, not on every wake: tried again when they change.
+                warn!(
+                    "backend '{}': catalogue cache: {e} (its lists are learned anew after a restart)",
+                    backend.spec.name
+                );
+                self.backends[b].stored = Some(hash);
+            }
         }
     }
 

@@ -6,7 +6,6 @@ use crate::contract::{BackendStatus, Gauges};
 
 impl Hub {
     pub(super) fn status(&self) -> Status {
-        let trees = process_trees();
         let metrics = self.replies.metrics();
         let backends: Vec<BackendStatus> = self
             .live()
@@ -21,20 +20,14 @@ impl Hub {
                 let state = b.state.label();
                 let ix = self.backends.iter().position(|x| std::ptr::eq(x, *b));
                 let on_demand = ix.is_some_and(|i| self.on_demand(BackendIx(i)));
-                // Its running processes, each with all it started: memory and CPU.
-                let (mut rss, mut cpu, mut processes) = (0u64, 0f64, 0usize);
-                for inst in self.instances.values().filter(|i| Some(i.backend.0) == ix) {
-                    if let Some((r, c, n)) = inst
-                        .conn
-                        .as_ref()
-                        .and_then(|c| c.pid)
-                        .and_then(|pid| trees.get(&pid))
-                    {
-                        rss += r;
-                        cpu += c;
-                        processes += n;
-                    }
-                }
+                // Its running processes: the status page adds up what they hold (off
+                // this thread, and only when asked for).
+                let pids = self
+                    .instances
+                    .values()
+                    .filter(|i| Some(i.backend.0) == ix)
+                    .filter_map(|i| i.conn.as_ref().and_then(|c| c.pid))
+                    .collect();
                 let (calls, p50) = metrics.backend_summary(&b.spec.name);
                 BackendStatus {
                     name: b.spec.name.clone(),
@@ -45,9 +38,8 @@ impl Hub {
                     restarts: b.restarts,
                     tools: b.lists.get(Kind::Tools).len(),
                     on_demand,
-                    processes,
-                    rss_kib: rss,
-                    cpu_seconds: (cpu * 100.0).round() / 100.0,
+                    pids,
+                    usage: None,
                     calls,
                     p50_ms: p50,
                     server: b.server.as_ref().and_then(|s| s.get("serverInfo")).cloned(),
@@ -218,37 +210,4 @@ impl Hub {
         summary.print();
         self.release_lists(true);
     }
-}
-
-/// The process trees on the machine (Linux, from /proc), by the pid of the process at
-/// their root: the resident memory (KiB), CPU seconds and number of processes. A backend's
-/// process leads a group of its own (`tree.rs`) and a process belongs to a tree when it
-/// descends from its root or is in its group: a browser that Playwright starts in a group
-/// of its own is still its server's, and a process whose parent exited is still its group's.
-fn process_trees() -> HashMap<u32, (u64, f64, usize)> {
-    let all = crate::procfs::processes();
-    let parent: HashMap<u32, u32> = all.iter().map(|p| (p.pid, p.ppid)).collect();
-    let mut trees: HashMap<u32, (u64, f64, usize)> = HashMap::new();
-    for p in &all {
-        // Every ancestor (and the group leader) is the root of a tree this process is in;
-        // only backends' roots are looked up.
-        let mut roots = vec![p.pid, p.pgrp];
-        let mut at = p.pid;
-        while let Some(&up) = parent.get(&at) {
-            if up <= 1 || roots.len() > 64 {
-                break;
-            }
-            roots.push(up);
-            at = up;
-        }
-        roots.sort_unstable();
-        roots.dedup();
-        for root in roots {
-            let t = trees.entry(root).or_default();
-            t.0 += p.rss_kib;
-            t.1 += p.cpu_seconds;
-            t.2 += 1;
-        }
-    }
-    trees
 }
