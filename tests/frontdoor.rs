@@ -498,9 +498,9 @@ fn a_legacy_client_that_hangs_up_has_its_call_cancelled_within_seconds() {
     let watcher = McpClient::connect(gw.port);
     let cancelled = || {
         let r = watcher.call(json!("s"), "fx__state", json!({}));
-        let state: Value =
-            serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
-        state["cancelled"].as_array().map_or(0, Vec::len)
+        util::fixture_state(&r)["cancelled"]
+            .as_array()
+            .map_or(0, Vec::len)
     };
     // Time for the call to reach the backend.
     std::thread::sleep(Duration::from_millis(500));
@@ -861,9 +861,9 @@ fn a_2026_client_that_closes_its_connection_has_its_call_cancelled_within_second
     let watcher = McpClient::connect(gw.port);
     let cancelled = || {
         let r = watcher.call(json!("s"), "fx__state", json!({}));
-        let state: Value =
-            serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
-        state["cancelled"].as_array().map_or(0, Vec::len)
+        util::fixture_state(&r)["cancelled"]
+            .as_array()
+            .map_or(0, Vec::len)
     };
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(cancelled(), 0);

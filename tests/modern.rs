@@ -333,8 +333,7 @@ fn a_backend_that_asks_for_roots_and_answers_at_once_is_answered_as_modern() {
     // A client that declared no roots has none: the backend hears an empty list, not an
     // error it would log.
     let (_, r) = call_with(&gw, 9, "fx__state", json!({}), json!({}));
-    let state: Value =
-        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let state = util::fixture_state(&r);
     let answers = state["roots_answers"].as_array().unwrap();
     assert_eq!(answers.len(), 3, "{state}");
     assert!(
@@ -353,11 +352,7 @@ fn a_shared_backend_asking_for_roots_with_no_client_hears_none_quietly() {
         "tools/call",
         json!({"name": "fx__state", "arguments": {}}),
     );
-    let text = r.last().unwrap()["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let state: Value = serde_json::from_str(&text).unwrap();
+    let state = util::fixture_state(r.last().unwrap());
     assert_eq!(
         state["roots_answers"],
         json!([{"id": "roots-start", "result": {"roots": []}}]),
@@ -480,12 +475,12 @@ fn the_python_sdk_pinned_to_2026_07_28_answers_input_required_through_the_gatewa
     assert_eq!(seen["asked"].as_array().map(Vec::len), Some(3), "{seen}");
 }
 
-#[test]
-fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
+/// Opens a `subscriptions/listen` stream (request `id`, asking for `notifications`) and
+/// gives back a reader of its events, each the JSON of one `data:` line.
+fn listen(gw: &Gateway, id: &str, notifications: Value) -> impl FnMut() -> Value {
     use std::io::{BufRead, BufReader, Write};
-    let gw = asking_gateway();
-    let body = json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
-                      "params": {"_meta": meta(), "notifications": {"toolsListChanged": true}}})
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen",
+                      "params": {"_meta": meta(), "notifications": notifications}})
     .to_string();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -497,12 +492,18 @@ fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
     )
     .unwrap();
     let mut lines = BufReader::new(s).lines();
-    let mut next_event = || loop {
+    move || loop {
         let line = lines.next().expect("the stream is open").expect("readable");
         if let Some(data) = line.strip_prefix("data: ") {
             return serde_json::from_str::<Value>(data).unwrap();
         }
-    };
+    }
+}
+
+#[test]
+fn a_listen_stream_acknowledges_then_carries_the_list_changes_asked_for() {
+    let gw = asking_gateway();
+    let mut next_event = listen(&gw, "sub-1", json!({"toolsListChanged": true}));
     let ack = next_event();
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",
@@ -789,28 +790,12 @@ fn a_2026_client_runs_a_task_tool_of_server_everything_and_answers_its_question(
 
 #[test]
 fn a_listen_stream_acknowledges_only_the_subscriptions_that_were_agreed() {
-    use std::io::{BufRead, BufReader, Write};
     let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
-    let body = json!({"jsonrpc": "2.0", "id": "sub-2", "method": "subscriptions/listen",
-                      "params": {"_meta": meta(), "notifications": {
-                          "resourceSubscriptions": ["mem://shared", "nowhere://at/all"]}}})
-    .to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        s,
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: {VERSION}\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut lines = BufReader::new(s).lines();
-    let ack = loop {
-        let line = lines.next().expect("the stream is open").expect("readable");
-        if let Some(data) = line.strip_prefix("data: ") {
-            break serde_json::from_str::<Value>(data).unwrap();
-        }
-    };
+    let ack = listen(
+        &gw,
+        "sub-2",
+        json!({"resourceSubscriptions": ["mem://shared", "nowhere://at/all"]}),
+    )();
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",
         "{ack}"

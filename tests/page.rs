@@ -7,7 +7,6 @@
 mod util;
 
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Command;
 use util::{Gateway, fixture, http};
 
@@ -43,17 +42,6 @@ fn wait_state(gw: &Gateway, name: &str, state: &str) {
             .is_some_and(|b| b.iter().any(|b| b["name"] == name && b["state"] == state))
     });
 }
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-    })
-}
-
 #[test]
 fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
     let gw = gateway();
@@ -169,7 +157,7 @@ fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
 
 #[test]
 fn the_status_page_renders_the_backends_in_headless_chromium() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = util::chromium() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "chromium is required in CI (tests/run installs it)"

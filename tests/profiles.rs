@@ -431,18 +431,10 @@ fn a_client_token_opens_only_its_profiles_and_the_audit_names_its_label() {
 
 #[test]
 fn a_client_token_too_short_to_be_secret_stops_the_start() {
-    let dir = util::TempDir::new();
-    let path = dir.path().join("config.json");
-    let config = json!({"gateway": {"tokens": {"ci": {"token": "x", "profiles": ["p"]}},
-                                    "profiles": {"p": {}}}, "a": fixture(&[])});
-    std::fs::write(&path, config.to_string()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-        .args(["--port", "0", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&out.stderr);
+    let (code, said) = util::start_refused(&json!({
+        "gateway": {"tokens": {"ci": {"token": "x", "profiles": ["p"]}}, "profiles": {"p": {}}},
+        "a": fixture(&[])}));
+    assert_eq!(code, Some(2));
     assert!(
         said.contains("token 'ci': a client token must be at least 12 characters (this one has 1)"),
         "{said}"
@@ -451,7 +443,6 @@ fn a_client_token_too_short_to_be_secret_stops_the_start() {
 
 #[test]
 fn a_token_naming_a_missing_profile_or_an_unreadable_file_stops_the_start() {
-    let dir = util::TempDir::new();
     for (config, expected) in [
         (
             json!({"gateway": {"tokens": {"ci": {"token": "t", "profiles": ["nope"]}}}, "a": fixture(&[])}),
@@ -463,15 +454,8 @@ fn a_token_naming_a_missing_profile_or_an_unreadable_file_stops_the_start() {
             "token 'ci': field 'tokenFile': cannot read '/nonexistent/t'",
         ),
     ] {
-        let path = dir.path().join("config.json");
-        std::fs::write(&path, config.to_string()).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
-            .args(["--port", "0", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let said = String::from_utf8_lossy(&out.stderr);
+        let (code, said) = util::start_refused(&config);
+        assert!(code != Some(0), "{expected}: {said}");
         assert!(said.contains(expected), "{expected}: {said}");
     }
 }

@@ -174,19 +174,9 @@ fn a_2026_client_on_stdio_keeps_its_instance_between_calls() {
     // One instance learned the lists, one served the client's two calls.
     assert_eq!(starts(&file), 2);
 }
-
-/// Debian's chromium, which Playwright MCP drives here (`tests/run` installs it).
-fn chromium() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("chromium"))
-            .find(|p| p.is_file())
-    })
-}
-
 #[test]
 fn playwright_keeps_its_page_between_a_2026_clients_calls() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = util::chromium() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "chromium is missing: tests/run installs it"

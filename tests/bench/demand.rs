@@ -73,7 +73,7 @@ fn main() {
             arguments: json!({"message": "hi"}),
         },
     ];
-    match chromium() {
+    match util::chromium() {
         Some(browser) => backends.push(Backend {
             name: "pw",
             args: vec![
@@ -269,12 +269,4 @@ fn gateway_bin() -> PathBuf {
         return artifact;
     }
     PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"))
-}
-
-fn chromium() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("chromium"))
-            .find(|p| p.is_file())
-    })
 }

@@ -465,6 +465,26 @@ pub fn read_until_close(s: &mut TcpStream, wait: Duration) -> (String, bool) {
 
 /// Starts the gateway with `--stdio` on `config`, stdin and stdout piped; the directory
 /// holds its config and logs.
+/// Runs the gateway on `config` where it is expected not to start: its exit code and what
+/// it said on stderr.
+pub fn start_refused(config: &Value) -> (Option<i32>, String) {
+    let dir = TempDir::new();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["--port", "0", "--log-dir"])
+        .arg(dir.path().join("logs"))
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the gateway binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn stdio_gateway(config: &Value, stderr: Stdio) -> (Child, TempDir) {
     let dir = TempDir::new();
     let path = dir.path().join("config.json");
@@ -728,6 +748,27 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// A loopback port nobody listens on right now (for servers a test starts itself).
+/// Debian's chromium (or chromium-browser) on the PATH: the status page is rendered in it
+/// and Playwright MCP drives it (`tests/run` installs it).
+pub fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
+/// What the fixture's `state` tool says (cancellations, subscriptions, roots answers, its
+/// pid), from a `tools/call` answer.
+pub fn fixture_state(answer: &Value) -> Value {
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no state in {answer}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// Serves one HTML page on 127.0.0.1 for as long as the test runs; its URL.
 pub fn serve_page(html: &'static str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
