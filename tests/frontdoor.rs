@@ -743,6 +743,78 @@ fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
     assert_eq!(r["result"]["content"][0]["text"], "unaffected");
 }
 
+/// A `/sse` reply is written by the thread that receives it from the backend while the
+/// stream's writer is idle, without waiting for the client: what the socket does not take
+/// at once is left to the writer, which writes it before anything queued after it. A
+/// client that reads nothing for a while, then everything, gets every event whole, once,
+/// and in the order the backend answered.
+#[test]
+fn replies_a_full_socket_does_not_take_at_once_arrive_whole_and_in_order() {
+    const CALLS: u64 = 44;
+    let gw = Gateway::start(&json!({ "fx": fixture(&["--sequential"]) }));
+    let (status, mut stream) = util::raw_sse(gw.port, "");
+    assert!(status.contains(" 200 "), "{status}");
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        stream.read_line(&mut line).unwrap();
+    }
+    let endpoint = line["data: ".len()..].trim().to_string();
+    let post =
+        |msg: Value| util::http(gw.port, "POST", &endpoint, &[], msg.to_string().as_bytes()).0;
+    let init =
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params()});
+    assert_eq!(post(init), 202);
+    assert_eq!(
+        post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+        202
+    );
+    // Four replies of 1 MiB among small ones, while the client reads nothing.
+    for id in 1..=CALLS {
+        let (name, args) = match id % 11 {
+            0 => ("fx__big", json!({"bytes": 1 << 20})),
+            _ => ("fx__echo", json!({"text": format!("call {id}")})),
+        };
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": name, "arguments": args}});
+        assert_eq!(post(call), 202, "POST {id}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stream
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut ids = Vec::new();
+    while ids.last() != Some(&CALLS) {
+        line.clear();
+        assert!(stream.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let msg: Value = serde_json::from_str(data.trim_end()).unwrap_or_else(|e| {
+            panic!(
+                "an event that is not whole JSON ({e}): {}",
+                &data[..80.min(data.len())]
+            )
+        });
+        let id = msg["id"].as_u64().expect("a reply");
+        let text = msg["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        match id % 11 {
+            _ if id == 0 => {}
+            0 => assert_eq!(text.len(), 1 << 20, "reply {id}"),
+            _ => assert_eq!(text, format!("call {id}"), "reply {id}"),
+        }
+        ids.push(id);
+    }
+    assert_eq!(
+        ids,
+        (0..=CALLS).collect::<Vec<_>>(),
+        "every reply once, in order"
+    );
+}
+
 #[test]
 fn a_flood_of_log_lines_is_limited_and_log_files_rotate() {
     let fx = util::root().join("tests/fixtures/stdio_server.py");

@@ -1,11 +1,13 @@
 //! The legacy HTTP+SSE transport: `GET /sse` opens a session's stream (one writer thread
 //! each, chunked framing, flushed per event; the first event names the session's POST
-//! endpoint) and `POST /messages?sessionId=` carries the client's messages (202 at once;
+//! endpoint; a reply offered while the writer is idle is sent by the thread offering it,
+//! `Door`) and `POST /messages?sessionId=` carries the client's messages (202 at once;
 //! the answers go down the stream).
 
 use super::server::{Request, Response};
 use super::*;
 use crate::contract::Access;
+use std::sync::Mutex;
 
 pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access) {
     if let Some(refusal) = no_room(shared) {
@@ -13,6 +15,14 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access)
     }
     let session = new_session_id(&shared.opts.instance);
     let (tx, rx) = Queue::new(SESSION_QUEUE);
+    let (kick, kicked) = crossbeam_channel::bounded(1);
+    let door = Arc::new(Door {
+        way: Mutex::new(Doorway::default()),
+        pending: AtomicUsize::new(0),
+        kick,
+        session: session.clone(),
+        shared: shared.clone(),
+    });
     shared
         .live
         .lock()
@@ -20,6 +30,7 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access)
         .insert(session.clone(), Live::new(access.token.clone()));
     let sink = LegacySink {
         tx,
+        door: door.clone(),
         session: session.clone(),
         live: shared.live.clone(),
     };
@@ -60,11 +71,13 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access)
             let why = stream(
                 writer,
                 &rx,
+                &kicked,
+                &door,
                 &endpoint,
-                &session,
                 shared2.opts.keepalive,
-                &shared2.bytes_out,
             );
+            // Its other handle on the socket goes too, so the connection closes now.
+            door.lock().socket = None;
             debug!("session {session}: stream ended: {why}");
             shared2
                 .live
@@ -83,14 +96,133 @@ pub(super) fn open_stream(shared: &Arc<Shared>, rq: Request<'_>, access: Access)
 /// while its writer is still stuck on the dead socket.
 struct LegacySink {
     tx: Queue,
+    door: Arc<Door>,
     session: SessionId,
     live: LiveSessions,
 }
 
 impl Sink for LegacySink {
     fn offer(&self, out: Outbound) -> Result<(), Refused> {
-        self.tx.offer(out)
+        let Err(out) = self.door.write_now(out) else {
+            return Ok(());
+        };
+        self.door.pending.fetch_add(1, Ordering::SeqCst);
+        self.tx.offer(out).inspect_err(|_| {
+            self.door.pending.fetch_sub(1, Ordering::SeqCst);
+        })
     }
+}
+
+/// The stream's socket for a message offered while its writer is idle (a routed call's
+/// reply, offered on the backend's reader): written there, without waking the writer,
+/// when nothing is queued before it. That thread must never wait for a client, so the
+/// send does not wait: what the socket does not take at once is left to the writer
+/// (`rest`), which writes it before anything else, under the slow-client rules of every
+/// write. `pending` counts the messages queued and not yet written (the writer counts
+/// each off under the lock once written), so nothing written here overtakes them.
+struct Door {
+    way: Mutex<Doorway>,
+    pending: AtomicUsize,
+    /// Wakes the writer to write `rest`.
+    kick: Sender<()>,
+    session: SessionId,
+    /// For its count of bytes written.
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Doorway {
+    /// None until the stream's head and endpoint are out, after a failed send, over TLS,
+    /// and on hosts where a send cannot be told not to wait.
+    socket: Option<std::net::TcpStream>,
+    /// What a send here did not write: the writer's first bytes.
+    rest: Vec<u8>,
+    /// The event being written, kept between messages.
+    json: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Door {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Doorway> {
+        self.way.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `out` here when the writer is idle, nothing is queued and the socket takes
+    /// some of it at once; gives it back otherwise.
+    fn write_now(&self, out: Outbound) -> Result<(), Outbound> {
+        let Ok(mut way) = self.way.try_lock() else {
+            return Err(out);
+        };
+        let way = &mut *way;
+        if self.pending.load(Ordering::SeqCst) != 0 || !way.rest.is_empty() {
+            return Err(out);
+        }
+        let Some(socket) = &way.socket else {
+            return Err(out);
+        };
+        if way.bytes.capacity() > 1024 * 1024 {
+            (way.json, way.bytes) = (Vec::new(), Vec::new());
+        }
+        encode(&out.msg, &mut way.json, &mut way.bytes, &self.session);
+        match send_nowait(socket, &way.bytes) {
+            Ok(n) => {
+                self.shared
+                    .bytes_out
+                    .fetch_add(way.json.len() as u64, Ordering::Relaxed);
+                if n < way.bytes.len() {
+                    way.rest.extend_from_slice(&way.bytes[n..]);
+                    let _ = self.kick.try_send(());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The writer meets the same error at its next write, and ends the stream.
+                debug!("session {}: a send failed: {e}", self.session);
+                way.socket = None;
+                Err(out)
+            }
+        }
+    }
+}
+
+/// Sends what the socket takes without waiting (none: Ok(0)).
+#[cfg(unix)]
+fn send_nowait(socket: &std::net::TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `bytes` is valid for its length for the call's duration; the descriptor is
+    // the open socket `socket` holds.
+    let n = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Ok(0),
+        io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn send_nowait(_: &std::net::TcpStream, _: &[u8]) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// A message as the stream's event, in `bytes` (`json` holds its JSON).
+fn encode(msg: &Message, json: &mut Vec<u8>, bytes: &mut Vec<u8>, session: &str) {
+    json.clear();
+    bytes.clear();
+    msg.write_json(json);
+    let text = std::str::from_utf8(json).expect("serde_json writes UTF-8");
+    debug!("> {session}: {text}");
+    sse::chunked_event_into(bytes, None, "message", text);
 }
 
 impl Drop for LegacySink {
@@ -105,16 +237,19 @@ impl Drop for LegacySink {
 fn stream(
     mut w: server::Stream,
     rx: &Receiver<Queued>,
+    kicked: &Receiver<()>,
+    door: &Door,
     endpoint: &str,
-    session: &str,
     keepalive: Duration,
-    bytes_out: &std::sync::atomic::AtomicU64,
 ) -> String {
     let endpoint = sse::event("endpoint", endpoint);
     let mut out = sse_head("").into_bytes();
     out.extend(sse::chunk(endpoint.as_bytes()));
     if let Err(e) = send(&mut w, &out) {
         return format!("client closed: {e}");
+    }
+    if cfg!(unix) {
+        door.lock().socket = w.plain_handle();
     }
     let hangup = w.hangup();
     // Buffers kept between events (a large message's are not kept for the small ones).
@@ -124,28 +259,42 @@ fn stream(
             (json, bytes) = (Vec::new(), Vec::new());
         }
         bytes.clear();
-        select! {
+        // Whether what is written is a message from the queue, to count off `pending`.
+        let queued = select! {
             recv(hangup) -> _ => return "client hung up".into(),
+            recv(kicked) -> _ => false,
             recv(rx) -> out => match out {
                 Ok(out) => {
-                    json.clear();
-                    out.msg.write_json(&mut json);
+                    encode(&out.msg, &mut json, &mut bytes, &door.session);
                     drop(out);
-                    let text = std::str::from_utf8(&json).expect("serde_json writes UTF-8");
-                    debug!("> {session}: {text}");
-                    bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
-                    sse::chunked_event_into(&mut bytes, None, "message", text);
+                    door.shared.bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
+                    true
                 }
                 Err(_) => {
                     // The gateway is stopping: ask the client to come back in a second.
+                    let rest = std::mem::take(&mut door.lock().rest);
+                    let _ = send(&mut w, &rest);
                     let _ = send(&mut w, &sse::chunk(sse::RETRY.as_bytes()));
                     let _ = send(&mut w, sse::LAST_CHUNK);
                     return "closed by the gateway".into();
                 }
             },
-            default(keepalive) => bytes.extend(sse::chunk(sse::KEEPALIVE.as_bytes())),
+            default(keepalive) => {
+                bytes.extend(sse::chunk(sse::KEEPALIVE.as_bytes()));
+                false
+            }
         };
-        if let Err(e) = send(&mut w, &bytes) {
+        // Under the door's lock: what a send there left comes first, and nothing is
+        // written there meanwhile.
+        let mut way = door.lock();
+        let rest = std::mem::take(&mut way.rest);
+        let written = send(&mut w, &rest).and_then(|()| send(&mut w, &bytes));
+        if queued {
+            door.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(way);
+        if let Err(e) = written {
+            door.lock().socket = None;
             return format!("client closed: {e}");
         }
     }

@@ -583,6 +583,16 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Another handle on the socket, for sends that must not wait (`legacy::Door`):
+    /// a plain TCP connection's only (a TLS session's state is its writer's alone).
+    pub fn plain_handle(&self) -> Option<std::net::TcpStream> {
+        match &self.socket {
+            super::Socket::Plain(s) => s.try_clone().ok(),
+            #[cfg(feature = "tls")]
+            super::Socket::Tls(_) => None,
+        }
+    }
+
     /// Gets a message when the client hangs up (where that can be watched; elsewhere the
     /// next write fails instead).
     pub fn hangup(&self) -> crossbeam_channel::Receiver<()> {
