@@ -21,7 +21,21 @@ pub struct Id(Box<RawValue>);
 
 impl Id {
     pub fn number(n: u64) -> Id {
-        Id(RawValue::from_string(n.to_string()).expect("an integer is valid JSON"))
+        // Digits written on the stack, then one allocation of exactly their length (a
+        // `to_string` would allocate, then shrink into the box).
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let text = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+        Id(RawValue::from_string(String::from(text)).expect("an integer is valid JSON"))
     }
 
     /// A string id.
@@ -488,6 +502,10 @@ mod tests {
             outcome: Ok(to_raw(&1)),
         });
         assert_eq!(r.to_json(), r#"{"jsonrpc":"2.0","id":null,"result":1}"#);
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(Id::number(n).raw().get(), n.to_string());
+            assert_eq!(Id::number(n).as_u64(), Some(n));
+        }
     }
 
     #[test]

@@ -187,7 +187,14 @@ pub(super) struct PendingTable {
     /// live ones.
     deadlines: BinaryHeap<Reverse<(Instant, GatewayId)>>,
     clients: usize,
+    /// Index vectors emptied, kept for the next session or instance that needs one: a
+    /// session with one call at a time would otherwise allocate one per call.
+    spare: Vec<Vec<GatewayId>>,
 }
+
+/// How many emptied index vectors are kept, and the largest kept (a large one is freed).
+const SPARE: usize = 64;
+const SPARE_CAPACITY: usize = 16;
 
 #[derive(Default)]
 struct OnInstance {
@@ -206,13 +213,24 @@ impl PendingTable {
     /// Registers `gid`, newer than every id registered before. A client request whose
     /// (session, id) is already in flight must be refused before (see `client`).
     pub(super) fn insert(&mut self, gid: GatewayId, entry: Pending) {
-        let on = self.by_instance.entry(entry.instance()).or_default();
+        let spare = &mut self.spare;
+        let on = self
+            .by_instance
+            .entry(entry.instance())
+            .or_insert_with(|| OnInstance {
+                ids: spare.pop().unwrap_or_default(),
+                clients: 0,
+            });
         on.ids.push(gid);
         if let Some(session) = entry.session() {
-            self.by_session
-                .entry(session.clone())
-                .or_default()
-                .push(gid);
+            match self.by_session.get_mut(session) {
+                Some(ids) => ids.push(gid),
+                None => {
+                    let mut ids = self.spare.pop().unwrap_or_default();
+                    ids.push(gid);
+                    self.by_session.insert(session.clone(), ids);
+                }
+            }
         }
         if let Pending::Client { deadline, .. } = &entry {
             on.clients += 1;
@@ -239,16 +257,24 @@ impl PendingTable {
             if matches!(entry, Pending::Client { .. }) {
                 on.clients -= 1;
             }
-            if on.ids.is_empty() {
-                self.by_instance.remove(&instance);
+            if on.ids.is_empty()
+                && let Some(on) = self.by_instance.remove(&instance)
+                && self.spare.len() < SPARE
+                && on.ids.capacity() <= SPARE_CAPACITY
+            {
+                self.spare.push(on.ids);
             }
         }
         if let Some(session) = entry.session()
             && let Some(ids) = self.by_session.get_mut(session)
         {
             unlist(ids, gid);
-            if ids.is_empty() {
-                self.by_session.remove(session);
+            if ids.is_empty()
+                && let Some(ids) = self.by_session.remove(session)
+                && self.spare.len() < SPARE
+                && ids.capacity() <= SPARE_CAPACITY
+            {
+                self.spare.push(ids);
             }
         }
         if matches!(entry, Pending::Client { .. }) {

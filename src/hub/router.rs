@@ -164,24 +164,12 @@ impl Router {
         let Some((target, gid, forwarded, progress, audit)) = routed else {
             return Err(req);
         };
-        let now = Instant::now();
-        let entry = Pending::Client {
-            session: session.to_string(),
-            id: req.id.clone(),
-            instance: target.instance,
+        let request = Request {
+            id: gid.to_id(),
             method: req.method.clone(),
-            progress,
-            after: After::Nothing,
-            deadline: now + target.timeout,
-            limit: now + target.max_timeout.max(target.timeout),
-            timeout: target.timeout,
-            what: target.what.clone(),
-            started: now,
-            audit,
-            sink: Some(view.sink.clone()),
-            version: view.version,
+            params: Some(forwarded),
         };
-        {
+        let params = {
             let mut table = self.replies.pending();
             // A duplicate id, or an instance being ended: the hub says what happens.
             if table.client(session, &req.id).is_some()
@@ -190,17 +178,37 @@ impl Router {
             {
                 return Err(req);
             }
+            // The client's id and method move into the entry, which gives them back if
+            // the request cannot be sent.
+            let Request { id, method, params } = req;
+            let now = Instant::now();
+            let entry = Pending::Client {
+                session: session.to_string(),
+                id,
+                instance: target.instance,
+                method,
+                progress,
+                after: After::Nothing,
+                deadline: now + target.timeout,
+                limit: now + target.max_timeout.max(target.timeout),
+                timeout: target.timeout,
+                what: target.what.clone(),
+                started: now,
+                audit,
+                sink: Some(view.sink.clone()),
+                version: view.version,
+            };
             table.insert(gid, entry);
-        }
-        let request = Request {
-            id: gid.to_id(),
-            method: req.method.clone(),
-            params: Some(forwarded),
+            params
         };
         if target.writer.send(Message::Request(request)).is_err() {
-            // Its writer is gone; the entry goes too, and the hub routes the request.
-            self.replies.pending().remove(gid);
-            return Err(req);
+            // Its writer is gone; the entry goes too, and the hub routes the request (unless
+            // the instance's end has answered it already).
+            let entry = self.replies.pending().remove(gid);
+            let Some(Pending::Client { id, method, .. }) = entry else {
+                return Ok(());
+            };
+            return Err(Request { id, method, params });
         }
         self.replies.metrics().routed += 1;
         Ok(())
