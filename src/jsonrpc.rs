@@ -382,6 +382,14 @@ struct WireError<'a> {
     error: &'a ErrorObject,
 }
 
+/// The error a request gets when its id is already in flight in its session.
+pub fn id_in_flight(id: impl std::fmt::Display) -> ErrorObject {
+    ErrorObject::new(
+        INVALID_REQUEST,
+        format!("request id {id} is already in flight in this session"),
+    )
+}
+
 /// Serializes a value into a raw JSON payload.
 pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("gateway-built JSON always serializes")

@@ -357,9 +357,10 @@ fn post(
         let mut st = session.lock();
         if let Some(dup) = ids.iter().find(|id| st.requests.contains_key(*id)) {
             drop(st);
+            let error = jsonrpc::id_in_flight(dup);
             let e = jsonrpc::ParseError {
-                code: jsonrpc::INVALID_REQUEST,
-                message: format!("request id {dup} is already in flight in this session"),
+                code: error.code,
+                message: error.message,
                 id: None,
             };
             return rq.respond(http::parse_error_response(e));

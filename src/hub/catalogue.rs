@@ -11,7 +11,11 @@
 //! Search and describe are answered here, from the profile's view; prompts and resources
 //! are as the profile shows them. A tool of the profile called by its own name still works.
 
-use super::*;
+use super::{Hub, Params, State};
+use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS};
+use crate::registry::Kind;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 pub(super) const SEARCH: &str = "search_tools";
 pub(super) const DESCRIBE: &str = "describe_tool";

@@ -1,8 +1,19 @@
 //! What backends send besides answers: their requests to clients (sampling,
 //! elicitation, roots) and their notifications (progress, list_changed, logging, updates).
 
+use super::pending::{GatewayId, Pending};
 use super::route::Whose;
-use super::*;
+use super::{Hub, empty};
+use crate::contract::log_rank as level_rank;
+use crate::contract::{InstanceId, SessionId};
+use crate::jsonrpc::{
+    self, INTERNAL_ERROR, Id, METHOD_NOT_FOUND, Message, Notification, Request, Response,
+};
+use crate::registry::Kind;
+use log::{debug, info, warn};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::time::Instant;
 
 /// The URL elicitations sent to clients, so each one's completion goes to the session that
 /// was asked and no other: the newest `MAX_URL_ELICITATIONS`.

@@ -1,7 +1,16 @@
 //! The aggregated lists: learning each backend's, rebuilding the registry, telling
 //! sessions what changed, and paging them to clients.
 
-use super::*;
+use super::pending::Pending;
+use super::{Backend, Hub, MAX_PAGES, State};
+use crate::compat;
+use crate::contract::{InstanceId, PROTOCOL_VERSIONS};
+use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS};
+use crate::registry::{BackendIx, BackendLists, Kind, Registry};
+use log::{debug, warn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 impl Hub {
     /// One page of an aggregated list, with the gateway's own cursor.

@@ -32,33 +32,25 @@ mod wrapper;
 
 pub use router::Router;
 
-use crate::contract::log_rank as level_rank;
-use pending::{After, AuditCall, GatewayId, Pending, PendingTable};
-use replies::{Direct, Replies, ToHub};
+use pending::{GatewayId, Pending, PendingTable};
+use replies::Replies;
 
-use crate::compat;
 use crate::config::{BackendSpec, Scope};
 use crate::contract::{
-    BackendHandle, HubEvent, InstanceId, Order, Outbound, PROTOCOL_VERSIONS, Refused, SessionId,
-    Sink, Spawner, Status,
+    BackendHandle, HubEvent, InstanceId, Order, PROTOCOL_VERSIONS, SessionId, Sink, Spawner,
 };
-use crate::jsonrpc::{
-    self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
-    Request, Response,
-};
-use crate::registry::{self, BackendIx, BackendLists, Kind, Lists, Registry};
+use crate::jsonrpc::{INTERNAL_ERROR, Message, Request, Response};
+use crate::registry::{BackendIx, Kind, Lists, Registry};
 use crossbeam_channel::{Receiver, Sender, select};
-use log::{debug, info, warn};
-use serde::Deserialize;
+use log::{debug, info};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most pages the gateway follows when listing one backend.
 const MAX_PAGES: usize = 1000;
-use crate::contract::LOG_LEVELS as LEVELS;
 /// The answer to every request still waiting when the gateway stops.
 const SHUTTING_DOWN: &str = "the gateway is shutting down";
 /// Resource-not-found, as the legacy versions define it.

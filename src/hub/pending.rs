@@ -1,10 +1,16 @@
 //! The hub's requests in flight: what each gateway id stands for and what its answer
 //! needs, and the table that holds them, indexed so that no lookup scans it whole.
 
-use super::*;
+use crate::contract::{InstanceId, SessionId, Sink};
+use crate::jsonrpc::{self, ErrorObject, Id};
+use crate::registry::Kind;
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What the audit log needs to know of a tool call.
 pub(super) struct AuditCall {
@@ -62,6 +68,47 @@ pub(super) enum After {
         exposed: String,
         original: String,
     },
+}
+
+/// What a client request's entry is made of; `Pending::client` starts its clock.
+pub(super) struct ClientCall {
+    pub(super) session: SessionId,
+    pub(super) id: Id,
+    pub(super) instance: InstanceId,
+    pub(super) method: String,
+    pub(super) progress: Option<Value>,
+    pub(super) after: After,
+    /// Its time, and how far progress may extend it.
+    pub(super) timeout: Duration,
+    pub(super) max_timeout: Duration,
+    pub(super) what: Arc<str>,
+    pub(super) audit: Option<Box<AuditCall>>,
+    pub(super) sink: Option<Arc<dyn Sink>>,
+    pub(super) version: &'static str,
+}
+
+impl Pending {
+    /// A client request's entry, its deadline `timeout` from now, and progress extending it
+    /// up to `max_timeout` (or `timeout`, if that is longer).
+    pub(super) fn client(c: ClientCall) -> Pending {
+        let now = Instant::now();
+        Pending::Client {
+            session: c.session,
+            id: c.id,
+            instance: c.instance,
+            method: c.method,
+            progress: c.progress,
+            after: c.after,
+            deadline: now + c.timeout,
+            limit: now + c.max_timeout.max(c.timeout),
+            timeout: c.timeout,
+            what: c.what,
+            started: now,
+            audit: c.audit,
+            sink: c.sink,
+            version: c.version,
+        }
+    }
 }
 
 // Nearly every entry is a client request: boxing it to shrink the rare others would cost
@@ -310,6 +357,15 @@ impl PendingTable {
     /// The gateway id of `session`'s request `id`, if it is in flight.
     pub(super) fn client(&self, session: &str, id: &Id) -> Option<GatewayId> {
         self.session_client(session, |mine| mine == id)
+    }
+
+    /// The one check that a client's request id is not in flight in its session already,
+    /// with the error it gets when it is.
+    pub(super) fn check_new(&self, session: &str, id: &Id) -> Result<(), ErrorObject> {
+        match self.client(session, id) {
+            Some(_) => Err(jsonrpc::id_in_flight(id)),
+            None => Ok(()),
+        }
     }
 
     /// The gateway id of `session`'s request whose id is the JSON value `target` (as a

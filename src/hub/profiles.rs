@@ -4,8 +4,15 @@
 //! of what it does not show are refused as unknown, and a list change reaches only the
 //! sessions whose view changed. Sessions without a profile see the whole catalogue.
 
-use super::*;
+use super::Hub;
 use crate::config::profiles::Profile;
+use crate::contract::SessionId;
+use crate::jsonrpc;
+use crate::registry::{BackendIx, Kind, Registry};
+use log::info;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 /// A profile's view of the catalogue.
 #[derive(Default)]

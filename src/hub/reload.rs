@@ -1,7 +1,10 @@
 //! Hot reload: applying a new config's backends as a difference (start, stop, restart
 //! or just re-expose), keeping calls on unchanged backends running.
 
-use super::*;
+use super::{Backend, Hub, State};
+use crate::config::BackendSpec;
+use crate::contract::InstanceId;
+use crate::registry::{BackendIx, Lists};
 
 impl Hub {
     /// Applies a new config: backends no longer in it stop, new ones start, changed ones

@@ -1,7 +1,19 @@
 //! Routing a client's request to its backend and its answer back: gateway ids, progress
 //! tokens, concurrency slots, timeouts, cancellation, the audit record.
 
-use super::*;
+use super::pending::{After, AuditCall, ClientCall, GatewayId, Pending};
+use super::{Hub, Owner, Params, REQUEST_TIMEOUT, RESOURCE_NOT_FOUND, catalogue, empty, replies};
+use crate::contract::{InstanceId, PROTOCOL_VERSIONS, SessionId};
+use crate::jsonrpc::{
+    self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, Message, Request, Response,
+};
+use crate::registry::{BackendIx, Kind};
+use log::{debug, warn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 /// A routed request on its way to its backend: its name or URI already the backend's own.
 pub(super) struct Call {
@@ -16,12 +28,7 @@ pub(super) struct Call {
 impl Hub {
     /// Routes a request that names a tool, prompt or resource to its backend.
     pub(super) fn route(&mut self, session: &str, req: Request) -> Result<(), ErrorObject> {
-        if self.pending().client(session, &req.id).is_some() {
-            return Err(ErrorObject::new(
-                jsonrpc::INVALID_REQUEST,
-                format!("request id {} is already in flight in this session", req.id),
-            ));
-        }
+        self.pending().check_new(session, &req.id)?;
         let invalid = |m: String| ErrorObject::new(INVALID_PARAMS, m);
         let mut params: Params = match req.params.as_deref().map(|p| serde_json::from_str(p.get()))
         {
@@ -243,7 +250,7 @@ impl Hub {
             .flatten();
         let policy = &self.backends[b].spec.policy;
         let timeout = policy.timeout_for(tool.as_deref());
-        let now = Instant::now();
+        let max_timeout = policy.max_timeout;
         let what = match &tool {
             Some(t) => format!("{method} '{t}'"),
             None => method.clone(),
@@ -276,25 +283,21 @@ impl Hub {
             method: method.clone(),
             params: Some(jsonrpc::to_raw(&params)),
         };
-        self.pending().insert(
-            gid,
-            Pending::Client {
-                audit,
-                session: session.to_string(),
-                id,
-                instance,
-                method,
-                progress,
-                after,
-                deadline: now + timeout,
-                limit: now + policy.max_timeout.max(timeout),
-                timeout,
-                what: what.into(),
-                started: now,
-                sink,
-                version,
-            },
-        );
+        let entry = Pending::client(ClientCall {
+            session: session.to_string(),
+            id,
+            instance,
+            method,
+            progress,
+            after,
+            timeout,
+            max_timeout,
+            what: what.into(),
+            audit,
+            sink,
+            version,
+        });
+        self.pending().insert(gid, entry);
         let inst = self
             .instances
             .get_mut(&instance)

@@ -13,7 +13,7 @@
 //! made, and every request still gets exactly one answer.
 
 use super::call_params::CallParams;
-use super::pending::{After, AuditCall, GatewayId, Pending};
+use super::pending::{After, AuditCall, ClientCall, GatewayId, Pending};
 use super::replies::Replies;
 use super::{Hub, HubEvent, InstanceId, SessionId, Sink, State};
 use crate::config::Scope;
@@ -23,7 +23,7 @@ use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where each exposed tool goes, while its backend can take calls without the hub.
 #[derive(Default)]
@@ -172,7 +172,7 @@ impl Router {
         let params = {
             let mut table = self.replies.pending();
             // A duplicate id, or an instance being ended: the hub says what happens.
-            if table.client(session, &req.id).is_some()
+            if table.check_new(session, &req.id).is_err()
                 || !target.alive.load(Ordering::SeqCst)
                 || !view.alive.load(Ordering::SeqCst)
             {
@@ -181,23 +181,20 @@ impl Router {
             // The client's id and method move into the entry, which gives them back if
             // the request cannot be sent.
             let Request { id, method, params } = req;
-            let now = Instant::now();
-            let entry = Pending::Client {
+            let entry = Pending::client(ClientCall {
                 session: session.to_string(),
                 id,
                 instance: target.instance,
                 method,
                 progress,
                 after: After::Nothing,
-                deadline: now + target.timeout,
-                limit: now + target.max_timeout.max(target.timeout),
                 timeout: target.timeout,
+                max_timeout: target.max_timeout,
                 what: target.what.clone(),
-                started: now,
                 audit,
                 sink: Some(view.sink.clone()),
                 version: view.version,
-            };
+            });
             table.insert(gid, entry);
             params
         };

@@ -1,7 +1,21 @@
 //! Client sessions: what the hub answers itself (initialize, ping, logging/setLevel),
 //! client notifications and responses, a session's end, and delivery to a session's sink.
 
-use super::*;
+use super::pending::{GatewayId, Pending};
+use super::{ClientCaps, Hub, State, brief, empty, router};
+use crate::config::Scope;
+use crate::contract::LOG_LEVELS as LEVELS;
+use crate::contract::log_rank as level_rank;
+use crate::contract::{InstanceId, Order, Outbound, PROTOCOL_VERSIONS, Refused, SessionId};
+use crate::jsonrpc::{
+    self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Notification,
+    Request, Response,
+};
+use crate::registry::{BackendIx, Kind};
+use log::{debug, warn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 impl Hub {
     pub(super) fn on_client_message(&mut self, session: SessionId, msg: Message) {

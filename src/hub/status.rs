@@ -1,8 +1,14 @@
 //! What the hub reports: the state of things for /readyz and /metrics (rendered by the
 //! front end, `metrics.rs`), and the start-up progress and summary on the console.
 
-use super::*;
+use super::{Backend, Hub, Owner, PROGRESS_EVERY, State};
+use crate::config::Scope;
+use crate::contract::Status;
 use crate::contract::{BackendStatus, Gauges};
+use crate::registry::{self, BackendIx, Kind};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 impl Hub {
     pub(super) fn status(&self) -> Status {

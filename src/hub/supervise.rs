@@ -2,7 +2,18 @@
 //! first lists), health pings, failures, restarts with backoff, and per-session instances.
 
 use super::demand;
-use super::*;
+use super::pending::Pending;
+use super::replies::{Direct, ToHub};
+use super::{Caps, FIRST_BACKOFF, Hub, Instance, MAX_BACKOFF, Owner, STABLE, State};
+use crate::config::Scope;
+use crate::contract::{InstanceId, Order, PROTOCOL_VERSIONS, SessionId};
+use crate::jsonrpc::{self, ErrorObject, INTERNAL_ERROR, Message, Notification, Request, Response};
+use crate::registry::{BackendIx, Kind, Lists};
+use log::{info, warn};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::time::Instant;
 
 impl Hub {
     /// Starts backend `b`'s shared instance (or its probe); an on-demand backend whose

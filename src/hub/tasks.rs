@@ -6,7 +6,14 @@
 //! creation, `tasks/get`, `tasks/cancel` and status notifications), which is what
 //! `tasks/list` answers with.
 
-use super::*;
+use super::pending::After;
+use super::{Hub, Params, State};
+use crate::contract::{InstanceId, SessionId};
+use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS};
+use crate::registry::BackendIx;
+use log::warn;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 /// Tasks one session may have the gateway keep; making one more forgets its oldest.
 pub(super) const MAX_TASKS: usize = 1000;

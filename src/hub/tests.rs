@@ -2,10 +2,19 @@
 //! script, and client sessions on a plain `Queue`. Fast tests of the routing, timeout,
 //! restart and shutdown rules, beside the black-box suites that run the real binary.
 
-use super::*;
+use super::router::Router;
+use super::{Hub, HubOptions, REQUEST_TIMEOUT, SHUTTING_DOWN, tasks};
+use crate::config::BackendSpec;
+use crate::contract::{BackendHandle, HubEvent, PROTOCOL_VERSIONS};
 use crate::contract::{Inbox, Queue, Queued};
+use crate::jsonrpc::{INVALID_PARAMS, Message, Response};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
 
