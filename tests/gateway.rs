@@ -325,6 +325,16 @@ fn a_backend_that_dies_mid_call_answers_with_an_error_and_is_restarted() {
         msg.contains("backend 'fx' is restarting") && msg.contains("next attempt in"),
         "{r}"
     );
+    // What a client can act on, beside the message.
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    assert_eq!(r["error"]["data"]["backend"], "fx", "{r}");
+    assert_eq!(r["error"]["data"]["state"], "restarting", "{r}");
+    assert!(
+        r["error"]["data"]["retryAfterSeconds"]
+            .as_u64()
+            .is_some_and(|s| s <= 2),
+        "{r}"
+    );
 }
 
 #[test]

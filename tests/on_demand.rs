@@ -215,6 +215,7 @@ fn an_on_demand_backend_whose_program_went_away_keeps_its_tools_and_says_why() {
             .contains("not available"),
         "{r}"
     );
+    assert_eq!(r["error"]["data"]["state"], "failed", "{r}");
     assert_eq!(launches(), before, "tried again at once");
     // Once the program is back, a call (after the short wait between tries) brings it back.
     std::fs::copy(util::root().join("tests/fixtures/stdio_server.py"), &script).unwrap();

@@ -8,6 +8,7 @@
 //! tried again only every `RETRY_FAILED`, on a reload, or when a request asks for it (at
 //! most every `RETRY_ON_REQUEST`), not with the short backoff of a transient failure.
 
+use super::unavailable::Unavailable;
 use super::{Backend, BackendIx, Hub, InstanceId, Kind, Lists, Scope, State};
 use crate::cache::Cached;
 use log::{debug, info, warn};
@@ -108,7 +109,7 @@ impl Hub {
 
     /// Wakes a sleeping backend for a request: its instance, which the request waits in
     /// the queue of until it is ready.
-    pub(super) fn wake(&mut self, b: BackendIx) -> Result<InstanceId, String> {
+    pub(super) fn wake(&mut self, b: BackendIx) -> Result<InstanceId, Unavailable> {
         let started = Instant::now();
         match self.start_instance(b, None) {
             Ok(id) => {
@@ -120,13 +121,15 @@ impl Hub {
                 Ok(id)
             }
             Err(e) => {
-                if is_permanent(&e) {
-                    self.fail_for_good(b, e.clone());
+                if let Unavailable::CannotStart {
+                    reason,
+                    permanent: true,
+                    ..
+                } = &e
+                {
+                    self.fail_for_good(b, reason.clone());
                 }
-                Err(format!(
-                    "backend '{}' could not be started: {e}",
-                    self.backends[b].spec.name
-                ))
+                Err(e)
             }
         }
     }
@@ -291,7 +294,7 @@ impl Hub {
                 backend.state = State::Starting;
                 backend.started = Instant::now();
             }
-            Err(e) => self.fail_for_good(b, e),
+            Err(e) => self.fail_for_good(b, e.into_reason()),
         }
     }
 }

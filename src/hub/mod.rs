@@ -27,6 +27,7 @@ mod supervise;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod unavailable;
 mod unreadable;
 mod wrapper;
 

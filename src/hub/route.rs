@@ -2,11 +2,10 @@
 //! tokens, concurrency slots, timeouts, cancellation, the audit record.
 
 use super::pending::{After, AuditCall, ClientCall, GatewayId, Pending};
+use super::unavailable::Unavailable;
 use super::{Hub, Owner, Params, REQUEST_TIMEOUT, RESOURCE_NOT_FOUND, catalogue, empty, replies};
 use crate::contract::{InstanceId, PROTOCOL_VERSIONS, SessionId};
-use crate::jsonrpc::{
-    self, ErrorObject, INTERNAL_ERROR, INVALID_PARAMS, Id, Message, Request, Response,
-};
+use crate::jsonrpc::{self, ErrorObject, INVALID_PARAMS, Id, Message, Request, Response};
 use crate::registry::{BackendIx, Kind};
 use log::{debug, warn};
 use serde::Deserialize;
@@ -119,9 +118,7 @@ impl Hub {
                         };
                     }
                     "resources/subscribe" => {
-                        let instance = self
-                            .instance_for(b, session)
-                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let instance = self.instance_for(b, session)?;
                         let subscribers = self
                             .subscriptions
                             .entry((instance, original.clone()))
@@ -136,9 +133,7 @@ impl Hub {
                         after = After::Subscribed { uri: original };
                     }
                     "resources/unsubscribe" => {
-                        let instance = self
-                            .instance_for(b, session)
-                            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))?;
+                        let instance = self.instance_for(b, session)?;
                         let key = (instance, original);
                         let last = self
                             .subscriptions
@@ -170,8 +165,7 @@ impl Hub {
             after,
             exposed,
         };
-        self.forward(session, backend, call)
-            .map_err(|e| ErrorObject::new(INTERNAL_ERROR, e))
+        Ok(self.forward(session, backend, call)?)
     }
 
     /// `completion/complete` goes where its `ref` points: a prompt or a resource template.
@@ -229,7 +223,7 @@ impl Hub {
         session: &str,
         b: BackendIx,
         call: Call,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unavailable> {
         let Call {
             id,
             method,

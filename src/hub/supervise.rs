@@ -4,6 +4,7 @@
 use super::demand;
 use super::pending::Pending;
 use super::replies::{Direct, ToHub};
+use super::unavailable::Unavailable;
 use super::{Caps, FIRST_BACKOFF, Hub, Instance, MAX_BACKOFF, Owner, STABLE, State};
 use crate::config::Scope;
 use crate::contract::{InstanceId, Order, PROTOCOL_VERSIONS, SessionId};
@@ -24,10 +25,16 @@ impl Hub {
         }
         match self.start_instance(b, None) {
             Ok(id) => self.backends[b].source = Some(id),
-            Err(e) if demand::is_permanent(&e) => self.fail_for_good(b, e),
+            Err(
+                e @ Unavailable::CannotStart {
+                    permanent: true, ..
+                },
+            ) => self.fail_for_good(b, e.into_reason()),
             // A program that cannot be started now may be installed later.
-            Err(e) if self.backends[b].spec.policy.restart => self.schedule_restart(b, e),
-            Err(e) => self.backend_failed(b, e),
+            Err(e) if self.backends[b].spec.policy.restart => {
+                self.schedule_restart(b, e.into_reason())
+            }
+            Err(e) => self.backend_failed(b, e.into_reason()),
         }
     }
 
@@ -36,7 +43,7 @@ impl Hub {
         &mut self,
         b: BackendIx,
         owner: Option<Owner>,
-    ) -> Result<InstanceId, String> {
+    ) -> Result<InstanceId, Unavailable> {
         let id = InstanceId(self.replies.alloc_id());
         let unlimited = self.backends[b].spec.policy.max_concurrent.is_none();
         let name = self.backends[b].spec.name.clone();
@@ -59,9 +66,10 @@ impl Hub {
             Err(e) if direct.is_some() => {
                 self.forget_program(b, true, false);
                 warn!("backend '{name}': {e}");
-                (self.opts.spawner)(&self.backends[b].spec, inbox)?
+                (self.opts.spawner)(&self.backends[b].spec, inbox)
+                    .map_err(|e| Unavailable::cannot_start(&name, e))?
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Unavailable::cannot_start(&name, e)),
         };
         let direct = direct.is_some() && self.backends[b].direct.is_some();
         let now = Instant::now();
@@ -150,13 +158,12 @@ impl Hub {
         &mut self,
         b: BackendIx,
         session: &str,
-    ) -> Result<InstanceId, String> {
+    ) -> Result<InstanceId, Unavailable> {
         let backend = &self.backends[b];
         if backend.state == State::Removed {
-            return Err(format!(
-                "backend '{}' was removed from the config",
-                backend.spec.name
-            ));
+            return Err(Unavailable::Removed {
+                backend: backend.spec.name.clone(),
+            });
         }
         if let State::Failed(reason) = &backend.state {
             let reason = reason.clone();
@@ -164,26 +171,26 @@ impl Hub {
             if let Some(id) = self.retry_for_request(b) {
                 return Ok(id);
             }
-            return Err(format!(
-                "backend '{}' is not available: {reason}",
-                self.backends[b].spec.name
-            ));
+            return Err(Unavailable::Failed {
+                backend: self.backends[b].spec.name.clone(),
+                reason,
+            });
         }
         let backend = &self.backends[b];
         if backend.state == State::Sleeping && backend.spec.scope == Scope::Shared {
             return self.wake(b);
         }
         if let (State::Restarting { reason, at }, None) = (&backend.state, backend.source) {
-            let wait = at.saturating_duration_since(Instant::now()).as_secs_f64();
-            return Err(format!(
-                "backend '{}' is restarting ({reason}); next attempt in {wait:.0} s",
-                backend.spec.name
-            ));
+            return Err(Unavailable::Restarting {
+                backend: backend.spec.name.clone(),
+                reason: reason.clone(),
+                next: at.saturating_duration_since(Instant::now()),
+            });
         }
         match backend.spec.scope {
-            Scope::Shared => backend
-                .source
-                .ok_or_else(|| format!("backend '{}' is not running", backend.spec.name)),
+            Scope::Shared => backend.source.ok_or_else(|| Unavailable::NotRunning {
+                backend: backend.spec.name.clone(),
+            }),
             Scope::Session { .. } => {
                 // A 2026-07-28 request's session lasts one request: the instance is its
                 // client's, kept across its requests until idle.
@@ -383,8 +390,12 @@ impl Hub {
             );
             match self.start_instance(b, None) {
                 Ok(id) => self.backends[b].source = Some(id),
-                Err(e) if demand::is_permanent(&e) => self.fail_for_good(b, e),
-                Err(e) => self.schedule_restart(b, e),
+                Err(
+                    e @ Unavailable::CannotStart {
+                        permanent: true, ..
+                    },
+                ) => self.fail_for_good(b, e.into_reason()),
+                Err(e) => self.schedule_restart(b, e.into_reason()),
             }
         }
     }
