@@ -10,7 +10,7 @@ use crate::config;
 /// The gateway's own token variable.
 pub const TOKEN_VARIABLE: &str = "MCP_GATEWAY_TOKEN";
 
-pub const HELP: &str = "\
+const USAGE: &str = "\
 mcp-gateway: serve the tools of many MCP servers through one endpoint
 
 USAGE:
@@ -19,77 +19,129 @@ USAGE:
     mcp-gateway tools [--json] [OPTIONS] start every backend, print the exposed tools
     mcp-gateway builtin NAME [--timeout SECS]   serve a built-in server over stdio
     mcp-gateway --print-config-schema    print the JSON Schema of config.json
-
-OPTIONS:
-    --profile NAME         with --stdio: serve the client the profile NAME of the config's
-                           gateway.profiles instead of the whole catalogue; with tools:
-                           print the tools that profile reaches
-    --stdio                serve one client over stdin/stdout instead of HTTP (for clients
-                           that start servers as child processes, like Claude Desktop)
-    --host HOST            address to listen on [default: 127.0.0.1]
-    --port PORT            port to listen on; 0 picks a free one [default: 9000]
-    --config FILE          backends to serve [default: config.json]
-    --log-level LEVEL      critical, error, warning, info, debug or trace [default: info]
-    --log-dir DIR          where log files (and the audit log of tool calls) go [default: logs]
-    --log-max-size MIB     rotate the log and audit files at this size [default: 100]
-    --log-keep N           rotated files kept (NAME.1 is the newest) [default: 5]
-    --audit-arguments      also record each tool call's arguments in the audit log
-    --reload-interval SECS how often to look for changes to the config file; 0: only on
-                           SIGHUP [default: 2]
-    --drain-timeout SECS   on SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz
-                           503) and new requests in open ones (404), and let calls in
-                           flight finish for up to this long; a second signal stops at
-                           once [default: 0, no drain]
-    --trusted-proxy IP     believe X-Forwarded-For/-Proto from this proxy in the log, and
-                           its X-Forwarded-Prefix in the legacy endpoint (repeatable)
-    --instance-id ID       this instance's tag, the start of every session id it mints, for
-                           sticky routing behind a load balancer [default: HOSTNAME-PORT]
-    --init-timeout SECS    time a backend gets to start and list its tools [default: 60]
-    --start WHEN           when backends without their own 'start' run: at-launch, or
-                           on-demand (only while a request needs them) [default: at-launch]
-    --idle-stop SECS       an on-demand backend stops this long after its last request
-                           [default: 300]
-    --keep-wrapper         backends started with npx keep npm's process (by default npm's
-                           program is run directly from a backend's second start on)
-    --state-dir DIR        where the catalogue cache is kept [default: 'state' beside the
-                           log directory]
-    --startup-wait SECS    right after the start, list requests wait this long for every
-                           backend's first start, so the first list is complete; 0: they
-                           do not wait [default: 30]
-    --no-prefix            expose tools, prompts and resources under their own names (not
-                           BACKEND__NAME) unless a backend sets its \"prefix\"
-    --sse-keepalive SECS   idle time before a keep-alive comment on a stream [default: 15]
-    --page-size N          most items in one page of tools/list, prompts/list... [default: 500]
-    --session-idle SECS    end a Streamable HTTP session idle this long [default: 1800]
-    --session-unused SECS  end a session with no request but initialize this long after
-                           it opened [default: 60]
-    --allow-origin ORIGIN  also accept requests from this Origin (repeatable; * for any)
-    --inherit-env PATTERN  processes backends start inherit only the basic variables (PATH,
-                           HOME, USER, LANG...) and those matching this (repeatable)
-    --token TOKEN          require 'Authorization: Bearer TOKEN' on every request
-                           (also MCP_GATEWAY_TOKEN; on a non-loopback --host one is
-                           generated and printed when none is given)
-    --no-auth              serve a non-loopback --host without a token (not recommended)
-    --max-sessions N       sessions beyond this get 503 [default: 10000]
-    --max-connections N    client connections open at once; new ones beyond get 503
-                           [default: what the open-file limit allows, at most 20000]
-    --header-timeout SECS  time for a request head, from a connection's first byte
-                           [default: 60]
-    --body-timeout SECS    time for a whole request body [default: 60]
-    --connection-idle SECS close a kept-alive connection idle this long [default: 75]
-    --tls-cert FILE        serve HTTPS with this PEM certificate chain (with --tls-key;
-                           builds with --features tls)
-    --tls-key FILE         the PEM private key for --tls-cert
-    --ping-interval SECS   ping a backend that has been quiet this long [default: 30]
-    --ping-timeout SECS    restart a backend that does not answer a ping in time [default: 10]
-    -h, --help             print this help
-    -V, --version          print the version
-
-Most options can also be set in the config file's \"gateway\" object (host, port, token,
-logLevel, logDir, ...; see docs/configuration.md); an option given here wins.
-
-Clients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).
 ";
+
+/// The options that are not settings (the command line's alone), as `--help` shows them.
+const COMMAND_LINE: &[(&str, &str)] = &[
+    ("--config FILE", "Backends to serve. [default: config.json]"),
+    (
+        "--stdio",
+        "Serve one client over stdin/stdout instead of HTTP (for clients that start servers as child processes, like Claude Desktop).",
+    ),
+    (
+        "--profile NAME",
+        "With --stdio: serve the client the profile NAME of the config's gateway.profiles instead of the whole catalogue; with tools: print the tools that profile reaches.",
+    ),
+    (
+        "--reload-interval SECS",
+        "How often to look for changes to the config file; 0: only on SIGHUP. [default: 2]",
+    ),
+    (
+        "--drain-timeout SECS",
+        "On SIGTERM or Ctrl-C, first refuse new sessions (503, /readyz 503) and new requests in open ones (404), and let calls in flight finish for up to this long; a second signal stops at once. [default: 0, no drain]",
+    ),
+    (
+        "--trusted-proxy IP",
+        "Believe X-Forwarded-For/-Proto from this proxy in the log, and its X-Forwarded-Prefix in the legacy endpoint (repeatable).",
+    ),
+    (
+        "--instance-id ID",
+        "This instance's tag, the start of every session id it mints, for sticky routing behind a load balancer. [default: HOSTNAME-PORT]",
+    ),
+    (
+        "--no-auth",
+        "Serve a non-loopback --host without a token (not recommended).",
+    ),
+    (
+        "--tls-cert FILE",
+        "Serve HTTPS with this PEM certificate chain (with --tls-key; builds with --features tls).",
+    ),
+    ("--tls-key FILE", "The PEM private key for --tls-cert."),
+    ("-h, --help", "Print this help."),
+    ("-V, --version", "Print the version."),
+];
+
+/// `--help`: the usage, the command line's own options, and every setting from the
+/// settings table (its flag, what it does, its config key and its default), so a setting
+/// added to the table is in the help without another edit.
+pub fn help() -> String {
+    let mut out = String::from(USAGE);
+    out.push_str("\nOPTIONS:\n");
+    for (flag, text) in COMMAND_LINE {
+        help_entry(&mut out, flag, text);
+    }
+    out.push_str(
+        "\nSETTINGS (each also a key of the config file's \"gateway\" object; a flag given\nhere wins over the file, see docs/configuration.md):\n",
+    );
+    for s in config::settings::TABLE {
+        let flag = match s.value {
+            "" => s.flag.to_string(),
+            value => format!("{} {value}", s.flag),
+        };
+        let mut text = s.help.to_string();
+        if s.key == "token" {
+            text.push_str(&format!(" Also {TOKEN_VARIABLE}."));
+        }
+        text.push_str(&format!(" [key: {}]", s.key));
+        match s.default {
+            config::settings::Fallback::Num(n) => text.push_str(&format!(" [default: {n}]")),
+            config::settings::Fallback::Text(t) => text.push_str(&format!(" [default: {t}]")),
+            _ => {}
+        }
+        help_entry(&mut out, &flag, &text);
+    }
+    out.push_str(
+        "\nClients connect to http://HOST:PORT/mcp (Streamable HTTP) or http://HOST:PORT/sse (HTTP+SSE).\n",
+    );
+    out
+}
+
+/// One option of `--help`: the flag in a column of 23, its text wrapped beside it (a
+/// bracketed `[default: …]` or `[key: …]` kept on one line).
+fn help_entry(out: &mut String, flag: &str, text: &str) {
+    const COLUMN: usize = 27;
+    const WIDTH: usize = 88;
+    let mut line = format!("    {flag}");
+    let mut first = true;
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match words.last_mut() {
+            Some(open) if open.starts_with('[') && !open.ends_with(']') => {
+                open.push(' ');
+                open.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    for word in &words {
+        let room = if line.len() < COLUMN {
+            COLUMN
+        } else {
+            line.len() + 1
+        };
+        if !first && room + word.len() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(COLUMN);
+            line.push_str(word);
+            continue;
+        }
+        if first && line.len() + 1 > COLUMN {
+            // A long flag: its text starts on the next line.
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(COLUMN);
+        } else if line.len() < COLUMN {
+            line.push_str(&" ".repeat(COLUMN - line.len()));
+        } else {
+            line.push(' ');
+        }
+        line.push_str(word);
+        first = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
 
 /// The command line as given. The settings a config file may also hold are in
 /// `settings` (a flag not used has no entry, so the file's value applies).
@@ -408,10 +460,12 @@ mod tests {
     #[test]
     fn the_help_names_every_settings_flag_with_the_tables_default() {
         for setting in config::settings::TABLE {
-            let at = HELP
+            let help = help();
+            let at = help
                 .find(&format!("    {} ", setting.flag))
+                .or_else(|| help.find(&format!("    {}\n", setting.flag)))
                 .unwrap_or_else(|| panic!("{} is not in the help", setting.flag));
-            let rest = &HELP[at + 4..];
+            let rest = &help[at + 4..];
             let entry = &rest[..rest.find("\n    -").unwrap_or(rest.len())];
             let default = match setting.default {
                 config::settings::Fallback::Num(n) => n.to_string(),

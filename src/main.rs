@@ -38,7 +38,7 @@ mod stateless;
 mod stdio;
 mod tree;
 
-use cli::{Command, Failure, Flags, HELP, Mode, default_instance_id, parse_args};
+use cli::{Command, Failure, Flags, Mode, default_instance_id, help, parse_args};
 use log::{error, info};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     }
     match parse_args() {
         Ok(Command::Help) => {
-            print!("{HELP}");
+            print!("{}", help());
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {

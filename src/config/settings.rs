@@ -1,7 +1,7 @@
 //! The gateway's own settings, as one table: each setting's config key, command-line
 //! flag, kind (which checks its value the same way in the file and on the command line),
 //! default and description. The table drives the config's `"gateway"` object, the flags
-//! (`cli.rs`), the merge (flag, then file, then default: `Merged`), the reload's report of
+//! and their lines of `--help` (`cli.rs`), the merge (flag, then file, then default: `Merged`), the reload's report of
 //! what changed, and the settings part of the JSON Schema. Adding a setting is one row
 //! here and one use where it takes effect. Part of the pure config parser: no I/O.
 
@@ -61,8 +61,10 @@ pub struct Setting {
     pub flag: &'static str,
     pub kind: Kind,
     pub default: Fallback,
-    /// For the JSON Schema.
+    /// What it does: the JSON Schema's description and the line of `--help`.
     pub help: &'static str,
+    /// The flag's value in `--help` (`SECS`, `DIR`...); the kind's word unless a row says.
+    pub value: &'static str,
 }
 
 const fn row(
@@ -78,6 +80,30 @@ const fn row(
         kind,
         default,
         help,
+        value: kind.value(),
+    }
+}
+
+impl Setting {
+    /// The row, its flag's value named `value` in `--help`.
+    const fn takes(self, value: &'static str) -> Setting {
+        Setting { value, ..self }
+    }
+}
+
+impl Kind {
+    /// The word `--help` shows for a flag's value.
+    const fn value(&self) -> &'static str {
+        match self {
+            Kind::Text => "TEXT",
+            Kind::Port => "PORT",
+            Kind::Level => "LEVEL",
+            Kind::Count { .. } => "N",
+            Kind::Seconds { .. } => "SECS",
+            Kind::Bool { .. } => "",
+            Kind::List { .. } => "VALUE",
+            Kind::Choice { .. } => "WORD",
+        }
     }
 }
 
@@ -93,7 +119,8 @@ pub const TABLE: &[Setting] = &[
         Kind::Text,
         Text("127.0.0.1"),
         "Address to listen on.",
-    ),
+    )
+    .takes("HOST"),
     row(
         "port",
         "--port",
@@ -107,7 +134,8 @@ pub const TABLE: &[Setting] = &[
         Kind::Text,
         Fallback::None,
         "Bearer token clients must send.",
-    ),
+    )
+    .takes("TOKEN"),
     row(
         "logLevel",
         "--log-level",
@@ -121,7 +149,8 @@ pub const TABLE: &[Setting] = &[
         Kind::Text,
         Text("logs"),
         "Where the log and audit files go.",
-    ),
+    )
+    .takes("DIR"),
     row(
         "logMaxSize",
         "--log-max-size",
@@ -131,7 +160,8 @@ pub const TABLE: &[Setting] = &[
         },
         Num(100),
         "Size in MiB at which the log and audit files are rotated.",
-    ),
+    )
+    .takes("MIB"),
     row(
         "logKeep",
         "--log-keep",
@@ -213,7 +243,8 @@ pub const TABLE: &[Setting] = &[
         },
         Fallback::None,
         "Browser origins accepted besides loopback ones ('*' for any).",
-    ),
+    )
+    .takes("ORIGIN"),
     row(
         "inheritEnv",
         "--inherit-env",
@@ -222,7 +253,8 @@ pub const TABLE: &[Setting] = &[
         },
         Fallback::None,
         "Variables the processes backends start inherit besides the basic ones (PATH, HOME, USER, LANG, TMPDIR…; glob patterns); unset: all but those any backend's env, headers or args name. A backend's own 'inheritEnv' overrides it.",
-    ),
+    )
+    .takes("PATTERN"),
     row(
         "headerTimeout",
         "--header-timeout",
@@ -269,7 +301,8 @@ pub const TABLE: &[Setting] = &[
         },
         Text("at-launch"),
         "When backends without a 'start' of their own run: at-launch (from the start, for as long as the gateway runs) or on-demand (only while a request needs them; their lists come from the catalogue cache).",
-    ),
+    )
+    .takes("WHEN"),
     row(
         "idleStop",
         "--idle-stop",
@@ -293,7 +326,8 @@ pub const TABLE: &[Setting] = &[
         Kind::Text,
         Fallback::None,
         "Where the catalogue cache is kept (owner-only). Default: 'state' beside the log directory.",
-    ),
+    )
+    .takes("DIR"),
     row(
         "prefix",
         "--no-prefix",
@@ -302,7 +336,7 @@ pub const TABLE: &[Setting] = &[
             what: "true (names are '<backend>__<name>') or false (names are the backends' own)",
         },
         Fallback::Bool(true),
-        "false: every backend without its own 'prefix' exposes its tools, prompts and resources under their own names (as the original MCP-Gateway did); a name two backends share goes to the one earlier in the file, with a warning.",
+        "Names are '<backend>__<name>'; false (the flag): every backend without its own 'prefix' exposes its tools, prompts and resources under their own names (as the original MCP-Gateway did), and a name two backends share goes to the one earlier in the file, with a warning.",
     ),
 ];
 
