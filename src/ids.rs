@@ -11,3 +11,8 @@ pub fn new_secret() -> String {
 pub fn new_session_id(instance: &str) -> crate::contract::SessionId {
     format!("{instance}.{}", new_secret())
 }
+
+/// The last 8 characters of a session id (its random part), for thread names.
+pub fn short(session: &str) -> &str {
+    &session[session.len().saturating_sub(8)..]
+}

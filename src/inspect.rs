@@ -50,7 +50,10 @@ pub fn run(
     let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
     let status = loop {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = hub_tx.send(crate::contract::HubEvent::Status { reply: tx });
+        let _ = hub_tx.send(crate::contract::HubEvent::Status {
+            reply: tx,
+            full: true,
+        });
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(s) if s.settled || std::time::Instant::now() >= deadline => break s,
             Ok(_) => std::thread::sleep(Duration::from_millis(100)),

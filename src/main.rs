@@ -371,7 +371,10 @@ fn drain(
     frontend.drain();
     let in_flight = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let _ = hub.send(contract::HubEvent::Status { reply: tx });
+        let _ = hub.send(contract::HubEvent::Status {
+            reply: tx,
+            full: false,
+        });
         rx.recv_timeout(Duration::from_secs(5))
             .map_or(0, |s: contract::Status| s.in_flight)
     };

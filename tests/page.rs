@@ -125,6 +125,41 @@ fn the_status_data_needs_the_gateways_token_and_says_what_is_up() {
     let (_, _, body) = get("/status.json", &admin);
     let data: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(data["sessions"]["byProfile"]["coding"], 1, "{data}");
+    // One row per open session: its client, protocol, profile and token, never its id whole.
+    let open = data["sessions"]["open"].as_array().unwrap();
+    let row = open
+        .iter()
+        .find(|s| s["profile"] == "coding")
+        .unwrap_or_else(|| panic!("no row for the session: {data}"));
+    assert_eq!(row["transport"], "streamable-http", "{row}");
+    assert_eq!(row["client"], "p 1", "{row}");
+    assert_eq!(row["protocol"], "2025-11-25", "{row}");
+    assert_eq!(row["token"], "agent", "{row}");
+    assert_eq!(row["inFlight"], 0, "{row}");
+    assert!(row["ageSeconds"].as_u64().is_some_and(|s| s < 60), "{row}");
+    assert!(session.ends_with(row["id"].as_str().unwrap()), "{row}");
+    assert!(
+        !body.contains(&session),
+        "the whole session id is not shown"
+    );
+    // A legacy stream is listed too, before its initialize.
+    let (status, mut stream) =
+        util::raw_sse(gw.port, &format!("Authorization: Bearer {TOKEN}\r\n"));
+    assert!(status.contains(" 200 "), "{status}");
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        std::io::BufRead::read_line(&mut stream, &mut line).unwrap();
+    }
+    let (_, _, body) = get("/status.json", &admin);
+    let data: Value = serde_json::from_str(&body).unwrap();
+    let open = data["sessions"]["open"].as_array().unwrap();
+    assert!(
+        open.iter()
+            .any(|s| s["transport"] == "sse" && s["client"] == "" && s["profile"].is_null()),
+        "{data}"
+    );
+    drop(stream);
     let errors = data["recentErrors"].as_array().unwrap();
     assert!(
         errors
@@ -234,6 +269,9 @@ fn the_status_page_renders_the_backends_in_headless_chromium() {
         up.contains(" ms</td>") && up.contains("(1 process)"),
         "{up}"
     );
+    // The session that made the calls has its row.
+    let sessions = dom.split("id=\"open\"").nth(1).unwrap_or_default();
+    assert!(sessions.contains("<td>streamable-http</td>"), "{sessions}");
     // Empty tables say so; nothing failed yet.
     let errors = dom.split("id=\"errors\"").nth(1).unwrap_or_default();
     assert!(

@@ -67,9 +67,12 @@ pub enum HubEvent {
         /// The backend sent it on the stream of its answer to this (gateway) request id.
         during: Option<crate::jsonrpc::Id>,
     },
-    /// `/readyz` and `/metrics` ask for the state of things.
+    /// `/readyz`, `/metrics` and the status page ask for the state of things; `full`
+    /// adds the exposed tools and the list of sessions (the page, `tools`), which
+    /// the probes do not pay for.
     Status {
         reply: Sender<Status>,
+        full: bool,
     },
     /// The config file changed: these are the enabled backends now, in file order.
     Reload {
@@ -93,15 +96,42 @@ pub struct Status {
     pub settled: bool,
     /// Client requests waiting for a backend's answer.
     pub in_flight: usize,
-    /// The exposed tools: name, backend, original name, description.
+    /// The exposed tools: name, backend, original name, description (`full` only).
     pub tools: Vec<Value>,
     pub backends: Vec<BackendStatus>,
     /// Sessions by the profile they see (`""`: the whole catalogue).
     pub profiles: std::collections::BTreeMap<String, usize>,
+    /// The open sessions, newest first, at most `SESSION_ROWS` (2026-07-28 requests,
+    /// which are sessions of one request, are only counted; `full` only).
+    pub sessions: Vec<SessionStatus>,
     /// Names and URIs that were rewritten or contested.
     pub notes: Vec<String>,
     /// The gauges for `/metrics` (the counters are the front end's to read: `Router`).
     pub gauges: Gauges,
+}
+
+/// Most sessions `Status::sessions` lists.
+pub const SESSION_ROWS: usize = 200;
+
+/// One open session, as the status page lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStatus {
+    /// The end of its id, as its thread names show it (enough to find it in the log; the
+    /// whole id is a credential).
+    pub id: String,
+    pub transport: &'static str,
+    /// The client's name and version from `initialize` (empty before it).
+    pub client: String,
+    pub protocol: &'static str,
+    /// The profile it sees (None: the whole catalogue) and its client token's label.
+    pub profile: Option<String>,
+    pub token: Option<String>,
+    pub age_seconds: u64,
+    /// Its requests waiting for a backend's answer.
+    pub in_flight: usize,
+    /// Instances of per-session backends it has of its own.
+    pub instances: usize,
 }
 
 /// What the hub knows now, for the gauges of `/metrics`.

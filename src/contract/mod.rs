@@ -12,7 +12,8 @@ pub mod order;
 pub mod sink;
 
 pub use events::{
-    Access, BackendStatus, Gauges, HubEvent, InstanceId, STATELESS, SessionId, Status,
+    Access, BackendStatus, Gauges, HubEvent, InstanceId, SESSION_ROWS, STATELESS, SessionId,
+    SessionStatus, Status,
 };
 pub use order::Order;
 pub use sink::{Outbound, Queue, Queued, Refused, Sink};

@@ -467,11 +467,11 @@ fn handle(shared: &Arc<Shared>, rq: Request<'_>) {
 }
 
 /// What the hub says of itself now (None when it does not answer within 5 s).
-fn hub_status(shared: &Shared) -> Option<crate::contract::Status> {
+fn hub_status(shared: &Shared, full: bool) -> Option<crate::contract::Status> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     shared
         .hub
-        .send(HubEvent::Status { reply: tx })
+        .send(HubEvent::Status { reply: tx, full })
         .ok()
         .and_then(|_| rx.recv_timeout(Duration::from_secs(5)).ok())
 }
@@ -479,7 +479,7 @@ fn hub_status(shared: &Shared) -> Option<crate::contract::Status> {
 /// `/readyz` (200 when a backend is ready, every `required` one is, and no drain has
 /// begun, else 503; with `details`, which are not ready and each backend's state as JSON) and `/metrics` (Prometheus text).
 fn status(shared: &Arc<Shared>, rq: Request<'_>, path: &str, details: bool) {
-    let Some(status) = hub_status(shared) else {
+    let Some(status) = hub_status(shared, false) else {
         return rq.respond(Response::text(503, "the gateway is not answering"));
     };
     if path == "/readyz" {
@@ -734,12 +734,7 @@ pub fn draining_session(shared: &Shared, session: &str, start_again: &str) -> Re
     )
 }
 
-pub use crate::ids::{new_secret, new_session_id};
-
-/// The last 8 characters of a session id (its random part), for thread names.
-pub fn short(session: &str) -> &str {
-    &session[session.len().saturating_sub(8)..]
-}
+pub use crate::ids::{new_secret, new_session_id, short};
 
 #[cfg(test)]
 mod tests {

@@ -29,10 +29,11 @@ pub(super) fn asset(rq: Request<'_>, path: &str) {
 }
 
 /// `/status.json`: the backends with their state, restarts, tool counts and last error;
-/// sessions by transport and by profile; request totals (the page makes a rate of them)
+/// sessions by transport and by profile, and the newest ones each with its client,
+/// protocol, profile, token label, age and requests in flight; request totals (the page makes a rate of them)
 /// and the recent errors; the exposed names' rewrites.
 pub(super) fn data(shared: &Arc<Shared>, rq: Request<'_>) {
-    let Some(status) = hub_status(shared) else {
+    let Some(status) = hub_status(shared, true) else {
         return rq.respond(Response::text(503, "the gateway is not answering"));
     };
     let counters = shared.router.metrics();
@@ -54,7 +55,8 @@ pub(super) fn data(shared: &Arc<Shared>, rq: Request<'_>) {
         "ready": status.ready,
         "draining": shared.draining.load(Ordering::SeqCst),
         "backends": backends,
-        "sessions": {"byTransport": status.gauges.sessions, "byProfile": status.profiles},
+        "sessions": {"byTransport": status.gauges.sessions, "byProfile": status.profiles,
+                     "open": status.sessions, "listedAtMost": crate::contract::SESSION_ROWS},
         "requests": {"total": metrics.total, "failed": metrics.failed, "inFlight": status.in_flight},
         "recentErrors": metrics.recent,
         "tools": status.tools.len(),

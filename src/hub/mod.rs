@@ -270,6 +270,7 @@ struct Session {
     profile: Option<usize>,
     /// The label of the client token it was opened with.
     token: Option<std::sync::Arc<str>>,
+    opened: Instant,
 }
 
 impl Session {
@@ -399,6 +400,7 @@ impl Hub {
                         instances: HashMap::new(),
                         profile: access.profile.filter(|p| *p < self.opts.profiles.len()),
                         token: access.token,
+                        opened: Instant::now(),
                     },
                 );
             }
@@ -431,8 +433,8 @@ impl Hub {
             }
             HubEvent::BackendExited { instance, reason } => self.instance_failed(instance, reason),
             HubEvent::Reload { backends } => self.reload(backends),
-            HubEvent::Status { reply } => {
-                let _ = reply.send(self.status());
+            HubEvent::Status { reply, full } => {
+                let _ = reply.send(self.status(full));
             }
             HubEvent::Shutdown => {}
         }

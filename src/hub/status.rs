@@ -4,14 +4,14 @@
 use super::{Backend, Hub, Owner, PROGRESS_EVERY, State};
 use crate::config::Scope;
 use crate::contract::Status;
-use crate::contract::{BackendStatus, Gauges};
+use crate::contract::{BackendStatus, Gauges, SessionId, SessionStatus};
 use crate::registry::{self, BackendIx, Kind};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 impl Hub {
-    pub(super) fn status(&self) -> Status {
+    pub(super) fn status(&self, full: bool) -> Status {
         let metrics = self.replies.metrics();
         let backends: Vec<BackendStatus> = self
             .live()
@@ -72,6 +72,27 @@ impl Hub {
             let profile = s.profile.map(|p| self.opts.profiles[p].name.clone());
             *profiles.entry(profile.unwrap_or_default()).or_default() += 1;
         }
+        let mut rows: Vec<(&SessionId, &super::Session)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| full && s.transport != crate::contract::STATELESS)
+            .collect();
+        rows.sort_by_key(|(_, s)| std::cmp::Reverse(s.opened));
+        let session_rows = rows
+            .into_iter()
+            .take(crate::contract::SESSION_ROWS)
+            .map(|(id, s)| SessionStatus {
+                id: crate::ids::short(id).to_string(),
+                transport: s.transport,
+                client: s.client.clone(),
+                protocol: s.version,
+                profile: s.profile.map(|p| self.opts.profiles[p].name.clone()),
+                token: s.token.as_deref().map(String::from),
+                age_seconds: s.opened.elapsed().as_secs(),
+                in_flight: self.pending().of_session(id).len(),
+                instances: s.instances.len(),
+            })
+            .collect();
         // Requests held for the first start count too: they will be answered.
         let in_flight = self.pending().clients() + self.first_lists.held();
         let tools = self
@@ -80,6 +101,7 @@ impl Hub {
             .entries()
             .iter()
             .zip(self.registry.catalog(Kind::Tools).items())
+            .filter(|_| full)
             .map(|(e, item)| {
                 let description = serde_json::from_str::<Value>(item.get())
                     .ok()
@@ -97,6 +119,7 @@ impl Hub {
             tools,
             backends,
             profiles,
+            sessions: session_rows,
             notes: self.registry.notes.clone(),
             gauges: Gauges {
                 sessions,

@@ -346,7 +346,10 @@ fn a_call_held_for_the_first_start_counts_as_in_flight_for_a_drain() {
     c.sync();
     let (tx, status) = crossbeam_channel::bounded(1);
     hub.tx
-        .send(HubEvent::Status { reply: tx })
+        .send(HubEvent::Status {
+            reply: tx,
+            full: true,
+        })
         .expect("hub is running");
     assert_eq!(status.recv_timeout(WAIT).expect("a status").in_flight, 1);
 }
@@ -358,7 +361,10 @@ fn the_status_counts_the_calls_in_flight_that_a_drain_waits_for() {
     let in_flight = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
         hub.tx
-            .send(HubEvent::Status { reply: tx })
+            .send(HubEvent::Status {
+                reply: tx,
+                full: true,
+            })
             .expect("hub is running");
         rx.recv_timeout(WAIT).expect("a status").in_flight
     };

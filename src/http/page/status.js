@@ -41,6 +41,13 @@ function when(t) {
   return today ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+// A duration in whole seconds, in the largest unit that keeps it short.
+function age(s) {
+  if (s < 120) return s + " s";
+  if (s < 7200) return Math.floor(s / 60) + " min";
+  return Math.floor(s / 3600) + " h";
+}
+
 function rows(table, items, cells) {
   const body = $(table).tBodies[0];
   body.replaceChildren();
@@ -103,6 +110,16 @@ function show(s) {
   const sessions = Object.entries(s.sessions.byTransport).map(([k, v]) => ["transport " + k, v])
     .concat(Object.entries(s.sessions.byProfile).map(([k, v]) => [k ? "profile " + k : "whole catalogue", v]));
   rows("sessions", sessions, ([k, v]) => [[k], [v]]);
+  // One row per open session, newest first (2026-07-28 requests are sessions of one
+  // request: counted above, not listed).
+  const open = s.sessions.open;
+  const total = Object.values(s.sessions.byTransport).reduce((a, b) => a + b, 0);
+  $("open-note").textContent = open.length < total && open.length === s.sessions.listedAtMost
+    ? "The newest " + open.length + " sessions:" : "Open sessions:";
+  rows("open", open, (o) => [
+    ["…" + o.id], [o.transport], [o.client || "(not initialized)"], [o.protocol],
+    [o.profile || "whole catalogue"], [o.token || ""], [age(o.ageSeconds)], [o.inFlight], [o.instances || ""],
+  ]);
   rows("errors", s.recentErrors.slice().reverse(), (e) => [[when(e.time)], [e.backend], [e.method], [e.message]]);
   $("names").textContent = s.tools + " tools; " + (s.notes.length ? s.notes.length + " names rewritten or contested:" : "no names rewritten.");
   const notes = $("notes");
