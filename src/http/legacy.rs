@@ -135,11 +135,23 @@ struct Doorway {
     /// None until the stream's head and endpoint are out, after a failed send, over TLS,
     /// and on hosts where a send cannot be told not to wait.
     socket: Option<std::net::TcpStream>,
-    /// What a send here did not write: the writer's first bytes.
+    /// What a send here did not write, from `rest_from` on: the writer's first bytes (the
+    /// event's own buffer, not a copy: a large result is not copied again).
     rest: Vec<u8>,
+    rest_from: usize,
     /// The event being written, kept between messages.
     json: Vec<u8>,
     bytes: Vec<u8>,
+}
+
+impl Doorway {
+    /// What a send left for the writer (empty: nothing): the buffer, and where the
+    /// unsent part starts.
+    fn take_rest(&mut self) -> (Vec<u8>, usize) {
+        let rest = std::mem::take(&mut self.rest);
+        let from = std::mem::take(&mut self.rest_from).min(rest.len());
+        (rest, from)
+    }
 }
 
 impl Door {
@@ -170,7 +182,8 @@ impl Door {
                     .bytes_out
                     .fetch_add(way.json.len() as u64, Ordering::Relaxed);
                 if n < way.bytes.len() {
-                    way.rest.extend_from_slice(&way.bytes[n..]);
+                    way.rest = std::mem::take(&mut way.bytes);
+                    way.rest_from = n;
                     let _ = self.kick.try_send(());
                 }
                 Ok(())
@@ -272,8 +285,8 @@ fn stream(
                 }
                 Err(_) => {
                     // The gateway is stopping: ask the client to come back in a second.
-                    let rest = std::mem::take(&mut door.lock().rest);
-                    let _ = send(&mut w, &rest);
+                    let (rest, from) = door.lock().take_rest();
+                    let _ = send(&mut w, &rest[from..]);
                     let _ = send(&mut w, &sse::chunk(sse::RETRY.as_bytes()));
                     let _ = send(&mut w, sse::LAST_CHUNK);
                     return "closed by the gateway".into();
@@ -287,8 +300,8 @@ fn stream(
         // Under the door's lock: what a send there left comes first, and nothing is
         // written there meanwhile.
         let mut way = door.lock();
-        let rest = std::mem::take(&mut way.rest);
-        let written = send(&mut w, &rest).and_then(|()| send(&mut w, &bytes));
+        let (rest, from) = way.take_rest();
+        let written = send(&mut w, &rest[from..]).and_then(|()| send(&mut w, &bytes));
         if queued {
             door.pending.fetch_sub(1, Ordering::SeqCst);
         }
