@@ -169,53 +169,17 @@ impl Flags {
     }
 }
 
-/// What the gateway runs with: flags, then the config's `"gateway"` settings, then defaults.
+/// What the gateway runs with: the command line's own options, and the settings as the
+/// flags, then the config's `"gateway"` object, then the table's defaults give them
+/// (`setting()`). A setting is read where it is used, by its key: it is its row in the
+/// settings table and its use, nothing in between.
 pub struct Args {
-    pub host: String,
-    pub port: u16,
     pub config: PathBuf,
-    pub log_level: crate::logging::LogLevel,
-    pub log_dir: PathBuf,
-    /// Bytes at which the log and audit files rotate, and how many old ones are kept.
-    pub log_max_size: u64,
-    pub log_keep: usize,
-    pub init_timeout: Duration,
-    pub startup_wait: Duration,
-    /// `--no-prefix`: names are the backends' own unless a backend sets a prefix.
-    pub no_prefix: bool,
-    pub keepalive: Duration,
-    pub page_size: usize,
-    pub session_idle: Duration,
-    pub session_unused: Duration,
-    pub allowed_origins: Vec<String>,
-    pub ping_interval: Duration,
-    pub ping_timeout: Duration,
-    /// `inheritEnv`: what backends' processes inherit, unless a backend says otherwise.
-    pub inherit_env: Vec<String>,
-    /// `start`: backends without their own run on demand.
-    pub on_demand: bool,
-    /// `idleStop`: how long an on-demand backend runs after its last request.
-    pub idle_stop: Duration,
-    /// `keepWrapper`: npx backends keep npm's process.
-    pub keep_wrapper: bool,
-    /// `stateDir`, if given (else beside the log directory).
-    pub state_dir: Option<PathBuf>,
-    /// `--token` or `MCP_GATEWAY_TOKEN`; the config's token is applied in `listen`.
-    pub token: Option<String>,
     pub no_auth: bool,
-    pub max_sessions: usize,
-    /// Whether `max_sessions` was asked for (flag or config) rather than the default.
-    pub max_sessions_set: bool,
-    /// None: as many as the process's limits allow.
-    pub max_connections: Option<usize>,
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub connection_idle: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub stdio: bool,
     pub profile: Option<String>,
-    pub audit_arguments: bool,
     /// Seconds between looks at the config file; None: only on SIGHUP.
     pub reload_interval: Option<Duration>,
     pub instance_id: Option<String>,
@@ -224,53 +188,30 @@ pub struct Args {
     pub drain_timeout: u64,
     pub mode: Mode,
     pub json: bool,
+    /// The settings the command line gave, and the config file's.
+    flags: config::Settings,
+    file: config::Settings,
+}
+
+impl Args {
+    /// The settings: a flag, else the config file, else the table's default.
+    pub fn setting(&self) -> config::Merged<'_> {
+        config::Merged {
+            flags: &self.flags,
+            file: &self.file,
+        }
+    }
 }
 
 impl Flags {
     pub fn resolve(self, file: &config::Settings) -> Args {
-        let no_prefix = self.no_prefix();
-        let m = config::Merged {
-            flags: &self.settings,
-            file,
-        };
-        let count =
-            |key: &str| usize::try_from(m.num(key).unwrap_or_default()).unwrap_or(usize::MAX);
         Args {
-            host: m.text("host").unwrap_or_default(),
-            port: u16::try_from(m.num("port").unwrap_or_default()).unwrap_or_default(),
-            log_level: m.level("logLevel"),
-            log_dir: m.text("logDir").unwrap_or_default().into(),
-            log_max_size: m.num("logMaxSize").unwrap_or(1).saturating_mul(1024 * 1024),
-            log_keep: count("logKeep"),
-            init_timeout: m.secs("initTimeout"),
-            startup_wait: m.secs("startupWait"),
-            no_prefix,
-            keepalive: m.secs("sseKeepalive"),
-            page_size: count("pageSize"),
-            session_idle: m.secs("sessionIdle"),
-            session_unused: m.secs("sessionUnused"),
-            allowed_origins: m.list("allowOrigins"),
-            inherit_env: m.list("inheritEnv"),
-            on_demand: m.text("start").as_deref() == Some("on-demand"),
-            idle_stop: m.secs("idleStop"),
-            keep_wrapper: m.flag("keepWrapper"),
-            state_dir: m.text("stateDir").map(PathBuf::from),
-            ping_interval: m.secs("pingInterval"),
-            ping_timeout: m.secs("pingTimeout"),
-            token: self.settings.text("token").map(String::from),
-            no_auth: self.no_auth,
-            max_sessions_set: m.is_set("maxSessions"),
-            max_sessions: count("maxSessions"),
-            max_connections: m.is_set("maxConnections").then(|| count("maxConnections")),
-            header_timeout: m.secs("headerTimeout"),
-            body_timeout: m.secs("bodyTimeout"),
-            connection_idle: m.secs("connectionIdle"),
-            audit_arguments: m.flag("auditArguments"),
             config: self.config,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             stdio: self.stdio,
             profile: self.profile,
+            no_auth: self.no_auth,
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),
             instance_id: self.instance_id,
@@ -278,6 +219,8 @@ impl Flags {
             trusted_proxies: self.trusted_proxies,
             mode: self.mode,
             json: self.json,
+            flags: self.settings,
+            file: file.clone(),
         }
     }
 }

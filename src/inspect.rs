@@ -23,21 +23,22 @@ pub fn run(
     let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
     let self_exe = std::env::current_exe()
         .map_err(|e| Failure::Runtime(format!("cannot find this executable: {e}")))?;
+    let setting = args.setting();
     let hub = hub::Hub::new(
         backends,
         hub::HubOptions {
-            init_timeout: args.init_timeout,
-            spawner: backend::spawner(&self_exe, args.inherit_env.clone()),
+            init_timeout: setting.secs("initTimeout"),
+            spawner: backend::spawner(&self_exe, setting.list("inheritEnv")),
             ready_line: "All backends have settled".into(),
-            page_size: args.page_size,
-            ping_interval: args.ping_interval,
-            ping_timeout: args.ping_timeout,
+            page_size: setting.count("pageSize"),
+            ping_interval: setting.secs("pingInterval"),
+            ping_timeout: setting.secs("pingTimeout"),
             audit: None,
             startup_wait: Duration::ZERO,
             profiles: Vec::new(),
             // Every backend is started and listed: a check is of what runs.
             on_demand: false,
-            idle_stop: args.idle_stop,
+            idle_stop: setting.secs("idleStop"),
             keep_wrapper: true,
             cache: None,
         },
@@ -47,7 +48,8 @@ pub fn run(
         .name("hub".into())
         .spawn(move || hub.run(hub_rx))
         .map_err(|e| Failure::Runtime(format!("cannot start the hub thread: {e}")))?;
-    let deadline = std::time::Instant::now() + args.init_timeout + Duration::from_secs(5);
+    let deadline =
+        std::time::Instant::now() + args.setting().secs("initTimeout") + Duration::from_secs(5);
     let status = loop {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let _ = hub_tx.send(crate::contract::HubEvent::Status {

@@ -127,12 +127,17 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     };
     // The log file's name needs the local time, which is only safe to read while this
     // process has a single thread, so the logger starts before anything else.
+    let setting = args.setting();
     let rotation = logging::Rotation {
-        max_bytes: args.log_max_size,
-        keep: args.log_keep,
+        max_bytes: setting
+            .num("logMaxSize")
+            .unwrap_or(1)
+            .saturating_mul(1024 * 1024),
+        keep: setting.count("logKeep"),
     };
+    let log_dir = std::path::PathBuf::from(setting.text("logDir").unwrap_or_default());
     let log_file =
-        logging::start(&args.log_dir, args.log_level, rotation).map_err(Failure::Runtime)?;
+        logging::start(&log_dir, setting.level("logLevel"), rotation).map_err(Failure::Runtime)?;
     // The audit log sits beside the log file, with the same time in its name.
     let audit_name = log_file
         .file_name()
@@ -142,8 +147,8 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         .map(|(stamp, _)| format!("audit_{stamp}.jsonl"))
         .unwrap_or_else(|| "audit.jsonl".into());
     let audit = audit::Audit::open(
-        &args.log_dir.join(audit_name),
-        args.audit_arguments,
+        &log_dir.join(audit_name),
+        setting.flag("auditArguments"),
         rotation,
     )
     .map_err(Failure::Runtime)?;
@@ -152,25 +157,27 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     }
     let fds = limits::raise_fd_limit();
     let maps = limits::max_map_count();
-    let mut args = args;
     let backend_count = loaded.config.backends.len();
-    let (capacity, limits) = limits::session_capacity(args.max_sessions, backend_count, fds, maps);
-    if capacity < args.max_sessions {
+    let mut max_sessions = setting.count("maxSessions");
+    let (capacity, limits) = limits::session_capacity(max_sessions, backend_count, fds, maps);
+    if capacity < max_sessions {
         // Only a limit someone asked for and cannot have is worth a warning.
-        let level = if args.max_sessions_set {
+        let level = if setting.is_set("maxSessions") {
             log::Level::Warn
         } else {
             log::Level::Info
         };
         log::log!(
             level,
-            "serving at most {capacity} sessions, not {}: {}",
-            args.max_sessions,
+            "serving at most {capacity} sessions, not {max_sessions}: {}",
             limits.join("; ")
         );
-        args.max_sessions = capacity;
+        max_sessions = capacity;
     }
-    let connections = limits::connection_capacity(args.max_connections, backend_count, fds, maps);
+    let asked = setting
+        .is_set("maxConnections")
+        .then(|| setting.count("maxConnections"));
+    let connections = limits::connection_capacity(asked, backend_count, fds, maps);
 
     if args.mode != Mode::Serve {
         let profile = stdio_profile.map(|p| loaded.config.settings.profiles[p].clone());
@@ -180,7 +187,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         console::ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
         None
     } else {
-        Some(http::listen::listen(&args, &loaded.config.settings)?)
+        Some(http::listen::listen(&args)?)
     };
     console!(
         "mcp-gateway {} | config {} | log {}",
@@ -232,7 +239,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         running_settings,
         withheld,
         args.reload_interval,
-        args.no_prefix,
+        !setting.flag("prefix"),
         hub_tx.clone(),
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the config watcher: {e}")))?;
@@ -246,16 +253,19 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         );
     }
     // The catalogue cache: `stateDir`, else `state` beside the log directory.
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
-        args.log_dir
-            .parent()
-            .map_or_else(|| std::path::PathBuf::from("state"), |p| p.join("state"))
-    });
+    let state_dir = setting
+        .text("stateDir")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            log_dir
+                .parent()
+                .map_or_else(|| std::path::PathBuf::from("state"), |p| p.join("state"))
+        });
     let hub = hub::Hub::new(
         backends,
         hub::HubOptions {
-            init_timeout: args.init_timeout,
-            spawner: backend::spawner(&self_exe, args.inherit_env.clone()),
+            init_timeout: setting.secs("initTimeout"),
+            spawner: backend::spawner(&self_exe, setting.list("inheritEnv")),
             ready_line: match &http {
                 Some(h) => format!(
                     "Connect MCP clients to {0}/mcp (Streamable HTTP) or {0}/sse (HTTP+SSE)",
@@ -264,15 +274,15 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 None if args.mode != Mode::Serve => "All backends have settled".into(),
                 None => "Ready: serving one client over stdin/stdout".into(),
             },
-            page_size: args.page_size,
-            ping_interval: args.ping_interval,
-            ping_timeout: args.ping_timeout,
+            page_size: setting.count("pageSize"),
+            ping_interval: setting.secs("pingInterval"),
+            ping_timeout: setting.secs("pingTimeout"),
             audit: Some(audit.clone()),
-            startup_wait: args.startup_wait,
+            startup_wait: setting.secs("startupWait"),
             profiles: loaded.config.settings.profiles.clone(),
-            on_demand: args.on_demand,
-            idle_stop: args.idle_stop,
-            keep_wrapper: args.keep_wrapper,
+            on_demand: setting.text("start").as_deref() == Some("on-demand"),
+            idle_stop: setting.secs("idleStop"),
+            keep_wrapper: setting.flag("keepWrapper"),
             cache: Some(cache::CatalogCache::new(&state_dir)),
         },
         hub_tx.clone(),
@@ -285,13 +295,13 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let (frontend, stdio_writer) = match http {
         Some(h) => {
             let options = http::Options {
-                keepalive: args.keepalive,
-                allowed_origins: args.allowed_origins,
+                keepalive: setting.secs("sseKeepalive"),
+                allowed_origins: setting.list("allowOrigins"),
                 loopback: h.addr.ip().is_loopback(),
-                session_idle: args.session_idle,
-                session_unused: args.session_unused,
+                session_idle: setting.secs("sessionIdle"),
+                session_unused: setting.secs("sessionUnused"),
                 token: h.token,
-                max_sessions: args.max_sessions,
+                max_sessions,
                 instance: args
                     .instance_id
                     .clone()
@@ -301,9 +311,9 @@ fn serve(flags: Flags) -> Result<(), Failure> {
                 clients,
             };
             let limits = http::server::Limits {
-                header_timeout: args.header_timeout,
-                body_timeout: args.body_timeout,
-                idle_timeout: args.connection_idle,
+                header_timeout: setting.secs("headerTimeout"),
+                body_timeout: setting.secs("bodyTimeout"),
+                idle_timeout: setting.secs("connectionIdle"),
                 max_connections: connections,
                 max_body: http::MAX_BODY,
                 body_memory: 4 * http::MAX_BODY,

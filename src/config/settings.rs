@@ -590,11 +590,17 @@ impl Merged<'_> {
 
     /// Whether the flag or the file gave `key` (rather than the default).
     pub fn is_set(&self, key: &str) -> bool {
+        Merged::default(key);
         self.given(key).is_some()
     }
 
+    /// `key`'s default. Every key the code reads is a row of the table: a typo fails the
+    /// first start that reads it, in every test that starts the gateway.
     fn default(key: &str) -> Fallback {
-        by_key(key).map_or(Fallback::None, |s| s.default)
+        match by_key(key) {
+            Some(row) => row.default,
+            None => panic!("no setting '{key}' in the settings table"),
+        }
     }
 
     pub fn num(&self, key: &str) -> Option<u64> {
@@ -607,6 +613,11 @@ impl Merged<'_> {
 
     pub fn secs(&self, key: &str) -> Duration {
         Duration::from_secs(self.num(key).unwrap_or_default())
+    }
+
+    /// A count (sessions, items, files), as the platform's size.
+    pub fn count(&self, key: &str) -> usize {
+        usize::try_from(self.num(key).unwrap_or_default()).unwrap_or(usize::MAX)
     }
 
     pub fn text(&self, key: &str) -> Option<String> {
@@ -626,6 +637,7 @@ impl Merged<'_> {
     }
 
     pub fn list(&self, key: &str) -> Vec<String> {
+        Merged::default(key);
         let flags = self.flags.list(key);
         if flags.is_empty() {
             self.file.list(key)

@@ -3,7 +3,6 @@
 //! none on loopback (and a loud warning for `--no-auth`).
 
 use crate::cli::{Args, Failure};
-use crate::config;
 
 #[derive(Debug, PartialEq)]
 enum Auth {
@@ -40,7 +39,7 @@ pub struct Listening {
     pub token: Option<String>,
 }
 
-pub fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Failure> {
+pub fn listen(args: &Args) -> Result<Listening, Failure> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         (None, None) => None,
@@ -50,8 +49,11 @@ pub fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Fai
             ));
         }
     };
-    let listener = super::server::Listener::bind(&listen_addr(&args.host, args.port), tls)
-        .map_err(Failure::Runtime)?;
+    let setting = args.setting();
+    let host = setting.text("host").unwrap_or_default();
+    let port = u16::try_from(setting.num("port").unwrap_or_default()).unwrap_or_default();
+    let listener =
+        super::server::Listener::bind(&listen_addr(&host, port), tls).map_err(Failure::Runtime)?;
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::Runtime(format!("the listener has no address: {e}")))?;
@@ -60,10 +62,7 @@ pub fn listen(args: &Args, settings: &config::Settings) -> Result<Listening, Fai
         client_url = client_url.replacen("http://", "https://", 1);
     }
     // --token, then MCP_GATEWAY_TOKEN, then the config's "gateway" settings.
-    let given = args
-        .token
-        .clone()
-        .or(settings.text("token").map(String::from));
+    let given = setting.text("token");
     let token = match auth_decision(addr.ip().is_loopback(), given, args.no_auth) {
         Auth::Given(t) => Some(t),
         Auth::Generated(t) => {
