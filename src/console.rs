@@ -45,6 +45,34 @@ pub fn is_tty() -> bool {
     })
 }
 
+/// Whether the log's warnings reach the same place as the console: the console is on
+/// stderr (`--stdio`), or stdout and stderr are one file, pipe or terminal (a shell,
+/// `2>&1`, systemd's journal), and warnings are shown at all.
+fn warnings_share_the_console() -> bool {
+    if !log::log_enabled!(log::Level::Warn) {
+        return false;
+    }
+    if ON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        let identity = |fd| {
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: fstat writes a whole `stat` into the buffer when it returns 0, and
+            // only then is the buffer read.
+            (unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0).then(|| {
+                // SAFETY: initialized by the successful fstat above.
+                let st = unsafe { st.assume_init() };
+                (st.st_dev, st.st_ino)
+            })
+        };
+        matches!((identity(1), identity(2)), (Some(a), Some(b)) if a == b)
+    }
+    #[cfg(not(unix))]
+    false
+}
+
 /// Prints a console line, above the status line if one is shown; control characters in it
 /// (from a backend's or a client's names) are escaped, never sent to the terminal.
 pub fn line(line: String) {
@@ -158,8 +186,17 @@ impl Summary<'_> {
             };
             console!("  {exposed:<40} {backend} / {original}{warning}");
         }
-        for note in self.notes {
-            console!("  note: {note}");
+        // Each note was a warning when it arose; where the console and the warnings are
+        // read in one place, it is said there once.
+        if !self.notes.is_empty() && warnings_share_the_console() {
+            console!(
+                "  {} name(s) rewritten or contested: see the warnings above",
+                self.notes.len()
+            );
+        } else {
+            for note in self.notes {
+                console!("  note: {note}");
+            }
         }
         for (name, tools, catalogue) in &self.profiles {
             let listed = if *catalogue {

@@ -375,3 +375,56 @@ fn refused_command_line_values_say_what_is_accepted() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
+
+/// A name two backends contest is a warning when it arises and a note in the start-up
+/// summary; where both are read in one place (a terminal, `2>&1`, the journal) it is said
+/// once, and the summary counts it.
+#[test]
+fn a_contested_resource_is_said_once_where_stdout_and_stderr_are_one() {
+    let dir = util::TempDir::new();
+    let config = json!({"a": fixture(&["--tag", "a"]), "b": fixture(&["--tag", "b"])});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let exe = env!("CARGO_BIN_EXE_mcp-gateway");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec '{exe}' --config config.json --port 0 2>&1"))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let done = line.starts_with("Connect MCP clients");
+            let _ = tx.send(line);
+            if done {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.starts_with("Connect MCP clients"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = lines.join("\n");
+    let said =
+        "resource 'mem://shared' of backend 'b' is exposed as 'mcp-gateway://b/mem://shared'";
+    assert_eq!(text.matches(said).count(), 1, "{text}");
+    assert!(
+        text.contains("name(s) rewritten or contested: see the warnings above"),
+        "{text}"
+    );
+}
