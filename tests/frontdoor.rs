@@ -702,14 +702,7 @@ fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
     let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
     let before = rss_kib(gw.pid());
     // A legacy stream read only as far as its endpoint, then never again.
-    let (status, mut stream) = util::raw_sse(gw.port, "");
-    assert!(status.contains(" 200 "), "{status}");
-    let mut endpoint = String::new();
-    while !endpoint.starts_with("data: ") {
-        endpoint.clear();
-        stream.read_line(&mut endpoint).unwrap();
-    }
-    let endpoint = endpoint["data: ".len()..].trim().to_string();
+    let (stream, endpoint) = util::raw_sse_endpoint(gw.port, "");
     let post =
         |msg: Value| util::http(gw.port, "POST", &endpoint, &[], msg.to_string().as_bytes()).0;
     let init =
@@ -752,14 +745,8 @@ fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
 fn replies_a_full_socket_does_not_take_at_once_arrive_whole_and_in_order() {
     const CALLS: u64 = 44;
     let gw = Gateway::start(&json!({ "fx": fixture(&["--sequential"]) }));
-    let (status, mut stream) = util::raw_sse(gw.port, "");
-    assert!(status.contains(" 200 "), "{status}");
+    let (mut stream, endpoint) = util::raw_sse_endpoint(gw.port, "");
     let mut line = String::new();
-    while !line.starts_with("data: ") {
-        line.clear();
-        stream.read_line(&mut line).unwrap();
-    }
-    let endpoint = line["data: ".len()..].trim().to_string();
     let post =
         |msg: Value| util::http(gw.port, "POST", &endpoint, &[], msg.to_string().as_bytes()).0;
     let init =

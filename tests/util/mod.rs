@@ -48,6 +48,19 @@ pub fn raw_sse(port: u16, headers: &str) -> (String, BufReader<TcpStream>) {
     raw_stream(port, "/sse", headers)
 }
 
+/// A legacy stream opened by hand (200 asserted) and read as far as its endpoint event:
+/// the stream, and the endpoint to POST to.
+pub fn raw_sse_endpoint(port: u16, headers: &str) -> (BufReader<TcpStream>, String) {
+    let (status, mut stream) = raw_sse(port, headers);
+    assert!(status.contains(" 200 "), "{status}");
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        assert!(stream.read_line(&mut line).unwrap() > 0, "the stream ended");
+    }
+    (stream, line["data: ".len()..].trim().to_string())
+}
+
 /// `raw_sse` for any path (a Streamable HTTP GET stream on /mcp, say).
 pub fn raw_stream(port: u16, path: &str, headers: &str) -> (String, BufReader<TcpStream>) {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
