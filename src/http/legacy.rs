@@ -130,6 +130,9 @@ struct Door {
     shared: Arc<Shared>,
 }
 
+/// The most a door keeps of its buffers between events.
+const KEPT: usize = 64 * 1024;
+
 #[derive(Default)]
 struct Doorway {
     /// None until the stream's head and endpoint are out, after a failed send, over TLS,
@@ -172,9 +175,6 @@ impl Door {
         let Some(socket) = &way.socket else {
             return Err(out);
         };
-        if way.bytes.capacity() > 1024 * 1024 {
-            (way.json, way.bytes) = (Vec::new(), Vec::new());
-        }
         encode(&out.msg, &mut way.json, &mut way.bytes, &self.session);
         match send_nowait(socket, &way.bytes) {
             Ok(n) => {
@@ -185,6 +185,11 @@ impl Door {
                     way.rest = std::mem::take(&mut way.bytes);
                     way.rest_from = n;
                     let _ = self.kick.try_send(());
+                }
+                // A large event's buffers are not kept by an idle session (the writer keeps
+                // its own, up to 1 MiB, as before).
+                if way.json.capacity() > KEPT {
+                    (way.json, way.bytes) = (Vec::new(), Vec::new());
                 }
                 Ok(())
             }
