@@ -243,6 +243,13 @@ pub(super) struct PendingTable {
 const SPARE: usize = 64;
 const SPARE_CAPACITY: usize = 16;
 
+/// Keeps an emptied index vector for reuse, when there is room and it is small.
+fn recycle(spare: &mut Vec<Vec<GatewayId>>, ids: Vec<GatewayId>) {
+    if spare.len() < SPARE && ids.capacity() <= SPARE_CAPACITY {
+        spare.push(ids);
+    }
+}
+
 #[derive(Default)]
 struct OnInstance {
     ids: Vec<GatewayId>,
@@ -306,10 +313,8 @@ impl PendingTable {
             }
             if on.ids.is_empty()
                 && let Some(on) = self.by_instance.remove(&instance)
-                && self.spare.len() < SPARE
-                && on.ids.capacity() <= SPARE_CAPACITY
             {
-                self.spare.push(on.ids);
+                recycle(&mut self.spare, on.ids);
             }
         }
         if let Some(session) = entry.session()
@@ -318,10 +323,8 @@ impl PendingTable {
             unlist(ids, gid);
             if ids.is_empty()
                 && let Some(ids) = self.by_session.remove(session)
-                && self.spare.len() < SPARE
-                && ids.capacity() <= SPARE_CAPACITY
             {
-                self.spare.push(ids);
+                recycle(&mut self.spare, ids);
             }
         }
         if matches!(entry, Pending::Client { .. }) {
@@ -587,5 +590,33 @@ mod tests {
         assert_eq!((t.len(), t.clients()), (0, 0));
         assert!(t.by_instance.is_empty() && t.by_session.is_empty());
         assert!(t.deadlines.is_empty());
+    }
+
+    #[test]
+    fn emptied_index_vectors_are_reused_within_their_bounds() {
+        let now = Instant::now();
+        let mut t = PendingTable::default();
+        // A session at a time, one call each: the vectors come back for the next.
+        for n in 0..1000u64 {
+            let session = format!("s{n}");
+            t.insert(g(n), client(&session, n, InstanceId(1), now));
+            t.remove(g(n));
+            assert!(t.spare.len() <= 2, "{}", t.spare.len());
+        }
+        // Many sessions at once: at most SPARE kept afterwards, none large.
+        for n in 0..200u64 {
+            t.insert(g(2000 + n), client(&format!("m{n}"), n, InstanceId(n), now));
+        }
+        for n in 0..200u64 {
+            t.remove(g(2000 + n));
+        }
+        consistent(&t);
+        assert!(t.by_instance.is_empty() && t.by_session.is_empty());
+        assert_eq!(t.spare.len(), SPARE);
+        assert!(
+            t.spare
+                .iter()
+                .all(|v| v.is_empty() && v.capacity() <= SPARE_CAPACITY)
+        );
     }
 }
