@@ -75,6 +75,46 @@ pub fn chunked_event_into(out: &mut Vec<u8>, id: Option<u64>, name: &str, data: 
     out.extend_from_slice(b"\n\r\n");
 }
 
+/// Room kept before a `message_chunk_into` event for its chunk-size line (at most 16 hex
+/// digits and CRLF).
+const HEAD_ROOM: usize = 18;
+
+/// A `message` event of the JSON `write` appends, written straight into `out` as one
+/// HTTP/1.1 chunk: the JSON is not copied into a buffer of its own first (a megabyte
+/// result is copied once here, not twice). The chunk's size line is only known after, so
+/// room is left before the event: returns where the chunk starts in `out`, and the JSON's
+/// length. JSON holding a line break (a backend's pretty-printed raw value) is made
+/// the line-splitting way (`chunked_event_into`) instead.
+pub fn message_chunk_into(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> (usize, usize) {
+    const PREFIX: &[u8] = b"event: message\ndata: ";
+    out.clear();
+    out.resize(HEAD_ROOM, 0);
+    out.extend_from_slice(PREFIX);
+    let at = out.len();
+    write(out);
+    let end = out.len();
+    if out[at..].contains(&b'\n') {
+        let json = out.split_off(at);
+        out.clear();
+        let text = String::from_utf8_lossy(&json);
+        chunked_event_into(out, None, "message", &text);
+        return (0, json.len());
+    }
+    out.extend_from_slice(b"\n\n");
+    let mut head = [0u8; HEAD_ROOM];
+    let head = {
+        use std::io::Write as _;
+        let mut at = &mut head[..];
+        let _ = write!(at, "{:x}\r\n", out.len() - HEAD_ROOM);
+        let written = HEAD_ROOM - at.len();
+        &head[..written]
+    };
+    let start = HEAD_ROOM - head.len();
+    out[start..HEAD_ROOM].copy_from_slice(head);
+    out.extend_from_slice(b"\r\n");
+    (start, end - at)
+}
+
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
@@ -138,6 +178,26 @@ impl Parser {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_chunk_is_the_chunked_event_of_its_json() {
+        for json in [
+            r#"{"a":1}"#,
+            &format!(r#"{{"text":"{}"}}"#, "x".repeat(70_000)),
+        ] {
+            let mut out = Vec::new();
+            let (start, len) =
+                message_chunk_into(&mut out, |b| b.extend_from_slice(json.as_bytes()));
+            assert_eq!(len, json.len());
+            assert_eq!(out[start..], chunked_event(None, "message", json)[..]);
+        }
+        // A line break in the JSON: each line its own data line, as chunked_event makes it.
+        let pretty = "{\n  \"a\": 1\n}";
+        let mut out = Vec::new();
+        let (start, len) = message_chunk_into(&mut out, |b| b.extend_from_slice(pretty.as_bytes()));
+        assert_eq!((start, len), (0, pretty.len()));
+        assert_eq!(out, chunked_event(None, "message", pretty));
+    }
+
     use super::*;
 
     #[test]

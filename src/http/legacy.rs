@@ -143,7 +143,6 @@ struct Doorway {
     rest: Vec<u8>,
     rest_from: usize,
     /// The event being written, kept between messages.
-    json: Vec<u8>,
     bytes: Vec<u8>,
 }
 
@@ -175,21 +174,21 @@ impl Door {
         let Some(socket) = &way.socket else {
             return Err(out);
         };
-        encode(&out.msg, &mut way.json, &mut way.bytes, &self.session);
-        match send_nowait(socket, &way.bytes) {
+        let (start, json) = encode(&out.msg, &mut way.bytes, &self.session);
+        match send_nowait(socket, &way.bytes[start..]) {
             Ok(n) => {
                 self.shared
                     .bytes_out
-                    .fetch_add(way.json.len() as u64, Ordering::Relaxed);
-                if n < way.bytes.len() {
+                    .fetch_add(json as u64, Ordering::Relaxed);
+                if start + n < way.bytes.len() {
                     way.rest = std::mem::take(&mut way.bytes);
-                    way.rest_from = n;
+                    way.rest_from = start + n;
                     let _ = self.kick.try_send(());
                 }
-                // A large event's buffers are not kept by an idle session (the writer keeps
+                // A large event's buffer is not kept by an idle session (the writer keeps
                 // its own, up to 1 MiB, as before).
-                if way.json.capacity() > KEPT {
-                    (way.json, way.bytes) = (Vec::new(), Vec::new());
+                if way.bytes.capacity() > KEPT {
+                    way.bytes = Vec::new();
                 }
                 Ok(())
             }
@@ -233,14 +232,13 @@ fn send_nowait(_: &std::net::TcpStream, _: &[u8]) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// A message as the stream's event, in `bytes` (`json` holds its JSON).
-fn encode(msg: &Message, json: &mut Vec<u8>, bytes: &mut Vec<u8>, session: &str) {
-    json.clear();
-    bytes.clear();
-    msg.write_json(json);
-    let text = std::str::from_utf8(json).expect("serde_json writes UTF-8");
-    debug!("> {session}: {text}");
-    sse::chunked_event_into(bytes, None, "message", text);
+/// A message as the stream's event (one chunk), in `bytes` from the offset returned, with
+/// the length of its JSON.
+fn encode(msg: &Message, bytes: &mut Vec<u8>, session: &str) -> (usize, usize) {
+    if log::log_enabled!(log::Level::Debug) {
+        debug!("> {session}: {}", msg.to_json());
+    }
+    sse::message_chunk_into(bytes, |out| msg.write_json(out))
 }
 
 impl Drop for LegacySink {
@@ -270,22 +268,25 @@ fn stream(
         door.lock().socket = w.plain_handle();
     }
     let hangup = w.hangup();
-    // Buffers kept between events (a large message's are not kept for the small ones).
-    let (mut json, mut bytes) = (Vec::new(), Vec::new());
+    // A buffer kept between events (a large message's is not kept for the small ones), and
+    // where the event to write starts in it.
+    let mut bytes = Vec::new();
     loop {
         if bytes.capacity() > 1024 * 1024 {
-            (json, bytes) = (Vec::new(), Vec::new());
+            bytes = Vec::new();
         }
         bytes.clear();
+        let mut start = 0;
         // Whether what is written is a message from the queue, to count off `pending`.
         let queued = select! {
             recv(hangup) -> _ => return "client hung up".into(),
             recv(kicked) -> _ => false,
             recv(rx) -> out => match out {
                 Ok(out) => {
-                    encode(&out.msg, &mut json, &mut bytes, &door.session);
+                    let json;
+                    (start, json) = encode(&out.msg, &mut bytes, &door.session);
                     drop(out);
-                    door.shared.bytes_out.fetch_add(json.len() as u64, Ordering::Relaxed);
+                    door.shared.bytes_out.fetch_add(json as u64, Ordering::Relaxed);
                     true
                 }
                 Err(_) => {
@@ -306,7 +307,7 @@ fn stream(
         // written there meanwhile.
         let mut way = door.lock();
         let (rest, from) = way.take_rest();
-        let written = send(&mut w, &rest[from..]).and_then(|()| send(&mut w, &bytes));
+        let written = send(&mut w, &rest[from..]).and_then(|()| send(&mut w, &bytes[start..]));
         if queued {
             door.pending.fetch_sub(1, Ordering::SeqCst);
         }
