@@ -1,7 +1,8 @@
-//! A cache of small freed blocks in front of the system allocator, for the static musl
-//! build users copy (`main.rs` installs it there only). musl's allocator serves every
-//! thread under one lock, and a call through the gateway allocates and frees a few dozen
-//! small blocks on several threads (the connection's, the backend's reader).
+//! A cache of small freed blocks in front of the system allocator (`main.rs` installs it
+//! on Linux). It was made for the static musl build users copy: musl's allocator serves
+//! every thread under one lock, and a call through the gateway allocates and frees a few
+//! dozen small blocks on several threads (the connection's, the backend's reader). The
+//! glibc build gains from it too (measured in docs/performance.md).
 //!
 //! Freed blocks of up to 512 bytes are kept on a stack for their size class (16, 32 ...
 //! 512 bytes), one set of stacks per CPU: the CPU a thread runs on picks the set, so a
