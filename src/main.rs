@@ -11,7 +11,7 @@ mod console;
 mod allocs;
 mod audit;
 mod backend;
-#[cfg(any(target_os = "linux", test))]
+#[cfg(any(all(target_os = "linux", not(feature = "count-allocs")), test))]
 mod blocks;
 mod cache;
 mod cli;
