@@ -141,7 +141,7 @@ pub const TABLE: &[Setting] = &[
         "--log-level",
         Kind::Level,
         Text("info"),
-        "How much goes to the log; warning and critical are the original Python gateway's names for warn and error.",
+        "How much goes to the log: off, critical, error, warning, info, debug or trace (critical and warning are the original Python gateway's names; critical logs what error does, and warn is taken for warning).",
     ),
     row(
         "logDir",
