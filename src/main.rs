@@ -99,7 +99,9 @@ fn serve(flags: Flags) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&flags.config)
         .map_err(|e| Failure::Usage(reload::unreadable_config(&flags.config, &e)))?;
     let env = |name: &str| std::env::var(name).ok();
-    let loaded = reload::load(&flags.config, &text, &env, flags.no_prefix()).map_err(|e| {
+    // `--no-prefix` holds across reloads; the file's own `"prefix"` is read with each load.
+    let no_prefix_flag = flags.no_prefix();
+    let loaded = reload::load(&flags.config, &text, &env, no_prefix_flag).map_err(|e| {
         Failure::Usage(format!(
             "{e}\n{} problem(s) in '{}'; nothing was started.",
             e.0.len(),
@@ -248,7 +250,7 @@ fn serve(flags: Flags) -> Result<(), Failure> {
         running_settings,
         withheld,
         args.reload_interval,
-        !setting.flag("prefix"),
+        no_prefix_flag,
         hub_tx.clone(),
     )
     .map_err(|e| Failure::Runtime(format!("cannot start the config watcher: {e}")))?;

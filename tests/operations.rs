@@ -695,3 +695,23 @@ fn a_default_start_warns_of_nothing_and_the_original_log_levels_work() {
         "{err}"
     );
 }
+
+/// The file's `"prefix": false` is the file's: a reload that takes it out brings the
+/// prefixes back. Only `--no-prefix` on the command line holds across reloads.
+#[test]
+fn a_reload_that_drops_the_files_prefix_setting_brings_prefixes_back() {
+    let backend = fixture(&[]);
+    let gw = Gateway::start(&json!({"gateway": {"prefix": false}, "fx": backend}));
+    let c = gw.connect();
+    c.initialize();
+    assert!(
+        c.tool_names().contains(&"echo".to_string()),
+        "{:?}",
+        c.tool_names()
+    );
+    let v2 = json!({"fx": backend});
+    std::fs::write(gw.dir.path().join("config.json"), v2.to_string()).unwrap();
+    util::eventually("prefixed names after the reload", || {
+        c.tool_names().contains(&"fx__echo".to_string())
+    });
+}
