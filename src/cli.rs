@@ -79,6 +79,9 @@ pub fn help() -> String {
             value => format!("{} {value}", s.flag),
         };
         let mut text = s.help.to_string();
+        if matches!(s.kind, config::settings::Kind::List { .. }) {
+            text.push_str(" Repeat the flag for more.");
+        }
         if s.key == "token" {
             text.push_str(&format!(" Also {TOKEN_VARIABLE}."));
         }
@@ -410,6 +413,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("{} is not in the help", setting.flag));
             let rest = &help[at + 4..];
             let entry = &rest[..rest.find("\n    -").unwrap_or(rest.len())];
+            if matches!(setting.kind, config::settings::Kind::List { .. }) {
+                let words = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(words.contains("Repeat the flag for more."), "{entry}");
+            }
             let default = match setting.default {
                 config::settings::Fallback::Num(n) => n.to_string(),
                 config::settings::Fallback::Text(t) => t.to_string(),

@@ -133,7 +133,7 @@ pub const TABLE: &[Setting] = &[
         "--token",
         Kind::Text,
         Fallback::None,
-        "Bearer token clients must send.",
+        "Bearer token clients must send; on a non-loopback host one is generated and printed when none is given.",
     )
     .takes("TOKEN"),
     row(
