@@ -685,22 +685,13 @@ fn payloads_no_backend_can_read_are_answered_at_once() {
     assert_eq!(answer["result"]["content"][0]["text"], "\u{1F600}");
 }
 
-/// The gateway's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
-
 #[test]
 fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
     const CALLS: usize = 60;
     const SIZE: usize = 4 * 1024 * 1024;
     let gw = Gateway::start(&json!({ "fx": fixture(&[]) }));
-    let before = rss_kib(gw.pid());
+    let before = util::rss_kib(gw.pid());
+    assert!(before > 0, "the gateway's VmRSS is read from /proc");
     // A legacy stream read only as far as its endpoint, then never again.
     let (stream, endpoint) = util::raw_sse_endpoint(gw.port, "");
     let post =
@@ -725,7 +716,7 @@ fn a_client_that_never_reads_is_dropped_at_its_byte_budget() {
     });
     // The backend answers every call taken; the gateway drops what is for the gone client.
     std::thread::sleep(Duration::from_secs(3));
-    let grown = rss_kib(gw.pid()).saturating_sub(before);
+    let grown = util::rss_kib(gw.pid()).saturating_sub(before);
     // Its budget (16 + 4 MiB), the message being written and the socket buffers, not 240 MiB.
     assert!(grown < 100 * 1024, "RSS grew by {grown} KiB");
     eprintln!("{accepted} calls of {SIZE} bytes taken; RSS grew by {grown} KiB");

@@ -122,7 +122,7 @@ fn main() {
     }
     std::thread::sleep(Duration::from_secs(IDLE_STOP + 1));
     let launch_tree = tree_kib(gw.pid());
-    let launch_own = own_kib(gw.pid());
+    let launch_own = util::rss_kib(gw.pid());
     let launch_each: Vec<u64> = backends
         .iter()
         .map(|b| status(&gw, b.name)["rssKiB"].as_u64().unwrap_or(0))
@@ -158,7 +158,7 @@ fn main() {
         util::descendants(gw.pid()).is_empty()
     });
     let demand_tree = tree_kib(gw.pid());
-    let demand_own = own_kib(gw.pid());
+    let demand_own = util::rss_kib(gw.pid());
     drop(c);
     drop(gw);
 
@@ -243,19 +243,9 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A process's resident memory (KiB), from /proc.
-fn own_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The resident memory of `pid` and everything below it.
 fn tree_kib(pid: u32) -> u64 {
-    own_kib(pid) + util::descendants(pid).iter().map(|d| d.1).sum::<u64>()
+    util::rss_kib(pid) + util::descendants(pid).iter().map(|d| d.1).sum::<u64>()
 }
 
 /// The gateway binary measured: `PERF_BIN`; else the static artifact `tests/release`

@@ -974,7 +974,7 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
     let keepalive = 2;
     let gw = Gw::start(config, dir, &["--sse-keepalive", &keepalive.to_string()]);
     std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_kib(gw.pid());
+    let idle = util::rss_kib(gw.pid());
     let (idle_threads, idle_maps) = (count_lines(gw.pid(), "task"), count_lines(gw.pid(), "maps"));
     report.value("gateway RSS, idle", "KiB", idle as f64);
     let mut streams: Vec<TcpStream> = Vec::with_capacity(clients);
@@ -996,7 +996,7 @@ fn memory(config: &Path, dir: &Path, clients: usize, report: &mut Report) {
             }
         }
         std::thread::sleep(Duration::from_millis(500));
-        let rss = rss_kib(gw.pid());
+        let rss = util::rss_kib(gw.pid());
         let n = streams.len();
         report.value(
             &format!("gateway RSS, {n} idle SSE clients"),
@@ -1066,7 +1066,7 @@ fn sessions(config: &Path, dir: &Path, report: &mut Report) {
     let gw = Gw::start(config, dir, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let before = rss_kib(gw.pid());
+    let before = util::rss_kib(gw.pid());
     let mut sse = Vec::with_capacity(n);
     for _ in 0..n {
         let mut s = Sse::open(gw.addr);
@@ -1075,13 +1075,13 @@ fn sessions(config: &Path, dir: &Path, report: &mut Report) {
         sse.push(s);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let with_sse = rss_kib(gw.pid());
+    let with_sse = util::rss_kib(gw.pid());
     let per_sse = with_sse.saturating_sub(before) as f64 / n as f64;
     report.value("RSS per idle initialized /sse session", "KiB", per_sse);
     drop(sse);
     // The streams and their connections end; what the gateway gives back is its business.
     std::thread::sleep(Duration::from_secs(1));
-    let before = rss_kib(gw.pid());
+    let before = util::rss_kib(gw.pid());
     let mut mcp = Vec::with_capacity(n);
     for _ in 0..n {
         let mut m = Mcp::open(gw.addr);
@@ -1089,7 +1089,7 @@ fn sessions(config: &Path, dir: &Path, report: &mut Report) {
         mcp.push(m);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let per_mcp = rss_kib(gw.pid()).saturating_sub(before) as f64 / n as f64;
+    let per_mcp = util::rss_kib(gw.pid()).saturating_sub(before) as f64 / n as f64;
     report.value("RSS per idle initialized /mcp session", "KiB", per_mcp);
     report.note(format!(
         "{n} initialized sessions per transport, each with its kept-alive connection"
@@ -1101,7 +1101,7 @@ fn sessions(config: &Path, dir: &Path, report: &mut Report) {
 fn burst(config: &Path, dir: &Path, report: &mut Report) {
     let gw = Gw::start(config, dir, &[]);
     std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_kib(gw.pid());
+    let idle = util::rss_kib(gw.pid());
     let addr = gw.addr;
     let clients: Vec<_> = (0..4)
         .map(|c| {
@@ -1119,7 +1119,7 @@ fn burst(config: &Path, dir: &Path, report: &mut Report) {
         c.join().unwrap();
     }
     std::thread::sleep(Duration::from_secs(5));
-    let after = rss_kib(gw.pid());
+    let after = util::rss_kib(gw.pid());
     report.value("gateway RSS, idle (before a burst)", "KiB", idle as f64);
     report.value(
         &format!(
@@ -1190,16 +1190,6 @@ fn count_lines(pid: u32, what: &str) -> usize {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 // ---- accounting -----------------------------------------------------------------------------
